@@ -1,0 +1,4 @@
+//! Adapters: the only modules that know about a concrete storage, mailer or scheduler.
+
+pub mod local;
+pub mod memory;

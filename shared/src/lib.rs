@@ -1,0 +1,21 @@
+//! Hourly event export: everything the Lambda functions and `exportctl` share.
+//!
+//! Domain modules (hours, schema, filters, partitioning, export rules, diagnosis) depend
+//! only on the small ports in [`storage`] and friends; `adapters` plug S3, Azure Blob,
+//! local folders, SES and EventBridge Scheduler into them.
+
+pub mod adapters;
+pub mod error;
+pub mod hour;
+pub mod layout;
+pub mod storage;
+
+pub use error::{ErrorClass, ExportError, Result};
+pub use hour::{HourRange, UtcHour};
+pub mod connection;
+pub mod filter;
+pub mod probe;
+pub mod schema;
+pub mod secret;
+pub mod timestamp;
+pub mod cipher;

@@ -1,0 +1,12 @@
+# Shared settings for the test scripts: where the caches live (outside the clone, so a
+# second run on the same machine is warm) and the pinned emulator versions.
+export EXPORT_CACHE_DIR="${EXPORT_CACHE_DIR:-$HOME/.cache/event-export}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$EXPORT_CACHE_DIR/target}"
+export EMULATOR_VENV="$EXPORT_CACHE_DIR/venv"
+export EMULATOR_NODE="$EXPORT_CACHE_DIR/node"
+export EMULATOR_RUN="$EXPORT_CACHE_DIR/run"
+MOTO_VERSION="5.2.5"
+CFN_LINT_VERSION="1.58.0"
+CARGO_LAMBDA_VERSION="1.9.2"
+AZURITE_VERSION="3.35.0"
+export PATH="$EMULATOR_VENV/bin:$EMULATOR_NODE/node_modules/.bin:$PATH"

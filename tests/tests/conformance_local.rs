@@ -1,0 +1,18 @@
+//! The conformance suite on the embedded adapters (local folder, memory).
+
+use std::sync::Arc;
+
+use exporter::adapters::local::LocalStore;
+use exporter::adapters::memory::MemoryStore;
+use integration_tests::conformance::store_conformance;
+
+#[tokio::test]
+async fn local_folder_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    store_conformance(Arc::new(LocalStore::new(dir.path()).unwrap()), 3 << 20).await;
+}
+
+#[tokio::test]
+async fn memory_store_conforms() {
+    store_conformance(Arc::new(MemoryStore::new("conformance")), 3 << 20).await;
+}
