@@ -2,3 +2,5 @@
 
 pub mod local;
 pub mod memory;
+pub mod azure;
+pub mod azure_errors;
