@@ -25,3 +25,4 @@ pub mod dedup;
 pub mod manifest;
 pub mod merged_ids;
 pub mod export;
+pub mod policy;

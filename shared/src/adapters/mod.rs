@@ -4,3 +4,8 @@ pub mod local;
 pub mod memory;
 pub mod azure;
 pub mod azure_errors;
+pub mod aws;
+pub mod s3;
+pub mod s3_errors;
+pub mod s3_probe;
+pub mod factory;

@@ -1,0 +1,500 @@
+//! The one place where AWS SDK errors (S3, KMS, STS) become [`ExportError`]s.
+//!
+//! Operators act on the class of an error, so this module decides it: a refused request
+//! becomes an accessibility error naming the IAM action that is missing (mapped from the
+//! operation, or read from the service's message when AWS names a KMS action), rejected
+//! credentials and missing buckets are named as such, and throttling, 5xx, timeouts and
+//! connection failures are transient.
+
+use std::error::Error as StdError;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::ExportError;
+
+/// An AWS operation the exporter performs, with the IAM action it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AwsOp {
+    PutObject,
+    CreateMultipartUpload,
+    UploadPart,
+    CompleteMultipartUpload,
+    AbortMultipartUpload,
+    GetObject,
+    HeadObject,
+    ListObjects,
+    DeleteObject,
+    GetBucketLocation,
+    HeadBucket,
+    KmsGenerateDataKey,
+    KmsDecrypt,
+    StsAssumeRole,
+    StsGetCallerIdentity,
+}
+
+impl AwsOp {
+    /// The API name, as AWS documents and logs it.
+    pub fn name(self) -> &'static str {
+        match self {
+            AwsOp::PutObject => "PutObject",
+            AwsOp::CreateMultipartUpload => "CreateMultipartUpload",
+            AwsOp::UploadPart => "UploadPart",
+            AwsOp::CompleteMultipartUpload => "CompleteMultipartUpload",
+            AwsOp::AbortMultipartUpload => "AbortMultipartUpload",
+            AwsOp::GetObject => "GetObject",
+            AwsOp::HeadObject => "HeadObject",
+            AwsOp::ListObjects => "ListObjectsV2",
+            AwsOp::DeleteObject => "DeleteObject",
+            AwsOp::GetBucketLocation => "GetBucketLocation",
+            AwsOp::HeadBucket => "HeadBucket",
+            AwsOp::KmsGenerateDataKey => "GenerateDataKey",
+            AwsOp::KmsDecrypt => "Decrypt",
+            AwsOp::StsAssumeRole => "AssumeRole",
+            AwsOp::StsGetCallerIdentity => "GetCallerIdentity",
+        }
+    }
+
+    /// The IAM action an identity needs for this operation (AWS's service authorization
+    /// reference: multipart parts and completion are authorised as `s3:PutObject`,
+    /// HeadObject as `s3:GetObject`, HeadBucket as `s3:ListBucket`).
+    pub fn permission(self) -> &'static str {
+        match self {
+            AwsOp::PutObject | AwsOp::CreateMultipartUpload | AwsOp::UploadPart | AwsOp::CompleteMultipartUpload => "s3:PutObject",
+            AwsOp::AbortMultipartUpload => "s3:AbortMultipartUpload",
+            AwsOp::GetObject | AwsOp::HeadObject => "s3:GetObject",
+            AwsOp::ListObjects | AwsOp::HeadBucket => "s3:ListBucket",
+            AwsOp::DeleteObject => "s3:DeleteObject",
+            AwsOp::GetBucketLocation => "s3:GetBucketLocation",
+            AwsOp::KmsGenerateDataKey => "kms:GenerateDataKey",
+            AwsOp::KmsDecrypt => "kms:Decrypt",
+            AwsOp::StsAssumeRole => "sts:AssumeRole",
+            AwsOp::StsGetCallerIdentity => "sts:GetCallerIdentity",
+        }
+    }
+
+    /// The KMS action S3 needs on the bucket's key for this operation when SSE-KMS is on:
+    /// writing generates a data key, reading (and completing a multipart upload) decrypts one.
+    fn kms_permission(self) -> &'static str {
+        match self {
+            AwsOp::GetObject | AwsOp::HeadObject | AwsOp::CompleteMultipartUpload | AwsOp::UploadPart | AwsOp::KmsDecrypt => "kms:Decrypt",
+            _ => "kms:GenerateDataKey",
+        }
+    }
+
+    fn service(self) -> &'static str {
+        match self {
+            AwsOp::KmsGenerateDataKey | AwsOp::KmsDecrypt => "AWS KMS",
+            AwsOp::StsAssumeRole | AwsOp::StsGetCallerIdentity => "AWS STS",
+            _ => "Amazon S3",
+        }
+    }
+}
+
+/// What a failed call was doing: the operation, the resource, and who we were.
+#[derive(Debug, Clone)]
+pub struct OpContext {
+    pub op: AwsOp,
+    /// `s3://bucket/key`, `s3://bucket`, a KMS key ARN or a role ARN.
+    pub resource: String,
+    /// The identity the call ran as, when known (the project role ARN).
+    pub principal: Option<String>,
+}
+
+impl OpContext {
+    pub fn new(op: AwsOp, resource: impl Into<String>, principal: Option<&str>) -> Self {
+        OpContext { op, resource: resource.into(), principal: principal.map(str::to_string) }
+    }
+}
+
+/// A failure of the per-project credentials provider (AssumeRole), already classified.
+/// It travels through the SDK's error chain as a source error so [`classify`] can recover
+/// the original cause (e.g. the exporter may not assume the project role) instead of
+/// reporting a generic dispatch failure of the S3 call that needed the credentials.
+#[derive(Debug)]
+pub struct CredentialsFailure(pub ExportError);
+
+impl std::fmt::Display for CredentialsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl StdError for CredentialsFailure {}
+
+/// Error codes meaning the signature or key was not accepted (not a missing permission).
+const CREDENTIAL_CODES: &[&str] = &[
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "TokenRefreshRequired",
+    "InvalidToken",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "AuthFailure",
+];
+
+const DENIED_CODES: &[&str] = &["AccessDenied", "AccessDeniedException", "AllAccessDisabled", "AccountProblem", "Forbidden"];
+
+const TRANSIENT_CODES: &[&str] = &[
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "ProvisionedThroughputExceededException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "KMSInternalException",
+    "DependencyTimeoutException",
+    "OperationAborted",
+    "IDPCommunicationError",
+];
+
+/// Turns any AWS SDK error into the exporter's error, classified.
+pub fn classify<E>(err: SdkError<E, HttpResponse>, ctx: &OpContext) -> ExportError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    // A credentials provider failure surfaces wrapped in whatever the SDK made of it.
+    if let Some(inner) = find_in_chain::<CredentialsFailure>(&err) {
+        return copy_error(&inner.0);
+    }
+    let (status, body) = match err.raw_response() {
+        Some(raw) => (Some(raw.status().as_u16()), raw.body().bytes().map(|b| String::from_utf8_lossy(b).into_owned())),
+        None => (None, None),
+    };
+    match &err {
+        SdkError::TimeoutError(_) => return ExportError::transient(ctx.op.name(), format!("{} timed out on {}", ctx.op.name(), ctx.resource)),
+        SdkError::DispatchFailure(d) => {
+            if d.is_user() {
+                return ExportError::invalid_config(
+                    "aws endpoint",
+                    format!("{} could not be sent: {}", ctx.op.name(), chain_text(&err)),
+                    "Check AWS_ENDPOINT_URL / the region.",
+                );
+            }
+            if let Some(creds) = credentials_error_text(&err) {
+                return ExportError::BadCredentials {
+                    service: ctx.op.service().into(),
+                    detail: creds,
+                    hint: "No usable AWS credentials: check the exporter's role or AWS_* environment.".into(),
+                };
+            }
+            return ExportError::transient(ctx.op.name(), format!("could not reach {} for {}: {}", ctx.op.service(), ctx.resource, chain_text(&err)));
+        }
+        SdkError::ConstructionFailure(_) => {
+            if let Some(creds) = credentials_error_text(&err) {
+                return ExportError::BadCredentials {
+                    service: ctx.op.service().into(),
+                    detail: creds,
+                    hint: "No usable AWS credentials: check the exporter's role or AWS_* environment.".into(),
+                };
+            }
+            return ExportError::Internal(format!("{} on {} could not be built: {}", ctx.op.name(), ctx.resource, chain_text(&err)));
+        }
+        _ => {}
+    }
+
+    // Service or unparseable response: use the modeled code when there is one, else the
+    // code in the body. moto answers a refused KMS (JSON protocol) call with an XML
+    // `<ErrorResponse>` body, which the JSON error parser cannot read: the SDK then
+    // reports no code, so the XML body is read here.
+    let meta_code = err.code().map(str::to_string);
+    let meta_message = err.message().map(str::to_string);
+    let code = meta_code.or_else(|| body.as_deref().and_then(|b| xml_tag(b, "Code").or_else(|| json_code(b))));
+    let message = meta_message
+        .or_else(|| body.as_deref().and_then(|b| xml_tag(b, "Message").or_else(|| json_message(b))))
+        .unwrap_or_default();
+    classify_parts(ctx, status, code.as_deref(), &message)
+}
+
+/// Classification from the parts of an error answer; separate so it can be unit-tested.
+pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, message: &str) -> ExportError {
+    let op = ctx.op;
+    let code_str = code.unwrap_or("");
+    let detail = if message.is_empty() { code_str.to_string() } else if code_str.is_empty() { message.to_string() } else { format!("{code_str}: {message}") };
+    let principal = ctx.principal.clone().or_else(|| principal_from_message(message));
+
+    if CREDENTIAL_CODES.contains(&code_str) {
+        return ExportError::BadCredentials {
+            service: op.service().into(),
+            detail: format!("{} on {} was refused: {detail}", op.name(), ctx.resource),
+            hint: hint_for_credentials(code_str),
+        };
+    }
+    if code_str == "NoSuchBucket" {
+        return ExportError::DestinationMissing {
+            resource: bucket_of(&ctx.resource),
+            hint: "Create the bucket, or fix the bucket name and region in the connection.".into(),
+        };
+    }
+    if matches!(code_str, "NoSuchKey" | "NoSuchUpload") {
+        return ExportError::NotFound { what: ctx.resource.clone() };
+    }
+    if matches!(code_str, "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException") || status == Some(301) {
+        return ExportError::invalid_config(
+            "destination.region",
+            format!("{} answered {detail} for {}", op.service(), ctx.resource),
+            "Set the connection's region to the bucket's region.",
+        );
+    }
+    // KMS-related refusals from S3 (SSE-KMS) or from KMS itself.
+    let kms_in_message = kms_action_in_message(message);
+    if code_str.starts_with("KMS.") || code_str == "KMSAccessDeniedException" {
+        return match code_str {
+            "KMS.DisabledException" | "KMS.KMSInvalidStateException" | "KMS.NotFoundException" => ExportError::AccessBlocked {
+                resource: ctx.resource.clone(),
+                detail: format!("the bucket's KMS key cannot be used ({detail}); enable the key or fix kms_key_arn"),
+            },
+            _ => ExportError::PermissionDenied {
+                operation: op.name().into(),
+                resource: ctx.resource.clone(),
+                permission: kms_in_message.unwrap_or_else(|| op.kms_permission()).into(),
+                principal,
+                detail,
+            },
+        };
+    }
+    if matches!(op, AwsOp::KmsGenerateDataKey | AwsOp::KmsDecrypt) {
+        match code_str {
+            "NotFoundException" => {
+                return ExportError::DestinationMissing {
+                    resource: ctx.resource.clone(),
+                    hint: "The KMS key does not exist in that account and region: fix kms_key_arn.".into(),
+                }
+            }
+            "DisabledException" | "KMSInvalidStateException" | "KeyUnavailableException" => {
+                return ExportError::AccessBlocked {
+                    resource: ctx.resource.clone(),
+                    detail: format!("the KMS key cannot be used ({detail}); enable the key"),
+                }
+            }
+            _ => {}
+        }
+    }
+    if DENIED_CODES.contains(&code_str) || (status == Some(403) && !TRANSIENT_CODES.contains(&code_str)) {
+        // AWS names the refused action in its message; a KMS action named there means the
+        // S3 call failed on the bucket's key, not on the bucket.
+        let permission = kms_in_message.unwrap_or_else(|| op.permission());
+        return ExportError::PermissionDenied {
+            operation: op.name().into(),
+            resource: ctx.resource.clone(),
+            permission: permission.into(),
+            principal,
+            detail,
+        };
+    }
+    if TRANSIENT_CODES.contains(&code_str) || status.is_some_and(|s| s >= 500 || s == 429 || s == 408) {
+        return ExportError::transient(op.name(), format!("{} on {}: {}", op.service(), ctx.resource, if detail.is_empty() { format!("HTTP {}", status.unwrap_or(0)) } else { detail }));
+    }
+    if status == Some(404) {
+        return match op {
+            AwsOp::HeadBucket | AwsOp::GetBucketLocation => ExportError::DestinationMissing {
+                resource: bucket_of(&ctx.resource),
+                hint: "Create the bucket, or fix the bucket name and region in the connection.".into(),
+            },
+            _ => ExportError::NotFound { what: ctx.resource.clone() },
+        };
+    }
+    ExportError::Internal(format!(
+        "{} {} on {} failed unexpectedly (HTTP {}): {}",
+        op.service(),
+        op.name(),
+        ctx.resource,
+        status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+        if detail.is_empty() { "no error code".into() } else { detail }
+    ))
+}
+
+fn hint_for_credentials(code: &str) -> String {
+    match code {
+        "ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired" => "The session token expired: the exporter refreshes role credentials; if this repeats, check the clock and the role's session duration.".into(),
+        "SignatureDoesNotMatch" | "InvalidSignatureException" => "The secret access key does not match the access key id: fix the secret.".into(),
+        _ => "The access key is not known to AWS: check the access key id (or that the role session is valid).".into(),
+    }
+}
+
+/// `s3://bucket/key` → `s3://bucket`.
+fn bucket_of(resource: &str) -> String {
+    match resource.strip_prefix("s3://") {
+        Some(rest) => format!("s3://{}", rest.split('/').next().unwrap_or(rest)),
+        None => resource.to_string(),
+    }
+}
+
+/// `kms:GenerateDataKey` or `kms:Decrypt` when AWS's message names it.
+fn kms_action_in_message(message: &str) -> Option<&'static str> {
+    if message.contains("kms:GenerateDataKey") {
+        Some("kms:GenerateDataKey")
+    } else if message.contains("kms:Decrypt") {
+        Some("kms:Decrypt")
+    } else {
+        None
+    }
+}
+
+/// AWS denial messages read `User: arn:... is not authorized to perform: ...`.
+fn principal_from_message(message: &str) -> Option<String> {
+    let rest = message.split("User: ").nth(1)?;
+    let arn = rest.split_whitespace().next()?;
+    arn.starts_with("arn:").then(|| arn.to_string())
+}
+
+/// The text of `<tag>...</tag>` in an XML error body.
+fn xml_tag(body: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</{tag}>"))? + start;
+    Some(body[start..end].trim().to_string()).filter(|s| !s.is_empty())
+}
+
+fn json_code(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let raw = v.get("__type").or_else(|| v.get("code")).or_else(|| v.get("Code"))?.as_str()?;
+    // `__type` may be `com.amazonaws.kms#AccessDeniedException`.
+    Some(raw.rsplit('#').next().unwrap_or(raw).to_string())
+}
+
+fn json_message(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some(v.get("message").or_else(|| v.get("Message"))?.as_str()?.to_string())
+}
+
+fn find_in_chain<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(t) = e.downcast_ref::<T>() {
+            return Some(t);
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The messages of an error and its sources, joined (SDK errors keep the useful part in
+/// the sources). These come from the SDK and the network stack, never from secrets.
+fn chain_text(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        let s = e.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+/// When the SDK failed because no credentials could be loaded.
+fn credentials_error_text(err: &(dyn StdError + 'static)) -> Option<String> {
+    find_in_chain::<aws_credential_types::provider::error::CredentialsError>(err).map(|e| chain_text(e))
+}
+
+/// ExportError is not Clone (it can hold an io::Error); the variants a credentials
+/// provider produces are rebuilt field by field.
+pub(crate) fn copy_error(e: &ExportError) -> ExportError {
+    match e {
+        ExportError::PermissionDenied { operation, resource, permission, principal, detail } => ExportError::PermissionDenied {
+            operation: operation.clone(),
+            resource: resource.clone(),
+            permission: permission.clone(),
+            principal: principal.clone(),
+            detail: detail.clone(),
+        },
+        ExportError::BadCredentials { service, detail, hint } => ExportError::BadCredentials { service: service.clone(), detail: detail.clone(), hint: hint.clone() },
+        ExportError::DestinationMissing { resource, hint } => ExportError::DestinationMissing { resource: resource.clone(), hint: hint.clone() },
+        ExportError::AccessBlocked { resource, detail } => ExportError::AccessBlocked { resource: resource.clone(), detail: detail.clone() },
+        ExportError::Transient { operation, detail } => ExportError::transient(operation.clone(), detail.clone()),
+        ExportError::InvalidConfig { field, problem, fix } => ExportError::invalid_config(field.clone(), problem.clone(), fix.clone()),
+        ExportError::NotFound { what } => ExportError::NotFound { what: what.clone() },
+        other => ExportError::Internal(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(op: AwsOp) -> OpContext {
+        OpContext::new(op, "s3://bucket/exports/1/1_2020-01-01_0#0.json.gz", Some("arn:aws:iam::123456789012:role/event-export-project-1"))
+    }
+
+    #[test]
+    fn access_denied_names_the_operation_and_permission() {
+        for (op, perm) in [
+            (AwsOp::PutObject, "s3:PutObject"),
+            (AwsOp::UploadPart, "s3:PutObject"),
+            (AwsOp::GetObject, "s3:GetObject"),
+            (AwsOp::ListObjects, "s3:ListBucket"),
+            (AwsOp::DeleteObject, "s3:DeleteObject"),
+            (AwsOp::AbortMultipartUpload, "s3:AbortMultipartUpload"),
+        ] {
+            match classify_parts(&ctx(op), Some(403), Some("AccessDenied"), "Access Denied") {
+                ExportError::PermissionDenied { operation, permission, resource, principal, .. } => {
+                    assert_eq!(operation, op.name());
+                    assert_eq!(permission, perm);
+                    assert!(resource.starts_with("s3://bucket/exports/"));
+                    assert_eq!(principal.as_deref(), Some("arn:aws:iam::123456789012:role/event-export-project-1"));
+                }
+                other => panic!("{op:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn kms_refusals_name_the_kms_action() {
+        let msg = "User: arn:aws:sts::1:assumed-role/r/s is not authorized to perform: kms:GenerateDataKey on resource: arn:aws:kms:us-east-1:1:key/k";
+        let e = classify_parts(&ctx(AwsOp::PutObject), Some(403), Some("AccessDenied"), msg);
+        assert_eq!(e.missing_permission(), Some("kms:GenerateDataKey"));
+        let e = classify_parts(&OpContext::new(AwsOp::KmsDecrypt, "arn:aws:kms:us-east-1:1:key/k", None), Some(400), Some("AccessDeniedException"), "no");
+        assert_eq!(e.missing_permission(), Some("kms:Decrypt"));
+        // Without a known principal the one AWS names is reported.
+        let e = classify_parts(&OpContext::new(AwsOp::KmsGenerateDataKey, "arn:aws:kms:us-east-1:1:key/k", None), Some(403), None, msg);
+        match e {
+            ExportError::PermissionDenied { principal, permission, .. } => {
+                assert_eq!(principal.as_deref(), Some("arn:aws:sts::1:assumed-role/r/s"));
+                assert_eq!(permission, "kms:GenerateDataKey");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = classify_parts(&ctx(AwsOp::GetObject), Some(403), Some("KMS.AccessDeniedException"), "denied");
+        assert_eq!(e.missing_permission(), Some("kms:Decrypt"));
+    }
+
+    #[test]
+    fn credentials_missing_buckets_and_transients() {
+        for code in ["InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "UnrecognizedClientException"] {
+            assert!(matches!(classify_parts(&ctx(AwsOp::PutObject), Some(403), Some(code), "x"), ExportError::BadCredentials { .. }), "{code}");
+        }
+        match classify_parts(&ctx(AwsOp::PutObject), Some(404), Some("NoSuchBucket"), "gone") {
+            ExportError::DestinationMissing { resource, .. } => assert_eq!(resource, "s3://bucket"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(classify_parts(&ctx(AwsOp::HeadBucket), Some(404), None, ""), ExportError::DestinationMissing { .. }));
+        for (status, code) in [(503, Some("SlowDown")), (500, Some("InternalError")), (502, None), (400, Some("ThrottlingException")), (429, None)] {
+            let e = classify_parts(&ctx(AwsOp::PutObject), Some(status), code, "");
+            assert!(matches!(e, ExportError::Transient { .. }), "{status} {code:?}: {e:?}");
+        }
+        assert!(matches!(classify_parts(&ctx(AwsOp::GetObject), Some(404), Some("NoSuchKey"), ""), ExportError::NotFound { .. }));
+    }
+
+    #[test]
+    fn moto_xml_bodies_are_read() {
+        let body = "<?xml version=\"1.0\"?><ErrorResponse><Errors><Error><Code>AccessDenied</Code><Message>User: arn:aws:iam::123456789012:user/u is not authorized to perform: kms:Decrypt</Message></Error></Errors></ErrorResponse>";
+        assert_eq!(xml_tag(body, "Code").as_deref(), Some("AccessDenied"));
+        assert_eq!(json_code("{\"__type\":\"com.amazonaws.kms#NotFoundException\"}").as_deref(), Some("NotFoundException"));
+    }
+}
