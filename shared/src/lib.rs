@@ -26,3 +26,8 @@ pub mod manifest;
 pub mod merged_ids;
 pub mod export;
 pub mod policy;
+pub mod retry;
+pub mod schedule;
+pub mod notify;
+pub mod failure;
+pub mod backfill;
