@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds both Lambda functions for provided.al2023 (x86_64, release) with cargo-lambda,
+# which cross-links with the zig it brings. The target folder lives in the cache so a
+# second run on the same machine is incremental.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+source "$repo/tests/scripts/env.sh"
+cd "$repo"
+target="$EXPORT_CACHE_DIR/lambda-target"
+cargo lambda build --release --x86-64 --target-dir "$target" -p hourly-export -p backfill
+for f in hourly-export backfill; do
+  bin="$target/lambda/$f/bootstrap"
+  [ -x "$bin" ] || { echo "FATAL: $bin was not built" >&2; exit 1; }
+  file "$bin" 2>/dev/null | grep -q "x86-64" || { echo "FATAL: $bin is not an x86-64 binary" >&2; exit 1; }
+  echo "built $bin ($(du -h "$bin" | cut -f1))"
+done
