@@ -3,3 +3,4 @@
 
 pub mod conformance;
 pub mod emulators;
+pub mod moto;

@@ -100,6 +100,8 @@ pub struct AzureOptions {
     pub block_size: Option<usize>,
     /// Retries inside one request for throttling, 5xx and connection resets (default 3).
     pub max_retries: Option<u32>,
+    /// Blobs per List Blobs page; default: the service's (5,000).
+    pub list_page_size: Option<u32>,
 }
 
 impl std::fmt::Debug for AzureOptions {
@@ -109,6 +111,7 @@ impl std::fmt::Debug for AzureOptions {
             .field("extra_ca_pem", &self.extra_ca_pem.as_ref().map(|p| format!("{} bytes", p.len())))
             .field("block_size", &self.block_size)
             .field("max_retries", &self.max_retries)
+            .field("list_page_size", &self.list_page_size)
             .finish()
     }
 }
@@ -137,7 +140,9 @@ pub struct AzureStore {
     redactor: Redactor,
     principal: String,
     sas: bool,
+    sas_token: Option<Secret>,
     block_size: usize,
+    list_page_size: Option<u32>,
 }
 
 impl std::fmt::Debug for AzureStore {
@@ -243,7 +248,12 @@ impl AzureStore {
             redactor,
             principal,
             sas,
+            sas_token: match &credentials {
+                AzureCredentials::Sas(t) => Some(t.clone()),
+                AzureCredentials::ServicePrincipal { .. } => None,
+            },
             block_size: options.block_size.unwrap_or(DEFAULT_BLOCK_SIZE).max(1),
+            list_page_size: options.list_page_size,
         })
     }
 
@@ -272,12 +282,9 @@ impl AzureStore {
         &self.principal
     }
 
-    pub(crate) fn is_sas(&self) -> bool {
-        self.sas
-    }
-
-    pub(crate) fn redactor(&self) -> &Redactor {
-        &self.redactor
+    /// The SAS token, when the store authenticates with one (the probe checks its expiry).
+    pub(crate) fn sas_token(&self) -> Option<&Secret> {
+        self.sas_token.as_ref()
     }
 
     /// Asks Microsoft Entra ID for a storage token (service principal only; `Ok(false)` for SAS).
@@ -434,6 +441,7 @@ impl ObjectStore for AzureStore {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let opts = BlobContainerClientListBlobsOptions {
             prefix: (!prefix.is_empty()).then(|| prefix.to_string()),
+            maxresults: self.list_page_size.map(|n| n.clamp(1, 5000) as i32),
             ..Default::default()
         };
         let resource = format!("{}/{prefix}*", self.display);

@@ -103,17 +103,12 @@ pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &Cloud
                 .with_preamble(preamble);
             probe.probe().await
         }
-        Destination::Azure { .. } => {
-            // AZURE PROBE (owned by the Azure adapter): replace this arm with the Azure probe
-            // suite (token, container exists, write, read, list, delete). Until then the
-            // report fails loudly rather than claiming the destination works.
-            let err = ExportError::invalid_config(
-                "destination.type",
-                "the Azure probe suite is not built into this binary yet",
-                "Verify the container by hand, or use a build that includes the Azure probe.",
-            );
-            single_failure(dest, None, "azure probe suite", "Azure probe", &err)
-        }
+        // The Azure adapter's suite: token (or SAS expiry), container exists, write, read,
+        // list, delete. A destination that cannot even be configured is one failed check.
+        Destination::Azure { .. } => match crate::adapters::azure_probe::AzureProbe::from_destination(dest, ctx.azure.clone()) {
+            Ok(probe) => probe.probe().await,
+            Err(e) => single_failure(dest, None, "azure client configured", "valid Azure destination settings", &e),
+        },
         Destination::Local { path, prefix } => match LocalStore::new(path) {
             Ok(store) => LocalProbe { store, destination: dest.describe(), prefix: prefix.clone() }.probe().await,
             Err(e) => single_failure(dest, None, "folder usable", "file system write", &e),
