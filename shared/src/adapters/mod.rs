@@ -15,3 +15,4 @@ pub mod ses;
 pub mod outbox;
 pub mod local_scheduler;
 pub mod lambda_invoker;
+pub mod azure_probe;
