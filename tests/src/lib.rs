@@ -3,4 +3,5 @@
 
 pub mod conformance;
 pub mod emulators;
+pub mod azurite;
 pub mod moto;
