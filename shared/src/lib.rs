@@ -31,3 +31,4 @@ pub mod schedule;
 pub mod notify;
 pub mod failure;
 pub mod backfill;
+pub mod invocation;
