@@ -1,1 +1,24 @@
-fn main() {}
+//! backfill: re-exports `{connection_id, from, to}`, fanning out over asynchronous
+//! invocations of itself. Builds the clients once per process, then hands every event to
+//! `handler`.
+
+mod handler;
+
+use std::sync::Arc;
+
+use exporter::adapters::function_env::FunctionRuntime;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    handler::init_logging();
+    let runtime = Arc::new(FunctionRuntime::from_env(true).await.map_err(|e| {
+        tracing::error!(error_kind = e.kind(), error = %e, "configuration error");
+        e
+    })?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
+        let runtime = runtime.clone();
+        async move { handler::handle(&runtime, event).await }
+    }))
+    .await
+}

@@ -16,3 +16,4 @@ pub mod outbox;
 pub mod local_scheduler;
 pub mod lambda_invoker;
 pub mod azure_probe;
+pub mod function_env;
