@@ -414,11 +414,8 @@ impl ObjectStore for AzureStore {
             partition_size: NonZero::new(4 << 20),
             ..Default::default()
         };
-        let result = client.download(Some(opts)).await.map_err(|e| match self.classify(e, AzureOp::Read, &resource) {
-            // A missing container is a missing object to a reader; the probe reports the container.
-            ExportError::DestinationMissing { resource, .. } => ExportError::NotFound { what: resource },
-            other => other,
-        })?;
+        // A missing container stays DestinationMissing (an accessibility error), not NotFound.
+        let result = client.download(Some(opts)).await.map_err(|e| self.classify(e, AzureOp::Read, &resource))?;
         let ctx = UploadCtx { principal: self.principal.clone(), sas: self.sas, redactor: self.redactor.clone() };
         let stream = result.body.map(move |chunk| chunk.map_err(|e| ctx.classify(e, AzureOp::Read, &resource)));
         Ok(Box::pin(stream))

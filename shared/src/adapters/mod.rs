@@ -17,3 +17,5 @@ pub mod local_scheduler;
 pub mod lambda_invoker;
 pub mod azure_probe;
 pub mod function_env;
+pub mod local_cipher;
+pub mod kms_cipher;
