@@ -78,7 +78,7 @@ pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &Cloud
             };
             let identity = match aws.project_identity(project_id).await {
                 Ok(i) => i,
-                Err(e) => return single_failure(dest, None, "project role", "sts:GetCallerIdentity", &e),
+                Err(e) => return single_failure(dest, None, "project role", cause_or(&e, "sts:GetCallerIdentity"), &e),
             };
             // With a project role, assuming it is the first check: nothing else can run
             // without it, and a refusal there is fixed in the role's trust policy.
@@ -88,13 +88,8 @@ pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &Cloud
                 match aws.resolve(&identity).await {
                     Ok(_) => preamble.push(ProbeResult::pass(check, "sts:AssumeRole")),
                     Err(e) => {
-                        let perm = match &e {
-                            ExportError::PermissionDenied { .. } => "sts:AssumeRole",
-                            ExportError::BadCredentials { .. } => "valid credentials",
-                            _ => "sts:AssumeRole",
-                        };
                         tracing::warn!(role = %role, error = %e, "could not assume the project role");
-                        preamble.push(ProbeResult::fail(check, perm, &e));
+                        preamble.push(ProbeResult::fail(check, cause_or(&e, "sts:AssumeRole"), &e));
                     }
                 }
             }
@@ -113,6 +108,14 @@ pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &Cloud
             Ok(store) => LocalProbe { store, destination: dest.describe(), prefix: prefix.clone() }.probe().await,
             Err(e) => single_failure(dest, None, "folder usable", "file system write", &e),
         },
+    }
+}
+
+/// What a failed check names: rejected credentials as such, else the permission it needs.
+fn cause_or<'a>(err: &ExportError, permission: &'a str) -> &'a str {
+    match err {
+        ExportError::BadCredentials { .. } => "valid credentials",
+        _ => permission,
     }
 }
 

@@ -224,6 +224,8 @@ where
 pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, message: &str) -> ExportError {
     let op = ctx.op;
     let code_str = code.unwrap_or("");
+    // AWS messages end with a period; the error's Display adds its own punctuation.
+    let message = message.trim().trim_end_matches('.');
     let detail = if message.is_empty() { code_str.to_string() } else if code_str.is_empty() { message.to_string() } else { format!("{code_str}: {message}") };
     let principal = ctx.principal.clone().or_else(|| principal_from_message(message));
 
