@@ -132,3 +132,125 @@ async fn missing_container_is_named_as_such() {
     assert!(err.to_string().contains("no-such-container-anywhere"), "{err}");
     assert!(!err.to_string().contains("sig="), "a SAS signature must never appear in errors: {err}");
 }
+
+/// A lake with `events` raw events for project `project` and 20 merge records for org 42,
+/// all in hour 2020-01-25 17.
+fn lake(project: &str, events: usize) -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join(format!("events/{project}/2020-01-25/17"));
+    std::fs::create_dir_all(&ev).unwrap();
+    let mut lines = String::new();
+    for i in 0..events {
+        lines.push_str(
+            &serde_json::json!({
+                "event_type": "click", "device_id": format!("d{i}"), "$insert_id": format!("i{i}"), "user_id": format!("u{}", i % 17),
+                "event_properties": {"n": i, "pad": "x".repeat(200)},
+                "client_event_time": "2020-01-25 17:01:00.000000", "client_upload_time": "2020-01-25 17:01:01.000000",
+                "server_received_time": "2020-01-25 17:01:02.000000", "server_upload_time": "2020-01-25 17:01:03.000000"
+            })
+            .to_string(),
+        );
+        lines.push('\n');
+    }
+    std::fs::write(ev.join("a.json"), lines).unwrap();
+    let merges = dir.path().join("merges/42/2020-01-25/17");
+    std::fs::create_dir_all(&merges).unwrap();
+    let mut m = String::new();
+    for i in 0..20 {
+        m.push_str(&serde_json::json!({"scope": 42, "merge_time": 1579971661000i64 + i, "merge_server_time": 1579971662000i64 + i, "amplitude_id": 1000 + i, "merged_amplitude_id": 2000 + i}).to_string());
+        m.push('\n');
+    }
+    std::fs::write(merges.join("m.json"), m).unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(exporter::adapters::local::LocalStore::new(dir.path()).unwrap());
+    (dir, store)
+}
+
+fn gunzip_lines(data: &[u8]) -> usize {
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(data).read_to_string(&mut text).unwrap();
+    text.lines().count()
+}
+
+#[tokio::test]
+async fn events_and_merged_ids_go_to_two_containers_of_one_connection() {
+    use exporter::adapters::factory::{open_store, CloudContext};
+    use exporter::connection::{Connection, DataKinds, Destination, ProjectKind};
+    use exporter::export::{export_hour, ExportMode, ExportSettings, ExportTargets};
+    use exporter::UtcHour;
+
+    let oauth = azurite::oauth();
+    let events_container = oauth.new_container("ev").await;
+    let ids_container = oauth.new_container("ids").await;
+    let dest = |container: &str, prefix: &str| Destination::Azure {
+        account_url: oauth.account_url.clone(),
+        container: container.to_string(),
+        prefix: prefix.to_string(),
+        tenant_id: Some(oauth.tenant_id.clone()),
+        client_id: Some(oauth.client_id.clone()),
+        client_secret: Some(oauth.client_secret.clone()),
+        sas_token: None,
+    };
+    let project = "187520";
+    let conn = Connection {
+        id: "azure-two-containers".into(),
+        org_id: "42".into(),
+        project_id: project.into(),
+        project_kind: ProjectKind::Standard,
+        export: DataKinds { events: true, merged_ids: true },
+        filter: None,
+        destination: dest(&events_container, "exports/amplitude"),
+        merged_ids_destination: Some(dest(&ids_container, "merged")),
+        admins: vec!["admin@example.com".into()],
+        creator: "owner@example.com".into(),
+        complete_markers: true,
+        enabled: true,
+        created: None,
+    };
+    conn.validate().unwrap();
+    oauth.assert_no_secret(&format!("{conn:?}"));
+
+    let ctx = CloudContext { aws: None, azure: oauth.options() };
+    let events_store = open_store(&conn.destination, project, &ctx).await.unwrap();
+    let ids_store = open_store(conn.merged_ids_destination(), project, &ctx).await.unwrap();
+    let (_dir, lake) = lake(project, 3000);
+    let targets = ExportTargets { lake, events: events_store.clone(), merged_ids: ids_store.clone() };
+    let hour = UtcHour::parse("2020-01-25T17").unwrap();
+
+    // Small parts: several parts per hour.
+    let small = ExportSettings::new(256 << 10, 6, 2).unwrap();
+    let report = export_hour(&conn, &targets, hour, ExportMode::Recurring, &small).await.unwrap();
+    let manifest = report.manifest.expect("exported");
+    let events_report = manifest.events.as_ref().unwrap();
+    assert_eq!(events_report.accounting.exported, 3000);
+    let parts = events_report.files.len();
+    assert!(parts >= 3, "expected several parts, got {parts}");
+
+    let ev_keys: Vec<String> = events_store.list("").await.unwrap().into_iter().map(|m| m.key).collect();
+    let mut expected: Vec<String> = (0..parts).map(|n| format!("exports/amplitude/{project}/{project}_2020-01-25_17#{n}.json.gz")).collect();
+    expected.push(format!("exports/amplitude/{project}/{project}_2020-01-25_17_complete"));
+    expected.sort();
+    assert_eq!(ev_keys, expected, "the events container holds the parts and the marker, nothing else");
+    let mut lines = 0;
+    for key in ev_keys.iter().filter(|k| k.ends_with(".json.gz")) {
+        lines += gunzip_lines(&events_store.get(key).await.unwrap());
+    }
+    assert_eq!(lines, 3000);
+
+    let id_keys: Vec<String> = ids_store.list("").await.unwrap().into_iter().map(|m| m.key).collect();
+    assert_eq!(id_keys, ["merged/-42/-42_2020-01-25_17.json.gz"], "the merged-IDs container holds only merged IDs");
+    assert_eq!(gunzip_lines(&ids_store.get(&id_keys[0]).await.unwrap()), 20);
+
+    // Recurring run again: the marker is there, the hour is skipped.
+    assert!(export_hour(&conn, &targets, hour, ExportMode::Recurring, &small).await.unwrap().skipped);
+
+    // Replace with bigger parts: fewer parts, the stale ones are deleted.
+    let big = ExportSettings::new(64 << 20, 6, 2).unwrap();
+    let report = export_hour(&conn, &targets, hour, ExportMode::Replace, &big).await.unwrap();
+    assert_eq!(report.manifest.unwrap().events.unwrap().files.len(), 1);
+    let ev_keys: Vec<String> = events_store.list(&format!("exports/amplitude/{project}/")).await.unwrap().into_iter().map(|m| m.key).collect();
+    assert_eq!(
+        ev_keys,
+        [format!("exports/amplitude/{project}/{project}_2020-01-25_17#0.json.gz"), format!("exports/amplitude/{project}/{project}_2020-01-25_17_complete")]
+    );
+}
