@@ -197,3 +197,95 @@ async fn project_role_credentials_are_assumed_once_and_cached() {
     let base = AwsContext::new(admin_config(&url), None).unwrap();
     assert!(base.project_identity("42").await.unwrap().principal.is_none());
 }
+
+/// The export rules that depend on the destination, on S3 (until the shared
+/// `export_conformance` exists): parts with `#` and SSE-KMS, the marker read back for the
+/// recurring skip, and a replace that deletes stale parts.
+#[tokio::test]
+async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
+    use std::io::Read;
+
+    use exporter::connection::{Connection, DataKinds, ProjectKind};
+    use exporter::export::{events_layout, export_hour, ExportMode, ExportSettings, ExportTargets};
+    use exporter::UtcHour;
+
+    let url = moto_url();
+    let cfg = admin_config(&url);
+    let bucket = unique_name("export");
+    create_bucket(&cfg, &bucket).await;
+    let key = create_kms_key(&cfg).await;
+    let project = "187522";
+    let dest = s3_dest(&bucket, Some(key.clone()));
+    let conn = Connection {
+        id: "conn-s3".into(),
+        org_id: "42".into(),
+        project_id: project.into(),
+        project_kind: ProjectKind::Standard,
+        export: DataKinds { events: true, merged_ids: false },
+        filter: None,
+        destination: dest.clone(),
+        merged_ids_destination: None,
+        admins: vec![],
+        creator: "owner@example.com".into(),
+        complete_markers: true,
+        enabled: true,
+        created: None,
+    };
+    conn.validate().unwrap();
+
+    let lake_dir = tempfile::tempdir().unwrap();
+    let hour_dir = lake_dir.path().join(format!("events/{project}/2020-01-25/17"));
+    std::fs::create_dir_all(&hour_dir).unwrap();
+    let mut lines = String::new();
+    for i in 0..400 {
+        lines.push_str(
+            &serde_json::json!({
+                "event_type": "click", "device_id": format!("d{i}"), "$insert_id": format!("i{i}"),
+                "client_event_time": "2020-01-25 17:01:00.000000", "client_upload_time": "2020-01-25 17:01:01.000000",
+                "server_received_time": "2020-01-25 17:01:02.000000", "server_upload_time": "2020-01-25 17:01:03.000000"
+            })
+            .to_string(),
+        );
+        lines.push('\n');
+    }
+    std::fs::write(hour_dir.join("a.json"), lines).unwrap();
+    let lake: Arc<dyn ObjectStore> = Arc::new(exporter::adapters::local::LocalStore::new(lake_dir.path()).unwrap());
+    let store = open_store(&dest, project, &role_context(&url)).await.unwrap();
+    let targets = ExportTargets { lake, events: store.clone(), merged_ids: store.clone() };
+    let hour = UtcHour::parse("2020-01-25T17").unwrap();
+    let layout = events_layout(&conn);
+    let parts_in_s3 = || async { store.list(&layout.part_prefix(hour)).await.unwrap().into_iter().map(|m| m.key).collect::<Vec<_>>() };
+
+    // Small parts: several parts for the hour.
+    let small = ExportSettings::new(16 << 10, 6, 1).unwrap();
+    let first = export_hour(&conn, &targets, hour, ExportMode::Replace, &small).await.unwrap();
+    let first_parts = first.manifest.unwrap().events.unwrap().files.len();
+    assert!(first_parts >= 3, "expected several parts, got {first_parts}");
+    assert_eq!(parts_in_s3().await.len(), first_parts);
+    let admin = s3_client(&cfg);
+    let part0 = layout.part_key(hour, 0);
+    let head = admin.head_object().bucket(&bucket).key(&part0).send().await.unwrap();
+    assert_eq!(head.ssekms_key_id(), Some(key.as_str()), "parts carry the connection's key");
+
+    // Recurring: the marker in S3 makes the hour a skip.
+    let again = export_hour(&conn, &targets, hour, ExportMode::Recurring, &small).await.unwrap();
+    assert!(again.skipped, "the complete marker must be read back from S3");
+
+    // A stale extra part (as left by an older, differently split export) and a replace
+    // with larger parts: the extra parts go, the marker comes back last.
+    let stale = layout.part_key(hour, first_parts as u32 + 5);
+    store.put(&stale, Bytes::from_static(b"stale")).await.unwrap();
+    let big = ExportSettings::new(64 << 20, 6, 1).unwrap();
+    let replaced = export_hour(&conn, &targets, hour, ExportMode::Replace, &big).await.unwrap();
+    let report = replaced.manifest.unwrap().events.unwrap();
+    assert_eq!(report.files.len(), 1);
+    assert_eq!(parts_in_s3().await, vec![part0.clone()], "stale parts must be deleted on replace");
+    assert!(store.head(&layout.complete_key(hour)).await.unwrap().is_some());
+
+    // The part is plain gzip NDJSON holding every event.
+    let gz = store.get(&part0).await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut text).unwrap();
+    assert_eq!(text.lines().count(), 400);
+    assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.is_object())));
+}
