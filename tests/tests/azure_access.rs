@@ -214,3 +214,23 @@ async fn no_log_line_at_any_level_contains_the_secret_or_the_sas_signature() {
     let encoded = sas.split('&').find_map(|p| p.strip_prefix("sig=")).unwrap();
     assert!(!text.contains(&sig) && !text.contains(encoded), "the SAS signature was logged");
 }
+
+#[tokio::test]
+async fn options_from_the_environment_reach_the_local_authority_and_trust_its_ca() {
+    // start-emulators.sh exports AZURE_AUTHORITY_HOST and EXPORTER_AZURE_EXTRA_CA_FILE, as an
+    // operator would for a sovereign cloud or a TLS-inspecting proxy.
+    let oauth = azurite::oauth();
+    let opts = exporter::adapters::azure::AzureOptions::from_env().unwrap();
+    assert_eq!(opts.authority_host.as_deref(), Some(oauth.authority_host.as_str()));
+    assert_eq!(opts.extra_ca_pem.as_deref(), Some(oauth.ca_pem.as_slice()));
+    let container = oauth.new_container("from-env").await;
+    let store = AzureStore::new(&oauth.account_url, &container, oauth.credentials(), opts).unwrap();
+    store.put("exports/env", Bytes::from_static(b"env")).await.unwrap();
+
+    // Without the extra CA the self-signed chain is refused: the trust really comes from it.
+    let untrusting = exporter::adapters::azure::AzureOptions { authority_host: Some(oauth.authority_host.clone()), ..Default::default() };
+    let store = AzureStore::new(&oauth.account_url, &container, oauth.credentials(), untrusting).unwrap();
+    let err = store.get("exports/env").await.unwrap_err();
+    assert!(matches!(err.kind(), "Transient" | "BadCredentials"), "{err}");
+    oauth.assert_no_secret(&format!("{err} {err:?}"));
+}
