@@ -9,14 +9,13 @@
 //!
 //! Progress is kept in the control store under `backfills/{backfill_id}/`: the request
 //! (`backfill.json`) and one record per piece (`pieces/...`, written by the invocation
-//! that ran it); [`progress`] sums them. Records have deterministic keys, so a redelivered
-//! invocation rewrites its own records instead of adding new ones.
+//! that ran it); [`progress`] sums them. Records have deterministic keys and no clock
+//! time, so a redelivered invocation rewrites its own records with the same bytes.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -205,7 +204,6 @@ pub struct PieceRecord {
     /// Hours that failed here; each has a retry scheduled (or an email sent).
     #[serde(default)]
     pub failed: Vec<UtcHour>,
-    pub finished_at: DateTime<Utc>,
 }
 
 /// Progress of a backfill, summed from its records.
@@ -319,7 +317,6 @@ pub async fn run_backfill(ctx: &BackfillContext, conn: &Connection, req: &Backfi
                 exported: 0,
                 events_exported: 0,
                 failed: Vec::new(),
-                finished_at: Utc::now(),
             };
             ctx.control.put(&piece_key(&id, range), json(&record)?).await?;
             tracing::info!(connection = %conn.id, backfill = %id, range = %range, depth = req.depth, pieces = pieces.len(), outcome = "split", "backfill piece split");
@@ -370,7 +367,6 @@ pub async fn run_backfill(ctx: &BackfillContext, conn: &Connection, req: &Backfi
                 exported,
                 events_exported: events,
                 failed: failed.clone(),
-                finished_at: Utc::now(),
             };
             ctx.control.put(&piece_key(&id, range), json(&record)?).await?;
             tracing::info!(connection = %conn.id, backfill = %id, range = %range, depth = req.depth, exported, failed = failed.len(), outcome = "leaf_done", "backfill piece exported");
