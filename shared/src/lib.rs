@@ -35,3 +35,4 @@ pub mod backfill;
 pub mod invocation;
 pub mod control;
 pub mod runs;
+pub mod lifecycle;

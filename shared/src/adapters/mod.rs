@@ -19,3 +19,4 @@ pub mod azure_probe;
 pub mod function_env;
 pub mod local_cipher;
 pub mod kms_cipher;
+pub mod embedded;
