@@ -332,16 +332,16 @@ impl AzureStore {
             .map_err(|e| ExportError::Internal(self.redactor.scrub(&format!("cannot make a blob client for {}: {e}", self.resource(key)))))
     }
 
-    async fn upload_small(&self, key: &str, body: Bytes, create_only: bool) -> std::result::Result<(), azure_core::Error> {
-        let client = self.blob_client(key).map_err(|e| azure_core::Error::with_message(azure_core::error::ErrorKind::Other, e.to_string()))?;
+    /// One Put Blob request (with `If-None-Match: *` when `create_only`).
+    async fn upload_small(client: &BlobClient, body: Bytes, create_only: bool) -> std::result::Result<(), azure_core::Error> {
         let len = body.len() as u64;
-        let mut opts = BlockBlobClientUploadOptions::default();
-        // Large enough that `put` is always one Put Blob request (atomic, no staged blocks).
-        opts.partition_size = NonZero::new(len.max(SINGLE_PUT_LIMIT));
-        opts.parallel = NonZero::new(1);
-        if create_only {
-            opts.if_none_match = Some(Etag::from("*"));
-        }
+        let opts = BlockBlobClientUploadOptions {
+            // Large enough that this is always one Put Blob request (atomic, no staged blocks).
+            partition_size: NonZero::new(len.max(SINGLE_PUT_LIMIT)),
+            parallel: NonZero::new(1),
+            if_none_match: create_only.then(|| Etag::from("*")),
+            ..Default::default()
+        };
         client.upload(body.into(), Some(opts)).await.map(|_| ())
     }
 }
@@ -374,11 +374,13 @@ impl ObjectStore for AzureStore {
             up.write(body).await?;
             return up.finish().await;
         }
-        self.upload_small(key, body, false).await.map_err(|e| self.classify(e, AzureOp::Write, &self.resource(key)))
+        let client = self.blob_client(key)?;
+        Self::upload_small(&client, body, false).await.map_err(|e| self.classify(e, AzureOp::Write, &self.resource(key)))
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<CreateOutcome> {
-        match self.upload_small(key, body, true).await {
+        let client = self.blob_client(key)?;
+        match Self::upload_small(&client, body, true).await {
             Ok(()) => Ok(CreateOutcome::Created),
             // If-None-Match: * on an existing blob: 409 BlobAlreadyExists (412 on some versions).
             Err(e) if matches!(e.http_status().map(u16::from), Some(409) | Some(412)) => Ok(CreateOutcome::AlreadyExists),
@@ -549,15 +551,7 @@ impl StreamingUpload for AzureUpload {
         if self.block_ids.is_empty() {
             // Smaller than one block: a single Put Blob, as atomic as a commit.
             let body = std::mem::take(&mut self.buf).freeze();
-            let mut opts = BlockBlobClientUploadOptions::default();
-            opts.partition_size = NonZero::new(SINGLE_PUT_LIMIT);
-            opts.parallel = NonZero::new(1);
-            return self
-                .single
-                .upload(body.into(), Some(opts))
-                .await
-                .map(|_| ())
-                .map_err(|e| self.ctx.classify(e, AzureOp::Write, &self.resource));
+            return AzureStore::upload_small(&self.single, body, false).await.map_err(|e| self.ctx.classify(e, AzureOp::Write, &self.resource));
         }
         if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf).freeze();
