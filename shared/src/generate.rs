@@ -39,7 +39,10 @@ pub struct Generated {
     pub duplicates: u64,
     pub invalid: u64,
     pub files: u64,
+    /// Bytes written to the lake (compressed when gzip).
     pub bytes: u64,
+    /// Uncompressed JSON bytes.
+    pub raw_bytes: u64,
 }
 
 const EVENT_TYPES: [&str; 8] = ["session_start", "page_view", "search", "add_to_cart", "purchase", "signup", "share", "session_end"];
@@ -84,7 +87,7 @@ pub fn write_raw_event(out: &mut Vec<u8>, spec: &HourSpec, i: u64, rng: &mut Sma
     let client_event = upload - rng.gen_range(0..600_000_000i64);
     let event_type = EVENT_TYPES[rng.gen_range(0..EVENT_TYPES.len())];
     let _ = write!(out, "{{\"event_type\":\"{event_type}\",\"user_id\":\"user-{user}\",\"device_id\":\"{:08x}-d3v1-4c3e-9a1b-{:012x}\",", user * 2654435761 % 0xffff_ffff, user);
-    let _ = write!(out, "\"$insert_id\":\"{}-{:016x}-{i}\",\"client_event_time\":", spec.project_id, spec.seed ^ (i * 0x9e37_79b9_7f4a_7c15));
+    let _ = write!(out, "\"$insert_id\":\"{}-{:016x}-{i}\",\"client_event_time\":", spec.project_id, spec.seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     ts(out, client_event);
     out.extend_from_slice(b",\"client_upload_time\":");
     ts(out, upload);
@@ -176,6 +179,7 @@ pub async fn generate_hour(lake: &dyn ObjectStore, spec: &HourSpec) -> Result<Ge
             g.lines += 1;
             in_file += 1;
         }
+        g.raw_bytes += body.len() as u64;
         let (name, data) = if spec.gzip {
             let mut enc = GzEncoder::new(Vec::with_capacity(body.len() / 6), Compression::fast());
             enc.write_all(&body).expect("in-memory write");

@@ -1,0 +1,87 @@
+//! `exportctl bench`: one generated hour exported to a local folder, timed, with peak RSS.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use exporter::adapters::local::LocalStore;
+use exporter::connection::{Connection, DataKinds, Destination, ProjectKind};
+use exporter::export::{export_hour, ExportMode, ExportSettings, ExportTargets, DEFAULT_PART_SIZE};
+use exporter::generate::{generate_hour, HourSpec};
+use exporter::hour::UtcHour;
+use exporter::Result;
+
+/// Peak resident set size of this process so far (VmHWM), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak RSS counter so the export is measured without the generation step.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>) -> Result<ExitCode> {
+    let temp = tempfile::tempdir().map_err(|e| exporter::ExportError::io("temporary folder", e))?;
+    let root = dir.unwrap_or_else(|| temp.path().to_path_buf());
+    let lake = Arc::new(LocalStore::new(root.join("lake"))?);
+    let dest = Arc::new(LocalStore::new(root.join("destination"))?);
+    let hour = UtcHour::parse("2020-01-25T17")?;
+    let spec = HourSpec {
+        project_id: "100000".into(),
+        hour,
+        events,
+        events_per_file: 20_000,
+        duplicate_every: 0,
+        invalid_every: 0,
+        seed: 7,
+        gzip: true,
+    };
+    eprintln!("generating {events} events into {} ...", lake.root().display());
+    let generated = generate_hour(lake.as_ref(), &spec).await?;
+    let conn = Connection {
+        id: "bench".into(),
+        org_id: "1".into(),
+        project_id: "100000".into(),
+        project_kind: ProjectKind::Standard,
+        export: DataKinds { events: true, merged_ids: false },
+        filter: None,
+        destination: Destination::Local { path: dest.root().display().to_string(), prefix: "bench".into() },
+        merged_ids_destination: None,
+        admins: vec![],
+        creator: "bench@example.com".into(),
+        complete_markers: true,
+        enabled: true,
+        created: None,
+    };
+    let settings = ExportSettings::new(DEFAULT_PART_SIZE, level, threads)?;
+    let targets = ExportTargets { lake: lake.clone(), events: dest.clone(), merged_ids: dest.clone() };
+    reset_peak_rss();
+    let start = Instant::now();
+    let report = export_hour(&conn, &targets, hour, ExportMode::Replace, &settings).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    let rss = peak_rss().unwrap_or(0);
+    let data = report.manifest.as_ref().and_then(|m| m.events.clone()).expect("events exported");
+    let out_bytes: u64 = data.files.iter().map(|f| f.bytes).sum();
+    let json_bytes: u64 = data.files.iter().map(|f| f.uncompressed_bytes).sum();
+    let mb = |b: u64| b as f64 / 1e6;
+    println!("events           {}", data.accounting.exported);
+    println!("time             {seconds:.2} s");
+    println!("events/s         {:.0}", data.accounting.exported as f64 / seconds);
+    println!("in  (lake, gz)   {:.1} MB  {:.1} MB/s", mb(generated.bytes), mb(generated.bytes) / seconds);
+    println!("in  (raw JSON)   {:.1} MB  {:.1} MB/s", mb(generated.raw_bytes), mb(generated.raw_bytes) / seconds);
+    println!("out (JSON)       {:.1} MB  {:.1} MB/s", mb(json_bytes), mb(json_bytes) / seconds);
+    println!("out (gzip)       {:.1} MB  {:.1} MB/s", mb(out_bytes), mb(out_bytes) / seconds);
+    println!("parts            {}", data.files.len());
+    println!("gzip level       {level}, threads {}", settings.pool.threads());
+    println!("peak RSS         {:.1} MiB", rss as f64 / (1024.0 * 1024.0));
+    if data.accounting.exported != events {
+        eprintln!("error: exported {} of {events} events", data.accounting.exported);
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

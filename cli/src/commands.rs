@@ -1,0 +1,274 @@
+//! The subcommands other than demo and bench: thin calls into the library.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use exporter::adapters::factory::{probe_destination, project_principal};
+use exporter::backfill::{progress, BackfillRequest};
+use exporter::connection::Connection;
+use exporter::export::ExportMode;
+use exporter::generate::{generate_hour, generate_merges, HourSpec};
+use exporter::hour::{HourRange, UtcHour};
+use exporter::lifecycle;
+use exporter::policy::{role_arn_from_template, s3_policies, DEFAULT_ROLE_TEMPLATE};
+use exporter::{ExportError, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::home::Home;
+
+#[allow(clippy::too_many_arguments)]
+pub async fn generate(
+    home: &Home,
+    project: &str,
+    org: Option<&str>,
+    from: &str,
+    to: Option<&str>,
+    events_per_hour: u64,
+    duplicate_every: u64,
+    invalid_every: u64,
+    merges_per_hour: u64,
+    seed: u64,
+) -> Result<ExitCode> {
+    let range = HourRange::parse(from, to.unwrap_or(from))?;
+    let lake = home.embedded.lake.clone();
+    let mut total = exporter::generate::Generated::default();
+    for hour in range.hours() {
+        let spec = HourSpec {
+            project_id: project.to_string(),
+            hour,
+            events: events_per_hour,
+            events_per_file: 10_000,
+            duplicate_every,
+            invalid_every,
+            seed,
+            gzip: true,
+        };
+        let g = generate_hour(lake.as_ref(), &spec).await?;
+        total.lines += g.lines;
+        total.files += g.files;
+        total.bytes += g.bytes;
+        if let Some(org) = org {
+            generate_merges(lake.as_ref(), org, hour, merges_per_hour, seed).await?;
+        }
+    }
+    println!("wrote {} lines in {} files ({:.1} MB gzipped) to {}", total.lines, total.files, total.bytes as f64 / 1e6, lake.root().display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_mode(mode: &str) -> Result<ExportMode> {
+    match mode {
+        "recurring" => Ok(ExportMode::Recurring),
+        "replace" => Ok(ExportMode::Replace),
+        other => Err(ExportError::invalid_input(format!("mode {other:?}"), "use recurring or replace")),
+    }
+}
+
+pub async fn export(home: &Home, id: &str, hour: &str, mode: &str) -> Result<ExitCode> {
+    let hour = UtcHour::parse(hour)?;
+    let mode = parse_mode(mode)?;
+    let payload = serde_json::json!({"connection_id": id, "hour": hour.to_string(), "mode": mode.to_string(), "attempt": 1});
+    let response = exporter::invocation::handle_hourly(&home.embedded.services, &payload).await?;
+    println!("{}", serde_json::to_string_pretty(&response).expect("response serialises"));
+    Ok(if response.hours.iter().all(|h| h.succeeded()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub async fn backfill(home: &Home, id: &str, from: &str, to: &str) -> Result<ExitCode> {
+    let range = HourRange::parse(from, to)?;
+    let payload = serde_json::json!({"connection_id": id, "from": range.from.to_string(), "to": range.to.to_string()});
+    let req = BackfillRequest::from_payload(&payload)?;
+    let bar = ProgressBar::new(range.len());
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} hours {msg}").expect("template"));
+    let control = home.embedded.control.store().clone();
+    let backfill_id = req.id();
+    let update = |bar: &ProgressBar| {
+        let control = control.clone();
+        let id = backfill_id.clone();
+        let bar = bar.clone();
+        async move {
+            if let Ok(p) = progress(control.as_ref(), &id).await {
+                bar.set_position(p.done_hours);
+                bar.set_message(format!("{} events, {} invocations", p.events_exported, p.invocations));
+            }
+        }
+    };
+    let mut ticks = 0u64;
+    home.embedded.backfill(payload, || ticks += 1).await?;
+    update(&bar).await;
+    bar.finish();
+    let p = progress(control.as_ref(), &backfill_id).await?;
+    println!(
+        "backfill {backfill_id}: {}/{} hours exported, {} events, {} invocations ({} asynchronous)",
+        p.exported_hours, p.total_hours, p.events_exported, p.invocations, p.async_invocations
+    );
+    if !p.failed_hours.is_empty() {
+        let hours: Vec<String> = p.failed_hours.iter().map(UtcHour::to_string).collect();
+        println!("failed hours (retries scheduled): {}", hours.join(", "));
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn tick(home: &Home, at: Option<&str>) -> Result<ExitCode> {
+    let at: DateTime<Utc> = match at {
+        Some(s) => DateTime::parse_from_rfc3339(s)
+            .map_err(|_| ExportError::invalid_input(format!("--at {s:?}"), "expected an RFC 3339 time like 2020-01-25T18:10:00Z"))?
+            .with_timezone(&Utc),
+        None => Utc::now(),
+    };
+    let mut ok = true;
+    for (id, enabled) in exporter::adapters::local_scheduler::LocalScheduler::hourly(&home.embedded.scheduler).await? {
+        if !enabled {
+            continue;
+        }
+        let r = home.embedded.fire_hourly(&id, at).await?;
+        ok &= r.hours.iter().all(|h| h.succeeded());
+        println!("{}", serde_json::to_string(&r).expect("serialises"));
+    }
+    for r in home.embedded.fire_due_retries(at).await? {
+        ok &= r.hours.iter().all(|h| h.succeeded());
+        println!("{}", serde_json::to_string(&r).expect("serialises"));
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// The status table (also used by the demo).
+pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
+    let mut out = format!("{:<16} {:<8} {:<10} {:<15} {:<15} {:>5}  {}\n", "CONNECTION", "PROJECT", "ENABLED", "WATERMARK", "LAST EXPORTED", "LAG", "STATE");
+    for conn in home.embedded.control.list_connections().await? {
+        let s = home.embedded.control.status(&conn.id).await?;
+        let show = |h: Option<UtcHour>| h.map(|h| h.to_string()).unwrap_or_else(|| "-".into());
+        let state = match (&s.failing_since, &s.gap) {
+            (Some(since), _) => format!("FAILING since {since} ({})", s.last_error.clone().unwrap_or_default()),
+            (None, Some(gap)) => format!("gap {} — run: {}", gap.range, gap.backfill_command),
+            (None, None) => "ok".into(),
+        };
+        out.push_str(&format!(
+            "{:<16} {:<8} {:<10} {:<15} {:<15} {:>5}  {}\n",
+            conn.id,
+            conn.project_id,
+            conn.enabled,
+            show(s.watermark),
+            show(s.last_exported_hour),
+            s.lag_hours(now).map(|l| format!("{l}h")).unwrap_or_else(|| "-".into()),
+            state
+        ));
+    }
+    Ok(out)
+}
+
+pub async fn status(home: &Home) -> Result<ExitCode> {
+    print!("{}", status_table(home, Utc::now()).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {
+    home.embedded.control.get_connection(id).await?;
+    println!("{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  {}", "HOUR", "MODE", "ATTEMPT", "OUTCOME", "READ", "EXPORTED", "FILT", "DUPS", "INVALID", "ERROR");
+    for r in home.embedded.control.list_runs(id).await? {
+        println!(
+            "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  {}",
+            r.hour.to_string(),
+            r.mode.to_string(),
+            r.attempt,
+            format!("{:?}", r.outcome).to_lowercase(),
+            r.events.read,
+            r.events.exported,
+            r.events.filtered,
+            r.events.duplicates,
+            r.events.invalid,
+            r.error.unwrap_or_default()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A connection named by id (in the control store) or by a JSON file.
+async fn load(home: &Home, id_or_file: &str) -> Result<Connection> {
+    let path = Path::new(id_or_file);
+    if path.is_file() {
+        let text = std::fs::read_to_string(path).map_err(|e| ExportError::io(id_or_file, e))?;
+        return Connection::from_json(&text);
+    }
+    home.embedded.control.get_connection(id_or_file).await
+}
+
+pub async fn verify(home: &Home, id_or_file: &str) -> Result<ExitCode> {
+    let conn = load(home, id_or_file).await?;
+    let mut ok = true;
+    for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
+        let report = probe_destination(dest, &conn.project_id, &home.cloud).await;
+        print!("{}", report.table());
+        if !report.all_passed() {
+            ok = false;
+            println!("MISSING: {}\n", report.missing().join(", "));
+        } else {
+            println!("all checks passed\n");
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+pub async fn policy(home: &Home, id_or_file: &str, template: Option<&str>, account: Option<&str>) -> Result<ExitCode> {
+    let conn = load(home, id_or_file).await?;
+    let role_arn = match (project_principal(&conn.project_id, &home.cloud).await?, account) {
+        (Some(arn), _) => arn,
+        (None, Some(account)) => role_arn_from_template(template.unwrap_or(DEFAULT_ROLE_TEMPLATE), account, &conn.project_id),
+        (None, None) => {
+            return Err(ExportError::invalid_input(
+                "policy",
+                "the project role's account is unknown; pass --account 111122223333 (and --role-template if you changed the role naming) or use --cloud",
+            ))
+        }
+    };
+    let mut printed = false;
+    for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
+        if matches!(dest, exporter::connection::Destination::S3 { .. }) {
+            let p = s3_policies(dest, &role_arn)?;
+            println!("# Bucket policy for {}\n{}", dest.describe(), serde_json::to_string_pretty(&p.bucket_policy).expect("json"));
+            if let Some(k) = &p.kms_key_policy_statement {
+                println!("# KMS key policy statement (add to the key's policy)\n{}", serde_json::to_string_pretty(k).expect("json"));
+            }
+            printed = true;
+        }
+    }
+    if !printed {
+        return Err(ExportError::invalid_input(
+            "policy",
+            "this connection has no S3 destination; for Azure, assign the service principal the Storage Blob Data Contributor role on the container",
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn create(home: &Home, file: &Path) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(file).map_err(|e| ExportError::io(file.display().to_string(), e))?;
+    let conn = Connection::from_json(&text)?;
+    let prober = exporter::adapters::function_env::FactoryProber::new(home.cloud.clone());
+    let (conn, reports) = lifecycle::create_connection(&home.embedded.control, home.embedded.scheduler.as_ref(), &prober, conn, Utc::now()).await?;
+    for r in &reports {
+        print!("{}", r.table());
+    }
+    println!("connection {} created for project {} → {}", conn.id, conn.project_id, conn.destination.describe());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn set_enabled(home: &Home, id: &str, enabled: bool) -> Result<ExitCode> {
+    let conn = lifecycle::set_enabled(&home.embedded.control, home.embedded.scheduler.as_ref(), id, enabled).await?;
+    println!("connection {} {}", conn.id, if enabled { "enabled" } else { "disabled" });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn delete(home: &Home, id: &str) -> Result<ExitCode> {
+    let conn = lifecycle::delete_connection(&home.embedded.control, home.embedded.scheduler.as_ref(), id).await?;
+    println!("connection {} deleted (exported files are kept)", conn.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn list(home: &Home) -> Result<ExitCode> {
+    println!("{:<16} {:<8} {:<8} {:<8} {}", "ID", "ORG", "PROJECT", "ENABLED", "DESTINATION");
+    for c in home.embedded.control.list_connections().await? {
+        println!("{:<16} {:<8} {:<8} {:<8} {}", c.id, c.org_id, c.project_id, c.enabled, c.destination.describe());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,340 @@
+//! `exportctl demo [DIR]`: the whole product offline. Generates a lake (three projects in
+//! two organisations, duplicates, invalid lines, a truncated file, merges, an empty hour),
+//! creates connections (one with a filter), runs the hourly schedules, runs an overlapping
+//! backfill, prints the destination tree, the status table and the accounting, and checks
+//! its own output: it exits non-zero if anything is off.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use exporter::connection::Connection;
+use exporter::generate::{generate_hour, generate_merges, write_raw_event, Generated, HourSpec};
+use exporter::hour::{HourRange, UtcHour};
+use exporter::manifest::Manifest;
+use exporter::schema::EXPORT_FIELDS;
+use exporter::storage::ObjectStore;
+use exporter::{ExportError, Result};
+use sha2::{Digest, Sha256};
+
+use crate::home::{self, Home};
+
+/// Written into a demo folder so a second run may safely wipe it.
+const DEMO_MARK: &str = ".exportctl-demo";
+
+struct Checks {
+    failures: Vec<String>,
+    passed: u64,
+}
+
+impl Checks {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+        if ok {
+            self.passed += 1;
+        } else {
+            self.failures.push(what());
+        }
+    }
+}
+
+fn prepare(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir).map_err(|e| ExportError::io(dir.display().to_string(), e))?.next().is_none();
+        if !empty && !dir.join(DEMO_MARK).exists() {
+            return Err(ExportError::invalid_input(
+                format!("demo folder {}", dir.display()),
+                "exists, is not empty and was not made by the demo; give another folder",
+            ));
+        }
+        std::fs::remove_dir_all(dir).map_err(|e| ExportError::io(dir.display().to_string(), e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| ExportError::io(dir.display().to_string(), e))?;
+    std::fs::write(dir.join(DEMO_MARK), "made by exportctl demo\n").map_err(|e| ExportError::io(dir.display().to_string(), e))
+}
+
+fn connection_json(id: &str, org: &str, project: &str, dest: &Path, prefix: &str, extra: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","org_id":"{org}","project_id":"{project}",
+            "destination":{{"type":"local","path":"{}","prefix":"{prefix}"}},
+            "admins":["data-admin@{org}.example.com"],"creator":"creator@{org}.example.com"{extra}}}"#,
+        dest.display()
+    )
+}
+
+pub async fn run(dir: &Path) -> Result<ExitCode> {
+    prepare(dir)?;
+    let home = home::open(&dir.join("home"), false).await?;
+    let lake = home.embedded.lake.clone();
+    let hours = HourRange::parse("2020-01-25T14", "2020-01-25T17")?;
+    let empty_hour = UtcHour::parse("2020-01-25T16")?;
+    let truncated_hour = UtcHour::parse("2020-01-25T15")?;
+
+    println!("== 1. Event lake: {}", lake.root().display());
+    let mut generated: BTreeMap<(String, UtcHour), Generated> = BTreeMap::new();
+    for (project, org, per_hour) in [("187520", "42", 1500u64), ("187521", "42", 600), ("300001", "77", 900)] {
+        for hour in hours.hours() {
+            if project == "187520" && hour == empty_hour {
+                continue; // an hour with no data at all: it must still get its marker
+            }
+            let spec = HourSpec {
+                project_id: project.into(),
+                hour,
+                events: per_hour,
+                events_per_file: 400,
+                duplicate_every: 40,
+                invalid_every: 250,
+                seed: 2020,
+                gzip: true,
+            };
+            generated.insert((project.into(), hour), generate_hour(lake.as_ref(), &spec).await?);
+        }
+        if project != "187521" {
+            for hour in hours.hours() {
+                generate_merges(lake.as_ref(), org, hour, 25, 7).await?;
+            }
+        }
+    }
+    // A gzip file cut in half, as an interrupted upload leaves it.
+    let truncated_key = write_truncated_file(lake.as_ref(), "187520", truncated_hour).await?;
+    println!("   3 projects, 2 organisations, hours {hours}; project 187520 has no data at {empty_hour}");
+    println!("   duplicates every 40 events, a broken line every 250, and a truncated file: {truncated_key}");
+
+    println!("\n== 2. Connections");
+    let dest_a = dir.join("destinations/acme-analytics");
+    let dest_b = dir.join("destinations/globex-lake");
+    let filter = r#","filter":{"not":{"event_type":{"in":["session_end"]}}}"#;
+    let web = connection_json("acme-web", "42", "187520", &dest_a, "exports", filter);
+    let app = connection_json("acme-app", "42", "187521", &dest_a, "exports", "");
+    let globex = connection_json("globex-main", "77", "300001", &dest_b, "amplitude", r#","export":{"events":true,"merged_ids":true}"#);
+    let prober = exporter::adapters::function_env::FactoryProber::new(home.cloud.clone());
+    for doc in [&web, &app, &globex] {
+        let conn = Connection::from_json(doc)?;
+        let (conn, reports) =
+            exporter::lifecycle::create_connection(&home.embedded.control, home.embedded.scheduler.as_ref(), &prober, conn, Utc::now()).await?;
+        println!("   created {:<12} project {} → {} (test upload: {} checks passed)", conn.id, conn.project_id, conn.destination.describe(), reports[0].results.len());
+    }
+    // What the product refuses, with the message a user would see.
+    let intruder = connection_json("globex-steal", "77", "300001", &dest_a, "x", "");
+    let portfolio = connection_json("acme-portfolio", "42", "999999", &dest_a, "exports", r#","project_kind":"portfolio""#);
+    let hostile = connection_json("acme-hostile", "42", "187520", &dest_a, "../../etc", "");
+    let mut checks = Checks { failures: Vec::new(), passed: 0 };
+    for (what, doc) in [("another org's bucket", intruder), ("a portfolio project", portfolio), ("a hostile prefix", hostile)] {
+        let result = async {
+            let conn = Connection::from_json(&doc)?;
+            exporter::lifecycle::create_connection(&home.embedded.control, home.embedded.scheduler.as_ref(), &prober, conn, Utc::now()).await
+        }
+        .await;
+        match result {
+            Err(e) => println!("   refused {what}: {e}"),
+            Ok(_) => checks.check(false, || format!("{what} was accepted")),
+        }
+    }
+
+    println!("\n== 3. Hourly schedules fire at 10 past each hour");
+    for hour in hours.hours() {
+        let at: DateTime<Utc> = hour.end() + Duration::minutes(10);
+        for id in ["acme-web", "acme-app", "globex-main"] {
+            let r = home.embedded.fire_hourly(id, at).await?;
+            for h in &r.hours {
+                let summary = h.exported.as_ref();
+                checks.check(h.succeeded(), || format!("scheduled run {id} {} failed: {:?}", h.request.hour, h.error));
+                println!(
+                    "   {at} {id:<12} {} → {}",
+                    h.request.hour,
+                    summary.map(|s| format!("{} events", s.events_exported)).unwrap_or_else(|| h.error.clone().unwrap_or_default())
+                );
+            }
+        }
+    }
+    let before = part_digests(&dest_a)?;
+
+    println!("\n== 4. Backfill acme-web 2020-01-25T14..2020-01-25T17 (overlaps everything exported)");
+    let payload = serde_json::json!({"connection_id": "acme-web", "from": "2020-01-25T14", "to": "2020-01-25T17"});
+    home.embedded.backfill(payload, || {}).await?;
+    let after = part_digests(&dest_a)?;
+    checks.check(before == after, || "re-exporting the hours did not give byte-identical parts".into());
+    println!("   re-exported {} hours; parts byte-identical to the scheduled export: {}", hours.len(), before == after);
+
+    println!("\n== 5. Destination tree");
+    for d in [&dest_a, &dest_b] {
+        print_tree(d)?;
+    }
+
+    println!("\n== 6. Status");
+    print!("{}", crate::commands::status_table(&home, hours.to.end() + Duration::minutes(10)).await?);
+
+    println!("\n== 7. Accounting (read = exported + filtered + duplicates + invalid)");
+    verify_exports(&home, &dest_a, &dest_b, &hours, &generated, &mut checks).await?;
+
+    println!("\n== 8. Self-check");
+    if checks.failures.is_empty() {
+        println!("   all {} checks passed", checks.passed);
+        println!("\nEverything is in {}", dir.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for f in &checks.failures {
+            println!("   FAILED: {f}");
+        }
+        println!("   {} passed, {} failed", checks.passed, checks.failures.len());
+        Ok(ExitCode::from(1))
+    }
+}
+
+async fn write_truncated_file(lake: &dyn ObjectStore, project: &str, hour: UtcHour) -> Result<String> {
+    use rand::SeedableRng;
+    let spec = HourSpec { project_id: project.into(), hour, events: 0, events_per_file: 1, duplicate_every: 0, invalid_every: 0, seed: 99, gzip: true };
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(99);
+    let mut body = Vec::new();
+    for i in 0..60 {
+        write_raw_event(&mut body, &spec, 1_000_000 + i, &mut rng);
+        body.push(b'\n');
+    }
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(&body).expect("in-memory");
+    let gz = enc.finish().expect("in-memory");
+    let key = format!("{}zz-interrupted-upload.json.gz", exporter::layout::lake_events_prefix(project, hour));
+    lake.put(&key, Bytes::copy_from_slice(&gz[..gz.len() / 2])).await?;
+    Ok(key)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(|e| ExportError::io(dir.display().to_string(), e))?.filter_map(|e| e.ok()).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let p = e.path();
+        if e.file_name() == ".uploads" {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn print_tree(root: &Path) -> Result<()> {
+    let mut files = Vec::new();
+    walk(root, &mut files)?;
+    println!("   {}/", root.display());
+    for f in files {
+        let size = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+        println!("     {:<60} {:>9} B", f.strip_prefix(root).unwrap_or(&f).display(), size);
+    }
+    Ok(())
+}
+
+fn part_digests(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
+    let mut files = Vec::new();
+    walk(root, &mut files)?;
+    let mut out = BTreeMap::new();
+    for f in files.into_iter().filter(|f| f.to_string_lossy().ends_with(".json.gz")) {
+        let bytes = std::fs::read(&f).map_err(|e| ExportError::io(f.display().to_string(), e))?;
+        out.insert(f, hex::encode(Sha256::digest(&bytes)));
+    }
+    Ok(out)
+}
+
+/// `A_yyyy-MM-dd_H#n.json.gz` with H 0-23 unpadded.
+fn is_part_name(name: &str, project: &str) -> bool {
+    let Some(rest) = name.strip_prefix(&format!("{project}_")) else { return false };
+    let Some(rest) = rest.strip_suffix(".json.gz") else { return false };
+    let Some((stem, n)) = rest.split_once('#') else { return false };
+    UtcHour::parse_file_stem(stem).is_ok() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+}
+
+async fn verify_exports(
+    home: &Home,
+    dest_a: &Path,
+    dest_b: &Path,
+    hours: &HourRange,
+    generated: &BTreeMap<(String, UtcHour), Generated>,
+    checks: &mut Checks,
+) -> Result<()> {
+    println!("   {:<12} {:<14} {:>6} {:>8} {:>8} {:>10} {:>7}  {}", "CONNECTION", "HOUR", "READ", "EXPORTED", "FILTERED", "DUPLICATES", "INVALID", "PARTS");
+    for conn in home.embedded.control.list_connections().await? {
+        let root = if conn.id == "globex-main" { dest_b } else { dest_a };
+        let base = root.join(conn.destination.prefix()).join(&conn.project_id);
+        let mut seen = HashSet::new();
+        for hour in hours.hours() {
+            let marker = base.join(format!("{}_{}_complete", conn.project_id, hour.file_stem()));
+            let Ok(text) = std::fs::read(&marker) else {
+                checks.check(false, || format!("{}: no complete marker for {hour}", conn.id));
+                continue;
+            };
+            let manifest: Manifest = match serde_json::from_slice(&text) {
+                Ok(m) => m,
+                Err(e) => {
+                    checks.check(false, || format!("{}: marker of {hour} is not a manifest: {e}", conn.id));
+                    continue;
+                }
+            };
+            checks.check(manifest.balances(), || format!("{} {hour}: accounting does not balance", conn.id));
+            let events = manifest.events.clone().unwrap_or_default();
+            let acc = &events.accounting;
+            println!(
+                "   {:<12} {:<14} {:>6} {:>8} {:>8} {:>10} {:>7}  {}",
+                conn.id,
+                hour.to_string(),
+                acc.read,
+                acc.exported,
+                acc.filtered,
+                acc.duplicates,
+                acc.invalid,
+                events.files.len()
+            );
+            if let Some(g) = generated.get(&(conn.project_id.clone(), hour)) {
+                checks.check(acc.duplicates == g.duplicates, || format!("{} {hour}: {} duplicates dropped, {} generated", conn.id, acc.duplicates, g.duplicates));
+                checks.check(acc.invalid >= g.invalid, || format!("{} {hour}: {} invalid counted, {} generated", conn.id, acc.invalid, g.invalid));
+                checks.check(acc.exported + acc.filtered >= g.unique_events, || format!("{} {hour}: events lost", conn.id));
+            } else if conn.project_id == "187520" && hour.to_string() == "2020-01-25T16" {
+                checks.check(acc.read == 0 && events.files.is_empty(), || "the empty hour has data".into());
+            }
+            let mut counted = 0u64;
+            for file in &events.files {
+                let name = file.key.rsplit('/').next().unwrap_or("");
+                checks.check(is_part_name(name, &conn.project_id), || format!("bad part name {}", file.key));
+                let path = root.join(&file.key);
+                let bytes = match std::fs::read(&path) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        checks.check(false, || format!("{} listed in the manifest but unreadable: {e}", file.key));
+                        continue;
+                    }
+                };
+                checks.check(hex::encode(Sha256::digest(&bytes)) == file.sha256, || format!("{}: sha256 differs from the manifest", file.key));
+                for line in BufReader::new(flate2::read::GzDecoder::new(&bytes[..])).lines() {
+                    let line = line.map_err(|e| ExportError::io(file.key.clone(), e))?;
+                    let obj: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(&line) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            checks.check(false, || format!("{}: a line is not a JSON object: {e}", file.key));
+                            continue;
+                        }
+                    };
+                    counted += 1;
+                    if counted == 1 {
+                        let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+                        checks.check(keys == EXPORT_FIELDS, || format!("{}: fields are not the export schema in order", file.key));
+                    }
+                    if conn.filter.is_some() {
+                        checks.check(obj["event_type"] != "session_end", || format!("{}: filtered event exported", file.key));
+                    }
+                    let key = format!("{}|{}", obj["device_id"], obj["$insert_id"]);
+                    checks.check(seen.insert(key.clone()), || format!("{}: event {key} exported twice", conn.id));
+                }
+            }
+            checks.check(counted == acc.exported, || format!("{} {hour}: {counted} lines in parts, manifest says {}", conn.id, acc.exported));
+            if let Some(merged) = &manifest.merged_ids {
+                checks.check(merged.files.iter().all(|f| f.key.contains(&format!("/-{}/-{}_{}.json.gz", conn.org_id, conn.org_id, hour.file_stem()))), || {
+                    format!("{} {hour}: merged IDs misnamed", conn.id)
+                });
+            }
+        }
+    }
+    Ok(())
+}
