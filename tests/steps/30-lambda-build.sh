@@ -7,7 +7,8 @@ repo="$(cd "$(dirname "$0")/../.." && pwd)"
 source "$repo/tests/scripts/env.sh"
 cd "$repo"
 target="$EXPORT_CACHE_DIR/lambda-target"
-cargo lambda build --release --x86-64 --target-dir "$target" -p hourly-export -p backfill
+# (cargo-lambda 1.9 passes --target-dir on to `cargo metadata`, which refuses it: use the env.)
+CARGO_TARGET_DIR="$target" cargo lambda build --release --x86-64 -p hourly-export -p backfill
 for f in hourly-export backfill; do
   bin="$target/lambda/$f/bootstrap"
   [ -x "$bin" ] || { echo "FATAL: $bin was not built" >&2; exit 1; }

