@@ -451,3 +451,78 @@ pub fn derive_event_time(client_event: Option<Micros>, server_received: Option<M
         _ => Some(client_event),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(line: &str) -> Result<serde_json::Map<String, serde_json::Value>, InvalidReason> {
+        let mut ev = ExportEvent::default();
+        Normalizer::new("187520").normalize(line.as_bytes(), &mut ev)?;
+        Ok(serde_json::from_slice(&ev.line).expect("export line is JSON"))
+    }
+
+    #[test]
+    fn fields_in_order_with_nulls_and_fixed_timestamps() {
+        let out = norm(r#"{"event_type":"open","device_id":"d1","$insert_id":"i1","client_event_time":"2020-01-25 17:03:12.5","unknown_field":1}"#).unwrap();
+        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+        assert_eq!(keys, EXPORT_FIELDS);
+        assert_eq!(out["client_event_time"], "2020-01-25T17:03:12.500000");
+        assert_eq!(out["city"], serde_json::Value::Null);
+        assert_eq!(out["app"], 187520);
+        assert!(!out.contains_key("unknown_field"));
+        assert_eq!(out["uuid"].as_str().unwrap().len(), 36);
+    }
+
+    #[test]
+    fn event_time_rule_on_both_sides_of_sixty_seconds() {
+        let line = |upload: &str| {
+            format!(r#"{{"client_event_time":"2020-01-25 17:00:00","client_upload_time":"{upload}","server_received_time":"2020-01-25 17:10:00"}}"#)
+        };
+        // 59 s of clock difference: not adjusted
+        assert_eq!(norm(&line("2020-01-25 17:09:01")).unwrap()["event_time"], "2020-01-25T17:00:00.000000");
+        // exactly 60 s: adjusted by 60 s
+        assert_eq!(norm(&line("2020-01-25 17:09:00")).unwrap()["event_time"], "2020-01-25T17:01:00.000000");
+        // device clock two hours behind: adjusted forward
+        assert_eq!(norm(&line("2020-01-25 15:10:00")).unwrap()["event_time"], "2020-01-25T19:00:00.000000");
+        // device clock 30 s ahead: not adjusted; 10 minutes ahead: adjusted back
+        assert_eq!(norm(&line("2020-01-25 17:10:30")).unwrap()["event_time"], "2020-01-25T17:00:00.000000");
+        assert_eq!(norm(&line("2020-01-25 17:20:00")).unwrap()["event_time"], "2020-01-25T16:50:00.000000");
+        // an event_time of its own wins
+        let own = r#"{"event_time":"2021-05-05 05:05:05","client_event_time":"2020-01-25 17:00:00"}"#;
+        assert_eq!(norm(own).unwrap()["event_time"], "2021-05-05T05:05:05.000000");
+    }
+
+    #[test]
+    fn uuid_is_deterministic_and_kept_when_given() {
+        let a = norm(r#"{"device_id":"d","$insert_id":"x","event_type":"a"}"#).unwrap();
+        let b = norm(r#"{"event_type":"a","$insert_id":"x","device_id":"d"}"#).unwrap();
+        assert_eq!(a["uuid"], b["uuid"]);
+        let c = norm(r#"{"device_id":"d","$insert_id":"y"}"#).unwrap();
+        assert_ne!(a["uuid"], c["uuid"]);
+        let given = norm(r#"{"uuid":"5f1b7c3e-0000-4000-8000-000000000001"}"#).unwrap();
+        assert_eq!(given["uuid"], "5f1b7c3e-0000-4000-8000-000000000001");
+    }
+
+    #[test]
+    fn coerces_losslessly_and_refuses_wrong_types() {
+        let ok = norm(r#"{"app":"187520","user_id":12345,"paying":"true","location_lat":"48.5","session_id":"1579971792000"}"#).unwrap();
+        assert_eq!(ok["app"], 187520);
+        assert_eq!(ok["user_id"], "12345");
+        assert_eq!(ok["paying"], true);
+        assert_eq!(ok["location_lat"], 48.5);
+        for (bad, field) in [
+            (r#"{"event_properties":"oops"}"#, "event_properties"),
+            (r#"{"user_id":{"a":1}}"#, "user_id"),
+            (r#"{"session_id":"soon"}"#, "session_id"),
+            (r#"{"client_event_time":"yesterday"}"#, "client_event_time"),
+            (r#"{"paying":"maybe"}"#, "paying"),
+            (r#"{"location_lat":[1]}"#, "location_lat"),
+        ] {
+            let err = norm(bad).unwrap_err();
+            assert!(err.0.contains(field), "{bad}: {err}");
+        }
+        assert!(norm("[1,2]").unwrap_err().0.contains("not a JSON object"));
+        assert!(norm(r#"{"a":"#).unwrap_err().0.contains("malformed JSON"));
+    }
+}

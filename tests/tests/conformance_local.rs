@@ -16,3 +16,14 @@ async fn local_folder_store_conforms() {
 async fn memory_store_conforms() {
     store_conformance(Arc::new(MemoryStore::new("conformance")), 3 << 20).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn local_folder_exports_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    integration_tests::conformance::export_conformance(Arc::new(LocalStore::new(dir.path()).unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_exports_conform() {
+    integration_tests::conformance::export_conformance(Arc::new(MemoryStore::new("exports"))).await;
+}
