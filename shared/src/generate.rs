@@ -95,13 +95,9 @@ pub fn write_raw_event(out: &mut Vec<u8>, spec: &HourSpec, i: u64, rng: &mut Sma
     ts(out, received);
     out.extend_from_slice(b",\"server_upload_time\":");
     ts(out, received + 1_500);
-    out.extend_from_slice(b",\"processed_time\":");
-    ts(out, received + 2_100_000);
-    out.extend_from_slice(b",\"user_creation_time\":");
-    ts(out, start - (user as i64 + 1) * 86_400_000_000);
     let _ = write!(
         out,
-        ",\"app\":{},\"platform\":\"{platform}\",\"os_name\":\"{os}\",\"os_version\":\"{}.{}\",\"device_brand\":\"{brand}\",\"device_manufacturer\":\"{brand}\",\"device_model\":\"{model}\",\"device_family\":\"{brand} {platform}\",\"device_type\":\"{model}\",\"device_carrier\":\"{}\",",
+        ",\"app\":{},\"platform\":\"{platform}\",\"os_name\":\"{os}\",\"os_version\":\"{}.{}\",\"device_brand\":\"{brand}\",\"device_manufacturer\":\"{brand}\",\"device_model\":\"{model}\",\"device_type\":\"{model}\",\"device_carrier\":\"{}\",",
         spec.project_id,
         14 + user % 4,
         user % 10,
@@ -109,14 +105,14 @@ pub fn write_raw_event(out: &mut Vec<u8>, spec: &HourSpec, i: u64, rng: &mut Sma
     );
     let _ = write!(
         out,
-        "\"country\":\"{country}\",\"region\":\"{region}\",\"city\":\"{city}\",\"dma\":null,\"language\":\"English\",\"ip_address\":\"10.{}.{}.{}\",\"location_lat\":{lat},\"location_lng\":{lng},",
+        "\"country\":\"{country}\",\"region\":\"{region}\",\"city\":\"{city}\",\"language\":\"English\",\"ip_address\":\"10.{}.{}.{}\",\"location_lat\":{lat},\"location_lng\":{lng},",
         user % 256,
         (user / 256) % 256,
         i % 256
     );
     let _ = write!(
         out,
-        "\"library\":\"amplitude-swift/1.9.2\",\"version_name\":\"5.{}.0\",\"start_version\":\"5.0.0\",\"session_id\":{},\"event_id\":{},\"amplitude_id\":{},\"paying\":{},\"idfa\":null,\"adid\":null,\"$schema\":12,\"sample_rate\":null,",
+        "\"library\":\"amplitude-swift/1.9.2\",\"version_name\":\"5.{}.0\",\"session_id\":{},\"event_id\":{},\"amplitude_id\":{},\"paying\":{},\"$schema\":12,",
         user % 7,
         (received / 1000) - (received / 1000) % 1_800_000,
         i % 1000,
@@ -140,7 +136,7 @@ pub fn write_raw_event(out: &mut Vec<u8>, spec: &HourSpec, i: u64, rng: &mut Sma
         rng.gen_range(1..6),
         rng.gen_range(0..1000)
     );
-    out.extend_from_slice(b"\"groups\":{},\"group_properties\":{},\"data\":{\"path\":\"/2/httpapi\"},\"is_attribution_event\":false,\"ingest_shard\":7}");
+    out.extend_from_slice(b"\"groups\":{},\"group_properties\":{},\"data\":{\"path\":\"/2/httpapi\"}}");
 }
 
 /// Writes the lake files of one project hour; returns what went in.
