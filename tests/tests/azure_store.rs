@@ -42,6 +42,12 @@ async fn sas_store_passes_the_conformance_suite_with_several_blocks() {
     store_conformance(store, 20 << 20).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn sas_store_exports_conform() {
+    let container = azurite::new_container("conf-export").await;
+    integration_tests::conformance::export_conformance(Arc::new(azurite::sas_store(&container, ALL_PERMISSIONS))).await;
+}
+
 #[tokio::test]
 async fn service_principal_store_passes_the_conformance_suite_over_https() {
     let oauth = azurite::oauth();

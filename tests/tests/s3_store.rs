@@ -43,6 +43,18 @@ async fn s3_store_conforms_through_the_factory_with_a_project_role() {
     store_conformance(store, 20 << 20).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_exports_conform_with_sse_kms() {
+    let url = moto_url();
+    let cfg = admin_config(&url);
+    let bucket = unique_name("conf-export");
+    create_bucket(&cfg, &bucket).await;
+    let key = create_kms_key(&cfg).await;
+    let ctx = role_context(&url);
+    let store = open_store(&s3_dest(&bucket, Some(key)), "187520", &ctx).await.expect("open S3 store");
+    integration_tests::conformance::export_conformance(store).await;
+}
+
 #[tokio::test]
 async fn large_uploads_are_multipart_and_small_ones_single_puts() {
     let url = moto_url();

@@ -1,0 +1,65 @@
+//! No log line, at any level and from any crate, ever carries an Azure client secret or a
+//! SAS signature (its own binary: it installs the global log subscriber).
+
+use bytes::Bytes;
+use exporter::adapters::azure::{AzureCredentials, AzureStore};
+use exporter::adapters::azure_probe::AzureProbe;
+use exporter::probe::AccessProbe;
+use exporter::secret::Secret;
+use exporter::storage::ObjectStore;
+use integration_tests::azurite::{self, account_sas};
+
+fn url_sig(sas: &str) -> String {
+    url::form_urlencoded::parse(sas.as_bytes()).find(|(k, _)| k == "sig").map(|(_, v)| v.into_owned()).unwrap()
+}
+
+/// Collects every formatted log line (all targets, TRACE) written while it is the default.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_log_line_at_any_level_contains_the_secret_or_the_sas_signature() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(move || writer.clone()).finish();
+    // Global, in a test binary of its own: a thread-scoped subscriber misses lines when other
+    // tests of the same process cache the callsites' interest first.
+    tracing::subscriber::set_global_default(subscriber).expect("only test of this binary");
+
+    let oauth = azurite::oauth();
+    let container = oauth.new_container("logs").await;
+    let good = oauth.store(&container);
+    good.put("exports/a#0.json.gz", Bytes::from_static(b"a")).await.unwrap();
+    good.get("exports/a#0.json.gz").await.unwrap();
+    AzureProbe::new(oauth.store(&container), "exports").probe().await;
+    let wrong = Secret::new(format!("{}-wrong", oauth.client_secret.expose()));
+    let bad = AzureStore::new(&oauth.account_url, &container, oauth.credentials_with_secret(wrong.clone()), oauth.options()).unwrap();
+    bad.put("exports/b", Bytes::from_static(b"b")).await.unwrap_err();
+    AzureProbe::new(bad, "exports").probe().await;
+
+    let sas_container = azurite::new_container("logs-sas").await;
+    let sas = account_sas("rl");
+    let sas_store = AzureStore::new(&azurite::http_url(), &sas_container, AzureCredentials::Sas(Secret::new(sas.clone())), Default::default()).unwrap();
+    sas_store.put("exports/c", Bytes::from_static(b"c")).await.unwrap_err();
+    AzureProbe::new(sas_store, "exports").probe().await;
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.lines().count() > 20, "the capture must see the SDK's request logs:\n{text}");
+    assert!(text.contains("Azure probe"), "our own warnings are captured too");
+    oauth.assert_no_secret(&text);
+    assert!(!text.contains(wrong.expose()), "the wrong secret was logged");
+    let sig = url_sig(&sas);
+    let encoded = sas.split('&').find_map(|p| p.strip_prefix("sig=")).unwrap();
+    assert!(!text.contains(&sig) && !text.contains(encoded), "the SAS signature was logged");
+}
+
