@@ -1,4 +1,4 @@
 #!/usr/bin/env bash
 # Every Rust test in the workspace, against the emulators started by tests/run.sh.
 set -euo pipefail
-cargo test --workspace --locked -- --test-threads 4
+cargo test --workspace --locked --no-fail-fast -- --test-threads 4

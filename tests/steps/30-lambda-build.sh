@@ -12,6 +12,6 @@ CARGO_TARGET_DIR="$target" cargo lambda build --release --x86-64 -p hourly-expor
 for f in hourly-export backfill; do
   bin="$target/lambda/$f/bootstrap"
   [ -x "$bin" ] || { echo "FATAL: $bin was not built" >&2; exit 1; }
-  file "$bin" 2>/dev/null | grep -q "x86-64" || { echo "FATAL: $bin is not an x86-64 binary" >&2; exit 1; }
+  python3 -c 'import sys; h = open(sys.argv[1], "rb").read(20); sys.exit(0 if h[:4] == b"\x7fELF" and h[18] == 62 else 1)' "$bin" || { echo "FATAL: $bin is not an x86-64 ELF binary" >&2; exit 1; }
   echo "built $bin ($(du -h "$bin" | cut -f1))"
 done

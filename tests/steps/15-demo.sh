@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The README's first command, exactly as a user runs it (into a scratch folder): the demo
+# checks its own output and exits non-zero if anything is off.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+source "$repo/tests/scripts/env.sh"
+cd "$repo"
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+cargo run --locked -q -p exportctl -- demo "$out/export-demo" | tee "$out/demo.log" | tail -n 25
+grep -q "checks passed" "$out/demo.log"
