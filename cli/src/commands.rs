@@ -31,7 +31,7 @@ pub async fn generate(
     seed: u64,
 ) -> Result<ExitCode> {
     let range = HourRange::parse(from, to.unwrap_or(from))?;
-    let lake = home.embedded.lake.clone();
+    let lake = home.lake.clone();
     let mut total = exporter::generate::Generated::default();
     for hour in range.hours() {
         let spec = HourSpec {
@@ -52,7 +52,7 @@ pub async fn generate(
             generate_merges(lake.as_ref(), org, hour, merges_per_hour, seed).await?;
         }
     }
-    println!("wrote {} lines in {} files ({:.1} MB gzipped) to {}", total.lines, total.files, total.bytes as f64 / 1e6, lake.root().display());
+    println!("wrote {} lines in {} files ({:.1} MB gzipped) to {}", total.lines, total.files, total.bytes as f64 / 1e6, lake.describe());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -68,7 +68,7 @@ pub async fn export(home: &Home, id: &str, hour: &str, mode: &str) -> Result<Exi
     let hour = UtcHour::parse(hour)?;
     let mode = parse_mode(mode)?;
     let payload = serde_json::json!({"connection_id": id, "hour": hour.to_string(), "mode": mode.to_string(), "attempt": 1});
-    let response = exporter::invocation::handle_hourly(&home.embedded.services, &payload).await?;
+    let response = exporter::invocation::handle_hourly(&home.services, &payload).await?;
     println!("{}", serde_json::to_string_pretty(&response).expect("response serialises"));
     Ok(if response.hours.iter().all(|h| h.succeeded()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -79,7 +79,7 @@ pub async fn backfill(home: &Home, id: &str, from: &str, to: &str) -> Result<Exi
     let req = BackfillRequest::from_payload(&payload)?;
     let bar = ProgressBar::new(range.len());
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} hours {msg}").expect("template"));
-    let control = home.embedded.control.store().clone();
+    let control = home.control.store().clone();
     let backfill_id = req.id();
     let update = |bar: &ProgressBar| {
         let control = control.clone();
@@ -92,8 +92,25 @@ pub async fn backfill(home: &Home, id: &str, from: &str, to: &str) -> Result<Exi
             }
         }
     };
-    let mut ticks = 0u64;
-    home.embedded.backfill(payload, || ticks += 1).await?;
+    match (&home.embedded, &home.backfill_function) {
+        (Some(embedded), _) => embedded.backfill(payload, || {}).await?,
+        (None, Some(function)) => {
+            // Deployed: the function fans out on its own; follow its progress records.
+            function.invoke_async(&payload).await?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(6 * 3600);
+            loop {
+                update(&bar).await;
+                let p = progress(control.as_ref(), &backfill_id).await?;
+                if p.is_finished() || std::time::Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+        (None, None) => {
+            return Err(ExportError::invalid_config("BACKFILL_FUNCTION", "is not set", "Set it to the backfill function's name (a stack output)."))
+        }
+    }
     update(&bar).await;
     bar.finish();
     let p = progress(control.as_ref(), &backfill_id).await?;
@@ -116,16 +133,17 @@ pub async fn tick(home: &Home, at: Option<&str>) -> Result<ExitCode> {
             .with_timezone(&Utc),
         None => Utc::now(),
     };
+    let embedded = home.embedded("tick")?;
     let mut ok = true;
-    for (id, enabled) in exporter::adapters::local_scheduler::LocalScheduler::hourly(&home.embedded.scheduler).await? {
+    for (id, enabled) in embedded.scheduler.hourly().await? {
         if !enabled {
             continue;
         }
-        let r = home.embedded.fire_hourly(&id, at).await?;
+        let r = embedded.fire_hourly(&id, at).await?;
         ok &= r.hours.iter().all(|h| h.succeeded());
         println!("{}", serde_json::to_string(&r).expect("serialises"));
     }
-    for r in home.embedded.fire_due_retries(at).await? {
+    for r in embedded.fire_due_retries(at).await? {
         ok &= r.hours.iter().all(|h| h.succeeded());
         println!("{}", serde_json::to_string(&r).expect("serialises"));
     }
@@ -135,8 +153,8 @@ pub async fn tick(home: &Home, at: Option<&str>) -> Result<ExitCode> {
 /// The status table (also used by the demo).
 pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
     let mut out = format!("{:<16} {:<8} {:<10} {:<15} {:<15} {:>5}  {}\n", "CONNECTION", "PROJECT", "ENABLED", "WATERMARK", "LAST EXPORTED", "LAG", "STATE");
-    for conn in home.embedded.control.list_connections().await? {
-        let s = home.embedded.control.status(&conn.id).await?;
+    for conn in home.control.list_connections().await? {
+        let s = home.control.status(&conn.id).await?;
         let show = |h: Option<UtcHour>| h.map(|h| h.to_string()).unwrap_or_else(|| "-".into());
         let state = match (&s.failing_since, &s.gap) {
             (Some(since), _) => format!("FAILING since {since} ({})", s.last_error.clone().unwrap_or_default()),
@@ -163,9 +181,9 @@ pub async fn status(home: &Home) -> Result<ExitCode> {
 }
 
 pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {
-    home.embedded.control.get_connection(id).await?;
+    home.control.get_connection(id).await?;
     println!("{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  {}", "HOUR", "MODE", "ATTEMPT", "OUTCOME", "READ", "EXPORTED", "FILT", "DUPS", "INVALID", "ERROR");
-    for r in home.embedded.control.list_runs(id).await? {
+    for r in home.control.list_runs(id).await? {
         println!(
             "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  {}",
             r.hour.to_string(),
@@ -190,7 +208,7 @@ async fn load(home: &Home, id_or_file: &str) -> Result<Connection> {
         let text = std::fs::read_to_string(path).map_err(|e| ExportError::io(id_or_file, e))?;
         return Connection::from_json(&text);
     }
-    home.embedded.control.get_connection(id_or_file).await
+    home.control.get_connection(id_or_file).await
 }
 
 pub async fn verify(home: &Home, id_or_file: &str) -> Result<ExitCode> {
@@ -245,7 +263,7 @@ pub async fn create(home: &Home, file: &Path) -> Result<ExitCode> {
     let text = std::fs::read_to_string(file).map_err(|e| ExportError::io(file.display().to_string(), e))?;
     let conn = Connection::from_json(&text)?;
     let prober = exporter::adapters::function_env::FactoryProber::new(home.cloud.clone());
-    let (conn, reports) = lifecycle::create_connection(&home.embedded.control, home.embedded.scheduler.as_ref(), &prober, conn, Utc::now()).await?;
+    let (conn, reports) = lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, Utc::now()).await?;
     for r in &reports {
         print!("{}", r.table());
     }
@@ -254,20 +272,20 @@ pub async fn create(home: &Home, file: &Path) -> Result<ExitCode> {
 }
 
 pub async fn set_enabled(home: &Home, id: &str, enabled: bool) -> Result<ExitCode> {
-    let conn = lifecycle::set_enabled(&home.embedded.control, home.embedded.scheduler.as_ref(), id, enabled).await?;
+    let conn = lifecycle::set_enabled(&home.control, home.schedules.as_ref(), id, enabled).await?;
     println!("connection {} {}", conn.id, if enabled { "enabled" } else { "disabled" });
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn delete(home: &Home, id: &str) -> Result<ExitCode> {
-    let conn = lifecycle::delete_connection(&home.embedded.control, home.embedded.scheduler.as_ref(), id).await?;
+    let conn = lifecycle::delete_connection(&home.control, home.schedules.as_ref(), id).await?;
     println!("connection {} deleted (exported files are kept)", conn.id);
     Ok(ExitCode::SUCCESS)
 }
 
 pub async fn list(home: &Home) -> Result<ExitCode> {
     println!("{:<16} {:<8} {:<8} {:<8} {}", "ID", "ORG", "PROJECT", "ENABLED", "DESTINATION");
-    for c in home.embedded.control.list_connections().await? {
+    for c in home.control.list_connections().await? {
         println!("{:<16} {:<8} {:<8} {:<8} {}", c.id, c.org_id, c.project_id, c.enabled, c.destination.describe());
     }
     Ok(ExitCode::SUCCESS)

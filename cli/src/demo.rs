@@ -67,7 +67,8 @@ fn connection_json(id: &str, org: &str, project: &str, dest: &Path, prefix: &str
 pub async fn run(dir: &Path) -> Result<ExitCode> {
     prepare(dir)?;
     let home = home::open(&dir.join("home"), false).await?;
-    let lake = home.embedded.lake.clone();
+    let embedded = home.embedded("demo")?;
+    let lake = embedded.lake.clone();
     let hours = HourRange::parse("2020-01-25T14", "2020-01-25T17")?;
     let empty_hour = UtcHour::parse("2020-01-25T16")?;
     let truncated_hour = UtcHour::parse("2020-01-25T15")?;
@@ -113,7 +114,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     for doc in [&web, &app, &globex] {
         let conn = Connection::from_json(doc)?;
         let (conn, reports) =
-            exporter::lifecycle::create_connection(&home.embedded.control, home.embedded.scheduler.as_ref(), &prober, conn, Utc::now()).await?;
+            exporter::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, Utc::now()).await?;
         println!("   created {:<12} project {} → {} (test upload: {} checks passed)", conn.id, conn.project_id, conn.destination.describe(), reports[0].results.len());
     }
     // What the product refuses, with the message a user would see.
@@ -124,7 +125,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     for (what, doc) in [("another org's bucket", intruder), ("a portfolio project", portfolio), ("a hostile prefix", hostile)] {
         let result = async {
             let conn = Connection::from_json(&doc)?;
-            exporter::lifecycle::create_connection(&home.embedded.control, home.embedded.scheduler.as_ref(), &prober, conn, Utc::now()).await
+            exporter::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, Utc::now()).await
         }
         .await;
         match result {
@@ -137,7 +138,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     for hour in hours.hours() {
         let at: DateTime<Utc> = hour.end() + Duration::minutes(10);
         for id in ["acme-web", "acme-app", "globex-main"] {
-            let r = home.embedded.fire_hourly(id, at).await?;
+            let r = embedded.fire_hourly(id, at).await?;
             for h in &r.hours {
                 let summary = h.exported.as_ref();
                 checks.check(h.succeeded(), || format!("scheduled run {id} {} failed: {:?}", h.request.hour, h.error));
@@ -153,7 +154,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
 
     println!("\n== 4. Backfill acme-web 2020-01-25T14..2020-01-25T17 (overlaps everything exported)");
     let payload = serde_json::json!({"connection_id": "acme-web", "from": "2020-01-25T14", "to": "2020-01-25T17"});
-    home.embedded.backfill(payload, || {}).await?;
+    embedded.backfill(payload, || {}).await?;
     let after = part_digests(&dest_a)?;
     checks.check(before == after, || "re-exporting the hours did not give byte-identical parts".into());
     println!("   re-exported {} hours; parts byte-identical to the scheduled export: {}", hours.len(), before == after);
@@ -256,7 +257,7 @@ async fn verify_exports(
     checks: &mut Checks,
 ) -> Result<()> {
     println!("   {:<12} {:<14} {:>6} {:>8} {:>8} {:>10} {:>7}  {}", "CONNECTION", "HOUR", "READ", "EXPORTED", "FILTERED", "DUPLICATES", "INVALID", "PARTS");
-    for conn in home.embedded.control.list_connections().await? {
+    for conn in home.control.list_connections().await? {
         let root = if conn.id == "globex-main" { dest_b } else { dest_a };
         let base = root.join(conn.destination.prefix()).join(&conn.project_id);
         let mut seen = HashSet::new();

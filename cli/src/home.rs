@@ -1,20 +1,57 @@
-//! The embedded home, optionally with cloud destinations enabled.
+//! Where exportctl works. Embedded mode (default): a home folder with no cloud at all.
+//! `--cloud`: destinations are opened with the environment's AWS/Azure credentials, and
+//! when `EXPORT_CONTROL_BUCKET` is set, exportctl manages the deployed stack itself (the
+//! control bucket, KMS-sealed secrets, EventBridge Scheduler, the backfill function),
+//! configured with the same variables the functions get (see infra/README.md).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use exporter::adapters::embedded::EmbeddedHome;
-use exporter::adapters::factory::CloudContext;
+use exporter::adapters::factory::{open_own_bucket, CloudContext};
+use exporter::adapters::function_env::{FactoryProber, FunctionConfig};
+use exporter::adapters::kms_cipher::KmsCipher;
+use exporter::adapters::lambda_invoker::LambdaInvoker;
+use exporter::adapters::scheduler::EventBridgeScheduler;
+use exporter::adapters::ses::SesMailer;
+use exporter::backfill::Invoker;
+use exporter::control::ControlStore;
 use exporter::export::ExportSettings;
-use exporter::failure::system_clock;
+use exporter::failure::{system_clock, FailureHandler};
+use exporter::invocation::Services;
 use exporter::retry::RetryPolicy;
+use exporter::runs::RunService;
+use exporter::schedule::HourlySchedules;
+use exporter::storage::ObjectStore;
+use exporter::{ExportError, Result};
 
 pub struct Home {
-    pub embedded: EmbeddedHome,
+    pub control: ControlStore,
+    pub schedules: Arc<dyn HourlySchedules>,
+    pub services: Services,
     pub cloud: CloudContext,
+    pub lake: Arc<dyn ObjectStore>,
+    /// Embedded mode: everything runs in this process.
+    pub embedded: Option<EmbeddedHome>,
+    /// Deployed mode: backfills are handed to the backfill function.
+    pub backfill_function: Option<Arc<dyn Invoker>>,
 }
 
-pub async fn open(dir: &Path, cloud: bool) -> exporter::Result<Home> {
+impl Home {
+    pub fn embedded(&self, command: &str) -> Result<&EmbeddedHome> {
+        self.embedded.as_ref().ok_or_else(|| {
+            ExportError::invalid_input(
+                format!("exportctl {command}"),
+                "runs in embedded mode only; in a deployed stack EventBridge Scheduler fires the schedules",
+            )
+        })
+    }
+}
+
+pub async fn open(dir: &Path, cloud: bool) -> Result<Home> {
+    if cloud && std::env::var("EXPORT_CONTROL_BUCKET").is_ok_and(|v| !v.is_empty()) {
+        return open_deployed().await;
+    }
     let mut embedded = EmbeddedHome::open(dir, ExportSettings::standard()?, RetryPolicy::default(), system_clock())?;
     let cloud = if cloud { CloudContext::from_env().await? } else { CloudContext::local_only() };
     if cloud.aws.is_some() {
@@ -23,9 +60,42 @@ pub async fn open(dir: &Path, cloud: bool) -> exporter::Result<Home> {
         let runner = Arc::new(embedded.runs.clone());
         embedded.services.runner = runner.clone();
         embedded.services.scheduled = runner.clone();
-        embedded.services.failure.prober = Arc::new(exporter::adapters::function_env::FactoryProber::new(cloud.clone()));
+        embedded.services.failure.prober = Arc::new(FactoryProber::new(cloud.clone()));
         embedded.backfill.runner = runner;
         embedded.backfill.failure = embedded.services.failure.clone();
     }
-    Ok(Home { embedded, cloud })
+    Ok(Home {
+        control: embedded.control.clone(),
+        schedules: embedded.scheduler.clone(),
+        services: embedded.services.clone(),
+        cloud,
+        lake: embedded.lake.clone(),
+        embedded: Some(embedded),
+        backfill_function: None,
+    })
+}
+
+async fn open_deployed() -> Result<Home> {
+    let config = FunctionConfig::from_env()?;
+    let cloud = CloudContext::from_env().await?;
+    let sdk = cloud.aws.as_ref().expect("from_env configures AWS").sdk_config().clone();
+    let cipher = Arc::new(KmsCipher::new(aws_sdk_kms::Client::new(&sdk), config.secrets_key.clone()));
+    let control = ControlStore::new(open_own_bucket(&cloud, &config.control_bucket, &config.region)?, cipher);
+    let lake = open_own_bucket(&cloud, &config.lake_bucket, &config.region)?;
+    let scheduler = Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(&sdk), config.scheduler.clone()));
+    let clock = system_clock();
+    let runner = Arc::new(RunService { control: control.clone(), lake: lake.clone(), cloud: cloud.clone(), settings: ExportSettings::standard()?, clock: clock.clone() });
+    let failure = FailureHandler {
+        control: control.store().clone(),
+        retries: scheduler.clone(),
+        mailer: Arc::new(SesMailer::new(aws_sdk_ses::Client::new(&sdk), config.ses_sender.clone())),
+        prober: Arc::new(FactoryProber::new(cloud.clone())),
+        status: Some(Arc::new(control.clone())),
+        policy: config.retry,
+        clock,
+    };
+    let services = Services { connections: Arc::new(control.clone()), runner: runner.clone(), scheduled: runner, failure };
+    let backfill_function: Option<Arc<dyn Invoker>> =
+        config.backfill_function.clone().map(|f| Arc::new(LambdaInvoker::new(aws_sdk_lambda::Client::new(&sdk), f)) as Arc<dyn Invoker>);
+    Ok(Home { control, schedules: scheduler, services, cloud, lake, embedded: None, backfill_function })
 }

@@ -1,0 +1,143 @@
+//! exportctl managing a deployed stack (`--cloud` with EXPORT_CONTROL_BUCKET set), run as
+//! a user runs it, against moto: connection lifecycle with the hourly schedule in
+//! EventBridge Scheduler, verify, policy, export, runs.
+
+use std::process::{Command, Output};
+
+use exporter::adapters::s3::S3Store;
+use exporter::generate::{generate_hour, HourSpec};
+use exporter::hour::UtcHour;
+use integration_tests::emulators::{moto_url, unique_name};
+use integration_tests::moto::{admin_config, create_bucket, create_kms_key, s3_client, ACCOUNT};
+
+struct Stack {
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn run(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_exportctl"))
+            .arg("--cloud")
+            .arg("--home")
+            .arg(self.dir.path().join("unused-home"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("exportctl runs");
+        eprintln!("$ exportctl {}\n{}{}", args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        out
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exportctl_manages_connections_of_a_deployed_stack() {
+    let url = moto_url();
+    let cfg = admin_config(&url);
+    let (control, lake, dest) = (unique_name("ctl"), unique_name("lake"), unique_name("dest"));
+    for b in [&control, &lake, &dest] {
+        create_bucket(&cfg, b).await;
+    }
+    let secrets_key = create_kms_key(&cfg).await;
+    let group = unique_name("hourly");
+    let scheduler = aws_sdk_scheduler::Client::new(&cfg);
+    scheduler.create_schedule_group().name(&group).send().await.expect("schedule group");
+    let hour = UtcHour::parse("2020-01-25T17").unwrap();
+    let lake_store = S3Store::new(s3_client(&cfg), &lake);
+    let spec = HourSpec { project_id: "187520".into(), hour, events: 300, events_per_file: 100, duplicate_every: 0, invalid_every: 0, seed: 1, gzip: true };
+    generate_hour(&lake_store, &spec).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL", url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("EXPORT_CONTROL_BUCKET", &control),
+        ("EXPORT_LAKE_BUCKET", &lake),
+        ("EXPORT_RETRY_GROUP", "retries"),
+        ("EXPORT_HOURLY_GROUP", &group),
+        ("EXPORT_SCHEDULER_ROLE_ARN", &format!("arn:aws:iam::{ACCOUNT}:role/scheduler-invoke")),
+        ("EXPORT_TARGET_ARN", &format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:hourly-export")),
+        ("EXPORT_SES_SENDER", "exports@example.com"),
+        ("EXPORT_SECRETS_KEY_ARN", &secrets_key),
+        ("BACKFILL_FUNCTION", "backfill"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let stack = Stack { env, dir };
+    let id = unique_name("conn").replace('-', "_");
+    let conn_file = stack.dir.path().join("conn.json");
+    std::fs::write(
+        &conn_file,
+        format!(
+            r#"{{"id":"{id}","org_id":"42","project_id":"187520","creator":"owner@example.com","admins":["admin@example.com"],
+                "destination":{{"type":"s3","bucket":"{dest}","prefix":"exports","region":"us-east-1"}}}}"#
+        ),
+    )
+    .unwrap();
+    let conn_path = conn_file.to_str().unwrap();
+
+    // verify a file before creating it: every probe passes with the base credentials
+    let out = stack.run(&["verify", conn_path]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("s3:PutObject") && text(&out).contains("all checks passed"));
+
+    let out = stack.run(&["connections", "create", conn_path]);
+    assert!(out.status.success(), "{}", text(&out));
+    let name = exporter::schedule::hourly_schedule_name(&id);
+    let schedule = scheduler.get_schedule().name(&name).group_name(&group).send().await.expect("hourly schedule created");
+    assert_eq!(schedule.state().map(|s| s.as_str()), Some("ENABLED"));
+    assert!(schedule.target().unwrap().input().unwrap().contains(&id));
+
+    // creating it again is refused, and changes nothing
+    let out = stack.run(&["connections", "create", conn_path]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("already exists"));
+
+    let out = stack.run(&["connections", "disable", &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    let schedule = scheduler.get_schedule().name(&name).group_name(&group).send().await.unwrap();
+    assert_eq!(schedule.state().map(|s| s.as_str()), Some("DISABLED"));
+    let out = stack.run(&["export", &id, "--hour", "2020-01-25T17"]);
+    assert!(!out.status.success() && text(&out).contains("disabled"), "a disabled connection must not export");
+    assert!(stack.run(&["connections", "enable", &id]).status.success());
+
+    let out = stack.run(&["connections", "list"]);
+    assert!(text(&out).contains(&id) && text(&out).contains(&format!("s3://{dest}/exports")));
+
+    let out = stack.run(&["policy", &id, "--account", ACCOUNT]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("event-export-project-187520") && text(&out).contains(&format!("arn:aws:s3:::{dest}/exports/*")));
+
+    let out = stack.run(&["export", &id, "--hour", "2020-01-25T17"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let s3 = s3_client(&cfg);
+    let listed = s3.list_objects_v2().bucket(&dest).prefix("exports/187520/").send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(keys.contains(&"exports/187520/187520_2020-01-25_17#0.json.gz"), "{keys:?}");
+    assert!(keys.contains(&"exports/187520/187520_2020-01-25_17_complete"), "{keys:?}");
+    let out = stack.run(&["runs", &id]);
+    assert!(text(&out).contains("exported") && text(&out).contains("300"), "{}", text(&out));
+
+    // a destination that does not exist is named as such, and verify exits 1
+    let missing = stack.dir.path().join("missing.json");
+    std::fs::write(&missing, std::fs::read_to_string(&conn_file).unwrap().replace(&dest, "no-such-bucket-anywhere")).unwrap();
+    let out = stack.run(&["verify", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("DestinationMissing"), "{}", text(&out));
+
+    let out = stack.run(&["connections", "delete", &id]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(scheduler.get_schedule().name(&name).group_name(&group).send().await.is_err(), "schedule deleted with the connection");
+    let out = stack.run(&["runs", &id]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("not found"));
+}
