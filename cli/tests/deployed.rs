@@ -134,6 +134,16 @@ async fn exportctl_manages_connections_of_a_deployed_stack() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("DestinationMissing"), "{}", text(&out));
 
+    // creating a connection whose test upload fails refuses activation and stores nothing
+    let refused_id = format!("{id}_x");
+    std::fs::write(&missing, std::fs::read_to_string(&missing).unwrap().replace(&format!("\"id\":\"{id}\""), &format!("\"id\":\"{refused_id}\""))).unwrap();
+    let out = stack.run(&["connections", "create", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("not activated") && text(&out).contains("no-such-bucket-anywhere"), "{}", text(&out));
+    assert!(!text(&stack.run(&["connections", "list"])).contains(&refused_id));
+    let refused_schedule = exporter::schedule::hourly_schedule_name(&refused_id);
+    assert!(scheduler.get_schedule().name(&refused_schedule).group_name(&group).send().await.is_err(), "no schedule for a refused connection");
+
     let out = stack.run(&["connections", "delete", &id]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(scheduler.get_schedule().name(&name).group_name(&group).send().await.is_err(), "schedule deleted with the connection");

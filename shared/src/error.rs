@@ -152,6 +152,32 @@ impl ExportError {
         }
     }
 
+    /// An equal error (the type is not `Clone` because `Io` holds an `io::Error`): used where
+    /// one failure must be reported to several callers, e.g. through an io::Error wrapper.
+    pub fn duplicate(&self) -> ExportError {
+        use ExportError::*;
+        match self {
+            NotFound { what } => NotFound { what: what.clone() },
+            PermissionDenied { operation, resource, permission, principal, detail } => PermissionDenied {
+                operation: operation.clone(),
+                resource: resource.clone(),
+                permission: permission.clone(),
+                principal: principal.clone(),
+                detail: detail.clone(),
+            },
+            BadCredentials { service, detail, hint } => BadCredentials { service: service.clone(), detail: detail.clone(), hint: hint.clone() },
+            DestinationMissing { resource, hint } => DestinationMissing { resource: resource.clone(), hint: hint.clone() },
+            AccessBlocked { resource, detail } => AccessBlocked { resource: resource.clone(), detail: detail.clone() },
+            Transient { operation, detail } => Transient { operation: operation.clone(), detail: detail.clone() },
+            InvalidConfig { field, problem, fix } => InvalidConfig { field: field.clone(), problem: problem.clone(), fix: fix.clone() },
+            InvalidInput { what, problem } => InvalidInput { what: what.clone(), problem: problem.clone() },
+            Conflict { what } => Conflict { what: what.clone() },
+            Corrupt { what, detail } => Corrupt { what: what.clone(), detail: detail.clone() },
+            Io { path, source } => Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) },
+            Internal(m) => Internal(m.clone()),
+        }
+    }
+
     pub fn invalid_input(what: impl Into<String>, problem: impl Into<String>) -> Self {
         ExportError::InvalidInput { what: what.into(), problem: problem.into() }
     }

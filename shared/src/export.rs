@@ -196,12 +196,8 @@ async fn export_events(
             Ok(())
         };
         read_files_blocking(&lake, &files, &handle, |item| {
-            let (file, line, bytes) = match item {
-                LakeItem::Broken(rec) => {
-                    report.record_invalid(rec);
-                    return Ok(());
-                }
-                LakeItem::Line { file, line, bytes } => (file, line, bytes),
+            let Some((file, line, bytes)) = line_or_record(&mut report, item) else {
+                return Ok(());
             };
             if let Err(reason) = normalizer.normalize(bytes, &mut event) {
                 report.record_invalid(InvalidRecord { file: file.to_string(), line, reason: reason.0 });
@@ -259,6 +255,17 @@ async fn export_events(
     Ok(report)
 }
 
+/// A lake line to process, or `None` once a broken piece of the lake has been recorded.
+fn line_or_record<'a>(report: &mut DataReport, item: LakeItem<'a>) -> Option<(&'a str, u64, &'a [u8])> {
+    match item {
+        LakeItem::Broken(rec) => {
+            report.record_invalid(rec);
+            None
+        }
+        LakeItem::Line { file, line, bytes } => Some((file, line, bytes)),
+    }
+}
+
 /// Receives parts from the pipeline and streams them to the destination, one at a time.
 async fn upload_parts(store: Arc<dyn ObjectStore>, mut rx: mpsc::Receiver<UploadMsg>) -> Result<()> {
     let mut current: Option<Box<dyn StreamingUpload>> = None;
@@ -298,12 +305,8 @@ async fn export_merged_ids(conn: &Connection, targets: &ExportTargets, hour: Utc
         let mut enc = None;
         let mut records = 0u64;
         read_files_blocking(&lake, &files, &handle, |item| {
-            let (file, line, bytes) = match item {
-                LakeItem::Broken(rec) => {
-                    report.record_invalid(rec);
-                    return Ok(());
-                }
-                LakeItem::Line { file, line, bytes } => (file, line, bytes),
+            let Some((file, line, bytes)) = line_or_record(&mut report, item) else {
+                return Ok(());
             };
             if let Err(reason) = normalize_merge(bytes, &mut line_out) {
                 report.record_invalid(InvalidRecord { file: file.to_string(), line, reason: reason.0 });

@@ -88,7 +88,7 @@ pub fn read_files_blocking(
                 Err(e) => {
                     // A storage error travels inside the io::Error: surface it as itself.
                     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<ExportError>()) {
-                        return Err(clone_storage_error(inner));
+                        return Err(inner.duplicate());
                     }
                     visit(LakeItem::Broken(InvalidRecord {
                         file: file.key.clone(),
@@ -135,25 +135,5 @@ fn read_line_bounded(r: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Resul
         if done.is_some() {
             return Ok(if too_long { LineRead::TooLong } else { LineRead::Line });
         }
-    }
-}
-
-/// Storage errors are not `Clone` (they may hold an io::Error); rebuild the same variant.
-fn clone_storage_error(e: &ExportError) -> ExportError {
-    match e {
-        ExportError::PermissionDenied { operation, resource, permission, principal, detail } => ExportError::PermissionDenied {
-            operation: operation.clone(),
-            resource: resource.clone(),
-            permission: permission.clone(),
-            principal: principal.clone(),
-            detail: detail.clone(),
-        },
-        ExportError::BadCredentials { service, detail, hint } => {
-            ExportError::BadCredentials { service: service.clone(), detail: detail.clone(), hint: hint.clone() }
-        }
-        ExportError::DestinationMissing { resource, hint } => ExportError::DestinationMissing { resource: resource.clone(), hint: hint.clone() },
-        ExportError::AccessBlocked { resource, detail } => ExportError::AccessBlocked { resource: resource.clone(), detail: detail.clone() },
-        ExportError::NotFound { what } => ExportError::NotFound { what: what.clone() },
-        other => ExportError::transient("reading the lake", other.to_string()),
     }
 }

@@ -27,7 +27,7 @@ pub async fn create_connection(
     }
     let failed: Vec<&ProbeReport> = reports.iter().filter(|r| !r.all_passed()).collect();
     if !failed.is_empty() {
-        let details: Vec<String> = failed.iter().map(|r| format!("{}: missing {}", r.destination, r.missing().join(", "))).collect();
+        let details: Vec<String> = failed.iter().map(|r| format!("{}: failed: {}", r.destination, r.missing().join(", "))).collect();
         return Err(ExportError::invalid_config(
             "destination",
             format!("the test upload failed, so the connection was not activated ({})", details.join("; ")),

@@ -274,3 +274,25 @@ async fn buckets_belong_to_the_first_org_and_unknown_connections_are_refused() {
     assert!(err.to_string().contains("no such connection") && !err.is_retryable(), "{err}");
     assert!(home.control.list_runs("nope").await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn azure_secrets_are_sealed_in_the_control_store_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = EmbeddedHome::open(dir.path(), ExportSettings::new(1 << 20, 6, 1).unwrap(), RetryPolicy::default(), system_clock()).unwrap();
+    let secret = "sup3r-s3cret-value-that-must-not-leak";
+    let doc = format!(
+        r#"{{"id":"az","org_id":"9","project_id":"5","creator":"a@b.co","destination":{{"type":"azure",
+            "account_url":"https://acct.blob.core.windows.net","container":"events","tenant_id":"t","client_id":"c","client_secret":"{secret}"}}}}"#
+    );
+    let conn = Connection::from_json(&doc).unwrap();
+    assert!(!format!("{conn:?}").contains(secret), "Debug shows the secret");
+    home.control.create_connection(conn, Utc::now()).await.unwrap();
+    let stored = std::fs::read_to_string(dir.path().join("control/connections/az.json")).unwrap();
+    assert!(!stored.contains(secret), "the stored connection holds the plain secret");
+    assert!(stored.contains("local1:"), "sealed with the local key: {stored}");
+    let loaded = home.control.get_connection("az").await.unwrap();
+    match loaded.destination {
+        exporter::connection::Destination::Azure { client_secret: Some(s), .. } => assert_eq!(s.expose(), secret),
+        other => panic!("unexpected destination {other:?}"),
+    }
+}

@@ -159,7 +159,7 @@ impl AwsContext {
         match &identity.credentials {
             None => Ok(None),
             Some(p) => p.provide_credentials().await.map(Some).map_err(|e| match find_failure(&e) {
-                Some(f) => crate::adapters::s3_errors::copy_error(&f.0),
+                Some(f) => f.0.duplicate(),
                 None => ExportError::BadCredentials {
                     service: "AWS STS".into(),
                     detail: e.to_string(),

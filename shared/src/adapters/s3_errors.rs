@@ -169,7 +169,7 @@ where
 {
     // A credentials provider failure surfaces wrapped in whatever the SDK made of it.
     if let Some(inner) = find_in_chain::<CredentialsFailure>(&err) {
-        return copy_error(&inner.0);
+        return inner.0.duplicate();
     }
     let (status, body) = match err.raw_response() {
         Some(raw) => (Some(raw.status().as_u16()), raw.body().bytes().map(|b| String::from_utf8_lossy(b).into_owned())),
@@ -403,27 +403,6 @@ fn chain_text(err: &(dyn StdError + 'static)) -> String {
 /// When the SDK failed because no credentials could be loaded.
 fn credentials_error_text(err: &(dyn StdError + 'static)) -> Option<String> {
     find_in_chain::<aws_credential_types::provider::error::CredentialsError>(err).map(|e| chain_text(e))
-}
-
-/// ExportError is not Clone (it can hold an io::Error); the variants a credentials
-/// provider produces are rebuilt field by field.
-pub(crate) fn copy_error(e: &ExportError) -> ExportError {
-    match e {
-        ExportError::PermissionDenied { operation, resource, permission, principal, detail } => ExportError::PermissionDenied {
-            operation: operation.clone(),
-            resource: resource.clone(),
-            permission: permission.clone(),
-            principal: principal.clone(),
-            detail: detail.clone(),
-        },
-        ExportError::BadCredentials { service, detail, hint } => ExportError::BadCredentials { service: service.clone(), detail: detail.clone(), hint: hint.clone() },
-        ExportError::DestinationMissing { resource, hint } => ExportError::DestinationMissing { resource: resource.clone(), hint: hint.clone() },
-        ExportError::AccessBlocked { resource, detail } => ExportError::AccessBlocked { resource: resource.clone(), detail: detail.clone() },
-        ExportError::Transient { operation, detail } => ExportError::transient(operation.clone(), detail.clone()),
-        ExportError::InvalidConfig { field, problem, fix } => ExportError::invalid_config(field.clone(), problem.clone(), fix.clone()),
-        ExportError::NotFound { what } => ExportError::NotFound { what: what.clone() },
-        other => ExportError::Internal(other.to_string()),
-    }
 }
 
 #[cfg(test)]
