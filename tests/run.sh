@@ -16,3 +16,6 @@ for step in tests/steps/*.sh; do
   echo "=== $step"
   bash "$step"
 done
+
+# Closing line: the totals of every cargo test binary (the steps above stop on any failure).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$EMULATOR_RUN/cargo-test.log"
