@@ -280,11 +280,11 @@ async fn upload_parts(store: Arc<dyn ObjectStore>, mut rx: mpsc::Receiver<Upload
         Ok(())
     }
     .await;
-    if result.is_err() {
-        rx.close();
-        if let Some(upload) = current.take() {
-            let _ = upload.abort().await;
-        }
+    rx.close();
+    // A part still open here means the pipeline stopped mid-part (its error is reported
+    // by the pipeline) or the upload failed: either way it must not linger half-written.
+    if let Some(upload) = current.take() {
+        let _ = upload.abort().await;
     }
     result
 }

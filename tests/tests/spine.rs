@@ -296,3 +296,64 @@ async fn azure_secrets_are_sealed_in_the_control_store_and_never_printed() {
         other => panic!("unexpected destination {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lake_that_fails_mid_hour_leaves_no_part_and_no_marker() {
+    let lake_dir = tempfile::tempdir().unwrap();
+    let dest_dir = tempfile::tempdir().unwrap();
+    let lake = Arc::new(LocalStore::new(lake_dir.path()).unwrap());
+    let dest = Arc::new(LocalStore::new(dest_dir.path()).unwrap());
+    let spec = HourSpec { project_id: "187520".into(), hour: UtcHour::parse(HOUR).unwrap(), events: 3000, events_per_file: 1000, duplicate_every: 0, invalid_every: 0, seed: 4, gzip: false };
+    generate_hour(lake.as_ref(), &spec).await.unwrap();
+    // The second file vanishes between listing and reading: a storage error, fatal to the hour.
+    let files = lake.list("events/187520/").await.unwrap();
+    let gone = files[1].key.clone();
+    let lake_for_hook = lake.clone();
+    let targets = ExportTargets { lake: Arc::new(VanishingLake { inner: lake_for_hook, gone }), events: dest.clone(), merged_ids: dest.clone() };
+    let err = export_hour(&conn(""), &targets, UtcHour::parse(HOUR).unwrap(), ExportMode::Recurring, &settings(64 << 20, 2)).await.unwrap_err();
+    assert!(matches!(err, ExportError::NotFound { .. }), "{err}");
+    assert!(dest.list("").await.unwrap().is_empty(), "nothing may be visible after a failed hour");
+    let uploads = std::fs::read_dir(dest_dir.path().join(".uploads")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(uploads, 0, "the half-written part was not cleaned up");
+}
+
+/// A lake whose listing names a file that reading then cannot find.
+#[derive(Debug)]
+struct VanishingLake {
+    inner: Arc<LocalStore>,
+    gone: String,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for VanishingLake {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn put(&self, key: &str, body: Bytes) -> exporter::Result<()> {
+        self.inner.put(key, body).await
+    }
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> exporter::Result<exporter::storage::CreateOutcome> {
+        self.inner.put_if_absent(key, body).await
+    }
+    async fn upload(&self, key: &str) -> exporter::Result<Box<dyn exporter::storage::StreamingUpload>> {
+        self.inner.upload(key).await
+    }
+    async fn get(&self, key: &str) -> exporter::Result<Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_stream(&self, key: &str) -> exporter::Result<exporter::storage::ByteStream> {
+        if key == self.gone {
+            return Err(ExportError::NotFound { what: key.to_string() });
+        }
+        self.inner.get_stream(key).await
+    }
+    async fn head(&self, key: &str) -> exporter::Result<Option<exporter::storage::ObjectMeta>> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> exporter::Result<Vec<exporter::storage::ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> exporter::Result<()> {
+        self.inner.delete(key).await
+    }
+}
