@@ -31,16 +31,7 @@ pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>) 
     let lake = Arc::new(LocalStore::new(root.join("lake"))?);
     let dest = Arc::new(LocalStore::new(root.join("destination"))?);
     let hour = UtcHour::parse("2020-01-25T17")?;
-    let spec = HourSpec {
-        project_id: "100000".into(),
-        hour,
-        events,
-        events_per_file: 20_000,
-        duplicate_every: 0,
-        invalid_every: 0,
-        seed: 7,
-        gzip: true,
-    };
+    let spec = HourSpec { project_id: "100000".into(), hour, events, events_per_file: 20_000, duplicate_every: 0, invalid_every: 0, seed: 7, gzip: true };
     eprintln!("generating {events} events into {} ...", lake.root().display());
     let generated = generate_hour(lake.as_ref(), &spec).await?;
     let conn = Connection {

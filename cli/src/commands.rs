@@ -107,9 +107,7 @@ pub async fn backfill(home: &Home, id: &str, from: &str, to: &str) -> Result<Exi
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }
         }
-        (None, None) => {
-            return Err(ExportError::invalid_config("BACKFILL_FUNCTION", "is not set", "Set it to the backfill function's name (a stack output)."))
-        }
+        (None, None) => return Err(ExportError::invalid_config("BACKFILL_FUNCTION", "is not set", "Set it to the backfill function's name (a stack output).")),
     }
     update(&bar).await;
     bar.finish();
@@ -182,7 +180,10 @@ pub async fn status(home: &Home) -> Result<ExitCode> {
 
 pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {
     home.control.get_connection(id).await?;
-    println!("{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  {}", "HOUR", "MODE", "ATTEMPT", "OUTCOME", "READ", "EXPORTED", "FILT", "DUPS", "INVALID", "ERROR");
+    println!(
+        "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  {}",
+        "HOUR", "MODE", "ATTEMPT", "OUTCOME", "READ", "EXPORTED", "FILT", "DUPS", "INVALID", "ERROR"
+    );
     for r in home.control.list_runs(id).await? {
         println!(
             "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  {}",

@@ -113,9 +113,14 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     let prober = exporter::adapters::function_env::FactoryProber::new(home.cloud.clone());
     for doc in [&web, &app, &globex] {
         let conn = Connection::from_json(doc)?;
-        let (conn, reports) =
-            exporter::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, Utc::now()).await?;
-        println!("   created {:<12} project {} → {} (test upload: {} checks passed)", conn.id, conn.project_id, conn.destination.describe(), reports[0].results.len());
+        let (conn, reports) = exporter::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, Utc::now()).await?;
+        println!(
+            "   created {:<12} project {} → {} (test upload: {} checks passed)",
+            conn.id,
+            conn.project_id,
+            conn.destination.describe(),
+            reports[0].results.len()
+        );
     }
     // What the product refuses, with the message a user would see.
     let intruder = connection_json("globex-steal", "77", "300001", &dest_a, "x", "");
@@ -289,7 +294,8 @@ async fn verify_exports(
                 events.files.len()
             );
             if let Some(g) = generated.get(&(conn.project_id.clone(), hour)) {
-                checks.check(acc.duplicates == g.duplicates, || format!("{} {hour}: {} duplicates dropped, {} generated", conn.id, acc.duplicates, g.duplicates));
+                checks
+                    .check(acc.duplicates == g.duplicates, || format!("{} {hour}: {} duplicates dropped, {} generated", conn.id, acc.duplicates, g.duplicates));
                 checks.check(acc.invalid >= g.invalid, || format!("{} {hour}: {} invalid counted, {} generated", conn.id, acc.invalid, g.invalid));
                 checks.check(acc.exported + acc.filtered >= g.unique_events, || format!("{} {hour}: events lost", conn.id));
             } else if conn.project_id == "187520" && hour.to_string() == "2020-01-25T16" {

@@ -84,7 +84,13 @@ async fn open_deployed() -> Result<Home> {
     let lake = open_own_bucket(&cloud, &config.lake_bucket, &config.region)?;
     let scheduler = Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(&sdk), config.scheduler.clone()));
     let clock = system_clock();
-    let runner = Arc::new(RunService { control: control.clone(), lake: lake.clone(), cloud: cloud.clone(), settings: ExportSettings::standard()?, clock: clock.clone() });
+    let runner = Arc::new(RunService {
+        control: control.clone(),
+        lake: lake.clone(),
+        cloud: cloud.clone(),
+        settings: ExportSettings::standard()?,
+        clock: clock.clone(),
+    });
     let failure = FailureHandler {
         control: control.store().clone(),
         retries: scheduler.clone(),

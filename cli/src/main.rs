@@ -116,10 +116,18 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum ConnectionAction {
     /// Validates, verifies the destination, claims it, stores it, creates its schedule.
-    Create { file: PathBuf },
-    Enable { id: String },
-    Disable { id: String },
-    Delete { id: String },
+    Create {
+        file: PathBuf,
+    },
+    Enable {
+        id: String,
+    },
+    Disable {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
     List,
 }
 
@@ -145,7 +153,8 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
         Command::Bench { events, level, threads, dir } => bench::run(events, level, threads, dir).await,
         Command::Generate { project, org, from, to, events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed } => {
             let home = home::open(&cli.home, cli.cloud).await?;
-            commands::generate(&home, &project, org.as_deref(), &from, to.as_deref(), events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed).await
+            commands::generate(&home, &project, org.as_deref(), &from, to.as_deref(), events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed)
+                .await
         }
         Command::Export { connection, hour, mode } => commands::export(&home::open(&cli.home, cli.cloud).await?, &connection, &hour, &mode).await,
         Command::Backfill { connection, from, to } => commands::backfill(&home::open(&cli.home, cli.cloud).await?, &connection, &from, &to).await,

@@ -122,9 +122,7 @@ pub struct BackfillRequest {
 impl BackfillRequest {
     /// Reads a payload, naming exactly what is wrong with a bad one.
     pub fn from_payload(payload: &serde_json::Value) -> Result<Self> {
-        let obj = payload
-            .as_object()
-            .ok_or_else(|| ExportError::invalid_input("backfill payload", "expected a JSON object {connection_id, from, to}"))?;
+        let obj = payload.as_object().ok_or_else(|| ExportError::invalid_input("backfill payload", "expected a JSON object {connection_id, from, to}"))?;
         for key in obj.keys() {
             if !["connection_id", "from", "to", "depth", "backfill_id"].contains(&key.as_str()) {
                 return Err(ExportError::invalid_input("backfill payload", format!("unknown field `{key}`; expected connection_id, from, to")));
@@ -162,9 +160,9 @@ impl BackfillRequest {
 
     /// The id progress is recorded under: given, or `{connection}-{from}-{to}`.
     pub fn id(&self) -> String {
-        self.backfill_id.clone().unwrap_or_else(|| {
-            format!("{}-{}-{}", self.connection_id, self.from.start().format("%Y%m%dT%H"), self.to.start().format("%Y%m%dT%H"))
-        })
+        self.backfill_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-{}", self.connection_id, self.from.start().format("%Y%m%dT%H"), self.to.start().format("%Y%m%dT%H")))
     }
 
     fn child(&self, piece: HourRange) -> BackfillRequest {

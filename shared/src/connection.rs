@@ -96,13 +96,15 @@ impl Destination {
     /// `s3://bucket/prefix`, `azure://account/container/prefix`, `file:///path/prefix`.
     pub fn describe(&self) -> String {
         let with_prefix = |base: String, prefix: &str| {
-            if prefix.is_empty() { base } else { format!("{base}/{}", prefix.trim_matches('/')) }
+            if prefix.is_empty() {
+                base
+            } else {
+                format!("{base}/{}", prefix.trim_matches('/'))
+            }
         };
         match self {
             Destination::S3 { bucket, prefix, .. } => with_prefix(format!("s3://{bucket}"), prefix),
-            Destination::Azure { account_url, container, prefix, .. } => {
-                with_prefix(format!("{}/{container}", account_url.trim_end_matches('/')), prefix)
-            }
+            Destination::Azure { account_url, container, prefix, .. } => with_prefix(format!("{}/{container}", account_url.trim_end_matches('/')), prefix),
             Destination::Local { path, prefix } => with_prefix(format!("file://{path}"), prefix),
         }
     }
@@ -321,7 +323,11 @@ fn validate_bucket_name(field: &str, name: &str) -> Result<()> {
         && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
         && !name.contains("..");
     if !ok {
-        return Err(ExportError::invalid_config(field, format!("{name:?} is not a valid S3 bucket name"), "Bucket names are 3-63 lowercase letters, digits, '-' or '.'."));
+        return Err(ExportError::invalid_config(
+            field,
+            format!("{name:?} is not a valid S3 bucket name"),
+            "Bucket names are 3-63 lowercase letters, digits, '-' or '.'.",
+        ));
     }
     Ok(())
 }
@@ -333,7 +339,11 @@ fn validate_container_name(field: &str, name: &str) -> Result<()> {
         && !name.contains("--")
         && !name.ends_with('-');
     if !ok {
-        return Err(ExportError::invalid_config(field, format!("{name:?} is not a valid container name"), "Container names are 3-63 lowercase letters, digits or single '-'."));
+        return Err(ExportError::invalid_config(
+            field,
+            format!("{name:?} is not a valid container name"),
+            "Container names are 3-63 lowercase letters, digits or single '-'.",
+        ));
     }
     Ok(())
 }

@@ -66,7 +66,11 @@ pub enum ExportError {
 
     /// Local file system failure (embedded mode), with the path.
     #[error("i/o error on {path}: {source}")]
-    Io { path: String, #[source] source: std::io::Error },
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// A bug or an unexpected answer from a service; not retried, reported as is.
     #[error("internal error: {0}")]
@@ -106,13 +110,8 @@ impl ExportError {
             | ExportError::DestinationMissing { .. }
             | ExportError::AccessBlocked { .. } => ErrorClass::Accessibility,
             ExportError::Transient { .. } => ErrorClass::Transient,
-            ExportError::InvalidConfig { .. }
-            | ExportError::InvalidInput { .. }
-            | ExportError::Conflict { .. } => ErrorClass::Invalid,
-            ExportError::NotFound { .. }
-            | ExportError::Corrupt { .. }
-            | ExportError::Io { .. }
-            | ExportError::Internal(_) => ErrorClass::Other,
+            ExportError::InvalidConfig { .. } | ExportError::InvalidInput { .. } | ExportError::Conflict { .. } => ErrorClass::Invalid,
+            ExportError::NotFound { .. } | ExportError::Corrupt { .. } | ExportError::Io { .. } | ExportError::Internal(_) => ErrorClass::Other,
         }
     }
 

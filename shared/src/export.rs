@@ -104,13 +104,7 @@ pub fn marker_location<'a>(conn: &Connection, targets: &'a ExportTargets, hour: 
 }
 
 /// Exports one hour of one connection.
-pub async fn export_hour(
-    conn: &Connection,
-    targets: &ExportTargets,
-    hour: UtcHour,
-    mode: ExportMode,
-    settings: &ExportSettings,
-) -> Result<HourReport> {
+pub async fn export_hour(conn: &Connection, targets: &ExportTargets, hour: UtcHour, mode: ExportMode, settings: &ExportSettings) -> Result<HourReport> {
     let filter = conn.compiled_filter()?;
     let (marker_store, marker_key) = marker_location(conn, targets, hour);
     if conn.complete_markers {
@@ -155,13 +149,7 @@ enum UploadMsg {
     End,
 }
 
-async fn export_events(
-    conn: &Connection,
-    targets: &ExportTargets,
-    hour: UtcHour,
-    filter: Option<Filter>,
-    settings: &ExportSettings,
-) -> Result<DataReport> {
+async fn export_events(conn: &Connection, targets: &ExportTargets, hour: UtcHour, filter: Option<Filter>, settings: &ExportSettings) -> Result<DataReport> {
     let layout = events_layout(conn);
     let files = list_hour_files(targets.lake.as_ref(), &lake_events_prefix(&conn.project_id, hour)).await?;
     let (tx, rx) = mpsc::channel::<UploadMsg>(16);

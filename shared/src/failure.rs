@@ -168,9 +168,7 @@ impl FailureHandler {
     /// The open episode of a connection, if it is failing.
     pub async fn episode(&self, connection_id: &str) -> Result<Option<Episode>> {
         match self.control.get(&episode_key(connection_id)).await {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| ExportError::Corrupt { what: episode_key(connection_id), detail: e.to_string() }),
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| ExportError::Corrupt { what: episode_key(connection_id), detail: e.to_string() }),
             Err(ExportError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
@@ -181,9 +179,9 @@ impl FailureHandler {
         let mut out = Vec::new();
         for meta in self.control.list(&format!("failures/{connection_id}/hours/")).await? {
             match self.control.get(&meta.key).await {
-                Ok(b) => out.push(
-                    serde_json::from_slice::<HourFailure>(&b).map_err(|e| ExportError::Corrupt { what: meta.key.clone(), detail: e.to_string() })?,
-                ),
+                Ok(b) => {
+                    out.push(serde_json::from_slice::<HourFailure>(&b).map_err(|e| ExportError::Corrupt { what: meta.key.clone(), detail: e.to_string() })?)
+                }
                 // Cleared by a concurrent success between list and get.
                 Err(ExportError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
@@ -382,11 +380,7 @@ pub fn build_notice(conn: &Connection, dest: &Destination, report: ProbeReport, 
         connection_id: conn.id.clone(),
         project_id: conn.project_id.clone(),
         recipients: conn.recipients(),
-        failing_hours: hours
-            .iter()
-            .take(MAX_LISTED_HOURS)
-            .map(|h| FailedHour { hour: h.hour, attempts: h.attempts, error: h.error.clone() })
-            .collect(),
+        failing_hours: hours.iter().take(MAX_LISTED_HOURS).map(|h| FailedHour { hour: h.hour, attempts: h.attempts, error: h.error.clone() }).collect(),
         run_missing_permission: err.missing_permission().map(str::to_string),
         principal,
         report,
@@ -424,7 +418,10 @@ fn fixes_for(dest: &Destination, principal: Option<&str>, missing: &[String]) ->
                 });
             }
             if let (Some(s), Some(key)) = (key_statement, kms_key_arn) {
-                out.push(PolicyFix { title: format!("Add this statement to the key policy of {key}"), statement: serde_json::to_string_pretty(&s).unwrap_or_default() });
+                out.push(PolicyFix {
+                    title: format!("Add this statement to the key policy of {key}"),
+                    statement: serde_json::to_string_pretty(&s).unwrap_or_default(),
+                });
             }
             out
         }

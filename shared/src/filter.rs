@@ -188,9 +188,7 @@ fn parse_at(doc: &Value, path: &str) -> Result<Filter> {
         (Op::Gt | Op::Lt, Some(v)) if !(v.is_number() || v.is_string()) => {
             return Err(bad(&format!("{path}.value"), format!("{op_text} compares numbers or strings, got {}", kind(v))))
         }
-        (Op::Contains, Some(v)) if v.is_object() || v.is_array() => {
-            return Err(bad(&format!("{path}.value"), "contains takes a string or a single value"))
-        }
+        (Op::Contains, Some(v)) if v.is_object() || v.is_array() => return Err(bad(&format!("{path}.value"), "contains takes a string or a single value")),
         _ => {}
     }
     Ok(Filter::Compare { scope, name: name.to_string(), op, value })

@@ -46,11 +46,8 @@ pub struct Generated {
 }
 
 const EVENT_TYPES: [&str; 8] = ["session_start", "page_view", "search", "add_to_cart", "purchase", "signup", "share", "session_end"];
-const PLATFORMS: [(&str, &str, &str, &str); 3] = [
-    ("iOS", "ios", "Apple", "iPhone14,2"),
-    ("Android", "android", "Samsung", "SM-G991B"),
-    ("Web", "Chrome", "Google", "Chrome 131"),
-];
+const PLATFORMS: [(&str, &str, &str, &str); 3] =
+    [("iOS", "ios", "Apple", "iPhone14,2"), ("Android", "android", "Samsung", "SM-G991B"), ("Web", "Chrome", "Google", "Chrome 131")];
 const PLACES: [(&str, &str, &str, f64, f64); 4] = [
     ("United States", "California", "San Francisco", 37.77, -122.42),
     ("France", "Ile-de-France", "Paris", 48.86, 2.35),
@@ -86,7 +83,12 @@ pub fn write_raw_event(out: &mut Vec<u8>, spec: &HourSpec, i: u64, rng: &mut Sma
     let upload = received - skew;
     let client_event = upload - rng.gen_range(0..600_000_000i64);
     let event_type = EVENT_TYPES[rng.gen_range(0..EVENT_TYPES.len())];
-    let _ = write!(out, "{{\"event_type\":\"{event_type}\",\"user_id\":\"user-{user}\",\"device_id\":\"{:08x}-d3v1-4c3e-9a1b-{:012x}\",", user * 2654435761 % 0xffff_ffff, user);
+    let _ = write!(
+        out,
+        "{{\"event_type\":\"{event_type}\",\"user_id\":\"user-{user}\",\"device_id\":\"{:08x}-d3v1-4c3e-9a1b-{:012x}\",",
+        user * 2654435761 % 0xffff_ffff,
+        user
+    );
     let _ = write!(out, "\"$insert_id\":\"{}-{:016x}-{i}\",\"client_event_time\":", spec.project_id, spec.seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     ts(out, client_event);
     out.extend_from_slice(b",\"client_upload_time\":");

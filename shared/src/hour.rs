@@ -34,12 +34,7 @@ impl UtcHour {
     /// Parses `YYYY-MM-DDTHH` (also accepts `YYYY-MM-DDTHH:00`, `YYYY-MM-DDTHH:00:00Z`, and
     /// `YYYY-MM-DD HH`), refusing anything that is not exactly on an hour.
     pub fn parse(s: &str) -> Result<Self> {
-        let bad = |why: &str| {
-            ExportError::invalid_input(
-                format!("hour {s:?}"),
-                format!("{why}; expected a UTC hour like 2020-01-25T17"),
-            )
-        };
+        let bad = |why: &str| ExportError::invalid_input(format!("hour {s:?}"), format!("{why}; expected a UTC hour like 2020-01-25T17"));
         let t = s.trim();
         let t = t.strip_suffix('Z').unwrap_or(t);
         let (date, rest) = t.split_once(['T', ' ']).ok_or_else(|| bad("missing the hour part"))?;
@@ -108,9 +103,7 @@ impl UtcHour {
 
     /// Parses the `yyyy-MM-dd_H` form back (as found in export file names).
     pub fn parse_file_stem(s: &str) -> Result<Self> {
-        let (date, hour) = s
-            .rsplit_once('_')
-            .ok_or_else(|| ExportError::invalid_input(format!("file hour {s:?}"), "expected yyyy-MM-dd_H"))?;
+        let (date, hour) = s.rsplit_once('_').ok_or_else(|| ExportError::invalid_input(format!("file hour {s:?}"), "expected yyyy-MM-dd_H"))?;
         let hour: u32 = hour
             .parse()
             .ok()
@@ -167,10 +160,7 @@ impl HourRange {
     /// Builds a range, refusing `to` before `from`.
     pub fn new(from: UtcHour, to: UtcHour) -> Result<Self> {
         if to < from {
-            return Err(ExportError::invalid_input(
-                "hour range",
-                format!("`to` ({to}) is before `from` ({from}); give the earlier hour first"),
-            ));
+            return Err(ExportError::invalid_input("hour range", format!("`to` ({to}) is before `from` ({from}); give the earlier hour first")));
         }
         Ok(HourRange { from, to })
     }

@@ -54,9 +54,13 @@ impl HourlyEvent {
     /// Reads a payload, naming exactly what is wrong with a bad one.
     pub fn from_payload(payload: &serde_json::Value) -> Result<Self> {
         let obj = payload.as_object().ok_or_else(|| {
-            ExportError::invalid_input("hourly-export payload", "expected a JSON object {connection_id, scheduled_time} or {connection_id, hour, mode, attempt}")
+            ExportError::invalid_input(
+                "hourly-export payload",
+                "expected a JSON object {connection_id, scheduled_time} or {connection_id, hour, mode, attempt}",
+            )
         })?;
-        let allowed: &[&str] = if obj.contains_key("scheduled_time") { &["connection_id", "scheduled_time"] } else { &["connection_id", "hour", "mode", "attempt"] };
+        let allowed: &[&str] =
+            if obj.contains_key("scheduled_time") { &["connection_id", "scheduled_time"] } else { &["connection_id", "hour", "mode", "attempt"] };
         for key in obj.keys() {
             if !allowed.contains(&key.as_str()) {
                 return Err(ExportError::invalid_input("hourly-export payload", format!("unexpected field `{key}` (expected {})", allowed.join(", "))));

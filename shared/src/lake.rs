@@ -33,7 +33,11 @@ pub async fn list_hour_files(lake: &dyn ObjectStore, prefix: &str) -> Result<Vec
 
 /// What the reader hands to the consumer.
 pub enum LakeItem<'a> {
-    Line { file: &'a str, line: u64, bytes: &'a [u8] },
+    Line {
+        file: &'a str,
+        line: u64,
+        bytes: &'a [u8],
+    },
     /// A file (or its tail) could not be read: truncated or corrupt gzip, an oversized line.
     Broken(InvalidRecord),
 }
@@ -50,16 +54,9 @@ pub fn read_files_blocking(
     let mut line = Vec::with_capacity(64 * 1024);
     for file in files {
         let stream = handle.block_on(lake.get_stream(&file.key))?;
-        let reader = SyncIoBridge::new_with_handle(
-            StreamReader::new(stream.map_err(|e| std::io::Error::other(e))),
-            handle.clone(),
-        );
+        let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream.map_err(|e| std::io::Error::other(e))), handle.clone());
         let reader = BufReader::with_capacity(256 * 1024, reader);
-        let source: Box<dyn Read> = if file.key.ends_with(".gz") {
-            Box::new(flate2::bufread::MultiGzDecoder::new(reader))
-        } else {
-            Box::new(reader)
-        };
+        let source: Box<dyn Read> = if file.key.ends_with(".gz") { Box::new(flate2::bufread::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
         let mut source = BufReader::with_capacity(256 * 1024, source);
         let mut line_no = 0u64;
         loop {
@@ -115,7 +112,13 @@ fn read_line_bounded(r: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Resul
     loop {
         let buf = r.fill_buf()?;
         if buf.is_empty() {
-            return Ok(if !any { LineRead::Eof } else if too_long { LineRead::TooLong } else { LineRead::Line });
+            return Ok(if !any {
+                LineRead::Eof
+            } else if too_long {
+                LineRead::TooLong
+            } else {
+                LineRead::Line
+            });
         }
         any = true;
         let (chunk, done) = match memchr::memchr(b'\n', buf) {

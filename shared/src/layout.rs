@@ -18,11 +18,7 @@ pub struct ExportLayout {
 
 impl ExportLayout {
     pub fn new(prefix: &str, project_id: impl ToString, org_id: impl ToString) -> Self {
-        ExportLayout {
-            prefix: prefix.trim_matches('/').to_string(),
-            project_id: project_id.to_string(),
-            org_id: org_id.to_string(),
-        }
+        ExportLayout { prefix: prefix.trim_matches('/').to_string(), project_id: project_id.to_string(), org_id: org_id.to_string() }
     }
 
     fn events_dir(&self) -> String {

@@ -25,9 +25,7 @@ pub fn normalize_merge(raw: &[u8], out: &mut Vec<u8>) -> Result<(), InvalidReaso
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) if n.is_i64() => n.as_i64(),
             Some(Value::String(s)) if s.trim().parse::<i64>().is_ok() => s.trim().parse().ok(),
-            Some(Value::String(s)) if is_time => {
-                Some(parse_micros(s).ok_or_else(|| InvalidReason(format!("field {name:?}: {s:?} is not a time")))? / 1000)
-            }
+            Some(Value::String(s)) if is_time => Some(parse_micros(s).ok_or_else(|| InvalidReason(format!("field {name:?}: {s:?} is not a time")))? / 1000),
             Some(other) => return Err(InvalidReason(format!("field {name:?}: expected an integer, got {other}"))),
         };
         if value.is_none() && (*name == "amplitude_id" || *name == "merged_amplitude_id") {

@@ -136,7 +136,8 @@ pub fn compose_failure_email(n: &FailureNotice) -> Email {
         let _ = write!(html, "<li>Refused principal: <code>{}</code></li>", esc(p));
     }
     let _ = write!(html, "</ul>");
-    let _ = write!(html, "<h3>Access checks</h3><table border=\"1\" cellpadding=\"4\" cellspacing=\"0\"><tr><th>Check</th><th>Permission</th><th>Result</th></tr>");
+    let _ =
+        write!(html, "<h3>Access checks</h3><table border=\"1\" cellpadding=\"4\" cellspacing=\"0\"><tr><th>Check</th><th>Permission</th><th>Result</th></tr>");
     for r in &n.report.results {
         let result = match &r.outcome {
             ProbeOutcome::Pass => "pass".to_string(),
@@ -208,7 +209,10 @@ mod tests {
             failing_hours: vec![FailedHour { hour: UtcHour::parse("2020-01-25T17").unwrap(), attempts: 5, error: "permission denied <x>".into() }],
             run_missing_permission: Some("s3:PutObject".into()),
             principal: None,
-            fixes: vec![PolicyFix { title: "Add this statement to the bucket policy of dest".into(), statement: "{\"Effect\": \"Allow\", \"Action\": [\"s3:PutObject\"]}".into() }],
+            fixes: vec![PolicyFix {
+                title: "Add this statement to the bucket policy of dest".into(),
+                statement: "{\"Effect\": \"Allow\", \"Action\": [\"s3:PutObject\"]}".into(),
+            }],
         }
     }
 

@@ -173,12 +173,7 @@ impl<S: FnMut(Vec<u8>) -> Result<()>> GzipPartEncoder<S> {
         trailer.extend_from_slice(&self.crc.clone().finalize().to_le_bytes());
         trailer.extend_from_slice(&(self.uncompressed as u32).to_le_bytes());
         self.emit(trailer)?;
-        Ok(PartStats {
-            events,
-            uncompressed_bytes: self.uncompressed,
-            compressed_bytes: self.compressed,
-            sha256: hex::encode(self.sha.clone().finalize()),
-        })
+        Ok(PartStats { events, uncompressed_bytes: self.uncompressed, compressed_bytes: self.compressed, sha256: hex::encode(self.sha.clone().finalize()) })
     }
 }
 

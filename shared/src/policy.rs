@@ -43,7 +43,11 @@ pub struct S3Policies {
 /// The policies for an S3 destination, or an error for other destination types.
 pub fn s3_policies(dest: &Destination, role_arn: &str) -> Result<S3Policies> {
     let Destination::S3 { bucket, prefix, kms_key_arn, .. } = dest else {
-        return Err(ExportError::invalid_config("destination.type", "policies are generated for S3 destinations only", "Azure access is granted with a role assignment on the container."));
+        return Err(ExportError::invalid_config(
+            "destination.type",
+            "policies are generated for S3 destinations only",
+            "Azure access is granted with a role assignment on the container.",
+        ));
     };
     validate_role_principal(role_arn)?;
     let principal = json!({ "AWS": role_arn });
@@ -190,7 +194,9 @@ mod tests {
 
     #[test]
     fn account_principals_are_refused() {
-        for bad in ["arn:aws:iam::123456789012:root", "123456789012", "arn:aws:iam::123456789012:user/bob", "arn:aws:iam::1:role/x", "arn:aws:iam::123456789012:role/"] {
+        for bad in
+            ["arn:aws:iam::123456789012:root", "123456789012", "arn:aws:iam::123456789012:user/bob", "arn:aws:iam::1:role/x", "arn:aws:iam::123456789012:role/"]
+        {
             assert!(s3_policies(&dest("p", None), bad).is_err(), "{bad}");
         }
         let azure = Destination::Local { path: "/tmp/x".into(), prefix: String::new() };

@@ -13,9 +13,14 @@ use serde::{Deserialize, Serialize};
 pub enum ProbeOutcome {
     Pass,
     /// Refused: `cause` is the error kind (PermissionDenied, BadCredentials, ...).
-    Fail { cause: String, detail: String },
+    Fail {
+        cause: String,
+        detail: String,
+    },
     /// Not run because an earlier probe it depends on failed.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
 }
 
 /// One check, e.g. "put probe object" needing `s3:PutObject`.
@@ -35,11 +40,7 @@ impl ProbeResult {
     }
 
     pub fn fail(check: &str, permission: &str, err: &crate::ExportError) -> Self {
-        ProbeResult {
-            check: check.into(),
-            permission: permission.into(),
-            outcome: ProbeOutcome::Fail { cause: err.kind().into(), detail: err.to_string() },
-        }
+        ProbeResult { check: check.into(), permission: permission.into(), outcome: ProbeOutcome::Fail { cause: err.kind().into(), detail: err.to_string() } }
     }
 
     pub fn skipped(check: &str, permission: &str, reason: &str) -> Self {

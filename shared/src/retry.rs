@@ -77,12 +77,7 @@ impl Default for RetryPolicy {
     /// 5 attempts, waiting 5, 15, 45 and 135 minutes: a destination fixed within about
     /// three hours never produces an email, and the admins hear within about four.
     fn default() -> Self {
-        RetryPolicy {
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-            first_delay: Duration::from_secs(5 * 60),
-            factor: 3,
-            max_delay: Duration::from_secs(6 * 3600),
-        }
+        RetryPolicy { max_attempts: DEFAULT_MAX_ATTEMPTS, first_delay: Duration::from_secs(5 * 60), factor: 3, max_delay: Duration::from_secs(6 * 3600) }
     }
 }
 
@@ -159,10 +154,7 @@ pub fn retry_schedule_name(req: &HourRequest) -> String {
 /// be shortened (or had characters replaced) a hash of the full id keeps names of
 /// different connections apart.
 pub fn name_part(id: &str, room: usize) -> String {
-    let safe: String = id
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
-        .collect();
+    let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect();
     if safe.len() <= room && safe == id {
         return safe;
     }
@@ -173,9 +165,7 @@ pub fn name_part(id: &str, room: usize) -> String {
 
 /// Whether `name` is a valid EventBridge Scheduler schedule name.
 pub fn is_valid_schedule_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_SCHEDULE_NAME
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    !name.is_empty() && name.len() <= MAX_SCHEDULE_NAME && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// The `at(...)` expression of a one-time schedule (interpreted in UTC).

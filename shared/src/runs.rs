@@ -32,10 +32,7 @@ pub fn catch_up(watermark: Option<UtcHour>, scheduled_time: DateTime<Utc>, conne
     let window_start = target.plus(1 - MAX_CATCH_UP_HOURS);
     if first < window_start {
         let range = HourRange::new(first, window_start.prev())?;
-        let gap = Gap {
-            range,
-            backfill_command: format!("exportctl backfill {connection_id} --from {} --to {}", range.from, range.to),
-        };
+        let gap = Gap { range, backfill_command: format!("exportctl backfill {connection_id} --from {} --to {}", range.from, range.to) };
         return Ok((HourRange::new(window_start, target)?.hours().collect(), Some(gap)));
     }
     Ok((HourRange::new(first, target)?.hours().collect(), None))

@@ -17,13 +17,54 @@ use crate::timestamp::{parse_micros, write_export_timestamp, Micros};
 
 /// The export fields, in the order every export line has them.
 pub const EXPORT_FIELDS: [&str; 49] = [
-    "server_received_time", "app", "device_carrier", "$schema", "city", "user_id", "uuid", "event_time",
-    "platform", "os_version", "amplitude_id", "processed_time", "user_creation_time", "version_name",
-    "ip_address", "paying", "dma", "group_properties", "user_properties", "client_upload_time", "$insert_id",
-    "event_type", "library", "amplitude_attribution_ids", "device_type", "device_manufacturer", "start_version",
-    "location_lng", "server_upload_time", "event_id", "location_lat", "os_name", "amplitude_event_type",
-    "device_brand", "groups", "event_properties", "data", "device_id", "language", "device_model", "country",
-    "region", "is_attribution_event", "adid", "session_id", "device_family", "sample_rate", "idfa",
+    "server_received_time",
+    "app",
+    "device_carrier",
+    "$schema",
+    "city",
+    "user_id",
+    "uuid",
+    "event_time",
+    "platform",
+    "os_version",
+    "amplitude_id",
+    "processed_time",
+    "user_creation_time",
+    "version_name",
+    "ip_address",
+    "paying",
+    "dma",
+    "group_properties",
+    "user_properties",
+    "client_upload_time",
+    "$insert_id",
+    "event_type",
+    "library",
+    "amplitude_attribution_ids",
+    "device_type",
+    "device_manufacturer",
+    "start_version",
+    "location_lng",
+    "server_upload_time",
+    "event_id",
+    "location_lat",
+    "os_name",
+    "amplitude_event_type",
+    "device_brand",
+    "groups",
+    "event_properties",
+    "data",
+    "device_id",
+    "language",
+    "device_model",
+    "country",
+    "region",
+    "is_attribution_event",
+    "adid",
+    "session_id",
+    "device_family",
+    "sample_rate",
+    "idfa",
     "client_event_time",
 ];
 
@@ -256,9 +297,7 @@ impl Normalizer {
         for i in TIMESTAMP_FIELDS {
             times[i] = parse_time(EXPORT_FIELDS[i], raw.slots[i])?;
         }
-        times[EVENT_TIME] = times[EVENT_TIME].or_else(|| {
-            derive_event_time(times[CLIENT_EVENT_TIME], times[SERVER_RECEIVED_TIME], times[CLIENT_UPLOAD_TIME])
-        });
+        times[EVENT_TIME] = times[EVENT_TIME].or_else(|| derive_event_time(times[CLIENT_EVENT_TIME], times[SERVER_RECEIVED_TIME], times[CLIENT_UPLOAD_TIME]));
         out.line.clear();
         out.spans.clear();
         out.line.push(b'{');

@@ -23,7 +23,9 @@ pub const ALL_PERMISSIONS: &str = "rwdlac";
 
 fn required(var: &str, what: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: {what} is not running. Start the emulators with tests/scripts/start-emulators.sh (tests/run.sh does) and source its env file.")
+        panic!(
+            "{var} is not set: {what} is not running. Start the emulators with tests/scripts/start-emulators.sh (tests/run.sh does) and source its env file."
+        )
     })
 }
 
@@ -89,8 +91,7 @@ pub async fn new_container(prefix: &str) -> String {
 
 /// A store on the http Azurite authenticated by an account SAS with `permissions`.
 pub fn sas_store(container: &str, permissions: &str) -> AzureStore {
-    AzureStore::new(&http_url(), container, AzureCredentials::Sas(Secret::new(account_sas(permissions))), AzureOptions::default())
-        .expect("SAS store")
+    AzureStore::new(&http_url(), container, AzureCredentials::Sas(Secret::new(account_sas(permissions))), AzureOptions::default()).expect("SAS store")
 }
 
 /// The HTTPS Azurite with `--oauth basic`, the local token endpoint and the one valid

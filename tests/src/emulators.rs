@@ -2,9 +2,8 @@
 //! failure, never a skip: run the suite through `bash tests/run.sh`.
 
 fn required(var: &str, what: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: {what} is not running. Run the tests with `bash tests/run.sh`, which starts the emulators.")
-    })
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: {what} is not running. Run the tests with `bash tests/run.sh`, which starts the emulators."))
 }
 
 /// moto server without IAM enforcement (S3, KMS, SES, Scheduler, STS, IAM).

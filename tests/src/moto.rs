@@ -49,7 +49,12 @@ pub fn reset_auth(url: &str, n: u64) {
     let addr = url.trim_start_matches("http://").trim_end_matches('/');
     let body = n.to_string();
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to moto at {addr}: {e}"));
-    write!(s, "POST /moto-api/reset-auth HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    write!(
+        s,
+        "POST /moto-api/reset-auth HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"), "reset-auth failed: {resp}");

@@ -144,7 +144,11 @@ async fn wrong_secret_or_tenant_is_a_credential_error_that_never_shows_the_secre
     }
 
     // Unknown tenant: also a credential error naming what to check.
-    let creds = AzureCredentials::ServicePrincipal { tenant_id: "00000000-0000-0000-0000-000000000000".into(), client_id: oauth.client_id.clone(), client_secret: oauth.client_secret.clone() };
+    let creds = AzureCredentials::ServicePrincipal {
+        tenant_id: "00000000-0000-0000-0000-000000000000".into(),
+        client_id: oauth.client_id.clone(),
+        client_secret: oauth.client_secret.clone(),
+    };
     let store = AzureStore::new(&oauth.account_url, &container, creds, oauth.options()).unwrap();
     let err = store.head("exports/a").await.unwrap_err();
     assert_eq!(err.kind(), "BadCredentials", "{err}");

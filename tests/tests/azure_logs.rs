@@ -62,4 +62,3 @@ async fn no_log_line_at_any_level_contains_the_secret_or_the_sas_signature() {
     let encoded = sas.split('&').find_map(|p| p.strip_prefix("sig=")).unwrap();
     assert!(!text.contains(&sig) && !text.contains(encoded), "the SAS signature was logged");
 }
-

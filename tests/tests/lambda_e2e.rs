@@ -248,7 +248,8 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     let project = format!("{}", 100_000 + (nanos % 800_000_000));
     let org = "42";
-    let (_, admin_key, admin_secret) = moto::create_user(&boot, &format!("{uniq}-admin"), &json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]})).await;
+    let (_, admin_key, admin_secret) =
+        moto::create_user(&boot, &format!("{uniq}-admin"), &json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]})).await;
     let own = json!({"Version":"2012-10-17","Statement":[
         {"Effect":"Allow","Action":"s3:*","Resource":[
             format!("arn:aws:s3:::{lake_b}"), format!("arn:aws:s3:::{lake_b}/*"), format!("arn:aws:s3:::{control_b}"), format!("arn:aws:s3:::{control_b}/*")]},

@@ -16,10 +16,14 @@ use exporter::probe::{ProbeOutcome, ProbeReport};
 use exporter::storage::ObjectStore;
 use exporter::{ExportError, UtcHour};
 use integration_tests::emulators::{moto_auth_url, unique_name};
-use integration_tests::moto::{self, admin_config, create_bucket, create_kms_key, create_role, create_user, moto_enforceable, s3_client, sdk_config, without_action, AuthArmed, ROLE_TEMPLATE};
+use integration_tests::moto::{
+    self, admin_config, create_bucket, create_kms_key, create_role, create_user, moto_enforceable, s3_client, sdk_config, without_action, AuthArmed,
+    ROLE_TEMPLATE,
+};
 use serde_json::json;
 
-const PERMISSIONS: [&str; 7] = ["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject", "s3:AbortMultipartUpload", "kms:GenerateDataKey", "kms:Decrypt"];
+const PERMISSIONS: [&str; 7] =
+    ["s3:PutObject", "s3:GetObject", "s3:ListBucket", "s3:DeleteObject", "s3:AbortMultipartUpload", "kms:GenerateDataKey", "kms:Decrypt"];
 
 /// Numeric project ids unique to this run (roles persist in a long-lived moto).
 fn project_ids(n: usize) -> Vec<String> {
@@ -92,7 +96,8 @@ async fn probe_suite_names_exactly_the_missing_permission() {
     let ctx = context(&url, &akid, &secret);
     let bad_secret_ctx = context(&url, &akid, "not-the-secret-of-this-key");
     // Without a role template the base credentials reach S3 directly.
-    let bad_direct_ctx = CloudContext { aws: Some(AwsContext::new(sdk_config(&url, &akid, "not-the-secret-of-this-key"), None).unwrap()), ..Default::default() };
+    let bad_direct_ctx =
+        CloudContext { aws: Some(AwsContext::new(sdk_config(&url, &akid, "not-the-secret-of-this-key"), None).unwrap()), ..Default::default() };
 
     // --- probes, with enforcement on ---
     let armed = AuthArmed::arm(&url);
@@ -147,11 +152,14 @@ fn lake_with_events(project_id: &str) -> (tempfile::TempDir, Arc<dyn ObjectStore
     std::fs::create_dir_all(&path).unwrap();
     let mut lines = String::new();
     for i in 0..50 {
-        lines.push_str(&json!({
-            "event_type": "click", "device_id": format!("d{i}"), "$insert_id": format!("i{i}"), "user_id": "u",
-            "client_event_time": "2020-01-25 17:01:00.000000", "client_upload_time": "2020-01-25 17:01:01.000000",
-            "server_received_time": "2020-01-25 17:01:02.000000", "server_upload_time": "2020-01-25 17:01:03.000000"
-        }).to_string());
+        lines.push_str(
+            &json!({
+                "event_type": "click", "device_id": format!("d{i}"), "$insert_id": format!("i{i}"), "user_id": "u",
+                "client_event_time": "2020-01-25 17:01:00.000000", "client_upload_time": "2020-01-25 17:01:01.000000",
+                "server_received_time": "2020-01-25 17:01:02.000000", "server_upload_time": "2020-01-25 17:01:03.000000"
+            })
+            .to_string(),
+        );
         lines.push('\n');
     }
     std::fs::write(path.join("a.json"), lines).unwrap();

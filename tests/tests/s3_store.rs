@@ -145,9 +145,8 @@ async fn aborted_and_abandoned_uploads_leave_no_multipart_upload() {
     create_bucket(&cfg, &bucket).await;
     let store = S3Store::new(s3_client(&cfg), &bucket);
     let admin = s3_client(&cfg);
-    let open_uploads = |admin: aws_sdk_s3::Client, bucket: String| async move {
-        admin.list_multipart_uploads().bucket(bucket).send().await.unwrap().uploads().len()
-    };
+    let open_uploads =
+        |admin: aws_sdk_s3::Client, bucket: String| async move { admin.list_multipart_uploads().bucket(bucket).send().await.unwrap().uploads().len() };
 
     // 9 MiB: one full part is uploaded, so a multipart upload exists before the abort.
     let mut up = store.upload("aborted.bin").await.unwrap();

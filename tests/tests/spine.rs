@@ -118,7 +118,16 @@ async fn duplicates_are_dropped_and_counted_and_filters_apply() {
 #[tokio::test(flavor = "multi_thread")]
 async fn output_is_deterministic_across_runs_and_thread_counts() {
     let w = World::new();
-    let spec = HourSpec { project_id: "187520".into(), hour: UtcHour::parse(HOUR).unwrap(), events: 6000, events_per_file: 1000, duplicate_every: 30, invalid_every: 90, seed: 3, gzip: true };
+    let spec = HourSpec {
+        project_id: "187520".into(),
+        hour: UtcHour::parse(HOUR).unwrap(),
+        events: 6000,
+        events_per_file: 1000,
+        duplicate_every: 30,
+        invalid_every: 90,
+        seed: 3,
+        gzip: true,
+    };
     generate_hour(w.lake.as_ref(), &spec).await.unwrap();
     let c = conn("");
     let mut snapshots = Vec::new();
@@ -138,7 +147,16 @@ async fn output_is_deterministic_across_runs_and_thread_counts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn recurring_skips_and_replace_removes_stale_parts() {
     let w = World::new();
-    let spec = HourSpec { project_id: "187520".into(), hour: UtcHour::parse(HOUR).unwrap(), events: 4000, events_per_file: 1000, duplicate_every: 0, invalid_every: 0, seed: 9, gzip: false };
+    let spec = HourSpec {
+        project_id: "187520".into(),
+        hour: UtcHour::parse(HOUR).unwrap(),
+        events: 4000,
+        events_per_file: 1000,
+        duplicate_every: 0,
+        invalid_every: 0,
+        seed: 9,
+        gzip: false,
+    };
     generate_hour(w.lake.as_ref(), &spec).await.unwrap();
     let c = conn("");
     let m = w.export(&c, ExportMode::Recurring, &settings(512 * 1024, 2)).await.unwrap().manifest.unwrap();
@@ -231,7 +249,10 @@ async fn bad_requests_and_configs_are_refused_clearly() {
     refuse(conn_json(r#","filter":{"all":[{"field":"country","op":"is"}]}"#), "filter.all[0].op");
     refuse(conn_json(r#","colour":"blue""#), "unknown field");
     refuse(conn_json("").replace("owner@example.com", "not-an-email"), "creator");
-    refuse(r#"{"id":"c","org_id":"1","project_id":"2","creator":"a@b.co","destination":{"type":"s3","bucket":"Bad_Bucket","region":"us-east-1"}}"#.into(), "bucket name");
+    refuse(
+        r#"{"id":"c","org_id":"1","project_id":"2","creator":"a@b.co","destination":{"type":"s3","bucket":"Bad_Bucket","region":"us-east-1"}}"#.into(),
+        "bucket name",
+    );
     refuse(r#"{"id":"c","org_id":"1","project_id":"2","creator":"a@b.co","destination":{"type":"azure","account_url":"https://a.blob.core.windows.net","container":"events"}}"#.into(), "no credentials");
     // 19 bad hours, 20 end before start
     for bad in ["2020-01-25T24", "2020-01-25", "2020-01-25T17:30", "yesterday"] {
@@ -303,7 +324,16 @@ async fn a_lake_that_fails_mid_hour_leaves_no_part_and_no_marker() {
     let dest_dir = tempfile::tempdir().unwrap();
     let lake = Arc::new(LocalStore::new(lake_dir.path()).unwrap());
     let dest = Arc::new(LocalStore::new(dest_dir.path()).unwrap());
-    let spec = HourSpec { project_id: "187520".into(), hour: UtcHour::parse(HOUR).unwrap(), events: 3000, events_per_file: 1000, duplicate_every: 0, invalid_every: 0, seed: 4, gzip: false };
+    let spec = HourSpec {
+        project_id: "187520".into(),
+        hour: UtcHour::parse(HOUR).unwrap(),
+        events: 3000,
+        events_per_file: 1000,
+        duplicate_every: 0,
+        invalid_every: 0,
+        seed: 4,
+        gzip: false,
+    };
     generate_hour(lake.as_ref(), &spec).await.unwrap();
     // The second file vanishes between listing and reading: a storage error, fatal to the hour.
     let files = lake.list("events/187520/").await.unwrap();

@@ -32,10 +32,7 @@ pub fn init_logging() {
 
 pub async fn handle(runtime: &FunctionRuntime, event: LambdaEvent<serde_json::Value>) -> Result<BackfillOutcome, FunctionError> {
     let request_id = event.context.request_id.clone();
-    let ctx = runtime
-        .backfill
-        .as_ref()
-        .ok_or_else(|| FunctionError(ExportError::Internal("backfill context not built".into())))?;
+    let ctx = runtime.backfill.as_ref().ok_or_else(|| FunctionError(ExportError::Internal("backfill context not built".into())))?;
     match handle_backfill(&runtime.services, ctx, &event.payload).await {
         Ok(outcome) => Ok(outcome),
         Err(e) => {

@@ -88,9 +88,7 @@ impl AwsContext {
             validate_template(t)?;
         }
         let sts = aws_sdk_sts::Client::new(&base);
-        Ok(AwsContext {
-            inner: Arc::new(Inner { base, sts, role_template, account: tokio::sync::OnceCell::new(), roles: Mutex::new(HashMap::new()) }),
-        })
+        Ok(AwsContext { inner: Arc::new(Inner { base, sts, role_template, account: tokio::sync::OnceCell::new(), roles: Mutex::new(HashMap::new()) }) })
     }
 
     pub fn sdk_config(&self) -> &SdkConfig {
@@ -118,13 +116,8 @@ impl AwsContext {
         self.inner
             .account
             .get_or_try_init(|| async {
-                let out = self
-                    .inner
-                    .sts
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(|e| classify(e, &OpContext::new(AwsOp::StsGetCallerIdentity, "sts", None)))?;
+                let out =
+                    self.inner.sts.get_caller_identity().send().await.map_err(|e| classify(e, &OpContext::new(AwsOp::StsGetCallerIdentity, "sts", None)))?;
                 out.account().map(str::to_string).ok_or_else(|| ExportError::Internal("GetCallerIdentity returned no account".into()))
             })
             .await
@@ -258,22 +251,17 @@ impl AssumeRoleCache {
             }
         }
         let ctx = OpContext::new(AwsOp::StsAssumeRole, self.role_arn.clone(), None);
-        let out = self
-            .sts
-            .assume_role()
-            .role_arn(&self.role_arn)
-            .role_session_name(&self.session_name)
-            .duration_seconds(SESSION_SECONDS)
-            .send()
-            .await
-            .map_err(|e| {
-                let mut err = classify(e, &ctx);
-                // The refused principal is the exporter itself; the resource is the role.
-                if let ExportError::PermissionDenied { operation, .. } = &mut err {
-                    *operation = "AssumeRole".into();
-                }
-                CredentialsError::provider_error(CredentialsFailure(err))
-            })?;
+        let out =
+            self.sts.assume_role().role_arn(&self.role_arn).role_session_name(&self.session_name).duration_seconds(SESSION_SECONDS).send().await.map_err(
+                |e| {
+                    let mut err = classify(e, &ctx);
+                    // The refused principal is the exporter itself; the resource is the role.
+                    if let ExportError::PermissionDenied { operation, .. } = &mut err {
+                        *operation = "AssumeRole".into();
+                    }
+                    CredentialsError::provider_error(CredentialsFailure(err))
+                },
+            )?;
         let c = out.credentials().ok_or_else(|| {
             CredentialsError::provider_error(CredentialsFailure(ExportError::Internal(format!("AssumeRole on {} returned no credentials", self.role_arn))))
         })?;

@@ -19,8 +19,8 @@ use azure_core::http::{ClientOptions, Etag, ExponentialRetryOptions, RetryOption
 use azure_core::time::Duration as AzDuration;
 use azure_identity::{ClientSecretCredential, ClientSecretCredentialOptions};
 use azure_storage_blob::models::{
-    BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
-    BlockBlobClientCommitBlockListOptions, BlockBlobClientUploadOptions, BlockLookupList,
+    BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions, BlockBlobClientCommitBlockListOptions,
+    BlockBlobClientUploadOptions, BlockLookupList,
 };
 use azure_storage_blob::{BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions, BlockBlobClient};
 use bytes::{Bytes, BytesMut};
@@ -60,12 +60,9 @@ pub enum AzureCredentials {
 impl std::fmt::Debug for AzureCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AzureCredentials::ServicePrincipal { tenant_id, client_id, .. } => f
-                .debug_struct("ServicePrincipal")
-                .field("tenant_id", tenant_id)
-                .field("client_id", client_id)
-                .field("client_secret", &"[redacted]")
-                .finish(),
+            AzureCredentials::ServicePrincipal { tenant_id, client_id, .. } => {
+                f.debug_struct("ServicePrincipal").field("tenant_id", tenant_id).field("client_id", client_id).field("client_secret", &"[redacted]").finish()
+            }
             AzureCredentials::Sas(_) => f.write_str("Sas([redacted])"),
         }
     }
@@ -178,9 +175,8 @@ impl AzureStore {
     /// A store for `container` of the storage account at `account_url`
     /// (`https://{account}.blob.core.windows.net`, or an emulator's `http(s)://host:port/account`).
     pub fn new(account_url: &str, container: &str, credentials: AzureCredentials, options: AzureOptions) -> Result<Self> {
-        let account = Url::parse(account_url.trim_end_matches('/')).map_err(|e| {
-            config_err("account_url", format!("{account_url:?} is not a URL ({e})"), "Use https://{account}.blob.core.windows.net.")
-        })?;
+        let account = Url::parse(account_url.trim_end_matches('/'))
+            .map_err(|e| config_err("account_url", format!("{account_url:?} is not a URL ({e})"), "Use https://{account}.blob.core.windows.net."))?;
         if account.query().is_some() || account.cannot_be_a_base() {
             return Err(config_err("account_url", "must be a plain http(s) URL without a query", "Put a SAS token in sas_token, not in the URL."));
         }
@@ -188,7 +184,11 @@ impl AzureStore {
             return Err(config_err("container", format!("{container:?} is not a container name"), "Give the container's name."));
         }
         let mut container_url = account.clone();
-        container_url.path_segments_mut().map_err(|_| config_err("account_url", "cannot hold a path", "Use https://{account}.blob.core.windows.net."))?.pop_if_empty().push(container);
+        container_url
+            .path_segments_mut()
+            .map_err(|_| config_err("account_url", "cannot hold a path", "Use https://{account}.blob.core.windows.net."))?
+            .pop_if_empty()
+            .push(container);
         let display = container_url.to_string();
 
         let retry = RetryOptions::exponential(ExponentialRetryOptions {
@@ -218,7 +218,11 @@ impl AzureStore {
                     Some(ClientSecretCredentialOptions { client_options: cred_options }),
                 )
                 .map_err(|e| {
-                    config_err("tenant_id/client_id/client_secret", redactor.scrub(&e.to_string()), "Give the service principal's tenant id, client id and secret.")
+                    config_err(
+                        "tenant_id/client_id/client_secret",
+                        redactor.scrub(&e.to_string()),
+                        "Give the service principal's tenant id, client id and secret.",
+                    )
                 })?;
                 (Some(cred as Arc<dyn TokenCredential>), false)
             }
@@ -267,11 +271,7 @@ impl AzureStore {
             (Some(t), Some(c), Some(s), _) => AzureCredentials::ServicePrincipal { tenant_id: t.clone(), client_id: c.clone(), client_secret: s.clone() },
             (_, _, _, Some(sas)) => AzureCredentials::Sas(sas.clone()),
             _ => {
-                return Err(config_err(
-                    "destination",
-                    "no credentials",
-                    "Give tenant_id, client_id and client_secret of a service principal (or a sas_token).",
-                ))
+                return Err(config_err("destination", "no credentials", "Give tenant_id, client_id and client_secret of a service principal (or a sas_token)."))
             }
         };
         AzureStore::new(account_url, container, credentials, options)
@@ -290,10 +290,7 @@ impl AzureStore {
     /// Asks Microsoft Entra ID for a storage token (service principal only; `Ok(false)` for SAS).
     pub async fn check_token(&self) -> Result<bool> {
         let Some(cred) = &self.credential else { return Ok(false) };
-        cred.get_token(&["https://storage.azure.com/.default"], None)
-            .await
-            .map(|_| true)
-            .map_err(|e| self.classify(e, AzureOp::Token, &self.display))
+        cred.get_token(&["https://storage.azure.com/.default"], None).await.map(|_| true).map_err(|e| self.classify(e, AzureOp::Token, &self.display))
     }
 
     /// Whether the container exists (Get Container Properties).
@@ -328,8 +325,12 @@ impl AzureStore {
     }
 
     fn blob_client(&self, key: &str) -> Result<BlobClient> {
-        BlobClient::new(self.blob_url(key)?, self.credential.clone(), Some(BlobClientOptions { client_options: self.client_options.clone(), ..Default::default() }))
-            .map_err(|e| ExportError::Internal(self.redactor.scrub(&format!("cannot make a blob client for {}: {e}", self.resource(key)))))
+        BlobClient::new(
+            self.blob_url(key)?,
+            self.credential.clone(),
+            Some(BlobClientOptions { client_options: self.client_options.clone(), ..Default::default() }),
+        )
+        .map_err(|e| ExportError::Internal(self.redactor.scrub(&format!("cannot make a blob client for {}: {e}", self.resource(key)))))
     }
 
     /// One Put Blob request (with `If-None-Match: *` when `create_only`).
@@ -519,10 +520,7 @@ impl AzureUpload {
         let resource = self.resource.clone();
         self.in_flight.spawn(async move {
             let len = block.len() as u64;
-            blob.stage_block(&id, len, block.into(), None)
-                .await
-                .map(|_| ())
-                .map_err(|e| ctx.classify(e, AzureOp::Write, &resource))
+            blob.stage_block(&id, len, block.into(), None).await.map(|_| ()).map_err(|e| ctx.classify(e, AzureOp::Write, &resource))
         });
         Ok(())
     }
@@ -561,7 +559,8 @@ impl StreamingUpload for AzureUpload {
             self.join_one().await?;
         }
         let list = BlockLookupList { latest: Some(std::mem::take(&mut self.block_ids)), ..Default::default() };
-        let content = list.try_into().map_err(|e: azure_core::Error| ExportError::Internal(format!("cannot encode the block list of {}: {e}", self.resource)))?;
+        let content =
+            list.try_into().map_err(|e: azure_core::Error| ExportError::Internal(format!("cannot encode the block list of {}: {e}", self.resource)))?;
         self.blob
             .commit_block_list(content, Some(BlockBlobClientCommitBlockListOptions::default()))
             .await
@@ -582,7 +581,8 @@ mod tests {
     use super::*;
 
     fn sas_store() -> AzureStore {
-        AzureStore::new("http://127.0.0.1:1/devstoreaccount1", "c1", AzureCredentials::Sas(Secret::new("sv=2024-01-01&sp=r&sig=abc")), AzureOptions::default()).unwrap()
+        AzureStore::new("http://127.0.0.1:1/devstoreaccount1", "c1", AzureCredentials::Sas(Secret::new("sv=2024-01-01&sp=r&sig=abc")), AzureOptions::default())
+            .unwrap()
     }
 
     #[test]

@@ -130,9 +130,8 @@ fn http_failure(err: &azure_core::Error) -> Option<HttpFailure> {
         ErrorKind::HttpResponse { status, error_code, raw_response } => {
             let body = raw_response.as_ref().map(|r| String::from_utf8_lossy(r.body().as_ref()).into_owned()).unwrap_or_default();
             let code = error_code.clone().filter(|c| !c.is_empty()).or_else(|| xml_text(&body, "Code")).unwrap_or_default();
-            let mut message = xml_text(&body, "Message")
-                .or_else(|| json_text(&body, "error_description"))
-                .unwrap_or_else(|| status.canonical_reason().to_string());
+            let mut message =
+                xml_text(&body, "Message").or_else(|| json_text(&body, "error_description")).unwrap_or_else(|| status.canonical_reason().to_string());
             if let Some(detail) = xml_text(&body, "AuthenticationErrorDetail") {
                 message = format!("{message} ({detail})");
             }
@@ -314,7 +313,11 @@ mod tests {
         assert_eq!(classify(http_error(500, "InternalError", ""), ctx(AzureOp::Write, &r)).kind(), "Transient");
         let conn = azure_core::Error::with_message(ErrorKind::Connection, "connection refused");
         assert_eq!(classify(conn, ctx(AzureOp::Read, &r)).kind(), "Transient");
-        let token = azure_core::Error::with_error(ErrorKind::Credential, http_error(401, "7000215", r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#), "ClientSecretCredential authentication failed.");
+        let token = azure_core::Error::with_error(
+            ErrorKind::Credential,
+            http_error(401, "7000215", r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}"#),
+            "ClientSecretCredential authentication failed.",
+        );
         let e = classify(token, ctx(AzureOp::Read, &r));
         assert_eq!(e.kind(), "BadCredentials");
         assert!(e.to_string().contains("client secret"), "{e}");

@@ -77,7 +77,8 @@ fn failed_with_missing_container(r: &std::result::Result<(), ExportError>) -> bo
 impl AccessProbe for AzureProbe {
     async fn probe(&self) -> ProbeReport {
         let store = &self.store;
-        let mut report = ProbeReport { destination: join_key(&store.describe(), &self.prefix), principal: Some(store.principal().to_string()), results: Vec::new() };
+        let mut report =
+            ProbeReport { destination: join_key(&store.describe(), &self.prefix), principal: Some(store.principal().to_string()), results: Vec::new() };
 
         // 1. Credentials. Without a token nothing else can run: report the rest as skipped.
         if let Some(sas) = store.sas_token() {
@@ -99,7 +100,13 @@ impl AccessProbe for AzureProbe {
                 Err(e) => {
                     tracing::warn!(destination = %report.destination, error = %e, "Azure probe: no token for the service principal");
                     report.results.push(ProbeResult::fail(CHECK_TOKEN, NEED_TOKEN, &e));
-                    for (check, need) in [(CHECK_CONTAINER, NEED_CONTAINER), (CHECK_WRITE, BLOB_WRITE), (CHECK_READ, BLOB_READ), (CHECK_LIST, BLOB_READ), (CHECK_DELETE, BLOB_DELETE)] {
+                    for (check, need) in [
+                        (CHECK_CONTAINER, NEED_CONTAINER),
+                        (CHECK_WRITE, BLOB_WRITE),
+                        (CHECK_READ, BLOB_READ),
+                        (CHECK_LIST, BLOB_READ),
+                        (CHECK_DELETE, BLOB_DELETE),
+                    ] {
                         report.results.push(ProbeResult::skipped(check, need, "no token for the service principal"));
                     }
                     return report;
@@ -163,7 +170,9 @@ impl AccessProbe for AzureProbe {
         };
         report.results.insert(container_index, container_result);
 
-        for (check, need, r) in [(CHECK_WRITE, BLOB_WRITE, write), (CHECK_READ, BLOB_READ, read), (CHECK_LIST, BLOB_READ, list), (CHECK_DELETE, BLOB_DELETE, delete)] {
+        for (check, need, r) in
+            [(CHECK_WRITE, BLOB_WRITE, write), (CHECK_READ, BLOB_READ, read), (CHECK_LIST, BLOB_READ, list), (CHECK_DELETE, BLOB_DELETE, delete)]
+        {
             match r {
                 Ok(()) => report.results.push(ProbeResult::pass(check, need)),
                 Err(e) => {

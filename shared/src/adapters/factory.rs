@@ -56,9 +56,8 @@ pub async fn open_store(dest: &Destination, project_id: &str, ctx: &CloudContext
             let aws = ctx.aws()?;
             let identity = aws.project_identity(project_id).await?;
             aws.resolve(&identity).await?;
-            let store = S3Store::new(aws.s3_client(region, &identity), bucket.clone())
-                .with_kms_key(kms_key_arn.clone())
-                .with_principal(identity.principal.clone());
+            let store =
+                S3Store::new(aws.s3_client(region, &identity), bucket.clone()).with_kms_key(kms_key_arn.clone()).with_principal(identity.principal.clone());
             Ok(Arc::new(store))
         }
         // Built by the Azure adapter's own constructor (service principal or SAS).
@@ -94,8 +93,8 @@ pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &Cloud
                 }
             }
             let kms = kms_key_arn.as_deref().map(|arn| aws.kms_client(key_region(arn).unwrap_or(region), &identity));
-            let probe = S3Probe::new(aws.s3_client(region, &identity), kms, bucket, prefix, kms_key_arn.as_deref(), identity.principal.clone())
-                .with_preamble(preamble);
+            let probe =
+                S3Probe::new(aws.s3_client(region, &identity), kms, bucket, prefix, kms_key_arn.as_deref(), identity.principal.clone()).with_preamble(preamble);
             probe.probe().await
         }
         // The Azure adapter's suite: token (or SAS expiry), container exists, write, read,
@@ -195,4 +194,3 @@ pub async fn project_principal(project_id: &str, ctx: &CloudContext) -> Result<O
         None => Ok(None),
     }
 }
-

@@ -62,10 +62,9 @@ fn var(name: &str) -> Result<String> {
 
 fn num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
     match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| ExportError::invalid_config(name, format!("{v:?} is not a number"), "Give a positive whole number.")),
+        Ok(v) if !v.trim().is_empty() => {
+            v.trim().parse().map_err(|_| ExportError::invalid_config(name, format!("{v:?} is not a number"), "Give a positive whole number."))
+        }
         _ => Ok(default),
     }
 }
@@ -138,12 +137,8 @@ impl FunctionRuntime {
     pub async fn from_env(with_backfill: bool) -> Result<Self> {
         let config = FunctionConfig::from_env()?;
         let cloud = CloudContext::from_env().await?;
-        let sdk = cloud
-            .aws
-            .as_ref()
-            .ok_or_else(|| ExportError::invalid_config("AWS", "not configured", "The functions need AWS credentials."))?
-            .sdk_config()
-            .clone();
+        let sdk =
+            cloud.aws.as_ref().ok_or_else(|| ExportError::invalid_config("AWS", "not configured", "The functions need AWS credentials."))?.sdk_config().clone();
         let cipher = Arc::new(KmsCipher::new(aws_sdk_kms::Client::new(&sdk), config.secrets_key.clone()));
         let control = ControlStore::new(open_own_bucket(&cloud, &config.control_bucket, &config.region)?, cipher);
         let lake = open_own_bucket(&cloud, &config.lake_bucket, &config.region)?;

@@ -147,14 +147,11 @@ impl ObjectStore for LocalStore {
         let path = self.path_of(key)?;
         let file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(ExportError::NotFound { what: format!("{}/{key}", self.describe()) })
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(ExportError::NotFound { what: format!("{}/{key}", self.describe()) }),
             Err(e) => return Err(io_err(&path, e)),
         };
         let display = path.display().to_string();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024)
-            .map(move |r| r.map_err(|e| ExportError::io(display.clone(), e)));
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |r| r.map_err(|e| ExportError::io(display.clone(), e)));
         Ok(Box::pin(stream))
     }
 
@@ -171,9 +168,7 @@ impl ObjectStore for LocalStore {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let root = self.root.clone();
         let prefix = prefix.to_string();
-        tokio::task::spawn_blocking(move || list_blocking(&root, &prefix))
-            .await
-            .map_err(|e| ExportError::Internal(format!("listing task failed: {e}")))?
+        tokio::task::spawn_blocking(move || list_blocking(&root, &prefix)).await.map_err(|e| ExportError::Internal(format!("listing task failed: {e}")))?
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

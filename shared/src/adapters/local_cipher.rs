@@ -38,9 +38,7 @@ pub(crate) fn aes_seal(key: &[u8], aad: &[u8], plain: &[u8]) -> Result<(Vec<u8>,
     let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| ExportError::Internal(format!("AES-256 needs a {KEY_LEN}-byte key, got {}", key.len())))?;
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad })
-        .map_err(|_| ExportError::Internal("AES-GCM encryption failed".into()))?;
+    let ct = cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad }).map_err(|_| ExportError::Internal("AES-GCM encryption failed".into()))?;
     Ok((nonce.to_vec(), ct))
 }
 

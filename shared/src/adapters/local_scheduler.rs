@@ -67,8 +67,8 @@ impl LocalScheduler {
                 continue;
             }
             let text = tokio::fs::read_to_string(&path).await.map_err(|e| ExportError::io(path.display().to_string(), e))?;
-            let retry: LocalRetry = serde_json::from_str(&text)
-                .map_err(|e| ExportError::Corrupt { what: path.display().to_string(), detail: e.to_string() })?;
+            let retry: LocalRetry =
+                serde_json::from_str(&text).map_err(|e| ExportError::Corrupt { what: path.display().to_string(), detail: e.to_string() })?;
             out.push(retry);
         }
         out.sort_by(|a, b| (a.at, &a.name).cmp(&(b.at, &b.name)));
@@ -101,8 +101,7 @@ impl LocalScheduler {
                 continue;
             }
             let text = tokio::fs::read_to_string(&path).await.map_err(|e| ExportError::io(path.display().to_string(), e))?;
-            let h: LocalHourly = serde_json::from_str(&text)
-                .map_err(|e| ExportError::Corrupt { what: path.display().to_string(), detail: e.to_string() })?;
+            let h: LocalHourly = serde_json::from_str(&text).map_err(|e| ExportError::Corrupt { what: path.display().to_string(), detail: e.to_string() })?;
             out.push((h.connection_id, h.enabled));
         }
         out.sort();
@@ -140,7 +139,8 @@ impl RetryScheduler for LocalScheduler {
 #[async_trait]
 impl HourlySchedules for LocalScheduler {
     async fn put_hourly(&self, connection_id: &str, enabled: bool) -> Result<()> {
-        let body = serde_json::to_vec_pretty(&LocalHourly { connection_id: connection_id.into(), enabled }).map_err(|e| ExportError::Internal(e.to_string()))?;
+        let body =
+            serde_json::to_vec_pretty(&LocalHourly { connection_id: connection_id.into(), enabled }).map_err(|e| ExportError::Internal(e.to_string()))?;
         Self::write_atomic(&self.hourly_path(connection_id), &body).await
     }
 
@@ -164,8 +164,8 @@ impl HourlySchedules for LocalScheduler {
         let path = self.hourly_path(connection_id);
         match tokio::fs::read_to_string(&path).await {
             Ok(text) => {
-                let h: LocalHourly = serde_json::from_str(&text)
-                    .map_err(|e| ExportError::Corrupt { what: path.display().to_string(), detail: e.to_string() })?;
+                let h: LocalHourly =
+                    serde_json::from_str(&text).map_err(|e| ExportError::Corrupt { what: path.display().to_string(), detail: e.to_string() })?;
                 Ok(Some(h.enabled))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),

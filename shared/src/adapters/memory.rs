@@ -96,20 +96,13 @@ impl ObjectStore for MemoryStore {
 
     async fn get(&self, key: &str) -> Result<Bytes> {
         self.check(MemoryOp::Get, key)?;
-        self.inner
-            .lock()
-            .unwrap()
-            .objects
-            .get(key)
-            .cloned()
-            .ok_or_else(|| ExportError::NotFound { what: format!("{}/{key}", self.describe()) })
+        self.inner.lock().unwrap().objects.get(key).cloned().ok_or_else(|| ExportError::NotFound { what: format!("{}/{key}", self.describe()) })
     }
 
     async fn get_stream(&self, key: &str) -> Result<ByteStream> {
         let body = self.get(key).await?;
         // Hand it out in small chunks so readers are exercised across chunk boundaries.
-        let chunks: Vec<Result<Bytes>> =
-            (0..body.len()).step_by(64 * 1024).map(|i| Ok(body.slice(i..(i + 64 * 1024).min(body.len())))).collect();
+        let chunks: Vec<Result<Bytes>> = (0..body.len()).step_by(64 * 1024).map(|i| Ok(body.slice(i..(i + 64 * 1024).min(body.len())))).collect();
         Ok(Box::pin(futures::stream::iter(chunks)))
     }
 

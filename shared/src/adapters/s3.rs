@@ -195,11 +195,8 @@ impl ObjectStore for S3Store {
 
     async fn get(&self, key: &str) -> Result<Bytes> {
         let out = self.inner.client.get_object().bucket(&self.inner.bucket).key(key).send().await.map_err(|e| get_error(e, &self.inner, key))?;
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| ExportError::transient("GetObject", format!("reading s3://{}/{key} failed: {e}", self.inner.bucket)))?;
+        let data =
+            out.body.collect().await.map_err(|e| ExportError::transient("GetObject", format!("reading s3://{}/{key} failed: {e}", self.inner.bucket)))?;
         Ok(data.into_bytes())
     }
 
@@ -263,7 +260,11 @@ impl ObjectStore for S3Store {
     }
 }
 
-fn get_error(e: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError, aws_smithy_runtime_api::client::orchestrator::HttpResponse>, inner: &Inner, key: &str) -> ExportError {
+fn get_error(
+    e: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError, aws_smithy_runtime_api::client::orchestrator::HttpResponse>,
+    inner: &Inner,
+    key: &str,
+) -> ExportError {
     if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
         return ExportError::NotFound { what: format!("s3://{}/{key}", inner.bucket) };
     }
@@ -336,7 +337,11 @@ impl S3Upload {
                 .send()
                 .await
                 .map_err(|e| classify(e, &store.ctx(AwsOp::UploadPart, &key)))?;
-            Ok(CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).set_checksum_crc32(out.checksum_crc32().map(str::to_string)).build())
+            Ok(CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
+                .build())
         });
         Ok(())
     }

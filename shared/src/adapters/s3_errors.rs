@@ -214,9 +214,7 @@ where
     let meta_code = err.code().map(str::to_string);
     let meta_message = err.message().map(str::to_string);
     let code = meta_code.or_else(|| body.as_deref().and_then(|b| xml_tag(b, "Code").or_else(|| json_code(b))));
-    let message = meta_message
-        .or_else(|| body.as_deref().and_then(|b| xml_tag(b, "Message").or_else(|| json_message(b))))
-        .unwrap_or_default();
+    let message = meta_message.or_else(|| body.as_deref().and_then(|b| xml_tag(b, "Message").or_else(|| json_message(b)))).unwrap_or_default();
     classify_parts(ctx, status, code.as_deref(), &message)
 }
 
@@ -226,7 +224,13 @@ pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, 
     let code_str = code.unwrap_or("");
     // AWS messages end with a period; the error's Display adds its own punctuation.
     let message = message.trim().trim_end_matches('.');
-    let detail = if message.is_empty() { code_str.to_string() } else if code_str.is_empty() { message.to_string() } else { format!("{code_str}: {message}") };
+    let detail = if message.is_empty() {
+        code_str.to_string()
+    } else if code_str.is_empty() {
+        message.to_string()
+    } else {
+        format!("{code_str}: {message}")
+    };
     let principal = ctx.principal.clone().or_else(|| principal_from_message(message));
 
     if CREDENTIAL_CODES.contains(&code_str) {
@@ -278,10 +282,7 @@ pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, 
                 }
             }
             "DisabledException" | "KMSInvalidStateException" | "KeyUnavailableException" => {
-                return ExportError::AccessBlocked {
-                    resource: ctx.resource.clone(),
-                    detail: format!("the KMS key cannot be used ({detail}); enable the key"),
-                }
+                return ExportError::AccessBlocked { resource: ctx.resource.clone(), detail: format!("the KMS key cannot be used ({detail}); enable the key") }
             }
             _ => {}
         }
@@ -290,16 +291,13 @@ pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, 
         // AWS names the refused action in its message; a KMS action named there means the
         // S3 call failed on the bucket's key, not on the bucket.
         let permission = kms_in_message.unwrap_or_else(|| op.permission());
-        return ExportError::PermissionDenied {
-            operation: op.name().into(),
-            resource: ctx.resource.clone(),
-            permission: permission.into(),
-            principal,
-            detail,
-        };
+        return ExportError::PermissionDenied { operation: op.name().into(), resource: ctx.resource.clone(), permission: permission.into(), principal, detail };
     }
     if TRANSIENT_CODES.contains(&code_str) || status.is_some_and(|s| s >= 500 || s == 429 || s == 408) {
-        return ExportError::transient(op.name(), format!("{} on {}: {}", op.service(), ctx.resource, if detail.is_empty() { format!("HTTP {}", status.unwrap_or(0)) } else { detail }));
+        return ExportError::transient(
+            op.name(),
+            format!("{} on {}: {}", op.service(), ctx.resource, if detail.is_empty() { format!("HTTP {}", status.unwrap_or(0)) } else { detail }),
+        );
     }
     if status == Some(404) {
         return match op {
@@ -322,7 +320,9 @@ pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, 
 
 fn hint_for_credentials(code: &str) -> String {
     match code {
-        "ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired" => "The session token expired: the exporter refreshes role credentials; if this repeats, check the clock and the role's session duration.".into(),
+        "ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired" => {
+            "The session token expired: the exporter refreshes role credentials; if this repeats, check the clock and the role's session duration.".into()
+        }
         "SignatureDoesNotMatch" | "InvalidSignatureException" => "The secret access key does not match the access key id: fix the secret.".into(),
         _ => "The access key is not known to AWS: check the access key id (or that the role session is valid).".into(),
     }

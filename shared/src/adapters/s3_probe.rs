@@ -197,9 +197,14 @@ impl AccessProbe for S3Probe {
                         Ok(_) => results.push(ProbeResult::fail(
                             check,
                             perm,
-                            &ExportError::Corrupt { what: format!("s3://{}/{probe_key}", self.bucket), detail: "the probe object read back differs from what was written".into() },
+                            &ExportError::Corrupt {
+                                what: format!("s3://{}/{probe_key}", self.bucket),
+                                detail: "the probe object read back differs from what was written".into(),
+                            },
                         )),
-                        Err(e) => results.push(ProbeResult::fail(check, perm, &ExportError::transient("GetObject", format!("reading the probe object failed: {e}")))),
+                        Err(e) => {
+                            results.push(ProbeResult::fail(check, perm, &ExportError::transient("GetObject", format!("reading the probe object failed: {e}"))))
+                        }
                     },
                     Err(e) => {
                         let err = classify(e, &self.ctx(AwsOp::GetObject, &probe_key));
@@ -294,7 +299,11 @@ impl AccessProbe for S3Probe {
                                 if same {
                                     results.push(ProbeResult::pass(dec_check, dec_perm));
                                 } else {
-                                    results.push(ProbeResult::fail(dec_check, dec_perm, &ExportError::Internal("KMS Decrypt returned a different data key than GenerateDataKey".into())));
+                                    results.push(ProbeResult::fail(
+                                        dec_check,
+                                        dec_perm,
+                                        &ExportError::Internal("KMS Decrypt returned a different data key than GenerateDataKey".into()),
+                                    ));
                                 }
                             }
                             Err(e) => {

@@ -57,10 +57,7 @@ impl EventBridgeScheduler {
     }
 
     fn no_window() -> Result<FlexibleTimeWindow> {
-        FlexibleTimeWindow::builder()
-            .mode(FlexibleTimeWindowMode::Off)
-            .build()
-            .map_err(|e| ExportError::Internal(format!("flexible time window: {e}")))
+        FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().map_err(|e| ExportError::Internal(format!("flexible time window: {e}")))
     }
 
     fn hourly_resource(&self, connection_id: &str) -> String {
@@ -158,13 +155,7 @@ impl HourlySchedules for EventBridgeScheduler {
     }
 
     async fn delete_hourly(&self, connection_id: &str) -> Result<()> {
-        let sent = self
-            .client
-            .delete_schedule()
-            .name(hourly_schedule_name(connection_id))
-            .group_name(&self.config.hourly_group)
-            .send()
-            .await;
+        let sent = self.client.delete_schedule().name(hourly_schedule_name(connection_id)).group_name(&self.config.hourly_group).send().await;
         match sent {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(()),
@@ -173,13 +164,7 @@ impl HourlySchedules for EventBridgeScheduler {
     }
 
     async fn hourly_state(&self, connection_id: &str) -> Result<Option<bool>> {
-        let got = self
-            .client
-            .get_schedule()
-            .name(hourly_schedule_name(connection_id))
-            .group_name(&self.config.hourly_group)
-            .send()
-            .await;
+        let got = self.client.get_schedule().name(hourly_schedule_name(connection_id)).group_name(&self.config.hourly_group).send().await;
         match got {
             Ok(s) => Ok(Some(s.state() == Some(&ScheduleState::Enabled))),
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),

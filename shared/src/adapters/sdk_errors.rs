@@ -16,9 +16,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => {
-            ExportError::transient(action, format!("{resource}: {}", display_chain(&err)))
-        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => ExportError::transient(action, format!("{resource}: {}", display_chain(&err))),
         SdkError::ResponseError(r) => {
             let status = r.raw().status().as_u16();
             if status >= 500 || status == 429 {
@@ -39,7 +37,15 @@ where
 
 /// The decision, on the parts of an answer (kept apart so it can be tested without HTTP).
 pub fn classify_parts(action: &str, resource: &str, status: u16, code: &str, message: &str) -> ExportError {
-    let transient_codes = ["ThrottlingException", "Throttling", "TooManyRequestsException", "InternalServerException", "ServiceUnavailable", "ServiceException", "RequestLimitExceeded"];
+    let transient_codes = [
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "InternalServerException",
+        "ServiceUnavailable",
+        "ServiceException",
+        "RequestLimitExceeded",
+    ];
     if status >= 500 || status == 429 || transient_codes.contains(&code) {
         return ExportError::transient(action, format!("{resource}: {code} {message}").trim_end().to_string());
     }
@@ -52,7 +58,8 @@ pub fn classify_parts(action: &str, resource: &str, status: u16, code: &str, mes
             format!("Grant `{action}` on {resource} to the function's role (infra/template.yaml)."),
         );
     }
-    if status == 403 || matches!(code, "InvalidClientTokenId" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "UnrecognizedClientException" | "ExpiredToken") {
+    if status == 403 || matches!(code, "InvalidClientTokenId" | "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "UnrecognizedClientException" | "ExpiredToken")
+    {
         return ExportError::BadCredentials {
             service: action.split(':').next().unwrap_or(action).to_string(),
             detail: format!("{code}: {message}"),

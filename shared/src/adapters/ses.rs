@@ -31,10 +31,7 @@ impl Mailer for SesMailer {
         if email.to.is_empty() {
             return Err(ExportError::invalid_config("recipients", "the connection has no admin or creator email", "Add admins to the connection."));
         }
-        let message = Message::builder()
-            .subject(utf8(&email.subject)?)
-            .body(Body::builder().text(utf8(&email.text)?).html(utf8(&email.html)?).build())
-            .build();
+        let message = Message::builder().subject(utf8(&email.subject)?).body(Body::builder().text(utf8(&email.text)?).html(utf8(&email.html)?).build()).build();
         let out = self
             .client
             .send_email()
