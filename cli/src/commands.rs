@@ -60,22 +60,28 @@ fn parse_mode(mode: &str) -> Result<ExportMode> {
     match mode {
         "recurring" => Ok(ExportMode::Recurring),
         "replace" => Ok(ExportMode::Replace),
-        other => Err(ExportError::invalid_input(format!("mode {other:?}"), "use recurring or replace")),
+        "late" => Ok(ExportMode::Late),
+        other => Err(ExportError::invalid_input(format!("mode {other:?}"), "use recurring, replace or late")),
     }
 }
 
-pub async fn export(home: &Home, id: &str, hour: &str, mode: &str) -> Result<ExitCode> {
+pub async fn export(home: &Home, id: &str, hour: &str, mode: &str, allow_empty_lake: bool) -> Result<ExitCode> {
     let hour = UtcHour::parse(hour)?;
     let mode = parse_mode(mode)?;
-    let payload = serde_json::json!({"connection_id": id, "hour": hour.to_string(), "mode": mode.to_string(), "attempt": 1});
-    let response = exporter::invocation::handle_hourly(&home.services, &payload).await?;
+    let payload =
+        serde_json::json!({"connection_id": id, "hour": hour.to_string(), "mode": mode.to_string(), "attempt": 1, "allow_empty_lake": allow_empty_lake});
+    let response = exporter::invocation::handle_hourly(&home.services, &payload, None).await?;
     println!("{}", serde_json::to_string_pretty(&response).expect("response serialises"));
     Ok(if response.hours.iter().all(|h| h.succeeded()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-pub async fn backfill(home: &Home, id: &str, from: &str, to: &str) -> Result<ExitCode> {
+pub async fn backfill(home: &Home, id: &str, from: &str, to: &str, allow_empty_lake: bool) -> Result<ExitCode> {
     let range = HourRange::parse(from, to)?;
-    let payload = serde_json::json!({"connection_id": id, "from": range.from.to_string(), "to": range.to.to_string()});
+    // A fresh id per command: running the same range again is a new backfill, while the
+    // function's own redeliveries (same id) resume it without starting pieces twice.
+    let backfill_id = format!("{id}-{}-{}-{}", range.from.start().format("%Y%m%dT%H"), range.to.start().format("%Y%m%dT%H"), exporter::ledger::new_run_id());
+    let payload = serde_json::json!({"connection_id": id, "from": range.from.to_string(), "to": range.to.to_string(),
+        "backfill_id": backfill_id, "allow_empty_lake": allow_empty_lake});
     let req = BackfillRequest::from_payload(&payload)?;
     let bar = ProgressBar::new(range.len());
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} hours {msg}").expect("template"));
@@ -124,57 +130,89 @@ pub async fn backfill(home: &Home, id: &str, from: &str, to: &str) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn tick(home: &Home, at: Option<&str>) -> Result<ExitCode> {
-    let at: DateTime<Utc> = match at {
-        Some(s) => DateTime::parse_from_rfc3339(s)
-            .map_err(|_| ExportError::invalid_input(format!("--at {s:?}"), "expected an RFC 3339 time like 2020-01-25T18:10:00Z"))?
-            .with_timezone(&Utc),
-        None => Utc::now(),
-    };
+/// Fires everything due at `at`: each enabled connection's hourly schedule, then the due
+/// retries. A connection that errors is reported and the others still run.
+pub async fn tick(home: &Home, at: DateTime<Utc>) -> Result<ExitCode> {
     let embedded = home.embedded("tick")?;
     let mut ok = true;
-    for (id, enabled) in embedded.scheduler.hourly().await? {
-        if !enabled {
-            continue;
+    let mut report = |what: &str, r: Result<exporter::invocation::HourlyResponse>| match r {
+        Ok(r) => {
+            ok &= r.hours.iter().all(|h| h.succeeded() || h.left_alone());
+            println!("{}", serde_json::to_string(&r).expect("serialises"));
         }
-        let r = embedded.fire_hourly(&id, at).await?;
-        ok &= r.hours.iter().all(|h| h.succeeded());
-        println!("{}", serde_json::to_string(&r).expect("serialises"));
+        Err(e) => {
+            ok = false;
+            eprintln!("{what}: error: {e}");
+        }
+    };
+    for (id, enabled) in embedded.scheduler.hourly().await? {
+        if enabled {
+            report(&format!("hourly {id}"), embedded.fire_hourly(&id, at).await);
+        }
     }
-    for r in embedded.fire_due_retries(at).await? {
-        ok &= r.hours.iter().all(|h| h.succeeded());
-        println!("{}", serde_json::to_string(&r).expect("serialises"));
+    for (name, r) in embedded.fire_due_retries(at).await? {
+        report(&format!("retry {name}"), r);
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// The status table (also used by the demo).
+/// The status table (also used by the demo): the watermark derived from the hour ledger,
+/// the owed hours (oldest first), whose side the last failure was on, and any gap.
 pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
-    let mut out = format!("{:<16} {:<8} {:<10} {:<15} {:<15} {:>5}  {}\n", "CONNECTION", "PROJECT", "ENABLED", "WATERMARK", "LAST EXPORTED", "LAG", "STATE");
+    let ledger = exporter::ledger::HourLedger::new(home.control.store().clone());
+    let mut out =
+        format!("{:<16} {:<8} {:<8} {:<15} {:<15} {:>5} {:>5}  {}\n", "CONNECTION", "PROJECT", "ENABLED", "WATERMARK", "LAST EXPORTED", "LAG", "OWED", "STATE");
     for conn in home.control.list_connections().await? {
         let s = home.control.status(&conn.id).await?;
+        let owed = ledger.owed(&conn.id).await?;
+        let watermark = ledger.watermark(&conn.id).await?;
         let show = |h: Option<UtcHour>| h.map(|h| h.to_string()).unwrap_or_else(|| "-".into());
-        let state = match (&s.failing_since, &s.gap) {
-            (Some(since), _) => format!("FAILING since {since} ({})", s.last_error.clone().unwrap_or_default()),
-            (None, Some(gap)) => format!("gap {} — run: {}", gap.range, gap.backfill_command),
-            (None, None) => "ok".into(),
+        let failing = owed.iter().filter(|h| h.state == exporter::ledger::OwedState::Failing).count();
+        let mut state = match (&s.failing_since, failing) {
+            (Some(since), _) => {
+                format!("FAILING ({}) since {since}: {}", s.last_error_blame.as_deref().unwrap_or("destination"), s.last_error.clone().unwrap_or_default())
+            }
+            (None, n) if n > 0 => {
+                format!("retrying {n} hour(s) ({}): {}", s.last_error_blame.as_deref().unwrap_or("destination"), s.last_error.clone().unwrap_or_default())
+            }
+            _ => "ok".into(),
         };
+        if let Some(gap) = &s.gap {
+            state.push_str(&format!("; gap {} — run: {}", gap.range, gap.backfill_command));
+        }
         out.push_str(&format!(
-            "{:<16} {:<8} {:<10} {:<15} {:<15} {:>5}  {}\n",
+            "{:<16} {:<8} {:<8} {:<15} {:<15} {:>5} {:>5}  {}\n",
             conn.id,
             conn.project_id,
             conn.enabled,
-            show(s.watermark),
+            show(watermark),
             show(s.last_exported_hour),
             s.lag_hours(now).map(|l| format!("{l}h")).unwrap_or_else(|| "-".into()),
+            owed.len(),
             state
         ));
+        if !owed.is_empty() {
+            let listed: Vec<String> = owed
+                .iter()
+                .take(12)
+                .map(|h| {
+                    format!(
+                        "{} {}{}",
+                        h.hour,
+                        format!("{:?}", h.state).to_lowercase(),
+                        if h.attempts > 0 { format!(" ({} attempts)", h.attempts) } else { String::new() }
+                    )
+                })
+                .collect();
+            let more = if owed.len() > 12 { format!(", ... {} more", owed.len() - 12) } else { String::new() };
+            out.push_str(&format!("  owed: {}{more}\n", listed.join(", ")));
+        }
     }
     Ok(out)
 }
 
-pub async fn status(home: &Home) -> Result<ExitCode> {
-    print!("{}", status_table(home, Utc::now()).await?);
+pub async fn status(home: &Home, now: DateTime<Utc>) -> Result<ExitCode> {
+    print!("{}", status_table(home, now).await?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -260,11 +298,11 @@ pub async fn policy(home: &Home, id_or_file: &str, template: Option<&str>, accou
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn create(home: &Home, file: &Path) -> Result<ExitCode> {
+pub async fn create(home: &Home, file: &Path, now: DateTime<Utc>) -> Result<ExitCode> {
     let text = std::fs::read_to_string(file).map_err(|e| ExportError::io(file.display().to_string(), e))?;
     let conn = Connection::from_json(&text)?;
     let prober = exporter::adapters::function_env::FactoryProber::new(home.cloud.clone());
-    let (conn, reports) = lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, Utc::now()).await?;
+    let (conn, reports) = lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, now).await?;
     for r in &reports {
         print!("{}", r.table());
     }

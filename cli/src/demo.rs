@@ -1,16 +1,19 @@
-//! `exportctl demo [DIR]`: the whole product offline. Generates a lake (three projects in
-//! two organisations, duplicates, invalid lines, a truncated file, merges, an empty hour),
-//! creates connections (one with a filter), runs the hourly schedules, runs an overlapping
-//! backfill, prints the destination tree, the status table and the accounting, and checks
-//! its own output: it exits non-zero if anything is off.
+//! `exportctl demo [DIR]`: the whole product offline, replayed on its own clock. Generates
+//! a lake (three projects in two organisations, duplicates, invalid lines, a truncated file,
+//! merges, an empty hour), creates connections (one with a filter), runs the hourly
+//! schedules, runs an overlapping backfill, takes one destination folder away for longer
+//! than the whole retry schedule (the one email, the owed hours, the recovery), prints the
+//! destination tree, the status table and the accounting, and checks its own output: it
+//! exits non-zero if anything is off.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, Timelike, Utc};
 use exporter::connection::Connection;
 use exporter::generate::{generate_hour, generate_merges, write_raw_event, Generated, HourSpec};
 use exporter::hour::{HourRange, UtcHour};
@@ -64,14 +67,70 @@ fn connection_json(id: &str, org: &str, project: &str, dest: &Path, prefix: &str
     )
 }
 
+/// The demo's clock: embedded mode acts at the time the replay has reached.
+#[derive(Clone)]
+struct ReplayClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl ReplayClock {
+    fn set(&self, t: DateTime<Utc>) {
+        *self.0.lock().expect("clock") = t;
+    }
+    fn clock(&self) -> exporter::failure::Clock {
+        let c = self.0.clone();
+        Arc::new(move || *c.lock().expect("clock"))
+    }
+}
+
+fn time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).expect("demo time").with_timezone(&Utc)
+}
+
+/// One step of the replay at `at`: the hourly schedules when it is 20 past, then the due
+/// retries. Prints what happened to each hour; returns every hour result.
+async fn replay_step(home: &Home, at: DateTime<Utc>, quiet_success: bool, checks: &mut Checks) -> Result<Vec<exporter::failure::HourResult>> {
+    let embedded = home.embedded("demo")?;
+    let mut responses = Vec::new();
+    if at.minute() == exporter::schedule::HOURLY_MINUTE {
+        for id in ["acme-web", "acme-app", "globex-main"] {
+            responses.push(embedded.fire_hourly(id, at).await);
+        }
+    }
+    for (_, r) in embedded.fire_due_retries(at).await? {
+        responses.push(r);
+    }
+    let mut out = Vec::new();
+    for r in responses {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                checks.check(false, || format!("{at}: a run failed as a whole: {e}"));
+                continue;
+            }
+        };
+        for h in r.hours {
+            let what = match (&h.exported, &h.after_failure) {
+                (Some(s), _) => format!("{} events (attempt {})", s.events_exported, h.request.attempt),
+                (None, Some(after)) => format!("{} → {}", h.error_kind.clone().unwrap_or_default(), serde_json::to_string(after).unwrap_or_default()),
+                (None, None) => h.error.clone().unwrap_or_default(),
+            };
+            if !(quiet_success && h.succeeded() && h.request.attempt == 1) {
+                println!("   {} {:<12} {} {}", at.format("%H:%M"), r.connection_id, h.request.hour, what);
+            }
+            out.push(h);
+        }
+    }
+    Ok(out)
+}
+
 pub async fn run(dir: &Path) -> Result<ExitCode> {
     prepare(dir)?;
-    let home = home::open(&dir.join("home"), false).await?;
+    let replay = ReplayClock(Arc::new(Mutex::new(time("2020-01-25T00:05:00Z"))));
+    let home = home::open(&dir.join("home"), false, replay.clock()).await?;
     let embedded = home.embedded("demo")?;
     let lake = embedded.lake.clone();
-    let hours = HourRange::parse("2020-01-25T14", "2020-01-25T17")?;
-    let empty_hour = UtcHour::parse("2020-01-25T16")?;
-    let truncated_hour = UtcHour::parse("2020-01-25T15")?;
+    let hours = HourRange::parse("2020-01-25T00", "2020-01-25T07")?;
+    let empty_hour = UtcHour::parse("2020-01-25T02")?;
+    let truncated_hour = UtcHour::parse("2020-01-25T01")?;
 
     println!("== 1. Event lake: {}", lake.root().display());
     let mut generated: BTreeMap<(String, UtcHour), Generated> = BTreeMap::new();
@@ -106,6 +165,11 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     println!("\n== 2. Connections");
     let dest_a = dir.join("destinations/acme-analytics");
     let dest_b = dir.join("destinations/globex-lake");
+    // Destination folders behave like buckets: they exist before a connection points at them.
+    for d in [&dest_a, &dest_b] {
+        std::fs::create_dir_all(d).map_err(|e| ExportError::io(d.display().to_string(), e))?;
+    }
+    let created = replay.0.lock().expect("clock").to_owned();
     let filter = r#","filter":{"not":{"event_type":{"in":["session_end"]}}}"#;
     let web = connection_json("acme-web", "42", "187520", &dest_a, "exports", filter);
     let app = connection_json("acme-app", "42", "187521", &dest_a, "exports", "");
@@ -113,7 +177,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     let prober = exporter::adapters::function_env::FactoryProber::new(home.cloud.clone());
     for doc in [&web, &app, &globex] {
         let conn = Connection::from_json(doc)?;
-        let (conn, reports) = exporter::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, Utc::now()).await?;
+        let (conn, reports) = exporter::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, created).await?;
         println!(
             "   created {:<12} project {} → {} (test upload: {} checks passed)",
             conn.id,
@@ -130,7 +194,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     for (what, doc) in [("another org's bucket", intruder), ("a portfolio project", portfolio), ("a hostile prefix", hostile)] {
         let result = async {
             let conn = Connection::from_json(&doc)?;
-            exporter::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, Utc::now()).await
+            exporter::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, created).await
         }
         .await;
         match result {
@@ -139,30 +203,63 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
         }
     }
 
-    println!("\n== 3. Hourly schedules fire at 10 past each hour");
-    for hour in hours.hours() {
-        let at: DateTime<Utc> = hour.end() + Duration::minutes(10);
-        for id in ["acme-web", "acme-app", "globex-main"] {
-            let r = embedded.fire_hourly(id, at).await?;
-            for h in &r.hours {
-                let summary = h.exported.as_ref();
-                checks.check(h.succeeded(), || format!("scheduled run {id} {} failed: {:?}", h.request.hour, h.error));
-                println!(
-                    "   {at} {id:<12} {} → {}",
-                    h.request.hour,
-                    summary.map(|s| format!("{} events", s.events_exported)).unwrap_or_else(|| h.error.clone().unwrap_or_default())
-                );
-            }
+    println!("\n== 3. Hourly schedules fire at 20 past each hour (after the hour has settled), 00:20 to 04:20");
+    let mut at = time("2020-01-25T00:20:00Z");
+    while at <= time("2020-01-25T04:20:00Z") {
+        replay.set(at);
+        for h in replay_step(&home, at, false, &mut checks).await? {
+            checks.check(h.succeeded(), || format!("scheduled run {} failed: {:?}", h.request, h.error));
         }
+        at += Duration::minutes(5);
     }
     let before = part_digests(&dest_a)?;
 
-    println!("\n== 4. Backfill acme-web 2020-01-25T14..2020-01-25T17 (overlaps everything exported)");
-    let payload = serde_json::json!({"connection_id": "acme-web", "from": "2020-01-25T14", "to": "2020-01-25T17"});
+    println!("\n== 4. Backfill acme-web 2020-01-25T00..2020-01-25T03 (overlaps everything exported)");
+    replay.set(time("2020-01-25T04:30:00Z"));
+    let backfill = HourRange::parse("2020-01-25T00", "2020-01-25T03")?;
+    let payload = serde_json::json!({"connection_id": "acme-web", "from": backfill.from.to_string(), "to": backfill.to.to_string()});
     embedded.backfill(payload, || {}).await?;
     let after = part_digests(&dest_a)?;
     checks.check(before == after, || "re-exporting the hours did not give byte-identical parts".into());
-    println!("   re-exported {} hours; parts byte-identical to the scheduled export: {}", hours.len(), before == after);
+    println!("   re-exported {} hours; parts byte-identical to the scheduled export: {}", backfill.len(), before == after);
+
+    println!("\n== 5. An outage longer than the whole retry schedule: {} is taken away 05:00-09:00", dest_b.display());
+    let away = dest_b.with_extension("away");
+    std::fs::rename(&dest_b, &away).map_err(|e| ExportError::io(dest_b.display().to_string(), e))?;
+    let mut at = time("2020-01-25T04:35:00Z");
+    let mut status_shown = false;
+    while at <= time("2020-01-25T11:20:00Z") {
+        if at == time("2020-01-25T09:00:00Z") {
+            std::fs::rename(&away, &dest_b).map_err(|e| ExportError::io(dest_b.display().to_string(), e))?;
+            println!("   09:00 the folder is back");
+        }
+        replay.set(at);
+        replay_step(&home, at, true, &mut checks).await?;
+        if !status_shown && at >= time("2020-01-25T08:45:00Z") {
+            status_shown = true;
+            println!("   status at 08:45 (the owed hours are listed, none dropped):");
+            for line in crate::commands::status_table(&home, at).await?.lines() {
+                println!("     {line}");
+            }
+        }
+        at += Duration::minutes(5);
+    }
+    let emails = embedded.outbox.messages()?;
+    checks.check(emails.len() == 1, || format!("{} failure emails in the outbox, expected exactly one", emails.len()));
+    if let Some(first) = emails.first() {
+        let text = std::fs::read_to_string(first).map_err(|e| ExportError::io(first.display().to_string(), e))?;
+        println!("   the one email ({}):", first.display());
+        let body = exporter::adapters::outbox::plain_text(&text).unwrap_or_default();
+        for line in text.lines().filter(|l| l.starts_with("Subject:") || l.starts_with("To:")).chain(body.lines().filter(|l| !l.trim().is_empty()).take(8)) {
+            println!("     {line}");
+        }
+    }
+    let ledger = exporter::ledger::HourLedger::new(home.control.store().clone());
+    for conn in home.control.list_connections().await? {
+        let owed = ledger.owed(&conn.id).await?;
+        checks.check(owed.is_empty(), || format!("{} still owes {} hour(s) after the recovery", conn.id, owed.len()));
+    }
+    println!("   after the recovery every owed hour is exported; the email's promise held");
 
     println!("\n== 5. Destination tree");
     for d in [&dest_a, &dest_b] {
@@ -170,7 +267,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     }
 
     println!("\n== 6. Status");
-    print!("{}", crate::commands::status_table(&home, hours.to.end() + Duration::minutes(10)).await?);
+    print!("{}", crate::commands::status_table(&home, time("2020-01-25T11:20:00Z")).await?);
 
     println!("\n== 7. Accounting (read = exported + filtered + duplicates + invalid)");
     verify_exports(&home, &dest_a, &dest_b, &hours, &generated, &mut checks).await?;
@@ -247,9 +344,15 @@ fn part_digests(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
 
 /// `A_yyyy-MM-dd_H#n.json.gz` with H 0-23 unpadded.
 fn is_part_name(name: &str, project: &str) -> bool {
-    let Some(rest) = name.strip_prefix(&format!("{project}_")) else { return false };
-    let Some(rest) = rest.strip_suffix(".json.gz") else { return false };
-    let Some((stem, n)) = rest.split_once('#') else { return false };
+    let Some(rest) = name.strip_prefix(&format!("{project}_")) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_suffix(".json.gz") else {
+        return false;
+    };
+    let Some((stem, n)) = rest.split_once('#') else {
+        return false;
+    };
     UtcHour::parse_file_stem(stem).is_ok() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
 }
 
@@ -298,7 +401,7 @@ async fn verify_exports(
                     .check(acc.duplicates == g.duplicates, || format!("{} {hour}: {} duplicates dropped, {} generated", conn.id, acc.duplicates, g.duplicates));
                 checks.check(acc.invalid >= g.invalid, || format!("{} {hour}: {} invalid counted, {} generated", conn.id, acc.invalid, g.invalid));
                 checks.check(acc.exported + acc.filtered >= g.unique_events, || format!("{} {hour}: events lost", conn.id));
-            } else if conn.project_id == "187520" && hour.to_string() == "2020-01-25T16" {
+            } else if conn.project_id == "187520" && hour.to_string() == "2020-01-25T02" {
                 checks.check(acc.read == 0 && events.files.is_empty(), || "the empty hour has data".into());
             }
             let mut counted = 0u64;
@@ -331,7 +434,8 @@ async fn verify_exports(
                     if conn.filter.is_some() {
                         checks.check(obj["event_type"] != "session_end", || format!("{}: filtered event exported", file.key));
                     }
-                    let key = format!("{}|{}", obj["device_id"], obj["$insert_id"]);
+                    // Exactly once per hour (de-duplication is per hour, as in Amplitude's export).
+                    let key = format!("{hour}|{}|{}", obj["device_id"], obj["$insert_id"]);
                     checks.check(seen.insert(key.clone()), || format!("{}: event {key} exported twice", conn.id));
                 }
             }

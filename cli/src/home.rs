@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use exporter::adapters::embedded::EmbeddedHome;
 use exporter::adapters::factory::{open_own_bucket, CloudContext};
 use exporter::adapters::function_env::{FactoryProber, FunctionConfig};
@@ -17,8 +18,9 @@ use exporter::adapters::ses::SesMailer;
 use exporter::backfill::Invoker;
 use exporter::control::ControlStore;
 use exporter::export::ExportSettings;
-use exporter::failure::{system_clock, FailureHandler};
+use exporter::failure::{system_clock, Clock, FailureHandler};
 use exporter::invocation::Services;
+use exporter::ledger::HourLedger;
 use exporter::retry::RetryPolicy;
 use exporter::runs::RunService;
 use exporter::schedule::HourlySchedules;
@@ -48,15 +50,28 @@ impl Home {
     }
 }
 
-pub async fn open(dir: &Path, cloud: bool) -> Result<Home> {
+/// The clock of this invocation: `--at` when given (embedded mode's one clock), else now.
+pub fn clock(at: Option<&str>) -> Result<Clock> {
+    match at {
+        None => Ok(system_clock()),
+        Some(s) => {
+            let t: DateTime<Utc> = DateTime::parse_from_rfc3339(s)
+                .map_err(|_| ExportError::invalid_input(format!("--at {s:?}"), "expected an RFC 3339 time like 2020-01-25T18:20:00Z"))?
+                .with_timezone(&Utc);
+            Ok(Arc::new(move || t))
+        }
+    }
+}
+
+pub async fn open(dir: &Path, cloud: bool, clock: Clock) -> Result<Home> {
     if cloud && std::env::var("EXPORT_CONTROL_BUCKET").is_ok_and(|v| !v.is_empty()) {
         return open_deployed().await;
     }
-    let mut embedded = EmbeddedHome::open(dir, ExportSettings::standard()?, RetryPolicy::default(), system_clock())?;
+    let mut embedded = EmbeddedHome::open(dir, ExportSettings::standard()?, RetryPolicy::default(), clock)?;
     let cloud = if cloud { CloudContext::from_env().await? } else { CloudContext::local_only() };
     if cloud.aws.is_some() {
         // Destinations in S3/Azure: exports and probes go through the cloud context.
-        embedded.runs.cloud = cloud.clone();
+        embedded.runs.destinations = Arc::new(cloud.clone());
         let runner = Arc::new(embedded.runs.clone());
         embedded.services.runner = runner.clone();
         embedded.services.scheduled = runner.clone();
@@ -86,10 +101,12 @@ async fn open_deployed() -> Result<Home> {
     let clock = system_clock();
     let runner = Arc::new(RunService {
         control: control.clone(),
+        ledger: HourLedger::new(control.store().clone()),
         lake: lake.clone(),
-        cloud: cloud.clone(),
+        destinations: Arc::new(cloud.clone()),
         settings: ExportSettings::standard()?,
         clock: clock.clone(),
+        policy: config.run_policy,
     });
     let failure = FailureHandler {
         control: control.store().clone(),

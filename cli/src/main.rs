@@ -21,6 +21,10 @@ struct Cli {
     /// Open S3/Azure destinations with the AWS/Azure credentials of the environment.
     #[arg(long, global = true)]
     cloud: bool,
+    /// Embedded mode's clock (RFC 3339, e.g. 2020-01-25T18:20:00Z): the time schedules fire
+    /// at, retries fall due, hours count as closed and leases expire. Defaults to now.
+    #[arg(long, global = true)]
+    at: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,9 +64,12 @@ enum Command {
         connection: String,
         #[arg(long)]
         hour: String,
-        /// recurring (skip a completed hour) or replace.
+        /// recurring (skip a completed hour), replace, or late (add late lake files as new parts).
         #[arg(long, default_value = "recurring")]
         mode: String,
+        /// Replace even though the lake hour is empty while the destination holds the hour.
+        #[arg(long)]
+        allow_empty_lake: bool,
     },
     /// Re-exports every hour of a range, replacing what is there, with a progress bar.
     Backfill {
@@ -71,14 +78,13 @@ enum Command {
         from: String,
         #[arg(long)]
         to: String,
-    },
-    /// Fires what is due: the hourly schedules for the hour at --at, and due retries.
-    Tick {
-        /// The time the schedules fire at (RFC 3339); defaults to now.
+        /// Replace hours even where the lake hour is empty while the destination holds them.
         #[arg(long)]
-        at: Option<String>,
+        allow_empty_lake: bool,
     },
-    /// Status of every connection: watermark, lag, failing state, gaps.
+    /// Fires what is due at --at (default now): the hourly schedules and the due retries.
+    Tick,
+    /// Status of every connection: watermark, owed hours, lag, failing state, gaps.
     Status,
     /// Run records of a connection.
     Runs { connection: String },
@@ -148,27 +154,33 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> exporter::Result<ExitCode> {
+    let clock = home::clock(cli.at.as_deref())?;
+    let open = |cloud: bool| home::open(&cli.home, cloud, clock.clone());
     match cli.command {
         Command::Demo { dir } => demo::run(&dir).await,
         Command::Bench { events, level, threads, dir } => bench::run(events, level, threads, dir).await,
         Command::Generate { project, org, from, to, events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed } => {
-            let home = home::open(&cli.home, cli.cloud).await?;
+            let home = open(cli.cloud).await?;
             commands::generate(&home, &project, org.as_deref(), &from, to.as_deref(), events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed)
                 .await
         }
-        Command::Export { connection, hour, mode } => commands::export(&home::open(&cli.home, cli.cloud).await?, &connection, &hour, &mode).await,
-        Command::Backfill { connection, from, to } => commands::backfill(&home::open(&cli.home, cli.cloud).await?, &connection, &from, &to).await,
-        Command::Tick { at } => commands::tick(&home::open(&cli.home, cli.cloud).await?, at.as_deref()).await,
-        Command::Status => commands::status(&home::open(&cli.home, cli.cloud).await?).await,
-        Command::Runs { connection } => commands::runs(&home::open(&cli.home, cli.cloud).await?, &connection).await,
-        Command::Verify { connection } => commands::verify(&home::open(&cli.home, cli.cloud).await?, &connection).await,
+        Command::Export { connection, hour, mode, allow_empty_lake } => {
+            commands::export(&open(cli.cloud).await?, &connection, &hour, &mode, allow_empty_lake).await
+        }
+        Command::Backfill { connection, from, to, allow_empty_lake } => {
+            commands::backfill(&open(cli.cloud).await?, &connection, &from, &to, allow_empty_lake).await
+        }
+        Command::Tick => commands::tick(&open(cli.cloud).await?, clock()).await,
+        Command::Status => commands::status(&open(cli.cloud).await?, clock()).await,
+        Command::Runs { connection } => commands::runs(&open(cli.cloud).await?, &connection).await,
+        Command::Verify { connection } => commands::verify(&open(cli.cloud).await?, &connection).await,
         Command::Policy { connection, role_template, account } => {
-            commands::policy(&home::open(&cli.home, cli.cloud).await?, &connection, role_template.as_deref(), account.as_deref()).await
+            commands::policy(&open(cli.cloud).await?, &connection, role_template.as_deref(), account.as_deref()).await
         }
         Command::Connections { action } => {
-            let home = home::open(&cli.home, cli.cloud).await?;
+            let home = open(cli.cloud).await?;
             match action {
-                ConnectionAction::Create { file } => commands::create(&home, &file).await,
+                ConnectionAction::Create { file } => commands::create(&home, &file, clock()).await,
                 ConnectionAction::Enable { id } => commands::set_enabled(&home, &id, true).await,
                 ConnectionAction::Disable { id } => commands::set_enabled(&home, &id, false).await,
                 ConnectionAction::Delete { id } => commands::delete(&home, &id).await,

@@ -25,7 +25,7 @@ use crate::export::ExportMode;
 use crate::failure::{FailureHandler, HourResult, HourRunner};
 use crate::hour::{HourRange, UtcHour};
 use crate::retry::HourRequest;
-use crate::storage::ObjectStore;
+use crate::storage::{CreateOutcome, ObjectStore};
 
 /// Hands a payload to another invocation of the backfill function without waiting for it.
 #[async_trait]
@@ -114,9 +114,14 @@ pub struct BackfillRequest {
     pub to: UtcHour,
     #[serde(default)]
     pub depth: u32,
-    /// Groups the progress records of one backfill; derived from the request when absent.
+    /// Names one backfill: its progress records, and the pieces already handed out (the
+    /// same id again resumes it rather than starting pieces twice). Derived from the
+    /// request when absent; `exportctl backfill` gives each run a fresh one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill_id: Option<String>,
+    /// Replace hours even where the lake hour is empty (the operator knows it is).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty_lake: bool,
 }
 
 impl BackfillRequest {
@@ -124,7 +129,7 @@ impl BackfillRequest {
     pub fn from_payload(payload: &serde_json::Value) -> Result<Self> {
         let obj = payload.as_object().ok_or_else(|| ExportError::invalid_input("backfill payload", "expected a JSON object {connection_id, from, to}"))?;
         for key in obj.keys() {
-            if !["connection_id", "from", "to", "depth", "backfill_id"].contains(&key.as_str()) {
+            if !["connection_id", "from", "to", "depth", "backfill_id", "allow_empty_lake"].contains(&key.as_str()) {
                 return Err(ExportError::invalid_input("backfill payload", format!("unknown field `{key}`; expected connection_id, from, to")));
             }
         }
@@ -151,7 +156,12 @@ impl BackfillRequest {
             Some(serde_json::Value::String(s)) if is_valid_backfill_id(s) => Some(s.clone()),
             Some(_) => return Err(ExportError::invalid_input("backfill `backfill_id`", "must be 1-128 letters, digits, '-', '_' or '.'")),
         };
-        Ok(BackfillRequest { connection_id, from, to, depth, backfill_id })
+        let allow_empty_lake = match obj.get("allow_empty_lake") {
+            None => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(_) => return Err(ExportError::invalid_input("backfill `allow_empty_lake`", "must be true or false")),
+        };
+        Ok(BackfillRequest { connection_id, from, to, depth, backfill_id, allow_empty_lake })
     }
 
     pub fn range(&self) -> Result<HourRange> {
@@ -166,7 +176,14 @@ impl BackfillRequest {
     }
 
     fn child(&self, piece: HourRange) -> BackfillRequest {
-        BackfillRequest { connection_id: self.connection_id.clone(), from: piece.from, to: piece.to, depth: self.depth + 1, backfill_id: Some(self.id()) }
+        BackfillRequest {
+            connection_id: self.connection_id.clone(),
+            from: piece.from,
+            to: piece.to,
+            depth: self.depth + 1,
+            backfill_id: Some(self.id()),
+            allow_empty_lake: self.allow_empty_lake,
+        }
     }
 }
 
@@ -229,6 +246,11 @@ impl BackfillProgress {
 
 pub fn backfill_key(backfill_id: &str) -> String {
     format!("backfills/{backfill_id}/backfill.json")
+}
+
+/// The claim that a piece was handed to an invocation (kept apart from the progress records).
+pub fn handout_key(backfill_id: &str, piece: HourRange) -> String {
+    format!("backfill-handouts/{backfill_id}/{}_{}.json", piece.from.start().format("%Y%m%dT%H"), piece.to.start().format("%Y%m%dT%H"))
 }
 
 pub fn piece_key(backfill_id: &str, piece: HourRange) -> String {
@@ -301,10 +323,9 @@ pub async fn run_backfill(ctx: &BackfillContext, conn: &Connection, req: &Backfi
     }
     match step {
         Step::Split(pieces) => {
-            for piece in &pieces {
-                let child = serde_json::to_value(req.child(*piece)).map_err(|e| ExportError::Internal(e.to_string()))?;
-                ctx.invoker.invoke_async(&child).await?;
-            }
+            // The split is recorded before any child starts, and each child is handed out
+            // once per backfill (create-only claim): a redelivered split starts no subtree
+            // twice, and a failed hand-out gives its claim back so the redelivery retries it.
             let record = PieceRecord {
                 from: range.from,
                 to: range.to,
@@ -317,16 +338,29 @@ pub async fn run_backfill(ctx: &BackfillContext, conn: &Connection, req: &Backfi
                 failed: Vec::new(),
             };
             ctx.control.put(&piece_key(&id, range), json(&record)?).await?;
+            for piece in &pieces {
+                let claim = handout_key(&id, *piece);
+                if ctx.control.put_if_absent(&claim, Bytes::from_static(b"{}")).await? == CreateOutcome::AlreadyExists {
+                    continue;
+                }
+                let child = serde_json::to_value(req.child(*piece)).map_err(|e| ExportError::Internal(e.to_string()))?;
+                if let Err(e) = ctx.invoker.invoke_async(&child).await {
+                    let _ = ctx.control.delete(&claim).await;
+                    return Err(e);
+                }
+            }
             tracing::info!(connection = %conn.id, backfill = %id, range = %range, depth = req.depth, pieces = pieces.len(), outcome = "split", "backfill piece split");
             Ok(BackfillOutcome::Split { backfill_id: id, pieces })
         }
         Step::Leaf(range) => {
+            let allow_empty_lake = req.allow_empty_lake;
             let results: Vec<Result<HourResult>> = futures::stream::iter(range.hours())
                 .map(|hour| {
                     let ctx = ctx.clone();
                     let conn = conn.clone();
                     async move {
-                        let req = HourRequest::new(conn.id.clone(), hour, ExportMode::Replace, 1);
+                        let mut req = HourRequest::new(conn.id.clone(), hour, ExportMode::Replace, 1);
+                        req.allow_empty_lake = allow_empty_lake;
                         ctx.failure.process_hour(ctx.runner.as_ref(), &conn, &req).await
                     }
                 })

@@ -43,6 +43,9 @@ pub struct RunRecord {
     pub hour: UtcHour,
     pub mode: ExportMode,
     pub attempt: u32,
+    /// The run (also named in the hour's lease while it ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     pub started: DateTime<Utc>,
     pub ended: DateTime<Utc>,
     pub outcome: RunOutcome,
@@ -65,7 +68,7 @@ pub struct RunRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionStatus {
     pub connection_id: String,
-    /// Latest hour the scheduled runs have handled (exported, skipped or handed to retries).
+    /// Derived from the hour ledger: every hour up to it is complete.
     #[serde(default)]
     pub watermark: Option<UtcHour>,
     /// Latest hour exported successfully (any mode).
@@ -75,6 +78,10 @@ pub struct ConnectionStatus {
     pub failing_since: Option<DateTime<Utc>>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Whose side the last error was on: `destination`, `internal` (our lake or control
+    /// store: operators act, the customer is not emailed) or `configuration`.
+    #[serde(default)]
+    pub last_error_blame: Option<String>,
     /// Whether the admins were emailed about the current failing episode.
     #[serde(default)]
     pub notified: bool,
@@ -241,6 +248,7 @@ impl ControlStore {
             }
         }
         self.store.delete(&status_key(id)).await?;
+        crate::ledger::HourLedger::new(self.store.clone()).forget(id).await?;
         self.store.delete(&connection_key(id)).await?;
         Ok(conn)
     }

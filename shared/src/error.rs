@@ -56,6 +56,11 @@ pub enum ExportError {
     #[error("invalid input: {what}: {problem}")]
     InvalidInput { what: String, problem: String },
 
+    /// Another run holds the hour's lease: this run leaves the hour alone (nothing to retry;
+    /// the holder finishes it, or its lease expires and the next run does).
+    #[error("hour {hour} is being exported by run {run_id} since {since} (lease until {until}); this run left it alone")]
+    HourBusy { hour: String, run_id: String, since: String, until: String },
+
     /// A create-only write or claim collided with something that already exists.
     #[error("conflict: {what}")]
     Conflict { what: String },
@@ -75,6 +80,11 @@ pub enum ExportError {
     /// A bug or an unexpected answer from a service; not retried, reported as is.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// Our own infrastructure failed (the event lake or the control store), not the
+    /// customer's destination: retried, alarmed to the operators, never emailed to the customer.
+    #[error("internal failure of our {component} (operators are alerted; the destination is not at fault): {detail}")]
+    OurInfrastructure { component: String, detail: String },
 }
 
 /// How the run that hit an error should proceed.
@@ -110,8 +120,14 @@ impl ExportError {
             | ExportError::DestinationMissing { .. }
             | ExportError::AccessBlocked { .. } => ErrorClass::Accessibility,
             ExportError::Transient { .. } => ErrorClass::Transient,
-            ExportError::InvalidConfig { .. } | ExportError::InvalidInput { .. } | ExportError::Conflict { .. } => ErrorClass::Invalid,
-            ExportError::NotFound { .. } | ExportError::Corrupt { .. } | ExportError::Io { .. } | ExportError::Internal(_) => ErrorClass::Other,
+            ExportError::InvalidConfig { .. } | ExportError::InvalidInput { .. } | ExportError::Conflict { .. } | ExportError::HourBusy { .. } => {
+                ErrorClass::Invalid
+            }
+            ExportError::NotFound { .. }
+            | ExportError::Corrupt { .. }
+            | ExportError::Io { .. }
+            | ExportError::Internal(_)
+            | ExportError::OurInfrastructure { .. } => ErrorClass::Other,
         }
     }
 
@@ -137,9 +153,11 @@ impl ExportError {
             ExportError::InvalidConfig { .. } => "InvalidConfig",
             ExportError::InvalidInput { .. } => "InvalidInput",
             ExportError::Conflict { .. } => "Conflict",
+            ExportError::HourBusy { .. } => "HourBusy",
             ExportError::Corrupt { .. } => "Corrupt",
             ExportError::Io { .. } => "Io",
             ExportError::Internal(_) => "Internal",
+            ExportError::OurInfrastructure { .. } => "OurInfrastructure",
         }
     }
 
@@ -171,9 +189,30 @@ impl ExportError {
             InvalidConfig { field, problem, fix } => InvalidConfig { field: field.clone(), problem: problem.clone(), fix: fix.clone() },
             InvalidInput { what, problem } => InvalidInput { what: what.clone(), problem: problem.clone() },
             Conflict { what } => Conflict { what: what.clone() },
+            HourBusy { hour, run_id, since, until } => HourBusy { hour: hour.clone(), run_id: run_id.clone(), since: since.clone(), until: until.clone() },
             Corrupt { what, detail } => Corrupt { what: what.clone(), detail: detail.clone() },
             Io { path, source } => Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) },
             Internal(m) => Internal(m.clone()),
+            OurInfrastructure { component, detail } => OurInfrastructure { component: component.clone(), detail: detail.clone() },
+        }
+    }
+
+    /// Whose side failed: "internal" (our lake or control store), "configuration" (the
+    /// request or connection), or "destination".
+    pub fn blame(&self) -> &'static str {
+        match self {
+            ExportError::OurInfrastructure { .. } | ExportError::Internal(_) | ExportError::Corrupt { .. } => "internal",
+            e if e.class() == ErrorClass::Invalid => "configuration",
+            _ => "destination",
+        }
+    }
+
+    /// The same failure, re-labelled as one of our own components': a refused or missing
+    /// lake object must never read as the customer's missing permission.
+    pub fn ours(self, component: &str) -> ExportError {
+        match self {
+            e @ ExportError::OurInfrastructure { .. } => e,
+            e => ExportError::OurInfrastructure { component: component.to_string(), detail: e.to_string() },
         }
     }
 

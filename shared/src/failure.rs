@@ -10,8 +10,10 @@
 //!   the scheduler delivering an event twice, therefore send one email, not one per hour.
 //! - The next success closes the episode, so a later breakage is a new episode.
 //!
-//! Control-store keys written here (all under `failures/{connection}/`):
-//! `hours/{yyyy-MM-ddTHH}.json` per failing hour, `episode.json` while failing.
+//! Failing hours are owed hours of the hour ledger (`ledger`), in state `failing` with
+//! their attempts, last error, blame and next retry; giving up ends the retries, never the
+//! debt: the next hourly run that reaches the destination exports them. The episode is
+//! `failures/{connection}/episode.json` while failing.
 
 use std::sync::Arc;
 
@@ -22,10 +24,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::connection::{Connection, Destination};
 use crate::error::{ExportError, Result};
-use crate::hour::UtcHour;
+use crate::hour::{HourRange, UtcHour};
+use crate::ledger::{HourLedger, OwedHour, OwedState};
 use crate::notify::{compose_failure_email, FailedHour, FailureNotice, Mailer, PolicyFix};
 use crate::probe::ProbeReport;
-use crate::retry::{HourRequest, RetryPolicy, RetryScheduler};
+use crate::retry::{handoff, HourRequest, RetryPolicy, RetryScheduler};
 use crate::storage::{CreateOutcome, ObjectStore};
 
 /// An episode whose email was claimed but never marked sent after this long is taken
@@ -47,6 +50,10 @@ pub trait DestinationProber: Send + Sync {
 #[async_trait]
 pub trait HourRunner: Send + Sync {
     async fn run_hour(&self, conn: &Connection, req: &HourRequest) -> Result<HourSummary>;
+    /// Refuses a range reaching an hour that may not be exported yet (open or settling).
+    fn check_ready(&self, _range: HourRange) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a successful run reports.
@@ -55,6 +62,13 @@ pub struct HourSummary {
     /// The complete marker was already there (recurring mode): nothing was written.
     pub skipped: bool,
     pub events_exported: u64,
+    /// Late mode: new parts written for lake files that landed after the marker.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub late_parts: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The outcome of one hour, as handlers report it.
@@ -74,6 +88,11 @@ pub struct HourResult {
 impl HourResult {
     pub fn succeeded(&self) -> bool {
         self.exported.is_some()
+    }
+
+    /// Not a failure of this run: another run holds the hour, or it was handed on.
+    pub fn left_alone(&self) -> bool {
+        matches!(self.after_failure, Some(AfterFailure::LeftToOtherRun | AfterFailure::HandedOff { .. }))
     }
 }
 
@@ -118,10 +137,14 @@ pub enum AfterFailure {
     RetryScheduled { schedule: String, at: DateTime<Utc>, attempt: u32, created: bool },
     /// The error cannot go away by retrying (invalid configuration or input).
     NotRetryable,
-    /// The last attempt failed. `email` is the message id when this call sent the
-    /// episode's email; `None` when the failure is not about access or the email was
-    /// already sent for this episode.
+    /// The last attempt failed: retries end, the hour stays owed and every hourly run tries
+    /// it again. `email` is the message id when this call sent the episode's email; `None`
+    /// when the failure is not about access or the email was already sent for this episode.
     GaveUp { accessibility: bool, email: Option<String> },
+    /// Another run holds the hour's lease: nothing was done and nothing is to be done.
+    LeftToOtherRun,
+    /// Not started: the invocation ran short of time, so a one-time schedule takes it.
+    HandedOff { schedule: String, at: DateTime<Utc> },
 }
 
 /// The record of one failing hour.
@@ -152,10 +175,6 @@ pub fn episode_key(connection_id: &str) -> String {
     format!("failures/{connection_id}/episode.json")
 }
 
-pub fn hour_failure_key(connection_id: &str, hour: UtcHour) -> String {
-    format!("failures/{connection_id}/hours/{hour}.json")
-}
-
 fn to_json<T: Serialize>(v: &T) -> Result<Bytes> {
     serde_json::to_vec_pretty(v).map(Bytes::from).map_err(|e| ExportError::Internal(format!("failure record: {e}")))
 }
@@ -174,21 +193,45 @@ impl FailureHandler {
         }
     }
 
+    fn ledger(&self) -> HourLedger {
+        HourLedger::new(self.control.clone())
+    }
+
     /// The hours currently failing, oldest first.
     pub async fn failing_hours(&self, connection_id: &str) -> Result<Vec<HourFailure>> {
-        let mut out = Vec::new();
-        for meta in self.control.list(&format!("failures/{connection_id}/hours/")).await? {
-            match self.control.get(&meta.key).await {
-                Ok(b) => {
-                    out.push(serde_json::from_slice::<HourFailure>(&b).map_err(|e| ExportError::Corrupt { what: meta.key.clone(), detail: e.to_string() })?)
-                }
-                // Cleared by a concurrent success between list and get.
-                Err(ExportError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        out.sort_by_key(|f| f.hour);
-        Ok(out)
+        Ok(self
+            .ledger()
+            .owed(connection_id)
+            .await?
+            .into_iter()
+            .filter(|h| h.state == OwedState::Failing)
+            .map(|h| HourFailure {
+                hour: h.hour,
+                attempts: h.attempts,
+                kind: h.error_kind.unwrap_or_default(),
+                error: h.last_error.unwrap_or_default(),
+                at: h.next_retry.unwrap_or_else(|| self.now()),
+            })
+            .collect())
+    }
+
+    /// Hands an hour this invocation has no time to start to a one-time schedule; the
+    /// hour stays owed either way.
+    pub async fn hand_off(&self, conn: &Connection, req: &HourRequest) -> Result<HourResult> {
+        let plan = handoff(req, self.now());
+        self.retries.schedule_retry(&plan).await?;
+        let ledger = self.ledger();
+        let mut owed = ledger.owed_hour(&conn.id, req.hour).await?.unwrap_or_else(|| OwedHour::pending(req.hour, req.mode));
+        owed.next_retry = Some(plan.at);
+        ledger.save_owed(&conn.id, &owed).await?;
+        tracing::info!(connection = %conn.id, hour = %req.hour, outcome = "handed_off", schedule = %plan.name, "little time left; hour handed to a one-time schedule");
+        Ok(HourResult {
+            request: req.clone(),
+            exported: None,
+            error_kind: None,
+            error: None,
+            after_failure: Some(AfterFailure::HandedOff { schedule: plan.name, at: plan.at }),
+        })
     }
 
     /// Runs one hour and deals with the outcome: success clears failing state, failure
@@ -225,7 +268,6 @@ impl FailureHandler {
     /// After a successful run of `req`: the hour is no longer failing, and a failing
     /// connection is healthy again (its episode closes). Returns whether an episode closed.
     pub async fn on_success(&self, conn: &Connection, req: &HourRequest) -> Result<bool> {
-        self.control.delete(&hour_failure_key(&conn.id, req.hour)).await?;
         let key = episode_key(&conn.id);
         let open = self.control.head(&key).await?.is_some();
         if open {
@@ -243,13 +285,24 @@ impl FailureHandler {
     /// After a failed run of `req` with `err`.
     pub async fn on_failure(&self, conn: &Connection, req: &HourRequest, err: &ExportError) -> Result<AfterFailure> {
         let now = self.now();
-        let record = HourFailure { hour: req.hour, attempts: req.attempt, kind: err.kind().into(), error: err.to_string(), at: now };
-        self.control.put(&hour_failure_key(&conn.id, req.hour), to_json(&record)?).await?;
+        if matches!(err, ExportError::HourBusy { .. }) {
+            // The lease holder owns the hour's state: touch nothing.
+            return Ok(AfterFailure::LeftToOtherRun);
+        }
+        let plan = if err.is_retryable() { self.policy.plan(req, now) } else { None };
+        self.record_failure(conn, req, err, plan.as_ref().map(|p| p.at)).await?;
+        if err.blame() == "internal" {
+            // Ours, not the customer's: the operators' alarm (error log line), never an email.
+            tracing::error!(
+                connection = %conn.id, hour = %req.hour, attempt = req.attempt, operator_alert = true, error_kind = err.kind(), error = %err,
+                "our own infrastructure failed; the customer is not notified"
+            );
+        }
 
         if !err.is_retryable() {
             return Ok(AfterFailure::NotRetryable);
         }
-        if let Some(plan) = self.policy.plan(req, now) {
+        if let Some(plan) = plan {
             let outcome = self.retries.schedule_retry(&plan).await?;
             tracing::info!(
                 connection = %conn.id, hour = %req.hour, attempt = req.attempt, outcome = "retry_scheduled",
@@ -268,6 +321,27 @@ impl FailureHandler {
         }
         let email = self.notify_once(conn, req, err, now).await?;
         Ok(AfterFailure::GaveUp { accessibility: true, email })
+    }
+
+    /// Keeps the failed hour owed, with what went wrong and when it is tried next. A
+    /// request that cannot succeed (a refused, not-closed hour) is not made a debt unless
+    /// the hour was owed already.
+    async fn record_failure(&self, conn: &Connection, req: &HourRequest, err: &ExportError, next_retry: Option<DateTime<Utc>>) -> Result<()> {
+        let ledger = self.ledger();
+        let existing = ledger.owed_hour(&conn.id, req.hour).await?;
+        if existing.is_none() && !err.is_retryable() {
+            return Ok(());
+        }
+        let mut owed = existing.unwrap_or_else(|| OwedHour::pending(req.hour, req.mode));
+        owed.state = OwedState::Failing;
+        owed.run_id = None;
+        owed.attempts = owed.attempts.max(req.attempt);
+        owed.error_kind = Some(err.kind().to_string());
+        owed.last_error = Some(err.to_string());
+        owed.blame = Some(err.blame().to_string());
+        owed.next_retry = next_retry;
+        owed.retries_exhausted = next_retry.is_none();
+        ledger.save_owed(&conn.id, &owed).await
     }
 
     /// Opens the failing episode (create-only) and, if this call opened it, probes the
@@ -393,7 +467,9 @@ pub fn build_notice(conn: &Connection, dest: &Destination, report: ProbeReport, 
 fn fixes_for(dest: &Destination, principal: Option<&str>, missing: &[String]) -> Vec<PolicyFix> {
     match dest {
         Destination::S3 { bucket, kms_key_arn, .. } => {
-            let Some(principal) = principal else { return Vec::new() };
+            let Some(principal) = principal else {
+                return Vec::new();
+            };
             let role = role_arn_of(principal);
             let mut bucket_statements: Vec<serde_json::Value> = Vec::new();
             let mut key_statement = None;

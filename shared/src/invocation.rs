@@ -17,7 +17,7 @@ use crate::backfill::{run_backfill, BackfillContext, BackfillOutcome, BackfillRe
 use crate::connection::Connection;
 use crate::error::{ExportError, Result};
 use crate::export::ExportMode;
-use crate::failure::{FailureHandler, HourResult, HourRunner, HourSummary};
+use crate::failure::{FailureHandler, HourResult, HourRunner};
 use crate::hour::UtcHour;
 use crate::retry::HourRequest;
 
@@ -28,12 +28,14 @@ pub trait ConnectionSource: Send + Sync {
     async fn connection(&self, id: &str) -> Result<Option<Connection>>;
 }
 
-/// Runs what an hourly schedule firing at `scheduled_time` is due to export: every closed
-/// hour from the connection's watermark up to the hour before `scheduled_time`'s hour
-/// (bounded catch-up), in recurring mode, recording each run.
+/// What an hourly schedule firing at `scheduled_time` is due to export: the owed hours
+/// of the hour ledger up to the latest settled hour (registering new ones), and recent
+/// hours with late lake files. Each is then run like any other hour.
 #[async_trait]
 pub trait ScheduledRunner: Send + Sync {
-    async fn run_scheduled(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<Vec<(UtcHour, Result<HourSummary>)>>;
+    async fn plan(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<Vec<HourRequest>>;
+    /// After the planned hours ran: refresh the derived status (watermark).
+    async fn finish(&self, conn: &Connection) -> Result<()>;
 }
 
 /// The hourly-export function's event.
@@ -59,8 +61,11 @@ impl HourlyEvent {
                 "expected a JSON object {connection_id, scheduled_time} or {connection_id, hour, mode, attempt}",
             )
         })?;
-        let allowed: &[&str] =
-            if obj.contains_key("scheduled_time") { &["connection_id", "scheduled_time"] } else { &["connection_id", "hour", "mode", "attempt"] };
+        let allowed: &[&str] = if obj.contains_key("scheduled_time") {
+            &["connection_id", "scheduled_time"]
+        } else {
+            &["connection_id", "hour", "mode", "attempt", "allow_empty_lake"]
+        };
         for key in obj.keys() {
             if !allowed.contains(&key.as_str()) {
                 return Err(ExportError::invalid_input("hourly-export payload", format!("unexpected field `{key}` (expected {})", allowed.join(", "))));
@@ -91,7 +96,13 @@ impl HourlyEvent {
             None => ExportMode::Recurring,
             Some(serde_json::Value::String(m)) if m == "recurring" => ExportMode::Recurring,
             Some(serde_json::Value::String(m)) if m == "replace" => ExportMode::Replace,
-            Some(other) => return Err(ExportError::invalid_input(format!("mode {other}"), "expected \"recurring\" or \"replace\"")),
+            Some(serde_json::Value::String(m)) if m == "late" => ExportMode::Late,
+            Some(other) => return Err(ExportError::invalid_input(format!("mode {other}"), "expected \"recurring\", \"replace\" or \"late\"")),
+        };
+        let allow_empty_lake = match obj.get("allow_empty_lake") {
+            None => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(other) => return Err(ExportError::invalid_input(format!("allow_empty_lake {other}"), "expected true or false")),
         };
         let attempt = match obj.get("attempt") {
             None => 1,
@@ -100,7 +111,7 @@ impl HourlyEvent {
                 .filter(|a| (1..=1000).contains(a))
                 .ok_or_else(|| ExportError::invalid_input(format!("attempt {v}"), "expected a positive integer"))? as u32,
         };
-        Ok(HourlyEvent::Hour(HourRequest { connection_id, hour, mode, attempt }))
+        Ok(HourlyEvent::Hour(HourRequest { connection_id, hour, mode, attempt, allow_empty_lake }))
     }
 }
 
@@ -135,51 +146,47 @@ pub async fn load_enabled(connections: &dyn ConnectionSource, id: &str) -> Resul
     Ok(conn)
 }
 
-/// Handles one hourly-export event.
-pub async fn handle_hourly(services: &Services, payload: &serde_json::Value) -> Result<HourlyResponse> {
+/// Handles one hourly-export event. `stop_starting` is the time after which no new hour
+/// is started (the function's deadline less a reserve): the hours left are handed to
+/// one-time schedules and stay owed. The first hour always starts.
+pub async fn handle_hourly(services: &Services, payload: &serde_json::Value, stop_starting: Option<DateTime<Utc>>) -> Result<HourlyResponse> {
     let event = HourlyEvent::from_payload(payload)?;
     let conn = load_enabled(services.connections.as_ref(), event.connection_id()).await?;
-    let hours = match event {
-        HourlyEvent::Hour(req) => vec![services.failure.process_hour(services.runner.as_ref(), &conn, &req).await?],
-        HourlyEvent::Scheduled { scheduled_time, .. } => {
-            let ran = services.scheduled.run_scheduled(&conn, scheduled_time).await?;
-            let mut out = Vec::with_capacity(ran.len());
-            // Each hour of the catch-up is attempt 1 of its own retry sequence.
-            for (hour, result) in ran {
-                let req = HourRequest::new(conn.id.clone(), hour, ExportMode::Recurring, 1);
-                out.push(match result {
-                    Ok(summary) => {
-                        services.failure.on_success(&conn, &req).await?;
-                        tracing::info!(
-                            connection = %conn.id, hour = %hour, attempt = 1,
-                            outcome = if summary.skipped { "skipped" } else { "exported" }, events = summary.events_exported, "hour done"
-                        );
-                        HourResult { request: req, exported: Some(summary), error_kind: None, error: None, after_failure: None }
-                    }
-                    Err(err) => {
-                        tracing::warn!(connection = %conn.id, hour = %hour, attempt = 1, outcome = "failed", error_kind = err.kind(), error = %err, "hour failed");
-                        let after = services.failure.on_failure(&conn, &req, &err).await?;
-                        HourResult {
-                            request: req,
-                            exported: None,
-                            error_kind: Some(err.kind().into()),
-                            error: Some(err.to_string()),
-                            after_failure: Some(after),
-                        }
-                    }
-                });
-            }
-            out
-        }
+    let requests = match event {
+        HourlyEvent::Hour(req) => vec![req],
+        HourlyEvent::Scheduled { scheduled_time, .. } => services.scheduled.plan(&conn, scheduled_time).await?,
     };
+    let mut hours = Vec::with_capacity(requests.len());
+    let mut first_error = None;
+    for (i, req) in requests.iter().enumerate() {
+        if i > 0 && stop_starting.is_some_and(|t| Utc::now() >= t) {
+            hours.push(services.failure.hand_off(&conn, req).await?);
+            continue;
+        }
+        // One hour whose failure could not be handled must not cost the others their turn.
+        match services.failure.process_hour(services.runner.as_ref(), &conn, req).await {
+            Ok(result) => hours.push(result),
+            Err(e) => {
+                tracing::error!(connection = %conn.id, hour = %req.hour, error_kind = e.kind(), error = %e, "failure handling failed; the hour stays owed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    services.scheduled.finish(&conn).await?;
+    // Reported after every hour had its turn, so the event is delivered again.
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     Ok(HourlyResponse { connection_id: conn.id, hours })
 }
 
 /// Handles one backfill event.
 pub async fn handle_backfill(services: &Services, ctx: &BackfillContext, payload: &serde_json::Value) -> Result<BackfillOutcome> {
     let req = BackfillRequest::from_payload(payload)?;
-    // Checked before anything is recorded: a range too long or too deep changes nothing.
+    // Checked before anything is recorded: a range too long or too deep, or reaching an
+    // hour that is not closed yet, changes nothing.
     ctx.fan_out.plan(req.range()?, req.depth)?;
+    ctx.runner.check_ready(req.range()?)?;
     let conn = load_enabled(services.connections.as_ref(), &req.connection_id).await?;
     run_backfill(ctx, &conn, &req).await
 }
@@ -194,6 +201,7 @@ mod tests {
         let s = HourlyEvent::from_payload(&json!({"connection_id":"c1","scheduled_time":"2020-01-25T18:10:00Z"})).unwrap();
         assert!(matches!(s, HourlyEvent::Scheduled { ref connection_id, .. } if connection_id == "c1"));
         let h = HourlyEvent::from_payload(&json!({"connection_id":"c1","hour":"2020-01-25T17","mode":"replace","attempt":2})).unwrap();
+
         assert_eq!(h, HourlyEvent::Hour(HourRequest::new("c1", UtcHour::parse("2020-01-25T17").unwrap(), ExportMode::Replace, 2)));
         for (bad, want) in [
             (json!({"connection_id":"c1","hour":"2020-01-25 17:30"}), "minutes and seconds"),

@@ -53,7 +53,8 @@ pub fn read_files_blocking(
 ) -> Result<()> {
     let mut line = Vec::with_capacity(64 * 1024);
     for file in files {
-        let stream = handle.block_on(lake.get_stream(&file.key))?;
+        // The lake is ours: a refused or missing lake object is never the destination's fault.
+        let stream = handle.block_on(lake.get_stream(&file.key)).map_err(|e| e.ours("event lake"))?;
         let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream.map_err(|e| std::io::Error::other(e))), handle.clone());
         let reader = BufReader::with_capacity(256 * 1024, reader);
         let source: Box<dyn Read> = if file.key.ends_with(".gz") { Box::new(flate2::bufread::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
@@ -85,7 +86,7 @@ pub fn read_files_blocking(
                 Err(e) => {
                     // A storage error travels inside the io::Error: surface it as itself.
                     if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<ExportError>()) {
-                        return Err(inner.duplicate());
+                        return Err(inner.duplicate().ours("event lake"));
                     }
                     visit(LakeItem::Broken(InvalidRecord {
                         file: file.key.clone(),

@@ -23,6 +23,7 @@ pub mod filter;
 pub mod generate;
 pub mod invocation;
 pub mod lake;
+pub mod ledger;
 pub mod lifecycle;
 pub mod manifest;
 pub mod merged_ids;

@@ -57,9 +57,36 @@ pub struct DataReport {
     pub invalid_records_truncated: bool,
     /// Lake files read for this hour.
     pub lake_files: u64,
+    /// The lake files consumed, with their sizes: a file that lands after the marker is
+    /// one not listed here (late data), exported as new parts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lake_inputs: Vec<LakeInput>,
+}
+
+/// One lake file an export consumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LakeInput {
+    pub key: String,
+    pub size: u64,
 }
 
 impl DataReport {
+    /// Adds what a late-data run exported to what was exported before.
+    pub fn extend(&mut self, later: DataReport) {
+        self.files.extend(later.files);
+        self.accounting.add(&later.accounting);
+        for rec in later.invalid_records {
+            if self.invalid_records.len() < MAX_LISTED_INVALID {
+                self.invalid_records.push(rec);
+            } else {
+                self.invalid_records_truncated = true;
+            }
+        }
+        self.invalid_records_truncated |= later.invalid_records_truncated;
+        self.lake_files += later.lake_files;
+        self.lake_inputs.extend(later.lake_inputs);
+    }
+
     pub fn record_invalid(&mut self, rec: InvalidRecord) {
         self.accounting.read += 1;
         self.accounting.invalid += 1;
@@ -85,6 +112,19 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The manifest of an hour known complete without a readable marker body.
+    pub fn empty(conn: &crate::connection::Connection, hour: UtcHour) -> Self {
+        Manifest {
+            format: 1,
+            connection_id: conn.id.clone(),
+            project_id: conn.project_id.clone(),
+            org_id: conn.org_id.clone(),
+            hour,
+            events: None,
+            merged_ids: None,
+        }
+    }
+
     pub fn to_json(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec_pretty(self).expect("manifest serialises");
         v.push(b'\n');

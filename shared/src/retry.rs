@@ -37,6 +37,9 @@ pub struct HourRequest {
     /// 1 for the first run; retries carry 2, 3, ...
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// A replace may proceed over an empty lake hour (the operator said so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty_lake: bool,
 }
 
 fn first_attempt() -> u32 {
@@ -45,7 +48,7 @@ fn first_attempt() -> u32 {
 
 impl HourRequest {
     pub fn new(connection_id: impl Into<String>, hour: UtcHour, mode: ExportMode, attempt: u32) -> Self {
-        HourRequest { connection_id: connection_id.into(), hour, mode, attempt }
+        HourRequest { connection_id: connection_id.into(), hour, mode, attempt, allow_empty_lake: false }
     }
 
     /// The same hour, one attempt later.
@@ -123,6 +126,13 @@ impl RetryPolicy {
     }
 }
 
+/// A one-time schedule that hands a not-yet-started hour to a fresh invocation (a run that
+/// ran short of time): due a minute from now, with the same attempt number.
+pub fn handoff(req: &HourRequest, now: DateTime<Utc>) -> PlannedRetry {
+    let at = DateTime::from_timestamp((now + chrono::Duration::minutes(1)).timestamp(), 0).unwrap_or(now);
+    PlannedRetry { name: retry_schedule_name(req), at, request: req.clone() }
+}
+
 /// A one-time schedule to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedRetry {
@@ -145,6 +155,7 @@ pub fn retry_schedule_name(req: &HourRequest) -> String {
     let mode = match req.mode {
         ExportMode::Recurring => "rec",
         ExportMode::Replace => "rep",
+        ExportMode::Late => "late",
     };
     let suffix = format!("-{}-{mode}-a{}", req.hour.start().format("%Y%m%dT%H"), req.attempt);
     format!("{}{suffix}", name_part(&req.connection_id, MAX_SCHEDULE_NAME - suffix.len()))

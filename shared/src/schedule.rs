@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::retry::{name_part, MAX_SCHEDULE_NAME};
 
-/// Minutes past the hour at which hourly schedules fire.
-pub const HOURLY_MINUTE: u32 = 10;
+/// Minutes past the hour at which hourly schedules fire: after the hour just closed has
+/// settled (the default settle delay is 16 minutes, for Firehose's 900 s buffer).
+pub const HOURLY_MINUTE: u32 = 20;
 
 /// The placeholder EventBridge Scheduler replaces with the schedule's invocation time.
 pub const SCHEDULED_TIME_PLACEHOLDER: &str = "<aws.scheduler.scheduled-time>";
@@ -38,7 +39,7 @@ pub fn hourly_schedule_name(connection_id: &str) -> String {
     format!("{prefix}{}", name_part(connection_id, MAX_SCHEDULE_NAME - prefix.len()))
 }
 
-/// `cron(10 * * * ? *)`: every hour at [`HOURLY_MINUTE`] past, UTC.
+/// `cron(20 * * * ? *)`: every hour at [`HOURLY_MINUTE`] past, UTC.
 pub fn hourly_expression() -> String {
     format!("cron({HOURLY_MINUTE} * * * ? *)")
 }
@@ -67,6 +68,6 @@ mod tests {
         assert!(is_valid_schedule_name(&hourly_schedule_name(&"x".repeat(64))));
         let input: serde_json::Value = serde_json::from_str(&hourly_input("conn-1")).unwrap();
         assert_eq!(input["scheduled_time"], "<aws.scheduler.scheduled-time>");
-        assert_eq!(hourly_expression(), "cron(10 * * * ? *)");
+        assert_eq!(hourly_expression(), "cron(20 * * * ? *)");
     }
 }

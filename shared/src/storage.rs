@@ -59,6 +59,13 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn delete(&self, key: &str) -> Result<()>;
 }
 
+/// Opens a connection's destination as a store (S3 as the project role, Azure as its
+/// service principal, a local folder): the port the run machinery reaches destinations by.
+#[async_trait]
+pub trait DestinationOpener: Send + Sync {
+    async fn open(&self, dest: &crate::connection::Destination, project_id: &str) -> Result<std::sync::Arc<dyn ObjectStore>>;
+}
+
 /// An object being written in pieces (S3 multipart, Azure staged blocks, a temp file).
 /// Until `finish` succeeds nothing is visible at the key; `abort` cleans up.
 #[async_trait]

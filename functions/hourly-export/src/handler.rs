@@ -31,7 +31,10 @@ pub fn init_logging() {
 
 pub async fn handle(runtime: &FunctionRuntime, event: LambdaEvent<serde_json::Value>) -> Result<HourlyResponse, FunctionError> {
     let request_id = event.context.request_id.clone();
-    match handle_hourly(&runtime.services, &event.payload).await {
+    // No new hour is started with less than a reserve left before the function's deadline.
+    let stop_starting = chrono::DateTime::from_timestamp_millis(event.context.deadline as i64)
+        .map(|deadline| deadline - chrono::Duration::seconds(runtime.config.run_policy.reserve.num_seconds()));
+    match handle_hourly(&runtime.services, &event.payload, stop_starting).await {
         Ok(response) => Ok(response),
         Err(e) => {
             // The payload is not logged: it is small and known, and this keeps anything a

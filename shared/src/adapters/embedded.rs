@@ -26,8 +26,9 @@ use crate::error::Result;
 use crate::export::ExportSettings;
 use crate::failure::{Clock, FailureHandler};
 use crate::invocation::{handle_backfill, handle_hourly, HourlyResponse, Services};
+use crate::ledger::HourLedger;
 use crate::retry::RetryPolicy;
-use crate::runs::RunService;
+use crate::runs::{RunPolicy, RunService};
 use crate::storage::ObjectStore;
 
 /// Sender of embedded-mode emails (they only reach the outbox folder).
@@ -80,9 +81,17 @@ impl EmbeddedHome {
         let cipher = Arc::new(LocalCipher::open_or_create(dir.join("secret.key"))?);
         let control = ControlStore::new(control_store.clone(), cipher);
         let scheduler = Arc::new(LocalScheduler::new(dir.join("schedules"))?);
-        let outbox = Arc::new(OutboxMailer::new(dir.join("outbox"), EMBEDDED_SENDER)?);
+        let outbox = Arc::new(OutboxMailer::new(dir.join("outbox"), EMBEDDED_SENDER)?.with_clock(clock.clone()));
         let cloud = CloudContext::local_only();
-        let runs = RunService { control: control.clone(), lake: lake.clone(), cloud: cloud.clone(), settings, clock: clock.clone() };
+        let runs = RunService {
+            control: control.clone(),
+            ledger: HourLedger::new(control_store.clone()),
+            lake: lake.clone(),
+            destinations: Arc::new(cloud.clone()),
+            settings,
+            clock: clock.clone(),
+            policy: RunPolicy::default(),
+        };
         let failure = FailureHandler {
             control: control_store.clone(),
             retries: scheduler.clone(),
@@ -102,17 +111,19 @@ impl EmbeddedHome {
     /// What the hourly schedule of `connection_id` does when it fires at `at`.
     pub async fn fire_hourly(&self, connection_id: &str, at: DateTime<Utc>) -> Result<HourlyResponse> {
         let payload = serde_json::json!({ "connection_id": connection_id, "scheduled_time": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true) });
-        handle_hourly(&self.services, &payload).await
+        handle_hourly(&self.services, &payload, None).await
     }
 
     /// Fires every retry schedule due at `now` (and removes it, like ActionAfterCompletion).
-    pub async fn fire_due_retries(&self, now: DateTime<Utc>) -> Result<Vec<HourlyResponse>> {
+    /// A retry that fails (its connection disabled, say) is reported and the others still
+    /// fire; its hour stays owed in the ledger either way.
+    pub async fn fire_due_retries(&self, now: DateTime<Utc>) -> Result<Vec<(String, Result<HourlyResponse>)>> {
         let mut out = Vec::new();
         for retry in self.scheduler.due(now).await? {
             let payload = serde_json::to_value(&retry.request).expect("request serialises");
-            let response = handle_hourly(&self.services, &payload).await;
+            let response = handle_hourly(&self.services, &payload, None).await;
             self.scheduler.complete(&retry.name).await?;
-            out.push(response?);
+            out.push((retry.name, response));
         }
         Ok(out)
     }

@@ -62,7 +62,14 @@ pub async fn open_store(dest: &Destination, project_id: &str, ctx: &CloudContext
         }
         // Built by the Azure adapter's own constructor (service principal or SAS).
         Destination::Azure { .. } => Ok(Arc::new(AzureStore::from_destination(dest, ctx.azure.clone())?)),
-        Destination::Local { path, .. } => Ok(Arc::new(LocalStore::new(path)?)),
+        Destination::Local { path, .. } => Ok(Arc::new(LocalStore::existing(path)?)),
+    }
+}
+
+#[async_trait]
+impl crate::storage::DestinationOpener for CloudContext {
+    async fn open(&self, dest: &Destination, project_id: &str) -> Result<Arc<dyn ObjectStore>> {
+        open_store(dest, project_id, self).await
     }
 }
 
@@ -103,9 +110,9 @@ pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &Cloud
             Ok(probe) => probe.probe().await,
             Err(e) => single_failure(dest, None, "azure client configured", "valid Azure destination settings", &e),
         },
-        Destination::Local { path, prefix } => match LocalStore::new(path) {
+        Destination::Local { path, prefix } => match LocalStore::existing(path) {
             Ok(store) => LocalProbe { store, destination: dest.describe(), prefix: prefix.clone() }.probe().await,
-            Err(e) => single_failure(dest, None, "folder usable", "file system write", &e),
+            Err(e) => single_failure(dest, None, "folder exists", "an existing folder (create it first)", &e),
         },
     }
 }

@@ -12,6 +12,10 @@
 //! | `EXPORT_SES_SENDER` | verified SES sender of failure emails |
 //! | `EXPORT_SECRETS_KEY_ARN` | KMS key sealing connection secrets |
 //! | `EXPORT_MAX_ATTEMPTS` | attempts per hour (default 5) |
+//! | `EXPORT_SETTLE_MINUTES` | an hour is exportable this long after it ends (default 16) |
+//! | `EXPORT_LEASE_MINUTES` | lease lifetime, longer than the function timeout (default 20) |
+//! | `EXPORT_HOUR_SECONDS` | time one run may spend on an hour (default 780) |
+//! | `EXPORT_HOUR_MEMORY_MB` | memory for one hour's de-duplication (default: function memory less 256 MB) |
 //! | `EXPORT_RETRY_FIRST_DELAY_SECONDS` | wait before attempt 2 (default 300) |
 //! | `BACKFILL_LEAF_HOURS`, `BACKFILL_FAN_OUT`, `BACKFILL_MAX_DEPTH`, `BACKFILL_PARALLEL` | fan-out |
 //! | `BACKFILL_FUNCTION` | function the backfill invokes (default: itself, `AWS_LAMBDA_FUNCTION_NAME`) |
@@ -31,12 +35,13 @@ use crate::backfill::{BackfillContext, FanOut};
 use crate::connection::{Connection, Destination};
 use crate::control::ControlStore;
 use crate::error::{ExportError, Result};
-use crate::export::ExportSettings;
+use crate::export::{ExportSettings, HourLimits};
 use crate::failure::{system_clock, DestinationProber, FailureHandler};
 use crate::invocation::Services;
+use crate::ledger::HourLedger;
 use crate::probe::ProbeReport;
 use crate::retry::RetryPolicy;
-use crate::runs::RunService;
+use crate::runs::{RunPolicy, RunService};
 
 /// Settings read from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +56,8 @@ pub struct FunctionConfig {
     pub fan_out: FanOut,
     /// The function backfill pieces are handed to.
     pub backfill_function: Option<String>,
+    pub run_policy: RunPolicy,
+    pub limits: HourLimits,
 }
 
 fn var(name: &str) -> Result<String> {
@@ -101,6 +108,31 @@ impl FunctionConfig {
             retry,
             fan_out,
             backfill_function: std::env::var("BACKFILL_FUNCTION").or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME")).ok().filter(|v| !v.is_empty()),
+            run_policy: Self::run_policy()?,
+            limits: Self::limits()?,
+        })
+    }
+
+    fn run_policy() -> Result<RunPolicy> {
+        let d = RunPolicy::default();
+        let settle: i64 = num("EXPORT_SETTLE_MINUTES", d.settle.num_minutes())?;
+        let lease: i64 = num("EXPORT_LEASE_MINUTES", d.lease.num_minutes())?;
+        if lease <= 15 {
+            return Err(ExportError::invalid_config(
+                "EXPORT_LEASE_MINUTES",
+                format!("{lease} is not longer than Lambda's 15-minute limit"),
+                "A lease must outlive the run holding it; use 16 or more (default 20).",
+            ));
+        }
+        Ok(RunPolicy { settle: chrono::Duration::minutes(settle), lease: chrono::Duration::minutes(lease), ..d })
+    }
+
+    fn limits() -> Result<HourLimits> {
+        let memory_mb: u64 = num("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024)?;
+        Ok(HourLimits {
+            seconds: Some(num("EXPORT_HOUR_SECONDS", 780)?),
+            memory_bytes: Some(num("EXPORT_HOUR_MEMORY_MB", memory_mb.saturating_sub(256).max(64))? << 20),
+            ..HourLimits::default()
         })
     }
 }
@@ -145,7 +177,17 @@ impl FunctionRuntime {
         let scheduler = Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(&sdk), config.scheduler.clone()));
         let mailer = Arc::new(SesMailer::new(aws_sdk_ses::Client::new(&sdk), config.ses_sender.clone()));
         let clock = system_clock();
-        let runner = Arc::new(RunService { control: control.clone(), lake, cloud: cloud.clone(), settings: ExportSettings::standard()?, clock: clock.clone() });
+        let mut settings = ExportSettings::standard()?;
+        settings.limits = config.limits;
+        let runner = Arc::new(RunService {
+            control: control.clone(),
+            ledger: HourLedger::new(control.store().clone()),
+            lake,
+            destinations: Arc::new(cloud.clone()),
+            settings,
+            clock: clock.clone(),
+            policy: config.run_policy,
+        });
         let failure = FailureHandler {
             control: control.store().clone(),
             retries: scheduler,

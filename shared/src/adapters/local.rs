@@ -21,14 +21,34 @@ static UPLOAD_SEQ: AtomicU64 = AtomicU64::new(0);
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    /// A destination folder behaves like a bucket: it must exist, and a folder that is gone
+    /// is "destination missing", never silently re-created.
+    must_exist: bool,
 }
 
 impl LocalStore {
-    /// Uses (and creates) `root` as the store's folder.
+    /// Uses (and creates) `root` as the store's folder (lake, control store, outbox).
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(|e| ExportError::io(root.display().to_string(), e))?;
-        Ok(LocalStore { root })
+        Ok(LocalStore { root, must_exist: false })
+    }
+
+    /// A destination folder: it must exist now and at every write.
+    pub fn existing(root: impl Into<PathBuf>) -> Result<Self> {
+        let store = LocalStore { root: root.into(), must_exist: true };
+        store.check_root()?;
+        Ok(store)
+    }
+
+    fn check_root(&self) -> Result<()> {
+        if !self.must_exist || std::fs::metadata(&self.root).is_ok_and(|m| m.is_dir()) {
+            return Ok(());
+        }
+        Err(ExportError::DestinationMissing {
+            resource: self.root.display().to_string(),
+            hint: "The destination folder must exist (like a bucket, it is never created by the exporter); create it or fix the connection's path.".into(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -106,6 +126,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {
+        self.check_root()?;
         let path = self.path_of(key)?;
         let temp = self.write_temp(&body).await?;
         create_parent(&path).await?;
@@ -113,6 +134,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<CreateOutcome> {
+        self.check_root()?;
         let path = self.path_of(key)?;
         let temp = self.write_temp(&body).await?;
         create_parent(&path).await?;
@@ -127,6 +149,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn upload(&self, key: &str) -> Result<Box<dyn StreamingUpload>> {
+        self.check_root()?;
         let path = self.path_of(key)?;
         let temp = self.temp_path();
         create_parent(&temp).await?;
@@ -156,6 +179,7 @@ impl ObjectStore for LocalStore {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        self.check_root()?;
         let path = self.path_of(key)?;
         match tokio::fs::metadata(&path).await {
             Ok(m) if m.is_file() => Ok(Some(ObjectMeta { key: key.to_string(), size: m.len() })),
@@ -166,12 +190,14 @@ impl ObjectStore for LocalStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.check_root()?;
         let root = self.root.clone();
         let prefix = prefix.to_string();
         tokio::task::spawn_blocking(move || list_blocking(&root, &prefix)).await.map_err(|e| ExportError::Internal(format!("listing task failed: {e}")))?
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        self.check_root()?;
         let path = self.path_of(key)?;
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),

@@ -2,6 +2,7 @@
 //! text and HTML) in an outbox folder, where any mail client can open it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -9,19 +10,33 @@ use chrono::Utc;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ExportError, Result};
+use crate::failure::Clock;
 use crate::notify::{Email, Mailer};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OutboxMailer {
     dir: PathBuf,
     sender: String,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for OutboxMailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxMailer").field("dir", &self.dir).field("sender", &self.sender).finish()
+    }
 }
 
 impl OutboxMailer {
     pub fn new(dir: impl Into<PathBuf>, sender: impl Into<String>) -> Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| ExportError::io(dir.display().to_string(), e))?;
-        Ok(OutboxMailer { dir, sender: sender.into() })
+        Ok(OutboxMailer { dir, sender: sender.into(), clock: Arc::new(Utc::now) })
+    }
+
+    /// Dates messages by embedded mode's clock (`exportctl --at`) instead of the wall clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -38,6 +53,14 @@ impl OutboxMailer {
         out.sort();
         Ok(out)
     }
+}
+
+/// The plain-text body of an `.eml` written by [`render_eml`].
+pub fn plain_text(eml: &str) -> Option<String> {
+    let part = eml.split("Content-Type: text/plain; charset=UTF-8\r\n").nth(1)?;
+    let body = part.split("\r\n\r\n").nth(1)?.split("\r\n--").next()?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(body.replace("\r\n", "")).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// RFC 2047 encoded word when the header is not plain ASCII.
@@ -81,7 +104,7 @@ pub fn render_eml(sender: &str, email: &Email, message_id: &str, date: &str) -> 
 #[async_trait]
 impl Mailer for OutboxMailer {
     async fn send(&self, email: &Email) -> Result<String> {
-        let now = Utc::now();
+        let now = (self.clock)();
         let digest = Sha256::digest(format!("{}\n{}\n{}\n{}", now.timestamp_nanos_opt().unwrap_or_default(), email.to.join(","), email.subject, email.text));
         let id = format!("{}.{}@outbox.local", now.format("%Y%m%dT%H%M%S"), hex::encode(&digest[..6]));
         let eml = render_eml(&self.sender, email, &id, &now.to_rfc2822());
