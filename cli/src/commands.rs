@@ -123,8 +123,12 @@ pub async fn backfill(home: &Home, id: &str, from: &str, to: &str, allow_empty_l
         p.exported_hours, p.total_hours, p.events_exported, p.invocations, p.async_invocations
     );
     if !p.failed_hours.is_empty() {
-        let hours: Vec<String> = p.failed_hours.iter().map(UtcHour::to_string).collect();
-        println!("failed hours (retries scheduled): {}", hours.join(", "));
+        println!("failed hours (each is retried when its error can go away; `exportctl status` lists what is owed):");
+        let runs = home.control.list_runs(id).await?;
+        for hour in &p.failed_hours {
+            let error = runs.iter().rev().find(|r| r.hour == *hour && r.error.is_some()).and_then(|r| r.error.clone()).unwrap_or_default();
+            println!("  {hour}: {error}");
+        }
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

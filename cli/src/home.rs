@@ -63,11 +63,36 @@ pub fn clock(at: Option<&str>) -> Result<Clock> {
     }
 }
 
+/// Embedded mode's export settings: the standard ones, with the part size and the hour
+/// limits the deployed functions use when the same variables are set
+/// (`EXPORT_PART_SIZE_BYTES`, `EXPORT_HOUR_SECONDS`, `EXPORT_HOUR_MEMORY_MB`,
+/// `EXPORT_LAKE_BYTES_PER_SECOND`). Unset, an hour is not bounded.
+fn embedded_settings() -> Result<ExportSettings> {
+    let num = |name: &str| -> Result<Option<u64>> {
+        match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => {
+                v.trim().parse().map(Some).map_err(|_| ExportError::invalid_config(name, format!("{v:?} is not a number"), "Give a positive whole number."))
+            }
+            _ => Ok(None),
+        }
+    };
+    let mut settings = ExportSettings::standard()?;
+    if let Some(part) = num("EXPORT_PART_SIZE_BYTES")? {
+        settings = ExportSettings::new(part, settings.gzip_level, 0)?;
+    }
+    settings.limits.seconds = num("EXPORT_HOUR_SECONDS")?;
+    settings.limits.memory_bytes = num("EXPORT_HOUR_MEMORY_MB")?.map(|mb| mb << 20);
+    if let Some(rate) = num("EXPORT_LAKE_BYTES_PER_SECOND")? {
+        settings.limits.lake_bytes_per_second = rate.max(1);
+    }
+    Ok(settings)
+}
+
 pub async fn open(dir: &Path, cloud: bool, clock: Clock) -> Result<Home> {
     if cloud && std::env::var("EXPORT_CONTROL_BUCKET").is_ok_and(|v| !v.is_empty()) {
         return open_deployed().await;
     }
-    let mut embedded = EmbeddedHome::open(dir, ExportSettings::standard()?, RetryPolicy::default(), clock)?;
+    let mut embedded = EmbeddedHome::open(dir, embedded_settings()?, RetryPolicy::default(), clock)?;
     let cloud = if cloud { CloudContext::from_env().await? } else { CloudContext::local_only() };
     if cloud.aws.is_some() {
         // Destinations in S3/Azure: exports and probes go through the cloud context.

@@ -258,6 +258,12 @@ impl ControlStore {
         self.store.put(&run_key(&run.connection_id, run.hour, run.mode, run.attempt), Bytes::from(body)).await
     }
 
+    /// Writes a run record unless one exists at its key.
+    pub async fn put_run_if_absent(&self, run: &RunRecord) -> Result<()> {
+        let body = serde_json::to_vec_pretty(run).expect("run serialises");
+        self.store.put_if_absent(&run_key(&run.connection_id, run.hour, run.mode, run.attempt), Bytes::from(body)).await.map(|_| ())
+    }
+
     /// Every run of a connection, oldest hour first.
     pub async fn list_runs(&self, connection_id: &str) -> Result<Vec<RunRecord>> {
         let mut out = Vec::new();

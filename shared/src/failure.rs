@@ -637,6 +637,8 @@ mod tests {
         assert!(h.on_success(&c, &last_a).await.unwrap());
         assert!(h.episode("c1").await.unwrap().is_none());
         assert!(!h.on_success(&c, &last_a).await.unwrap(), "second success changes nothing");
+        // The run that exported hour a completed it in the ledger; hour b stays owed.
+        h.ledger().complete("c1", &crate::manifest::Manifest::empty(&c, hours[0])).await.unwrap();
         assert_eq!(h.failing_hours("c1").await.unwrap().iter().map(|f| f.hour).collect::<Vec<_>>(), vec![hours[1]]);
         let c2 = h.on_failure(&c, &last_b, &denied()).await.unwrap();
         assert_eq!(c2, AfterFailure::GaveUp { accessibility: true, email: Some("m2".into()) });

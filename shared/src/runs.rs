@@ -190,7 +190,9 @@ impl RunService {
             }
         }
         // Owed from now until its marker is written, whatever happens to this run.
-        let mut owed = self.ledger.owed_hour(&conn.id, hour).await?.unwrap_or_else(|| OwedHour::pending(hour, req.mode));
+        let was_owed = self.ledger.owed_hour(&conn.id, hour).await?;
+        let restorable = was_owed.is_none() && completed.is_some();
+        let mut owed = was_owed.unwrap_or_else(|| OwedHour::pending(hour, req.mode));
         owed.state = OwedState::Exporting;
         owed.run_id = Some(lease.run_id.clone());
         if owed.mode != ExportMode::Replace {
@@ -204,7 +206,18 @@ impl RunService {
             guard: Some(Arc::new(LeaseGuard { ledger: self.ledger.clone(), connection_id: conn.id.clone(), lease: lease.clone(), clock: self.clock.clone() })),
         };
         let targets = self.targets(conn).await?;
-        let report = export_hour_with(conn, &targets, hour, req.mode, &self.settings, &options, completed).await?;
+        let report = match export_hour_with(conn, &targets, hour, req.mode, &self.settings, &options, completed.clone()).await {
+            Ok(report) => report,
+            // Refused before anything was written (an empty lake under a replace, an hour
+            // over the limits): a complete hour stays complete, not a new debt.
+            Err(e) if restorable && !e.is_retryable() => {
+                if let Some(m) = &completed {
+                    self.ledger.complete(&conn.id, m).await?;
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         match &report.manifest {
             Some(m) => self.ledger.complete(&conn.id, m).await?,
             // Skipped on a marker whose manifest is unreadable: the marker still says done.
@@ -254,7 +267,12 @@ impl RunService {
             }
         }
         let bookkeeping = async {
-            self.control.put_run(&record).await?;
+            if record.outcome == RunOutcome::Skipped {
+                // A redelivery that found the hour done must not hide the run that did it.
+                self.control.put_run_if_absent(&record).await?;
+            } else {
+                self.control.put_run(&record).await?;
+            }
             match &result {
                 Ok(_) => {
                     let hour = req.hour;

@@ -81,6 +81,11 @@ fn start_watch(port: u16, env: &BTreeMap<String, String>, log_dir: &std::path::P
     watch
 }
 
+/// Everything the functions logged so far.
+fn watch_log(dir: &std::path::Path) -> String {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect()
+}
+
 /// Invokes a function over the Lambda invoke API; returns the parsed answer.
 async fn invoke(http: &reqwest::Client, watch: &Watch, function: &str, payload: &Value) -> Value {
     let resp = http
@@ -340,8 +345,8 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
     let control = bucket_store(&admin, &control_b);
     let layout = ExportLayout::new("exports", &project, org);
 
-    // 1. A scheduler-shaped invocation exports the hour that closed before it fired.
-    let scheduled = json!({"connection_id": conn_id, "scheduled_time": "2020-01-25T18:10:00Z"});
+    // 1. A scheduler-shaped invocation exports the hour that closed (and settled) before it fired.
+    let scheduled = json!({"connection_id": conn_id, "scheduled_time": "2020-01-25T18:20:00Z"});
     let first = invoke(&http, &watch, "hourly-export", &scheduled).await;
     assert_eq!(first["hours"][0]["request"]["hour"], "2020-01-25T17", "{first}");
     assert_eq!(first["hours"][0]["exported"]["events_exported"], 25, "{first}");
@@ -349,23 +354,29 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
     assert_eq!((lines, markers), (25, 1));
     let files_once = snapshot(dest_store.as_ref(), "exports/").await;
     let records_once = snapshot(control.as_ref(), "").await;
+    // The same event delivered again: the ledger owes nothing up to 17, so nothing runs.
     let again = invoke(&http, &watch, "hourly-export", &scheduled).await;
-    assert_eq!(again["hours"][0]["exported"]["skipped"], true, "{again}");
+    assert_eq!(again["hours"], json!([]), "{again}");
     assert_eq!(snapshot(dest_store.as_ref(), "exports/").await, files_once, "same payload twice: same files");
-    // Run records are keyed by connection, hour, mode and attempt: the redelivery rewrites
-    // its own record (now "skipped", with its own times) instead of adding one.
     assert_eq!(keys(&snapshot(control.as_ref(), "").await), keys(&records_once), "same payload twice: same records");
+    // An hour that has not settled yet, and a schedule time in the future, write nothing.
+    let open = invoke(&http, &watch, "hourly-export", &json!({"connection_id": conn_id, "hour": "2099-01-01T00"})).await;
+    assert_eq!(open["hours"][0]["error_kind"], "InvalidInput", "{open}");
+    assert!(open["hours"][0]["error"].as_str().unwrap().contains("not closed yet"), "{open}");
+    let future = invoke(&http, &watch, "hourly-export", &json!({"connection_id": conn_id, "scheduled_time": "2099-01-01T00:20:00Z"})).await;
+    assert_eq!(future["errorType"], "InvalidInput", "{future}");
+    assert_eq!(snapshot(dest_store.as_ref(), "exports/").await, files_once, "refused hours wrote nothing");
 
     // 2. Without s3:PutObject the run fails and attempt 2 is scheduled.
     let iam = aws_sdk_iam::Client::new(&admin);
     let denied = moto::without_action(&identity, "s3:PutObject");
     iam.put_role_policy().role_name(&role_name).policy_name("event-export").policy_document(denied.to_string()).send().await.unwrap();
-    let failing = json!({"connection_id": conn_id, "scheduled_time": "2020-01-25T19:10:00Z"});
+    let failing = json!({"connection_id": conn_id, "scheduled_time": "2020-01-25T19:20:00Z"});
     let r = invoke(&http, &watch, "hourly-export", &failing).await;
     assert_eq!(r["hours"][0]["error_kind"], "PermissionDenied", "{r}");
     assert_eq!(r["hours"][0]["after_failure"]["action"], "retry_scheduled", "{r}");
     let r2 = invoke(&http, &watch, "hourly-export", &failing).await;
-    assert_eq!(r2["hours"][0]["after_failure"]["created"], false, "redelivery finds its retry planned: {r2}");
+    assert_eq!(r2["hours"], json!([]), "redelivery leaves the hour to its planned retry: {r2}");
     let pending = retry_schedules(&scheduler, &retry_group).await;
     assert_eq!(pending.len(), 1, "one schedule for two identical failures: {pending:?}");
     assert_eq!(pending[0].1, json!({"connection_id": conn_id, "hour": "2020-01-25T18", "mode": "recurring", "attempt": 2}));
@@ -403,14 +414,23 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
     let status: Value = serde_json::from_slice(&control.get("status/conn-e2e.json").await.unwrap()).unwrap();
     assert!(status["failing_since"].is_string() && status["notified"] == true, "{status}");
     assert!(retry_schedules(&scheduler, &retry_group).await.is_empty());
+    // Giving up ended the retries, not the debt: the hour is still owed in the ledger.
+    let owed: Value = serde_json::from_slice(&control.get("ledger/conn-e2e/owed/2020-01-25T18.json").await.unwrap()).unwrap();
+    assert_eq!((owed["state"].as_str(), owed["retries_exhausted"].as_bool()), (Some("failing"), Some(true)), "{owed}");
 
-    // 3. Permission restored: firing again exports the hour and clears the failing state.
+    // 3. Permission restored: the next hourly run exports the owed hour (and its own),
+    // and clears the failing state. The email's promise holds.
     iam.put_role_policy().role_name(&role_name).policy_name("event-export").policy_document(identity.to_string()).send().await.unwrap();
-    let ok = invoke(&http, &watch, "hourly-export", &last_payload).await;
+    let ok = invoke(&http, &watch, "hourly-export", &json!({"connection_id": conn_id, "scheduled_time": "2020-01-25T20:20:00Z"})).await;
+    assert_eq!(ok["hours"][0]["request"]["hour"], "2020-01-25T18", "{ok}");
     assert_eq!(ok["hours"][0]["exported"]["events_exported"], 7, "{ok}");
+    assert_eq!(ok["hours"][1]["request"]["hour"], "2020-01-25T19", "{ok}");
     assert!(dest_store.head(&layout.complete_key(h18)).await.unwrap().is_some());
     assert!(control.head("failures/conn-e2e/episode.json").await.unwrap().is_none(), "failing state cleared");
-    assert!(control.list("failures/conn-e2e/hours/").await.unwrap().is_empty());
+    let owed = control.list("ledger/conn-e2e/owed/").await.unwrap();
+    assert!(owed.is_empty(), "nothing owed: {owed:?} {ok}");
+    let dup = invoke(&http, &watch, "hourly-export", &last_payload).await;
+    assert_eq!(dup["hours"][0]["exported"]["skipped"], true, "a stale retry finds the hour done: {dup}");
     let status: Value = serde_json::from_slice(&control.get("status/conn-e2e.json").await.unwrap()).unwrap();
     assert!(status["failing_since"].is_null() && status["notified"] == false, "{status}");
     assert_eq!(ses_messages_to(&moto_plain, &admins_email).len(), 1);
@@ -451,7 +471,24 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
     assert_eq!(snapshot(control.as_ref(), "backfills/twice/").await, recs1);
     assert_eq!(recs1.len(), 1 + 3, "request + split + two leaves");
 
-    // 6. Bad payloads: a clear non-retryable error, nothing changed.
+    // 6. Our own lake refuses the function: an operator-facing error, no customer email.
+    let mails_before = ses_messages_to(&moto_plain, &admins_email).len();
+    let no_lake = json!({"Version":"2012-10-17","Statement":[
+        {"Effect":"Allow","Action":"s3:*","Resource":[format!("arn:aws:s3:::{control_b}"), format!("arn:aws:s3:::{control_b}/*")]},
+        {"Effect":"Allow","Action":"sts:*","Resource":"*"}]});
+    iam.put_user_policy().user_name(format!("{uniq}-fn")).policy_name("inline").policy_document(no_lake.to_string()).send().await.unwrap();
+    let ours = invoke(&http, &watch, "hourly-export", &json!({"connection_id": conn_id, "hour": "2020-01-25T17", "mode": "replace", "attempt": 5})).await;
+    iam.put_user_policy().user_name(format!("{uniq}-fn")).policy_name("inline").policy_document(own.to_string()).send().await.unwrap();
+    assert_eq!(ours["hours"][0]["error_kind"], "OurInfrastructure", "{ours}");
+    assert_eq!(ours["hours"][0]["after_failure"], json!({"action": "gave_up", "accessibility": false, "email": null}), "{ours}");
+    assert_eq!(ses_messages_to(&moto_plain, &admins_email).len(), mails_before, "our failure never emails the customer");
+    let status: Value = serde_json::from_slice(&control.get("status/conn-e2e.json").await.unwrap()).unwrap();
+    assert_eq!(status["last_error_blame"], "internal", "{status}");
+    assert!(watch_log(logs.path()).contains("operator_alert"), "the operators' alarm line is logged");
+    let again = invoke(&http, &watch, "hourly-export", &json!({"connection_id": conn_id, "scheduled_time": "2020-01-25T20:20:00Z"})).await;
+    assert_eq!(again["hours"][0]["exported"]["events_exported"], 25, "the owed hour is exported once the lake is readable: {again}");
+
+    // 7. Bad payloads: a clear non-retryable error, nothing changed.
     let before = (snapshot(dest_store.as_ref(), "").await, snapshot(control.as_ref(), "").await, retry_schedules(&scheduler, &retry_group).await);
     for (function, payload, want) in [
         ("hourly-export", json!({"connection_id": "nope", "scheduled_time": "2020-01-25T18:10:00Z"}), "no such connection"),

@@ -341,7 +341,9 @@ async fn a_lake_that_fails_mid_hour_leaves_no_part_and_no_marker() {
     let lake_for_hook = lake.clone();
     let targets = ExportTargets { lake: Arc::new(VanishingLake { inner: lake_for_hook, gone }), events: dest.clone(), merged_ids: dest.clone() };
     let err = export_hour(&conn(""), &targets, UtcHour::parse(HOUR).unwrap(), ExportMode::Recurring, &settings(64 << 20, 2)).await.unwrap_err();
-    assert!(matches!(err, ExportError::NotFound { .. }), "{err}");
+    // A missing lake object is our own infrastructure's failure, never the destination's.
+    assert!(matches!(&err, ExportError::OurInfrastructure { component, detail } if component == "event lake" && detail.contains("not found")), "{err}");
+    assert!(!err.is_accessibility() && err.is_retryable(), "{err}");
     assert!(dest.list("").await.unwrap().is_empty(), "nothing may be visible after a failed hour");
     let uploads = std::fs::read_dir(dest_dir.path().join(".uploads")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(uploads, 0, "the half-written part was not cleaned up");

@@ -1,0 +1,442 @@
+//! Fault timelines, replayed through the real `exportctl` binary in embedded mode with
+//! `--at` as the one clock: an outage longer than the retries, a late lake file, open and
+//! future hours, a replace over an expired lake hour, a retry firing while disabled, kill -9
+//! at each step of a replace, two writers at once (50 trials), a redelivered tick, a lake
+//! object we cannot read, an hour too large for the limits.
+//!
+//! Every scenario ends with the same check: every owed hour has a marker whose manifest
+//! matches the stored parts (names, counts, sha256), every lake event is exported exactly
+//! once across all parts (uuids counted), and the accounting balances.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+use chrono::{DateTime, Duration, Utc};
+use exporter::hour::{HourRange, UtcHour};
+use exporter::manifest::Manifest;
+use sha2::{Digest, Sha256};
+
+const PROJECT: &str = "187520";
+const CONN: &str = "c1";
+
+/// One embedded home with a lake, one local destination and one connection.
+struct World {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    dest: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn h(s: &str) -> UtcHour {
+    UtcHour::parse(s).unwrap()
+}
+
+fn rfc(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+impl World {
+    /// A connection created at 2020-01-25T00:05 (it owes hours from 00:00 that day) and a
+    /// lake with `events` events in each of `hours`.
+    fn new(hours: &str, events: u64) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let dest = dir.path().join("dest");
+        std::fs::create_dir_all(&dest).unwrap();
+        let w = World { home, dest, env: Vec::new(), _dir: dir };
+        let (from, to) = hours.split_once("..").unwrap();
+        w.ok(
+            &["generate", "--project", PROJECT, "--from", from, "--to", to, "--events-per-hour", &events.to_string(), "--merges-per-hour", "0"],
+            "2020-01-25T00:05:00Z",
+        );
+        let conn = serde_json::json!({"id": CONN, "org_id": "42", "project_id": PROJECT, "created": "2020-01-25T00:05:00Z",
+            "destination": {"type": "local", "path": w.dest, "prefix": "exports"}, "admins": ["admin@example.com"], "creator": "owner@example.com"});
+        let file = w.home.parent().unwrap().join("conn.json");
+        std::fs::write(&file, conn.to_string()).unwrap();
+        w.ok(&["connections", "create", file.to_str().unwrap()], "2020-01-25T00:05:00Z");
+        w
+    }
+
+    fn command(&self, args: &[&str], at: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_exportctl"));
+        c.arg("--home").arg(&self.home).arg("--at").arg(at).args(args).env_remove("EXPORT_PAUSE_AT");
+        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
+    fn run(&self, args: &[&str], at: &str) -> Output {
+        self.command(args, at).output().expect("exportctl runs")
+    }
+
+    fn ok(&self, args: &[&str], at: &str) -> String {
+        let o = self.run(args, at);
+        assert!(o.status.success(), "exportctl {args:?} at {at} failed:\n{}", text(&o));
+        text(&o)
+    }
+
+    /// Ticks every five minutes from `from` to `to` (inclusive); `each` runs before a tick.
+    fn replay(&self, from: &str, to: &str, mut each: impl FnMut(DateTime<Utc>)) {
+        let mut at = t(from);
+        while at <= t(to) {
+            each(at);
+            self.run(&["tick"], &rfc(at));
+            at += Duration::minutes(5);
+        }
+    }
+
+    fn lake_hour_dir(&self, hour: UtcHour) -> PathBuf {
+        self.home.join("lake").join(exporter::layout::lake_events_prefix(PROJECT, hour))
+    }
+
+    fn part_dir(&self) -> PathBuf {
+        self.dest.join("exports").join(PROJECT)
+    }
+
+    fn marker(&self, hour: UtcHour) -> Option<Manifest> {
+        let path = self.part_dir().join(format!("{PROJECT}_{}_complete", hour.file_stem()));
+        std::fs::read(path).ok().map(|b| serde_json::from_slice(&b).expect("manifest"))
+    }
+
+    fn emails(&self) -> usize {
+        std::fs::read_dir(self.home.join("outbox")).map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count()).unwrap_or(0)
+    }
+
+    fn dest_snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![self.dest.clone()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    todo.push(e.path());
+                } else {
+                    out.insert(e.path(), std::fs::read(e.path()).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    /// Lines of every lake file of `hour` (the generator writes each event once).
+    fn lake_lines(&self, hour: UtcHour) -> u64 {
+        let mut n = 0;
+        for e in std::fs::read_dir(self.lake_hour_dir(hour)).into_iter().flatten().flatten() {
+            let bytes = std::fs::read(e.path()).unwrap();
+            let mut s = String::new();
+            if e.path().to_string_lossy().ends_with(".gz") {
+                flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_string(&mut s).unwrap();
+            } else {
+                s = String::from_utf8(bytes).unwrap();
+            }
+            n += s.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+        }
+        n
+    }
+
+    /// The end-of-scenario check over `hours`: a marker per hour whose manifest matches the
+    /// stored parts exactly, every lake event exported once, the accounting balanced, and
+    /// nothing owed any more.
+    fn assert_complete_and_consistent(&self, hours: HourRange) {
+        for hour in hours.hours() {
+            // Exactly once within the hour (the generator may reuse ids across hours).
+            let mut uuids = BTreeSet::new();
+            let manifest = self.marker(hour).unwrap_or_else(|| panic!("no complete marker for {hour}"));
+            assert!(manifest.balances(), "{hour}: accounting does not balance: {manifest:?}");
+            let events = manifest.events.clone().expect("events report");
+            let stored: BTreeSet<String> = std::fs::read_dir(self.part_dir())
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{PROJECT}_{}#", hour.file_stem())))
+                .collect();
+            let listed: BTreeSet<String> = events.files.iter().map(|f| f.key.rsplit('/').next().unwrap().to_string()).collect();
+            assert_eq!(stored, listed, "{hour}: the manifest's parts are not the stored parts");
+            let mut lines = 0;
+            for f in &events.files {
+                let bytes = std::fs::read(self.dest.join(&f.key)).unwrap();
+                assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{}: sha256 differs from the manifest", f.key);
+                let mut n = 0;
+                for line in BufReader::new(flate2::read::GzDecoder::new(&bytes[..])).lines() {
+                    let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+                    assert!(uuids.insert(v["uuid"].as_str().unwrap().to_string()), "{hour}: event {} exported twice", v["uuid"]);
+                    n += 1;
+                }
+                assert_eq!(n, f.events, "{}: line count differs from the manifest", f.key);
+                lines += n;
+            }
+            assert_eq!(lines, events.accounting.exported, "{hour}: parts hold {lines} events, manifest says {}", events.accounting.exported);
+            assert_eq!(lines, self.lake_lines(hour), "{hour}: every lake event exactly once");
+        }
+        let status = self.ok(&["status"], "2020-01-25T23:59:00Z");
+        assert!(!status.contains("owed:"), "hours still owed:\n{status}");
+    }
+}
+
+#[test]
+fn an_outage_longer_than_the_whole_retry_schedule_loses_no_hour_and_sends_one_true_email() {
+    let w = World::new("2020-01-25T00..2020-01-25T07", 120);
+    let away = w.dest.with_extension("away");
+    let mut status_during = String::new();
+    // The destination folder is gone 02:00-07:00: longer than 5+15+45+135 minutes of retries.
+    w.replay("2020-01-25T00:20:00Z", "2020-01-25T10:40:00Z", |at| {
+        if at == t("2020-01-25T02:00:00Z") {
+            std::fs::rename(&w.dest, &away).unwrap();
+        }
+        if at == t("2020-01-25T06:00:00Z") {
+            status_during = w.ok(&["status"], &rfc(at));
+        }
+        if at == t("2020-01-25T07:00:00Z") {
+            std::fs::rename(&away, &w.dest).unwrap();
+        }
+    });
+    // Meanwhile: the owed hours were listed, failing, blamed on the destination.
+    assert!(status_during.contains("FAILING (destination)"), "{status_during}");
+    for hour in ["2020-01-25T01", "2020-01-25T02", "2020-01-25T03", "2020-01-25T04"] {
+        assert!(status_during.contains(&format!("{hour} failing")), "{hour} not listed as owed:\n{status_during}");
+    }
+    assert_eq!(w.emails(), 1, "one email for the whole episode");
+    let email = std::fs::read_dir(w.home.join("outbox")).unwrap().flatten().next().unwrap().path();
+    let body = exporter::adapters::outbox::plain_text(&std::fs::read_to_string(email).unwrap()).unwrap();
+    assert!(body.contains("the next run exports these hours"), "{body}");
+    // ... and the promise is true.
+    w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T09").unwrap());
+}
+
+#[test]
+fn a_lake_file_landing_after_the_marker_is_exported_as_a_new_part_and_nothing_repeats() {
+    let w = World::new("2020-01-25T03..2020-01-25T03", 200);
+    w.replay("2020-01-25T00:20:00Z", "2020-01-25T04:20:00Z", |_| {});
+    let hour = h("2020-01-25T03");
+    let first = w.marker(hour).expect("exported");
+    assert_eq!(first.events.as_ref().unwrap().files.len(), 1);
+    let part0 = std::fs::read(w.part_dir().join(format!("{PROJECT}_2020-01-25_3#0.json.gz"))).unwrap();
+    // A Firehose buffer flushes late: a new file in the hour folder, with one event that
+    // repeats an already exported one (same device_id and $insert_id) and two new ones.
+    let old_line = first_lake_line(&w, hour);
+    let mut late = format!("{old_line}\n");
+    for i in 0..2 {
+        let mut v: serde_json::Value = serde_json::from_str(&old_line).unwrap();
+        v["$insert_id"] = serde_json::json!(format!("late-{i}"));
+        v.as_object_mut().unwrap().remove("uuid");
+        late.push_str(&format!("{v}\n"));
+    }
+    std::fs::write(w.lake_hour_dir(hour).join("zz-late.json"), late).unwrap();
+    w.replay("2020-01-25T05:20:00Z", "2020-01-25T05:20:00Z", |_| {});
+    let after = w.marker(hour).unwrap();
+    let events = after.events.as_ref().unwrap();
+    assert_eq!(events.files.len(), 2, "the late file became part #1: {:?}", events.files);
+    assert_eq!(events.files[1].events, 2, "the repeated event is not exported again");
+    assert_eq!(events.accounting.duplicates, 1);
+    assert_eq!(std::fs::read(w.part_dir().join(format!("{PROJECT}_2020-01-25_3#0.json.gz"))).unwrap(), part0, "part #0 is never rewritten");
+    let runs = w.ok(&["runs", CONN], "2020-01-25T05:30:00Z");
+    assert!(runs.lines().any(|l| l.contains("late") && l.contains("exported")), "the run record shows the late run:\n{runs}");
+    // A second pass finds nothing new.
+    w.replay("2020-01-25T06:20:00Z", "2020-01-25T06:20:00Z", |_| {});
+    assert_eq!(w.marker(hour).unwrap(), after);
+    // The duplicate line is counted, not exported: the lake holds one line more than the parts.
+    let mut check = w.marker(hour).unwrap().events.unwrap();
+    check.accounting.exported += check.accounting.duplicates;
+    assert_eq!(check.accounting.exported, w.lake_lines(hour));
+}
+
+fn first_lake_line(w: &World, hour: UtcHour) -> String {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(w.lake_hour_dir(hour)).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let mut s = String::new();
+    flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_string(&mut s).unwrap();
+    s.lines().next().unwrap().to_string()
+}
+
+#[test]
+fn open_and_future_hours_are_refused_and_nothing_is_written() {
+    let w = World::new("2020-01-25T05..2020-01-25T06", 50);
+    // 06:10: hour 06 is open, hour 05 is still settling (ready at 06:16).
+    for (args, what) in [
+        (vec!["export", CONN, "--hour", "2020-01-25T06"], "open hour"),
+        (vec!["export", CONN, "--hour", "2020-01-25T05", "--mode", "replace"], "settling hour"),
+        (vec!["export", CONN, "--hour", "2020-01-26T00"], "future hour"),
+        (vec!["backfill", CONN, "--from", "2020-01-25T00", "--to", "2020-01-25T06"], "backfill into the open hour"),
+    ] {
+        let o = w.run(&args, "2020-01-25T06:10:00Z");
+        assert!(!o.status.success(), "{what} was accepted: {}", text(&o));
+        assert!(text(&o).contains("not closed yet"), "{what}: {}", text(&o));
+    }
+    w.ok(&["tick"], "2020-01-25T06:10:00Z");
+    assert!(w.marker(h("2020-01-25T05")).is_none() && w.marker(h("2020-01-25T06")).is_none(), "a tick exported an unsettled hour");
+    assert!(w.dest_snapshot().keys().all(|k| !k.to_string_lossy().contains("2020-01-25_5") && !k.to_string_lossy().contains("2020-01-25_6")));
+    w.replay("2020-01-25T07:20:00Z", "2020-01-25T07:20:00Z", |_| {});
+    w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T06").unwrap());
+}
+
+#[test]
+fn a_replace_over_an_expired_lake_hour_refuses_and_deletes_nothing() {
+    let w = World::new("2020-01-25T02..2020-01-25T03", 80);
+    w.replay("2020-01-25T04:20:00Z", "2020-01-25T04:20:00Z", |_| {});
+    let before = w.dest_snapshot();
+    std::fs::remove_dir_all(w.lake_hour_dir(h("2020-01-25T02"))).unwrap();
+    let o = w.run(&["backfill", CONN, "--from", "2020-01-25T02", "--to", "2020-01-25T03"], "2020-01-25T05:00:00Z");
+    assert!(!o.status.success());
+    let out = text(&o);
+    assert!(out.contains("refusing to replace 2020-01-25T02") && out.contains("retention") && out.contains("--allow-empty-lake"), "{out}");
+    let after = w.dest_snapshot();
+    for (k, v) in &before {
+        if k.to_string_lossy().contains("2020-01-25_2") {
+            assert_eq!(after.get(k), Some(v), "{} was changed or deleted", k.display());
+        }
+    }
+    // Nothing is owed because of the refusal: the hour is still complete where it is.
+    assert!(!w.ok(&["status"], "2020-01-25T05:00:00Z").contains("owed:"));
+    // The operator who knows the hour is really empty says so.
+    w.ok(&["backfill", CONN, "--from", "2020-01-25T02", "--to", "2020-01-25T02", "--allow-empty-lake"], "2020-01-25T05:05:00Z");
+    assert_eq!(w.marker(h("2020-01-25T02")).unwrap().events.unwrap().accounting.read, 0);
+}
+
+#[test]
+fn a_retry_firing_while_the_connection_is_disabled_is_not_lost() {
+    let w = World::new("2020-01-25T03..2020-01-25T03", 60);
+    let away = w.dest.with_extension("away");
+    std::fs::rename(&w.dest, &away).unwrap();
+    w.replay("2020-01-25T04:20:00Z", "2020-01-25T04:20:00Z", |_| {});
+    w.ok(&["connections", "disable", CONN], "2020-01-25T04:21:00Z");
+    std::fs::rename(&away, &w.dest).unwrap();
+    // The retry of 04:25 fires while disabled: refused, but the hour stays owed.
+    let o = w.run(&["tick"], "2020-01-25T04:25:00Z");
+    assert!(text(&o).contains("disabled"), "{}", text(&o));
+    assert!(w.ok(&["status"], "2020-01-25T04:30:00Z").contains("2020-01-25T03 failing"));
+    w.ok(&["connections", "enable", CONN], "2020-01-25T04:40:00Z");
+    w.replay("2020-01-25T05:20:00Z", "2020-01-25T05:20:00Z", |_| {});
+    w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T04").unwrap());
+}
+
+/// Starts exportctl paused at `step` (see `exporter::export::crash_point`) and kills it
+/// with SIGKILL once it says it is there.
+fn kill_at(w: &World, args: &[&str], at: &str, step: &str) {
+    let mut child: Child = w.command(args, at).env("EXPORT_PAUSE_AT", step).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(&format!("paused at {step}")) {
+            break;
+        }
+    }
+    assert!(seen.contains("paused at"), "exportctl never reached {step}:\n{seen}");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+#[test]
+fn kill_9_at_each_step_of_a_replace_is_repaired_by_the_next_tick() {
+    for step in ["after_marker_delete", "between_parts", "before_stale_delete", "before_marker"] {
+        let mut w = World::new("2020-01-25T03..2020-01-25T03", 600);
+        // Small parts, so the hour has several (and a crash can fall between two).
+        w.env.push(("EXPORT_PART_SIZE_BYTES".into(), "200000".into()));
+        w.replay("2020-01-25T04:20:00Z", "2020-01-25T04:20:00Z", |_| {});
+        assert!(w.marker(h("2020-01-25T03")).unwrap().events.unwrap().files.len() >= 3, "{step}: several parts");
+        kill_at(&w, &["export", CONN, "--hour", "2020-01-25T03", "--mode", "replace"], "2020-01-25T05:00:00Z", step);
+        // The killed run's lease expires after 20 minutes; the next hourly run repairs the hour.
+        w.replay("2020-01-25T05:20:00Z", "2020-01-25T05:20:00Z", |_| {});
+        w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T04").unwrap());
+    }
+}
+
+#[test]
+fn two_writers_of_one_hour_with_a_late_file_between_their_starts_never_disagree_with_the_parts() {
+    let mut w = World::new("2020-01-25T03..2020-01-25T03", 300);
+    w.env.push(("EXPORT_PART_SIZE_BYTES".into(), "150000".into()));
+    w.replay("2020-01-25T04:20:00Z", "2020-01-25T04:20:00Z", |_| {});
+    let hour = h("2020-01-25T03");
+    let template: serde_json::Value = serde_json::from_str(&first_lake_line(&w, hour)).unwrap();
+    let (mut busy, mut trials) = (0, 0);
+    for trial in 0..50 {
+        let at = rfc(t("2020-01-25T05:00:00Z") + Duration::minutes(trial));
+        let a =
+            w.command(&["export", CONN, "--hour", "2020-01-25T03", "--mode", "replace"], &at).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut v = template.clone();
+        v["$insert_id"] = serde_json::json!(format!("late-{trial}"));
+        v.as_object_mut().unwrap().remove("uuid");
+        std::fs::write(w.lake_hour_dir(hour).join(format!("zz-late-{trial:02}.json")), format!("{v}\n")).unwrap();
+        let mode = if trial % 2 == 0 { "late" } else { "replace" };
+        let b = w.command(&["export", CONN, "--hour", "2020-01-25T03", "--mode", mode], &at).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+        busy += outs.iter().filter(|o| text(o).contains("HourBusy")).count();
+        trials += 1;
+        // After both: whatever happened, the marker agrees with the stored parts.
+        let manifest = w.marker(hour).expect("a marker");
+        let stored: BTreeSet<String> = std::fs::read_dir(w.part_dir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("{PROJECT}_2020-01-25_3#")))
+            .collect();
+        let events = manifest.events.unwrap();
+        let listed: BTreeSet<String> = events.files.iter().map(|f| f.key.rsplit('/').next().unwrap().to_string()).collect();
+        assert_eq!(stored, listed, "trial {trial}: manifest and stored parts disagree");
+        for f in &events.files {
+            assert_eq!(hex::encode(Sha256::digest(std::fs::read(w.dest.join(&f.key)).unwrap())), f.sha256, "trial {trial}: {}", f.key);
+        }
+    }
+    assert_eq!(trials, 50);
+    eprintln!("two writers: {busy} of {} runs found the hour busy", 2 * trials);
+    // The hourly run picks up any late file the winners did not see.
+    w.replay("2020-01-25T07:20:00Z", "2020-01-25T07:20:00Z", |_| {});
+    w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T06").unwrap());
+}
+
+#[test]
+fn a_redelivered_tick_exports_no_hour_twice_at_once() {
+    let w = World::new("2020-01-25T00..2020-01-25T03", 300);
+    for _ in 0..5 {
+        let at = "2020-01-25T04:20:00Z";
+        let kids: Vec<Child> = (0..2).map(|_| w.command(&["tick"], at).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+        for k in kids {
+            k.wait_with_output().unwrap();
+        }
+    }
+    w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T03").unwrap());
+    let runs = w.ok(&["runs", CONN], "2020-01-25T05:00:00Z");
+    let exported = runs.lines().filter(|l| l.contains(" exported ")).count();
+    assert_eq!(exported, 4, "each hour exported by exactly one run:\n{runs}");
+}
+
+#[test]
+fn a_lake_object_we_cannot_read_never_emails_the_customer() {
+    let w = World::new("2020-01-25T03..2020-01-25T03", 40);
+    // A lake entry that cannot be read (a dangling link): our infrastructure, not theirs.
+    std::os::unix::fs::symlink("/nonexistent/lake-object.json.gz", w.lake_hour_dir(h("2020-01-25T03")).join("broken.json.gz")).unwrap();
+    w.replay("2020-01-25T04:20:00Z", "2020-01-25T08:45:00Z", |_| {});
+    assert_eq!(w.emails(), 0, "our own failure never emails the customer");
+    let status = w.ok(&["status"], "2020-01-25T08:45:00Z");
+    assert!(status.contains("(internal)") && status.contains("event lake"), "{status}");
+    assert!(status.contains("2020-01-25T03 failing"), "the hour stays owed: {status}");
+    let runs = w.ok(&["runs", CONN], "2020-01-25T08:45:00Z");
+    assert!(runs.contains("internal failure of our event lake"), "{runs}");
+    // Fixed by the operators: the next run exports it.
+    std::fs::remove_file(w.lake_hour_dir(h("2020-01-25T03")).join("broken.json.gz")).unwrap();
+    w.replay("2020-01-25T09:20:00Z", "2020-01-25T09:20:00Z", |_| {});
+    w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T08").unwrap());
+}
+
+#[test]
+fn an_hour_too_large_for_the_limits_fails_clearly_instead_of_timing_out() {
+    let mut w = World::new("2020-01-25T03..2020-01-25T03", 500);
+    w.env.push(("EXPORT_HOUR_SECONDS".into(), "10".into()));
+    w.env.push(("EXPORT_LAKE_BYTES_PER_SECOND".into(), "1000".into()));
+    let o = w.run(&["export", CONN, "--hour", "2020-01-25T03"], "2020-01-25T04:30:00Z");
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("InvalidConfig") && out.contains("EXPORT_HOUR_SECONDS") && out.contains("MB of lake files") && out.contains("Timeout"), "{out}");
+    assert!(w.marker(h("2020-01-25T03")).is_none());
+}
