@@ -440,3 +440,23 @@ fn an_hour_too_large_for_the_limits_fails_clearly_instead_of_timing_out() {
     assert!(out.contains("InvalidConfig") && out.contains("EXPORT_HOUR_SECONDS") && out.contains("MB of lake files") && out.contains("Timeout"), "{out}");
     assert!(w.marker(h("2020-01-25T03")).is_none());
 }
+
+#[test]
+fn re_creating_a_connection_on_the_same_destination_leaves_no_gap_and_no_duplicate() {
+    let w = World::new("2020-01-25T00..2020-01-25T05", 70);
+    w.replay("2020-01-25T01:20:00Z", "2020-01-25T04:20:00Z", |_| {});
+    let before = w.dest_snapshot();
+    // As the KMS migration guide has users do: delete, then create again the same day.
+    w.ok(&["connections", "delete", CONN], "2020-01-25T04:30:00Z");
+    let conn = serde_json::json!({"id": CONN, "org_id": "42", "project_id": PROJECT,
+        "destination": {"type": "local", "path": w.dest, "prefix": "exports"}, "admins": ["admin@example.com"], "creator": "owner@example.com"});
+    let file = w.home.parent().unwrap().join("conn-again.json");
+    std::fs::write(&file, conn.to_string()).unwrap();
+    w.ok(&["connections", "create", file.to_str().unwrap()], "2020-01-25T05:40:00Z");
+    w.replay("2020-01-25T06:20:00Z", "2020-01-25T06:20:00Z", |_| {});
+    let after = w.dest_snapshot();
+    for (k, v) in &before {
+        assert_eq!(after.get(k), Some(v), "{} was rewritten", k.display());
+    }
+    w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T05").unwrap());
+}

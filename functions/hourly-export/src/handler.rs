@@ -31,9 +31,12 @@ pub fn init_logging() {
 
 pub async fn handle(runtime: &FunctionRuntime, event: LambdaEvent<serde_json::Value>) -> Result<HourlyResponse, FunctionError> {
     let request_id = event.context.request_id.clone();
-    // No new hour is started with less than a reserve left before the function's deadline.
+    // No new hour is started with less than a reserve left before the function's deadline
+    // (a reserve of 0 turns the check off: runtimes whose deadline is not a real timeout).
+    let reserve = runtime.config.run_policy.reserve;
     let stop_starting = chrono::DateTime::from_timestamp_millis(event.context.deadline as i64)
-        .map(|deadline| deadline - chrono::Duration::seconds(runtime.config.run_policy.reserve.num_seconds()));
+        .filter(|_| reserve > chrono::Duration::zero())
+        .map(|deadline| deadline - reserve);
     match handle_hourly(&runtime.services, &event.payload, stop_starting).await {
         Ok(response) => Ok(response),
         Err(e) => {

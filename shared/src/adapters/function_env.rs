@@ -14,6 +14,7 @@
 //! | `EXPORT_MAX_ATTEMPTS` | attempts per hour (default 5) |
 //! | `EXPORT_SETTLE_MINUTES` | an hour is exportable this long after it ends (default 16) |
 //! | `EXPORT_LEASE_MINUTES` | lease lifetime, longer than the function timeout (default 20) |
+//! | `EXPORT_RESERVE_SECONDS` | no new hour starts with less time left than this (default 120; 0 turns it off) |
 //! | `EXPORT_HOUR_SECONDS` | time one run may spend on an hour (default 780) |
 //! | `EXPORT_HOUR_MEMORY_MB` | memory for one hour's de-duplication (default: function memory less 256 MB) |
 //! | `EXPORT_RETRY_FIRST_DELAY_SECONDS` | wait before attempt 2 (default 300) |
@@ -124,7 +125,8 @@ impl FunctionConfig {
                 "A lease must outlive the run holding it; use 16 or more (default 20).",
             ));
         }
-        Ok(RunPolicy { settle: chrono::Duration::minutes(settle), lease: chrono::Duration::minutes(lease), ..d })
+        let reserve: i64 = num("EXPORT_RESERVE_SECONDS", d.reserve.num_seconds())?;
+        Ok(RunPolicy { settle: chrono::Duration::minutes(settle), lease: chrono::Duration::minutes(lease), reserve: chrono::Duration::seconds(reserve), ..d })
     }
 
     fn limits() -> Result<HourLimits> {
