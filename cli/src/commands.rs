@@ -223,8 +223,8 @@ pub async fn status(home: &Home, now: DateTime<Utc>) -> Result<ExitCode> {
 pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {
     home.control.get_connection(id).await?;
     println!(
-        "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  {}",
-        "HOUR", "MODE", "ATTEMPT", "OUTCOME", "READ", "EXPORTED", "FILT", "DUPS", "INVALID", "ERROR"
+        "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  ERROR",
+        "HOUR", "MODE", "ATTEMPT", "OUTCOME", "READ", "EXPORTED", "FILT", "DUPS", "INVALID"
     );
     for r in home.control.list_runs(id).await? {
         println!(
@@ -327,7 +327,7 @@ pub async fn delete(home: &Home, id: &str) -> Result<ExitCode> {
 }
 
 pub async fn list(home: &Home) -> Result<ExitCode> {
-    println!("{:<16} {:<8} {:<8} {:<8} {}", "ID", "ORG", "PROJECT", "ENABLED", "DESTINATION");
+    println!("{:<16} {:<8} {:<8} {:<8} DESTINATION", "ID", "ORG", "PROJECT", "ENABLED");
     for c in home.control.list_connections().await? {
         println!("{:<16} {:<8} {:<8} {:<8} {}", c.id, c.org_id, c.project_id, c.enabled, c.destination.describe());
     }

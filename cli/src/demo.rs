@@ -364,7 +364,7 @@ async fn verify_exports(
     generated: &BTreeMap<(String, UtcHour), Generated>,
     checks: &mut Checks,
 ) -> Result<()> {
-    println!("   {:<12} {:<14} {:>6} {:>8} {:>8} {:>10} {:>7}  {}", "CONNECTION", "HOUR", "READ", "EXPORTED", "FILTERED", "DUPLICATES", "INVALID", "PARTS");
+    println!("   {:<12} {:<14} {:>6} {:>8} {:>8} {:>10} {:>7}  PARTS", "CONNECTION", "HOUR", "READ", "EXPORTED", "FILTERED", "DUPLICATES", "INVALID");
     for conn in home.control.list_connections().await? {
         let root = if conn.id == "globex-main" { dest_b } else { dest_a };
         let base = root.join(conn.destination.prefix()).join(&conn.project_id);

@@ -271,7 +271,7 @@ impl ControlStore {
             let body = self.store.get(&meta.key).await?;
             out.push(serde_json::from_slice(&body).map_err(|e| corrupt(&meta.key, e))?);
         }
-        out.sort_by(|a: &RunRecord, b: &RunRecord| (a.hour, a.started, a.attempt).cmp(&(b.hour, b.started, b.attempt)));
+        out.sort_by_key(|r: &RunRecord| (r.hour, r.started, r.attempt));
         Ok(out)
     }
 

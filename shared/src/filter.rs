@@ -100,11 +100,7 @@ fn compare(actual: Option<&Value>, op: Op, expected: Option<&Value>) -> bool {
                 (Some(Value::String(a)), Some(Value::Number(e))) => a.parse::<f64>().ok().zip(e.as_f64()).and_then(|(a, e)| a.partial_cmp(&e)),
                 _ => None,
             };
-            match (op, ord) {
-                (Op::Gt, Some(std::cmp::Ordering::Greater)) => true,
-                (Op::Lt, Some(std::cmp::Ordering::Less)) => true,
-                _ => false,
-            }
+            matches!((op, ord), (Op::Gt, Some(std::cmp::Ordering::Greater)) | (Op::Lt, Some(std::cmp::Ordering::Less)))
         }
     }
 }

@@ -162,7 +162,7 @@ pub async fn generate_hour(lake: &dyn ObjectStore, spec: &HourSpec) -> Result<Ge
                     g.invalid += 1;
                 } else {
                     write_raw_event(&mut line, spec, i, &mut rng);
-                    if spec.duplicate_every > 0 && i % spec.duplicate_every == 0 {
+                    if spec.duplicate_every > 0 && i.is_multiple_of(spec.duplicate_every) {
                         pending_dups.push(line.clone());
                     }
                     body.extend_from_slice(&line);

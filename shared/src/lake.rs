@@ -55,7 +55,7 @@ pub fn read_files_blocking(
     for file in files {
         // The lake is ours: a refused or missing lake object is never the destination's fault.
         let stream = handle.block_on(lake.get_stream(&file.key)).map_err(|e| e.ours("event lake"))?;
-        let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream.map_err(|e| std::io::Error::other(e))), handle.clone());
+        let reader = SyncIoBridge::new_with_handle(StreamReader::new(stream.map_err(std::io::Error::other)), handle.clone());
         let reader = BufReader::with_capacity(256 * 1024, reader);
         let source: Box<dyn Read> = if file.key.ends_with(".gz") { Box::new(flate2::bufread::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
         let mut source = BufReader::with_capacity(256 * 1024, source);

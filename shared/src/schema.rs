@@ -224,9 +224,8 @@ impl ExportEvent {
         let raw = self.field_json(index);
         if raw.len() >= 2 && raw[0] == b'"' && !raw.contains(&b'\\') {
             std::str::from_utf8(&raw[1..raw.len() - 1]).ok()
-        } else if raw.first() == Some(&b'"') {
-            None
         } else {
+            // Not a string, or a string with escapes (never an id or event type we match).
             None
         }
     }

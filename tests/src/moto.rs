@@ -115,6 +115,7 @@ pub async fn create_role(cfg: &SdkConfig, name: &str, trusted: &str, policy: &Va
 ///   the ListBucket `s3:prefix` condition would always fail there: it is dropped;
 /// - moto authorises KMS calls against the resource `*` (not the key ARN), so the KMS
 ///   statement's resource becomes `*`.
+///
 /// Real IAM evaluates the generated policy as written.
 pub fn moto_enforceable(policy: &Value) -> Value {
     let mut p = policy.clone();

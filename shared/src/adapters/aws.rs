@@ -196,7 +196,7 @@ impl AwsContext {
     }
 }
 
-fn find_failure<'a>(e: &'a CredentialsError) -> Option<&'a CredentialsFailure> {
+fn find_failure(e: &CredentialsError) -> Option<&CredentialsFailure> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(f) = err.downcast_ref::<CredentialsFailure>() {
