@@ -200,12 +200,14 @@ pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
                 .iter()
                 .take(12)
                 .map(|h| {
-                    format!(
-                        "{} {}{}",
-                        h.hour,
-                        format!("{:?}", h.state).to_lowercase(),
-                        if h.attempts > 0 { format!(" ({} attempts)", h.attempts) } else { String::new() }
-                    )
+                    let state = format!("{:?}", h.state).to_lowercase();
+                    let detail = match (h.attempts, h.retries_exhausted, h.next_retry) {
+                        (0, _, _) => String::new(),
+                        (n, true, _) => format!(" ({n} attempts, retries over: every hourly run tries again)"),
+                        (n, false, Some(at)) => format!(" ({n} attempts, next retry {})", at.format("%Y-%m-%dT%H:%M")),
+                        (n, false, None) => format!(" ({n} attempts)"),
+                    };
+                    format!("{} {state}{detail}", h.hour)
                 })
                 .collect();
             let more = if owed.len() > 12 { format!(", ... {} more", owed.len() - 12) } else { String::new() };

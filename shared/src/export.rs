@@ -275,7 +275,7 @@ pub async fn export_hour_with(
             crash_point("after_marker_delete");
         }
     }
-    let mut manifest = new_manifest(conn, hour);
+    let mut manifest = Manifest::empty(conn, hour);
     if conn.export.events {
         let report = export_events(conn, targets, hour, filter, settings, event_files, 0, Deduplicator::new()).await?;
         crash_point("before_stale_delete");
@@ -295,18 +295,6 @@ pub async fn export_hour_with(
         marker_store.put(&marker_key, Bytes::from(manifest.to_json())).await?;
     }
     Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: None })
-}
-
-fn new_manifest(conn: &Connection, hour: UtcHour) -> Manifest {
-    Manifest {
-        format: 1,
-        connection_id: conn.id.clone(),
-        project_id: conn.project_id.clone(),
-        org_id: conn.org_id.clone(),
-        hour,
-        events: None,
-        merged_ids: None,
-    }
 }
 
 /// A replace whose lake hour is missing or empty would erase what the destination holds:

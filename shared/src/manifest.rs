@@ -112,7 +112,8 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The manifest of an hour known complete without a readable marker body.
+    /// A manifest with nothing exported yet (also: an hour known complete whose marker
+    /// body could not be read).
     pub fn empty(conn: &crate::connection::Connection, hour: UtcHour) -> Self {
         Manifest {
             format: 1,
