@@ -11,8 +11,8 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    handler::init_logging();
-    let runtime = Arc::new(FunctionRuntime::from_env(true).await.map_err(|e| {
+    function_glue::init_logging();
+    let runtime = Arc::new(FunctionRuntime::for_backfill().await.map_err(|e| {
         tracing::error!(error_kind = e.kind(), error = %e, "configuration error");
         e
     })?);

@@ -10,8 +10,8 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    handler::init_logging();
-    let runtime = Arc::new(FunctionRuntime::from_env(false).await.map_err(|e| {
+    function_glue::init_logging();
+    let runtime = Arc::new(FunctionRuntime::for_hourly_export().await.map_err(|e| {
         tracing::error!(error_kind = e.kind(), error = %e, "configuration error");
         e
     })?);

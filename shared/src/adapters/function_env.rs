@@ -167,8 +167,17 @@ pub struct FunctionRuntime {
 }
 
 impl FunctionRuntime {
-    /// Builds clients from the environment. `with_backfill` also builds the self-invoker.
-    pub async fn from_env(with_backfill: bool) -> Result<Self> {
+    /// The hourly-export function's clients, built from the environment.
+    pub async fn for_hourly_export() -> Result<Self> {
+        Self::from_env(false).await
+    }
+
+    /// The backfill function's clients: those of hourly-export plus its self-invoker.
+    pub async fn for_backfill() -> Result<Self> {
+        Self::from_env(true).await
+    }
+
+    async fn from_env(with_backfill: bool) -> Result<Self> {
         let config = FunctionConfig::from_env()?;
         let cloud = CloudContext::from_env().await?;
         let sdk =
