@@ -389,3 +389,36 @@ impl ObjectStore for VanishingLake {
         self.inner.delete(key).await
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_short_of_time_hands_the_hours_it_cannot_start_to_one_time_schedules() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339("2020-01-25T04:20:00Z").unwrap().with_timezone(&Utc);
+    let clock: exporter::failure::Clock = Arc::new(move || at);
+    let home = EmbeddedHome::open(dir.path(), ExportSettings::new(1 << 20, 6, 1).unwrap(), RetryPolicy::default(), clock).unwrap();
+    let dest = dir.path().join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    let doc = format!(
+        r#"{{"id":"c1","org_id":"1","project_id":"187520","creator":"a@b.co","created":"2020-01-25T00:05:00Z","destination":{{"type":"local","path":"{}"}}}}"#,
+        dest.display()
+    );
+    home.control.create_connection(Connection::from_json(&doc).unwrap(), at).await.unwrap();
+    // Four owed hours (00..03), and a deadline already too close to start a second one.
+    let payload = serde_json::json!({"connection_id": "c1", "scheduled_time": "2020-01-25T04:20:00Z"});
+    let r = exporter::invocation::handle_hourly(&home.services, &payload, Some(at - chrono::Duration::seconds(1))).await.unwrap();
+    assert_eq!(r.hours.len(), 4);
+    assert!(r.hours[0].succeeded(), "the first hour always starts: {:?}", r.hours[0]);
+    for h in &r.hours[1..] {
+        assert!(matches!(h.after_failure, Some(exporter::failure::AfterFailure::HandedOff { .. })), "{h:?}");
+    }
+    let handed = home.scheduler.retries().await.unwrap();
+    assert_eq!(handed.len(), 3, "one one-time schedule per hour not started: {handed:?}");
+    assert!(handed.iter().all(|s| s.at == at + chrono::Duration::minutes(1)));
+    // The hours stay owed with their next run named, and the schedules export them.
+    let ledger = exporter::ledger::HourLedger::new(home.control.store().clone());
+    assert_eq!(ledger.owed("c1").await.unwrap().len(), 3);
+    for (_, response) in home.fire_due_retries(at + chrono::Duration::minutes(1)).await.unwrap() {
+        assert!(response.unwrap().hours.iter().all(|h| h.succeeded()));
+    }
+    assert!(ledger.owed("c1").await.unwrap().is_empty(), "every handed-off hour was exported");
+}
