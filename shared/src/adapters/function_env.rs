@@ -15,6 +15,7 @@
 //! | `EXPORT_SETTLE_MINUTES` | an hour is exportable this long after it ends (default 16) |
 //! | `EXPORT_LEASE_MINUTES` | lease lifetime, longer than the function timeout (default 20) |
 //! | `EXPORT_RESERVE_SECONDS` | no new hour starts with less time left than this (default 120; 0 turns it off) |
+//! | `EXPORT_LATE_WINDOW_HOURS` | completed hours checked for late lake files (default 24) |
 //! | `EXPORT_HOUR_SECONDS` | time one run may spend on an hour (default 780) |
 //! | `EXPORT_HOUR_MEMORY_MB` | memory for one hour's de-duplication (default: function memory less 256 MB) |
 //! | `EXPORT_RETRY_FIRST_DELAY_SECONDS` | wait before attempt 2 (default 300) |
@@ -126,7 +127,21 @@ impl FunctionConfig {
             ));
         }
         let reserve: i64 = num("EXPORT_RESERVE_SECONDS", d.reserve.num_seconds())?;
-        Ok(RunPolicy { settle: chrono::Duration::minutes(settle), lease: chrono::Duration::minutes(lease), reserve: chrono::Duration::seconds(reserve), ..d })
+        let late_window_hours: i64 = num("EXPORT_LATE_WINDOW_HOURS", d.late_window_hours)?;
+        for (name, value, least) in
+            [("EXPORT_SETTLE_MINUTES", settle, 0), ("EXPORT_RESERVE_SECONDS", reserve, 0), ("EXPORT_LATE_WINDOW_HOURS", late_window_hours, 1)]
+        {
+            if value < least {
+                return Err(ExportError::invalid_config(name, format!("{value} is below {least}"), format!("Use {least} or more.")));
+            }
+        }
+        Ok(RunPolicy {
+            settle: chrono::Duration::minutes(settle),
+            lease: chrono::Duration::minutes(lease),
+            reserve: chrono::Duration::seconds(reserve),
+            late_window_hours,
+            ..d
+        })
     }
 
     fn limits() -> Result<HourLimits> {
