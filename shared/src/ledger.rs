@@ -17,7 +17,8 @@
 //! of its own under the hour's lease folder, then lists the folder: it holds the lease only if
 //! no other unexpired announcement is there. Of two racing runs at least the later lister sees
 //! the other, so two can never both hold it (both may back off; the hour stays owed). An
-//! expired announcement (its run died) is ignored and cleaned up. Expiry must be longer than
+//! expired announcement (its run died) is ignored and cleaned up. Runs that withdrew because
+//! they announced at the same moment try again after a random pause. Expiry must be longer than
 //! the function timeout, so a run is dead before anyone takes its hour over.
 
 use std::sync::Arc;
@@ -263,16 +264,29 @@ impl HourLedger {
         }
         let lease = Lease { hour, run_id: run_id.to_string(), since: now, expires: now + ttl };
         let key = format!("{}{run_id}.json", lease_dir(conn, hour));
-        if Self::ours(self.store.put_if_absent(&key, json(&lease)).await)? == CreateOutcome::AlreadyExists {
-            // The same run asking twice (a redelivered event carries a new run id, so this
-            // is only a caller bug): refuse rather than share.
-            return Err(ExportError::Internal(format!("lease {key} taken twice by one run")));
-        }
-        if let Some(other) = self.live_other(conn, hour, run_id, now).await? {
+        // Two runs announcing at the same moment both see the other and both withdraw; each
+        // then tries once more after a random pause, so one of them usually goes ahead.
+        let mut round = 0u64;
+        loop {
+            if Self::ours(self.store.put_if_absent(&key, json(&lease)).await)? == CreateOutcome::AlreadyExists {
+                // The same run asking twice (a redelivered event carries a new run id, so
+                // this is only a caller bug): refuse rather than share.
+                return Err(ExportError::Internal(format!("lease {key} taken twice by one run")));
+            }
+            let Some(other) = self.live_other(conn, hour, run_id, now).await? else {
+                return Ok(LeaseOutcome::Acquired(lease));
+            };
             Self::ours(self.store.delete(&key).await)?;
-            return Ok(LeaseOutcome::Busy(other));
+            round += 1;
+            if round == 3 {
+                return Ok(LeaseOutcome::Busy(other));
+            }
+            let pause = rand::Rng::gen_range(&mut rand::thread_rng(), 20..200) * round;
+            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            if let Some(other) = self.live_other(conn, hour, run_id, now).await? {
+                return Ok(LeaseOutcome::Busy(other));
+            }
         }
-        Ok(LeaseOutcome::Acquired(lease))
     }
 
     /// Whether `lease` is still the run's own and unexpired at `now`.
