@@ -460,3 +460,40 @@ fn re_creating_a_connection_on_the_same_destination_leaves_no_gap_and_no_duplica
     }
     w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T05").unwrap());
 }
+
+#[test]
+fn manifests_from_before_the_ledger_and_stale_owed_records_never_cause_a_second_export() {
+    let w = World::new("2020-01-25T01..2020-01-25T02", 90);
+    w.replay("2020-01-25T03:20:00Z", "2020-01-25T03:20:00Z", |_| {});
+    let hour = h("2020-01-25T01");
+    let marker_path = w.part_dir().join(format!("{PROJECT}_{}_complete", hour.file_stem()));
+    // An upgrade: markers written before manifests listed their lake inputs, and no ledger.
+    let mut legacy: serde_json::Value = serde_json::from_slice(&std::fs::read(&marker_path).unwrap()).unwrap();
+    legacy["events"].as_object_mut().unwrap().remove("lake_inputs");
+    std::fs::write(&marker_path, serde_json::to_vec_pretty(&legacy).unwrap()).unwrap();
+    std::fs::remove_dir_all(w.home.join("control/ledger")).unwrap();
+    let before = w.dest_snapshot();
+    // A completed hour that a crash between two bookkeeping writes left owed.
+    let stale = serde_json::json!({"hour": "2020-01-25T02", "state": "pending", "mode": "recurring"});
+    w.replay("2020-01-25T04:20:00Z", "2020-01-25T06:20:00Z", |at| {
+        if at == t("2020-01-25T05:00:00Z") {
+            let dir = w.home.join("control/ledger").join(CONN).join("owed");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("2020-01-25T02.json"), stale.to_string()).unwrap();
+        }
+    });
+    let after = w.dest_snapshot();
+    for (k, v) in &before {
+        if !k.to_string_lossy().ends_with("_complete") {
+            assert_eq!(after.get(k), Some(v), "{} was rewritten", k.display());
+        }
+    }
+    let parts = |hour: &str| after.keys().filter(|k| k.to_string_lossy().contains(&format!("{PROJECT}_2020-01-25_{hour}#"))).count();
+    assert_eq!((parts("1"), parts("2")), (1, 1), "no hour got a second copy of its events");
+    let status = w.ok(&["status"], "2020-01-25T06:30:00Z");
+    assert!(!status.contains("owed:"), "the stale owed record was cleared: {status}");
+    let mut check = w.marker(hour).unwrap().events.unwrap();
+    assert_eq!(check.files.len(), 1);
+    check.accounting.exported += check.accounting.duplicates;
+    assert_eq!(check.accounting.exported, w.lake_lines(hour));
+}

@@ -367,7 +367,7 @@ async fn export_late(
             serde_json::from_slice::<Manifest>(&body).map_err(|e| ExportError::Corrupt { what: marker_key.clone(), detail: e.to_string() })?
         }
     };
-    let Some(before) = prior.events.clone().filter(|_| conn.export.events) else {
+    let Some(before) = prior.events.clone().filter(|e| conn.export.events && e.knows_its_inputs()) else {
         return Ok(HourReport { hour, skipped: true, manifest: Some(prior), late: None });
     };
     let consumed: std::collections::HashSet<&str> = before.lake_inputs.iter().map(|i| i.key.as_str()).collect();

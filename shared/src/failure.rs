@@ -324,12 +324,14 @@ impl FailureHandler {
     }
 
     /// Keeps the failed hour owed, with what went wrong and when it is tried next. A
-    /// request that cannot succeed (a refused, not-closed hour) is not made a debt unless
-    /// the hour was owed already.
+    /// request that cannot succeed (a refused, not-closed hour), or one about an hour
+    /// already completed, is not made a debt unless the hour was owed already.
     async fn record_failure(&self, conn: &Connection, req: &HourRequest, err: &ExportError, next_retry: Option<DateTime<Utc>>) -> Result<()> {
         let ledger = self.ledger();
         let existing = ledger.owed_hour(&conn.id, req.hour).await?;
-        if existing.is_none() && !err.is_retryable() {
+        // Not owed and nothing to owe: a request that cannot succeed, or a failure after
+        // the hour was completed (bookkeeping, a racing second run).
+        if existing.is_none() && (!err.is_retryable() || ledger.complete_manifest(&conn.id, req.hour).await?.is_some()) {
             return Ok(());
         }
         let mut owed = existing.unwrap_or_else(|| OwedHour::pending(req.hour, req.mode));

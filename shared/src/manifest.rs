@@ -71,6 +71,12 @@ pub struct LakeInput {
 }
 
 impl DataReport {
+    /// Whether the report lists the lake files it consumed. Manifests written before
+    /// `lake_inputs` existed do not: their hours cannot tell late files from old ones.
+    pub fn knows_its_inputs(&self) -> bool {
+        self.lake_files == 0 || !self.lake_inputs.is_empty()
+    }
+
     /// Adds what a late-data run exported to what was exported before.
     pub fn extend(&mut self, later: DataReport) {
         self.files.extend(later.files);

@@ -14,7 +14,7 @@ use chrono::Duration;
 use crate::connection::Connection;
 use crate::control::{ControlStore, Gap, RunOutcome, RunRecord};
 use crate::error::{ExportError, Result};
-use crate::export::{export_hour_with, ExportMode, ExportOptions, ExportSettings, ExportTargets, HourReport, WriteGuard};
+use crate::export::{export_hour_with, marker_location, ExportMode, ExportOptions, ExportSettings, ExportTargets, HourReport, WriteGuard};
 use crate::failure::{Clock, HourRunner, HourSummary};
 use crate::hour::{HourRange, UtcHour};
 use crate::invocation::ScheduledRunner;
@@ -184,19 +184,30 @@ impl RunService {
     async fn run_leased(&self, conn: &Connection, req: &HourRequest, lease: &Lease) -> Result<HourReport> {
         let hour = req.hour;
         let completed = self.ledger.complete_manifest(&conn.id, hour).await?;
-        if req.mode == ExportMode::Recurring {
+        let was_owed = self.ledger.owed_hour(&conn.id, hour).await?;
+        // What this run really does: an hour still owed is exported as it is owed (a late
+        // request never downgrades a pending replace), and late data needs an exported hour.
+        let mode = match (req.mode, &was_owed, &completed) {
+            (ExportMode::Late, Some(owed), _) if owed.mode != ExportMode::Late => owed.mode,
+            (ExportMode::Late, None, None) => ExportMode::Recurring,
+            (mode, _, _) => mode,
+        };
+        if mode == ExportMode::Recurring {
             if let Some(manifest) = completed {
+                // Done already: a record left owed by an interrupted bookkeeping step goes too.
+                if was_owed.is_some() {
+                    self.ledger.complete(&conn.id, &manifest).await?;
+                }
                 return Ok(HourReport { hour, skipped: true, manifest: Some(manifest), late: None });
             }
         }
         // Owed from now until its marker is written, whatever happens to this run.
-        let was_owed = self.ledger.owed_hour(&conn.id, hour).await?;
         let restorable = was_owed.is_none() && completed.is_some();
-        let mut owed = was_owed.unwrap_or_else(|| OwedHour::pending(hour, req.mode));
+        let mut owed = was_owed.unwrap_or_else(|| OwedHour::pending(hour, mode));
         owed.state = OwedState::Exporting;
         owed.run_id = Some(lease.run_id.clone());
         if owed.mode != ExportMode::Replace {
-            owed.mode = req.mode;
+            owed.mode = mode;
         }
         owed.allow_empty_lake |= req.allow_empty_lake;
         self.ledger.save_owed(&conn.id, &owed).await?;
@@ -206,12 +217,13 @@ impl RunService {
             guard: Some(Arc::new(LeaseGuard { ledger: self.ledger.clone(), connection_id: conn.id.clone(), lease: lease.clone(), clock: self.clock.clone() })),
         };
         let targets = self.targets(conn).await?;
-        let report = match export_hour_with(conn, &targets, hour, req.mode, &self.settings, &options, completed.clone()).await {
+        let report = match export_hour_with(conn, &targets, hour, mode, &self.settings, &options, completed.clone()).await {
             Ok(report) => report,
             // Refused before anything was written (an empty lake under a replace, an hour
-            // over the limits): a complete hour stays complete, not a new debt.
+            // over the limits): a complete hour whose marker is still in place stays complete.
             Err(e) if restorable && !e.is_retryable() => {
-                if let Some(m) = &completed {
+                let (marker_store, marker_key) = marker_location(conn, &targets, hour);
+                if let (Some(m), true) = (&completed, !conn.complete_markers || marker_store.head(&marker_key).await?.is_some()) {
                     self.ledger.complete(&conn.id, m).await?;
                 }
                 return Err(e);

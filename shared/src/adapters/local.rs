@@ -232,7 +232,12 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
                 continue;
             }
             let key = if key_dir.is_empty() { name.clone() } else { format!("{key_dir}/{name}") };
-            let meta = entry.metadata().map_err(|e| io_err(&entry.path(), e))?;
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Deleted between read_dir and metadata: like S3, a listing just misses it.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&entry.path(), e)),
+            };
             if meta.is_dir() {
                 if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
                     stack.push((entry.path(), key));
