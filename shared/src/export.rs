@@ -286,15 +286,22 @@ pub async fn export_hour_with(
     if conn.export.merged_ids {
         manifest.merged_ids = Some(export_merged_ids(conn, targets, hour, settings, merge_files).await?);
     }
+    write_marker(conn, marker_store, &marker_key, &manifest, options).await?;
+    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: None })
+}
+
+/// The last step of every export: the accounting must balance, then the marker (with the
+/// lease checked once more) says the hour is complete.
+async fn write_marker(conn: &Connection, store: &Arc<dyn ObjectStore>, key: &str, manifest: &Manifest, options: &ExportOptions) -> Result<()> {
     if !manifest.balances() {
-        return Err(ExportError::Internal(format!("accounting does not balance for {hour}: {manifest:?}")));
+        return Err(ExportError::Internal(format!("accounting does not balance for {}: {manifest:?}", manifest.hour)));
     }
     if conn.complete_markers {
         crash_point("before_marker");
         options.check().await?;
-        marker_store.put(&marker_key, Bytes::from(manifest.to_json())).await?;
+        store.put(key, Bytes::from(manifest.to_json())).await?;
     }
-    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: None })
+    Ok(())
 }
 
 /// A replace whose lake hour is missing or empty would erase what the destination holds:
@@ -383,14 +390,7 @@ async fn export_late(
     let mut events = before;
     events.extend(late.clone());
     manifest.events = Some(events);
-    if !manifest.balances() {
-        return Err(ExportError::Internal(format!("accounting does not balance for {hour} after late data: {manifest:?}")));
-    }
-    if conn.complete_markers {
-        crash_point("before_marker");
-        options.check().await?;
-        marker_store.put(&marker_key, Bytes::from(manifest.to_json())).await?;
-    }
+    write_marker(conn, marker_store, &marker_key, &manifest, options).await?;
     Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: Some(late) })
 }
 

@@ -192,7 +192,8 @@ impl HourLedger {
     /// for a new ledger) but no further back than `window` hours; older unregistered hours
     /// are returned as a gap. Idempotent: an hour already owed keeps its state.
     pub async fn register_through(&self, conn: &str, first_owed: UtcHour, target: UtcHour, window: i64) -> Result<Registration> {
-        let origin = self.origin(conn).await?.unwrap_or(Origin { origin: first_owed, registered_to: first_owed.prev() });
+        let stored = self.origin(conn).await?;
+        let origin = stored.unwrap_or(Origin { origin: first_owed, registered_to: first_owed.prev() });
         let mut from = origin.registered_to.next().max(origin.origin);
         let mut gap = None;
         let window_start = target.plus(1 - window.max(1));
@@ -210,7 +211,7 @@ impl HourLedger {
             }
         }
         let next = Origin { origin: origin.origin, registered_to: origin.registered_to.max(target) };
-        if Some(next) != self.origin(conn).await? {
+        if Some(next) != stored {
             Self::ours(self.store.put(&origin_key(conn), json(&next)).await)?;
         }
         Ok(Registration { registered, gap })
