@@ -497,3 +497,21 @@ fn manifests_from_before_the_ledger_and_stale_owed_records_never_cause_a_second_
     check.accounting.exported += check.accounting.duplicates;
     assert_eq!(check.accounting.exported, w.lake_lines(hour));
 }
+
+#[test]
+fn bad_clocks_and_settings_are_refused_clearly_and_change_nothing() {
+    let mut w = World::new("2020-01-25T03..2020-01-25T03", 20);
+    let before = w.dest_snapshot();
+    let o = w.run(&["tick"], "yesterday");
+    assert!(!o.status.success() && text(&o).contains("--at \"yesterday\"") && text(&o).contains("RFC 3339"), "{}", text(&o));
+    let o = w.run(&["export", CONN, "--hour", "2020-01-25T03", "--mode", "sideways"], "2020-01-25T05:00:00Z");
+    assert!(!o.status.success() && text(&o).contains("recurring, replace or late"), "{}", text(&o));
+    for (var, value) in [("EXPORT_PART_SIZE_BYTES", "0"), ("EXPORT_HOUR_SECONDS", "ten")] {
+        w.env = vec![(var.into(), value.into())];
+        let o = w.run(&["tick"], "2020-01-25T05:20:00Z");
+        assert!(!o.status.success(), "{var}={value} accepted");
+        let out = text(&o);
+        assert!(out.contains(if value == "0" { "part size" } else { var }), "{var}={value}: {out}");
+    }
+    assert_eq!(w.dest_snapshot(), before, "nothing written by a refused command");
+}

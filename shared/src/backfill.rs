@@ -468,6 +468,7 @@ mod tests {
             (serde_json::json!({"connection_id":"c1","from":"2020-01-03T00","to":"2020-01-02T05"}), "before"),
             (serde_json::json!({"from":"2020-01-01T00","to":"2020-01-02T05"}), "missing `connection_id`"),
             (serde_json::json!({"connection_id":"c1","from":"2020-01-01T00","to":"2020-01-02T05","extra":1}), "unknown field"),
+            (serde_json::json!({"connection_id":"c1","from":"2020-01-01T00","to":"2020-01-02T05","allow_empty_lake":1}), "true or false"),
             (serde_json::json!([1]), "JSON object"),
         ];
         for (payload, want) in cases {

@@ -203,6 +203,8 @@ mod tests {
         let h = HourlyEvent::from_payload(&json!({"connection_id":"c1","hour":"2020-01-25T17","mode":"replace","attempt":2})).unwrap();
 
         assert_eq!(h, HourlyEvent::Hour(HourRequest::new("c1", UtcHour::parse("2020-01-25T17").unwrap(), ExportMode::Replace, 2)));
+        let late = HourlyEvent::from_payload(&json!({"connection_id":"c1","hour":"2020-01-25T17","mode":"late","allow_empty_lake":true})).unwrap();
+        assert!(matches!(late, HourlyEvent::Hour(HourRequest { mode: ExportMode::Late, allow_empty_lake: true, .. })));
         for (bad, want) in [
             (json!({"connection_id":"c1","hour":"2020-01-25 17:30"}), "minutes and seconds"),
             (json!({"connection_id":"c1","hour":"2020-01-25T17","mode":"sideways"}), "recurring"),
@@ -210,6 +212,8 @@ mod tests {
             (json!({"connection_id":"c1","scheduled_time":"<aws.scheduler.scheduled-time>"}), "RFC 3339"),
             (json!({"hour":"2020-01-25T17"}), "missing `connection_id`"),
             (json!({"connection_id":"c1","hour":"2020-01-25T17","extra":true}), "unexpected field"),
+            (json!({"connection_id":"c1","hour":"2020-01-25T17","allow_empty_lake":"yes"}), "expected true or false"),
+            (json!({"connection_id":"c1","scheduled_time":"2020-01-25T18:20:00Z","allow_empty_lake":true}), "unexpected field"),
             (json!("c1"), "JSON object"),
         ] {
             let err = HourlyEvent::from_payload(&bad).unwrap_err();

@@ -70,8 +70,43 @@ fn var(name: &str) -> Result<String> {
 }
 
 fn num<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => {
+    num_from(&|n| std::env::var(n).ok(), name, default)
+}
+
+/// The run settings (settle, lease, reserve, late window) from `lookup`, each checked.
+fn run_policy_from(lookup: &dyn Fn(&str) -> Option<String>) -> Result<RunPolicy> {
+    let d = RunPolicy::default();
+    let settle: i64 = num_from(lookup, "EXPORT_SETTLE_MINUTES", d.settle.num_minutes())?;
+    let lease: i64 = num_from(lookup, "EXPORT_LEASE_MINUTES", d.lease.num_minutes())?;
+    if lease <= 15 {
+        return Err(ExportError::invalid_config(
+            "EXPORT_LEASE_MINUTES",
+            format!("{lease} is not longer than Lambda's 15-minute limit"),
+            "A lease must outlive the run holding it; use 16 or more (default 20).",
+        ));
+    }
+    let reserve: i64 = num_from(lookup, "EXPORT_RESERVE_SECONDS", d.reserve.num_seconds())?;
+    let late_window_hours: i64 = num_from(lookup, "EXPORT_LATE_WINDOW_HOURS", d.late_window_hours)?;
+    for (name, value, least) in
+        [("EXPORT_SETTLE_MINUTES", settle, 0), ("EXPORT_RESERVE_SECONDS", reserve, 0), ("EXPORT_LATE_WINDOW_HOURS", late_window_hours, 1)]
+    {
+        if value < least {
+            return Err(ExportError::invalid_config(name, format!("{value} is below {least}"), format!("Use {least} or more.")));
+        }
+    }
+    Ok(RunPolicy {
+        settle: chrono::Duration::minutes(settle),
+        lease: chrono::Duration::minutes(lease),
+        reserve: chrono::Duration::seconds(reserve),
+        late_window_hours,
+        ..d
+    })
+}
+
+/// A number setting from `lookup` (the environment, or a table in tests).
+fn num_from<T: std::str::FromStr>(lookup: &dyn Fn(&str) -> Option<String>, name: &str, default: T) -> Result<T> {
+    match lookup(name) {
+        Some(v) if !v.trim().is_empty() => {
             v.trim().parse().map_err(|_| ExportError::invalid_config(name, format!("{v:?} is not a number"), "Give a positive whole number."))
         }
         _ => Ok(default),
@@ -110,37 +145,8 @@ impl FunctionConfig {
             retry,
             fan_out,
             backfill_function: std::env::var("BACKFILL_FUNCTION").or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME")).ok().filter(|v| !v.is_empty()),
-            run_policy: Self::run_policy()?,
+            run_policy: run_policy_from(&|n| std::env::var(n).ok())?,
             limits: Self::limits()?,
-        })
-    }
-
-    fn run_policy() -> Result<RunPolicy> {
-        let d = RunPolicy::default();
-        let settle: i64 = num("EXPORT_SETTLE_MINUTES", d.settle.num_minutes())?;
-        let lease: i64 = num("EXPORT_LEASE_MINUTES", d.lease.num_minutes())?;
-        if lease <= 15 {
-            return Err(ExportError::invalid_config(
-                "EXPORT_LEASE_MINUTES",
-                format!("{lease} is not longer than Lambda's 15-minute limit"),
-                "A lease must outlive the run holding it; use 16 or more (default 20).",
-            ));
-        }
-        let reserve: i64 = num("EXPORT_RESERVE_SECONDS", d.reserve.num_seconds())?;
-        let late_window_hours: i64 = num("EXPORT_LATE_WINDOW_HOURS", d.late_window_hours)?;
-        for (name, value, least) in
-            [("EXPORT_SETTLE_MINUTES", settle, 0), ("EXPORT_RESERVE_SECONDS", reserve, 0), ("EXPORT_LATE_WINDOW_HOURS", late_window_hours, 1)]
-        {
-            if value < least {
-                return Err(ExportError::invalid_config(name, format!("{value} is below {least}"), format!("Use {least} or more.")));
-            }
-        }
-        Ok(RunPolicy {
-            settle: chrono::Duration::minutes(settle),
-            lease: chrono::Duration::minutes(lease),
-            reserve: chrono::Duration::seconds(reserve),
-            late_window_hours,
-            ..d
         })
     }
 
@@ -239,5 +245,31 @@ impl FunctionRuntime {
             None
         };
         Ok(FunctionRuntime { config, services, backfill })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(vars: &[(&str, &str)]) -> Result<RunPolicy> {
+        let table: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        run_policy_from(&move |n| table.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn run_settings_are_read_and_bad_ones_refused_by_name() {
+        assert_eq!(policy(&[]).unwrap(), RunPolicy::default());
+        let p = policy(&[("EXPORT_SETTLE_MINUTES", "30"), ("EXPORT_LATE_WINDOW_HOURS", "48")]).unwrap();
+        assert_eq!((p.settle.num_minutes(), p.late_window_hours), (30, 48));
+        for (var, value, want) in [
+            ("EXPORT_LEASE_MINUTES", "15", "15-minute limit"),
+            ("EXPORT_SETTLE_MINUTES", "-5", "below 0"),
+            ("EXPORT_LATE_WINDOW_HOURS", "0", "below 1"),
+            ("EXPORT_RESERVE_SECONDS", "soon", "not a number"),
+        ] {
+            let err = policy(&[(var, value)]).unwrap_err();
+            assert!(err.to_string().contains(var) && err.to_string().contains(want), "{var}={value}: {err}");
+        }
     }
 }
