@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use exporter::adapters::local::LocalStore;
-use exporter::connection::{Connection, DataKinds, Destination, ProjectKind};
-use exporter::export::{export_hour, ExportMode, ExportSettings, ExportTargets, DEFAULT_PART_SIZE};
-use exporter::generate::{generate_hour, HourSpec};
+use exporter::adapters::local::store::LocalStore;
+use exporter::control::connection::{Connection, DataKinds, Destination, ProjectKind};
+use exporter::export::generate::{generate_hour, HourSpec};
+use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets, DEFAULT_PART_SIZE};
 use exporter::hour::UtcHour;
 use exporter::Result;
 

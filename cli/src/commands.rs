@@ -4,14 +4,14 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use exporter::adapters::factory::{probe_destination, project_principal};
-use exporter::backfill::{progress, BackfillRequest};
-use exporter::connection::Connection;
-use exporter::export::ExportMode;
-use exporter::generate::{generate_hour, generate_merges, HourSpec};
+use exporter::access::policy::{role_arn_from_template, s3_policies, DEFAULT_ROLE_TEMPLATE};
+use exporter::control::connection::Connection;
+use exporter::control::lifecycle;
+use exporter::delivery::backfill::{progress, BackfillRequest};
+use exporter::export::generate::{generate_hour, generate_merges, HourSpec};
+use exporter::export::hour_export::ExportMode;
 use exporter::hour::{HourRange, UtcHour};
-use exporter::lifecycle;
-use exporter::policy::{role_arn_from_template, s3_policies, DEFAULT_ROLE_TEMPLATE};
+use exporter::runtime::factory::{probe_destination, project_principal};
 use exporter::{ExportError, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -32,7 +32,7 @@ pub async fn generate(
 ) -> Result<ExitCode> {
     let range = HourRange::parse(from, to.unwrap_or(from))?;
     let lake = home.lake.clone();
-    let mut total = exporter::generate::Generated::default();
+    let mut total = exporter::export::generate::Generated::default();
     for hour in range.hours() {
         let spec = HourSpec {
             project_id: project.to_string(),
@@ -70,7 +70,7 @@ pub async fn export(home: &Home, id: &str, hour: &str, mode: &str, allow_empty_l
     let mode = parse_mode(mode)?;
     let payload =
         serde_json::json!({"connection_id": id, "hour": hour.to_string(), "mode": mode.to_string(), "attempt": 1, "allow_empty_lake": allow_empty_lake});
-    let response = exporter::invocation::handle_hourly(&home.services, &payload, None).await?;
+    let response = exporter::delivery::invocation::handle_hourly(&home.services, &payload, None).await?;
     println!("{}", serde_json::to_string_pretty(&response).expect("response serialises"));
     Ok(if response.hours.iter().all(|h| h.succeeded()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -79,7 +79,8 @@ pub async fn backfill(home: &Home, id: &str, from: &str, to: &str, allow_empty_l
     let range = HourRange::parse(from, to)?;
     // A fresh id per command: running the same range again is a new backfill, while the
     // function's own redeliveries (same id) resume it without starting pieces twice.
-    let backfill_id = format!("{id}-{}-{}-{}", range.from.start().format("%Y%m%dT%H"), range.to.start().format("%Y%m%dT%H"), exporter::ledger::new_run_id());
+    let backfill_id =
+        format!("{id}-{}-{}-{}", range.from.start().format("%Y%m%dT%H"), range.to.start().format("%Y%m%dT%H"), exporter::control::ledger::new_run_id());
     let payload = serde_json::json!({"connection_id": id, "from": range.from.to_string(), "to": range.to.to_string(),
         "backfill_id": backfill_id, "allow_empty_lake": allow_empty_lake});
     let req = BackfillRequest::from_payload(&payload)?;
@@ -139,7 +140,7 @@ pub async fn backfill(home: &Home, id: &str, from: &str, to: &str, allow_empty_l
 pub async fn tick(home: &Home, at: DateTime<Utc>) -> Result<ExitCode> {
     let embedded = home.embedded("tick")?;
     let mut ok = true;
-    let mut report = |what: &str, r: Result<exporter::invocation::HourlyResponse>| match r {
+    let mut report = |what: &str, r: Result<exporter::delivery::invocation::HourlyResponse>| match r {
         Ok(r) => {
             ok &= r.hours.iter().all(|h| h.succeeded() || h.left_alone());
             println!("{}", serde_json::to_string(&r).expect("serialises"));
@@ -163,7 +164,7 @@ pub async fn tick(home: &Home, at: DateTime<Utc>) -> Result<ExitCode> {
 /// The status table (also used by the demo): the watermark derived from the hour ledger,
 /// the owed hours (oldest first), whose side the last failure was on, and any gap.
 pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
-    let ledger = exporter::ledger::HourLedger::new(home.control.store().clone());
+    let ledger = exporter::control::ledger::HourLedger::new(home.control.store().clone());
     let mut out =
         format!("{:<16} {:<8} {:<8} {:<15} {:<15} {:>5} {:>5}  {}\n", "CONNECTION", "PROJECT", "ENABLED", "WATERMARK", "LAST EXPORTED", "LAG", "OWED", "STATE");
     for conn in home.control.list_connections().await? {
@@ -171,7 +172,7 @@ pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
         let owed = ledger.owed(&conn.id).await?;
         let watermark = ledger.watermark(&conn.id).await?;
         let show = |h: Option<UtcHour>| h.map(|h| h.to_string()).unwrap_or_else(|| "-".into());
-        let failing = owed.iter().filter(|h| h.state == exporter::ledger::OwedState::Failing).count();
+        let failing = owed.iter().filter(|h| h.state == exporter::control::ledger::OwedState::Failing).count();
         let mut state = match (&s.failing_since, failing) {
             (Some(since), _) => {
                 format!("FAILING ({}) since {since}: {}", s.last_error_blame.as_deref().unwrap_or("destination"), s.last_error.clone().unwrap_or_default())
@@ -286,7 +287,7 @@ pub async fn policy(home: &Home, id_or_file: &str, template: Option<&str>, accou
     };
     let mut printed = false;
     for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
-        if matches!(dest, exporter::connection::Destination::S3 { .. }) {
+        if matches!(dest, exporter::control::connection::Destination::S3 { .. }) {
             let p = s3_policies(dest, &role_arn)?;
             println!("# Bucket policy for {}\n{}", dest.describe(), serde_json::to_string_pretty(&p.bucket_policy).expect("json"));
             if let Some(k) = &p.kms_key_policy_statement {
@@ -307,7 +308,7 @@ pub async fn policy(home: &Home, id_or_file: &str, template: Option<&str>, accou
 pub async fn create(home: &Home, file: &Path, now: DateTime<Utc>) -> Result<ExitCode> {
     let text = std::fs::read_to_string(file).map_err(|e| ExportError::io(file.display().to_string(), e))?;
     let conn = Connection::from_json(&text)?;
-    let prober = exporter::adapters::function_env::FactoryProber::new(home.cloud.clone());
+    let prober = exporter::runtime::function_env::FactoryProber::new(home.cloud.clone());
     let (conn, reports) = lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, now).await?;
     for r in &reports {
         print!("{}", r.table());

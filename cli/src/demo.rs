@@ -14,16 +14,17 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Timelike, Utc};
-use exporter::connection::Connection;
-use exporter::generate::{generate_hour, generate_merges, write_raw_event, Generated, HourSpec};
+use exporter::control::connection::Connection;
+use exporter::export::generate::{generate_hour, generate_merges, write_raw_event, Generated, HourSpec};
+use exporter::export::manifest::Manifest;
+use exporter::export::schema::EXPORT_FIELDS;
 use exporter::hour::{HourRange, UtcHour};
-use exporter::manifest::Manifest;
-use exporter::schema::EXPORT_FIELDS;
-use exporter::storage::ObjectStore;
+use exporter::ports::ObjectStore;
 use exporter::{ExportError, Result};
 use sha2::{Digest, Sha256};
 
-use crate::home::{self, Home};
+use crate::home;
+use crate::home::Home;
 
 /// Written into a demo folder so a second run may safely wipe it.
 const DEMO_MARK: &str = ".exportctl-demo";
@@ -75,7 +76,7 @@ impl ReplayClock {
     fn set(&self, t: DateTime<Utc>) {
         *self.0.lock().expect("clock") = t;
     }
-    fn clock(&self) -> exporter::failure::Clock {
+    fn clock(&self) -> exporter::delivery::failure::Clock {
         let c = self.0.clone();
         Arc::new(move || *c.lock().expect("clock"))
     }
@@ -87,10 +88,10 @@ fn time(s: &str) -> DateTime<Utc> {
 
 /// One step of the replay at `at`: the hourly schedules when it is 20 past, then the due
 /// retries. Prints what happened to each hour; returns every hour result.
-async fn replay_step(home: &Home, at: DateTime<Utc>, quiet_success: bool, checks: &mut Checks) -> Result<Vec<exporter::failure::HourResult>> {
+async fn replay_step(home: &Home, at: DateTime<Utc>, quiet_success: bool, checks: &mut Checks) -> Result<Vec<exporter::delivery::failure::HourResult>> {
     let embedded = home.embedded("demo")?;
     let mut responses = Vec::new();
-    if at.minute() == exporter::schedule::HOURLY_MINUTE {
+    if at.minute() == exporter::delivery::schedule::HOURLY_MINUTE {
         for id in ["acme-web", "acme-app", "globex-main"] {
             responses.push(embedded.fire_hourly(id, at).await);
         }
@@ -174,10 +175,10 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     let web = connection_json("acme-web", "42", "187520", &dest_a, "exports", filter);
     let app = connection_json("acme-app", "42", "187521", &dest_a, "exports", "");
     let globex = connection_json("globex-main", "77", "300001", &dest_b, "amplitude", r#","export":{"events":true,"merged_ids":true}"#);
-    let prober = exporter::adapters::function_env::FactoryProber::new(home.cloud.clone());
+    let prober = exporter::runtime::function_env::FactoryProber::new(home.cloud.clone());
     for doc in [&web, &app, &globex] {
         let conn = Connection::from_json(doc)?;
-        let (conn, reports) = exporter::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, created).await?;
+        let (conn, reports) = exporter::control::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, created).await?;
         println!(
             "   created {:<12} project {} → {} (test upload: {} checks passed)",
             conn.id,
@@ -194,7 +195,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     for (what, doc) in [("another org's bucket", intruder), ("a portfolio project", portfolio), ("a hostile prefix", hostile)] {
         let result = async {
             let conn = Connection::from_json(&doc)?;
-            exporter::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, created).await
+            exporter::control::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, created).await
         }
         .await;
         match result {
@@ -249,12 +250,12 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     if let Some(first) = emails.first() {
         let text = std::fs::read_to_string(first).map_err(|e| ExportError::io(first.display().to_string(), e))?;
         println!("   the one email ({}):", first.display());
-        let body = exporter::adapters::outbox::plain_text(&text).unwrap_or_default();
+        let body = exporter::adapters::local::outbox::plain_text(&text).unwrap_or_default();
         for line in text.lines().filter(|l| l.starts_with("Subject:") || l.starts_with("To:")).chain(body.lines().filter(|l| !l.trim().is_empty()).take(8)) {
             println!("     {line}");
         }
     }
-    let ledger = exporter::ledger::HourLedger::new(home.control.store().clone());
+    let ledger = exporter::control::ledger::HourLedger::new(home.control.store().clone());
     for conn in home.control.list_connections().await? {
         let owed = ledger.owed(&conn.id).await?;
         checks.check(owed.is_empty(), || format!("{} still owes {} hour(s) after the recovery", conn.id, owed.len()));
@@ -298,7 +299,7 @@ async fn write_truncated_file(lake: &dyn ObjectStore, project: &str, hour: UtcHo
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(&body).expect("in-memory");
     let gz = enc.finish().expect("in-memory");
-    let key = format!("{}zz-interrupted-upload.json.gz", exporter::layout::lake_events_prefix(project, hour));
+    let key = format!("{}zz-interrupted-upload.json.gz", exporter::export::layout::lake_events_prefix(project, hour));
     lake.put(&key, Bytes::copy_from_slice(&gz[..gz.len() / 2])).await?;
     Ok(key)
 }

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
 use chrono::{DateTime, Duration, Utc};
+use exporter::export::manifest::Manifest;
 use exporter::hour::{HourRange, UtcHour};
-use exporter::manifest::Manifest;
 use sha2::{Digest, Sha256};
 
 const PROJECT: &str = "187520";
@@ -95,7 +95,7 @@ impl World {
     }
 
     fn lake_hour_dir(&self, hour: UtcHour) -> PathBuf {
-        self.home.join("lake").join(exporter::layout::lake_events_prefix(PROJECT, hour))
+        self.home.join("lake").join(exporter::export::layout::lake_events_prefix(PROJECT, hour))
     }
 
     fn part_dir(&self) -> PathBuf {
@@ -205,7 +205,7 @@ fn an_outage_longer_than_the_whole_retry_schedule_loses_no_hour_and_sends_one_tr
     }
     assert_eq!(w.emails(), 1, "one email for the whole episode");
     let email = std::fs::read_dir(w.home.join("outbox")).unwrap().flatten().next().unwrap().path();
-    let body = exporter::adapters::outbox::plain_text(&std::fs::read_to_string(email).unwrap()).unwrap();
+    let body = exporter::adapters::local::outbox::plain_text(&std::fs::read_to_string(email).unwrap()).unwrap();
     assert!(body.contains("the next run exports these hours"), "{body}");
     // ... and the promise is true.
     w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T09").unwrap());
@@ -318,7 +318,7 @@ fn a_retry_firing_while_the_connection_is_disabled_is_not_lost() {
     w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T04").unwrap());
 }
 
-/// Starts exportctl paused at `step` (see `exporter::export::crash_point`) and kills it
+/// Starts exportctl paused at `step` (see `exporter::export::hour_export::crash_point`) and kills it
 /// with SIGKILL once it says it is there.
 fn kill_at(w: &World, args: &[&str], at: &str, step: &str) {
     let mut child: Child = w.command(args, at).env("EXPORT_PAUSE_AT", step).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();

@@ -8,8 +8,8 @@ use azure_core::http::{ClientOptions, Transport, Url};
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use exporter::adapters::azure::{AzureCredentials, AzureOptions, AzureStore};
-use exporter::secret::Secret;
+use exporter::adapters::azure::store::{AzureCredentials, AzureOptions, AzureStore};
+use exporter::control::secret::Secret;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 

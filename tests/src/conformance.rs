@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use exporter::storage::{collect_stream, CreateOutcome, ObjectStore};
+use exporter::ports::{collect_stream, CreateOutcome, ObjectStore};
 use exporter::ExportError;
 
 /// Storage-level checks: keys with `#` round-trip through list and get, streaming uploads
@@ -82,9 +82,9 @@ pub async fn store_conformance(store: Arc<dyn ObjectStore>, big_upload_bytes: us
 /// the manifest), the recurring run skipping by reading the marker from the store, a
 /// replace with larger parts deleting the stale parts, and byte-identical re-exports.
 pub async fn export_conformance(dest: Arc<dyn ObjectStore>) {
-    use exporter::adapters::local::LocalStore;
-    use exporter::export::{export_hour, ExportMode, ExportSettings, ExportTargets};
-    use exporter::generate::{generate_hour, generate_merges, HourSpec};
+    use exporter::adapters::local::store::LocalStore;
+    use exporter::export::generate::{generate_hour, generate_merges, HourSpec};
+    use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets};
     use exporter::hour::UtcHour;
     use std::io::BufRead;
 
@@ -94,7 +94,7 @@ pub async fn export_conformance(dest: Arc<dyn ObjectStore>) {
     let spec = HourSpec { project_id: "187520".into(), hour, events: 3000, events_per_file: 700, duplicate_every: 50, invalid_every: 100, seed: 5, gzip: true };
     let g = generate_hour(lake.as_ref(), &spec).await.unwrap();
     generate_merges(lake.as_ref(), "42", hour, 30, 5).await.unwrap();
-    let conn = exporter::connection::Connection::from_json(
+    let conn = exporter::control::connection::Connection::from_json(
         r#"{"id":"conformance","org_id":"42","project_id":"187520","creator":"c@example.com",
             "destination":{"type":"local","path":"/unused","prefix":"conformance-exports/run"}}"#,
     )
@@ -126,7 +126,7 @@ pub async fn export_conformance(dest: Arc<dyn ObjectStore>) {
     }
     assert_eq!(lines, events.accounting.exported);
     let marker = dest.get("conformance-exports/run/187520/187520_2020-01-05_7_complete").await.expect("marker written");
-    assert_eq!(serde_json::from_slice::<exporter::manifest::Manifest>(&marker).unwrap(), manifest);
+    assert_eq!(serde_json::from_slice::<exporter::export::manifest::Manifest>(&marker).unwrap(), manifest);
     let merged = dest.get("conformance-exports/run/-42/-42_2020-01-05_7.json.gz").await.expect("merged IDs written");
     assert!(!merged.is_empty());
 

@@ -5,14 +5,15 @@
 
 use bytes::Bytes;
 use chrono::{Duration, Utc};
-use exporter::adapters::azure::{AzureCredentials, AzureStore};
-use exporter::adapters::azure_errors::{BLOB_DELETE, BLOB_READ, BLOB_WRITE};
-use exporter::adapters::azure_probe::AzureProbe;
-use exporter::adapters::factory::{open_store, probe_destination, CloudContext};
-use exporter::connection::Destination;
-use exporter::probe::{AccessProbe, ProbeOutcome, ProbeReport};
-use exporter::secret::Secret;
-use exporter::storage::ObjectStore;
+use exporter::access::probe::{ProbeOutcome, ProbeReport};
+use exporter::adapters::azure::errors::{BLOB_DELETE, BLOB_READ, BLOB_WRITE};
+use exporter::adapters::azure::probe::AzureProbe;
+use exporter::adapters::azure::store::{AzureCredentials, AzureStore};
+use exporter::control::connection::Destination;
+use exporter::control::secret::Secret;
+use exporter::ports::AccessProbe;
+use exporter::ports::ObjectStore;
+use exporter::runtime::factory::{open_store, probe_destination, CloudContext};
 use integration_tests::azurite::{self, account_sas, account_sas_between, ALL_PERMISSIONS};
 
 fn sas_probe(container: &str, permissions: &str) -> AzureProbe {
@@ -175,7 +176,7 @@ async fn options_from_the_environment_reach_the_local_authority_and_trust_its_ca
     // start-emulators.sh exports AZURE_AUTHORITY_HOST and EXPORTER_AZURE_EXTRA_CA_FILE, as an
     // operator would for a sovereign cloud or a TLS-inspecting proxy.
     let oauth = azurite::oauth();
-    let opts = exporter::adapters::azure::AzureOptions::from_env().unwrap();
+    let opts = exporter::adapters::azure::store::AzureOptions::from_env().unwrap();
     assert_eq!(opts.authority_host.as_deref(), Some(oauth.authority_host.as_str()));
     assert_eq!(opts.extra_ca_pem.as_deref(), Some(oauth.ca_pem.as_slice()));
     let container = oauth.new_container("from-env").await;
@@ -183,7 +184,7 @@ async fn options_from_the_environment_reach_the_local_authority_and_trust_its_ca
     store.put("exports/env", Bytes::from_static(b"env")).await.unwrap();
 
     // Without the extra CA the self-signed chain is refused: the trust really comes from it.
-    let untrusting = exporter::adapters::azure::AzureOptions { authority_host: Some(oauth.authority_host.clone()), ..Default::default() };
+    let untrusting = exporter::adapters::azure::store::AzureOptions { authority_host: Some(oauth.authority_host.clone()), ..Default::default() };
     let store = AzureStore::new(&oauth.account_url, &container, oauth.credentials(), untrusting).unwrap();
     let err = store.get("exports/env").await.unwrap_err();
     assert!(matches!(err.kind(), "Transient" | "BadCredentials"), "{err}");

@@ -2,11 +2,11 @@
 //! SAS signature (its own binary: it installs the global log subscriber).
 
 use bytes::Bytes;
-use exporter::adapters::azure::{AzureCredentials, AzureStore};
-use exporter::adapters::azure_probe::AzureProbe;
-use exporter::probe::AccessProbe;
-use exporter::secret::Secret;
-use exporter::storage::ObjectStore;
+use exporter::adapters::azure::probe::AzureProbe;
+use exporter::adapters::azure::store::{AzureCredentials, AzureStore};
+use exporter::control::secret::Secret;
+use exporter::ports::AccessProbe;
+use exporter::ports::ObjectStore;
 use integration_tests::azurite::{self, account_sas};
 
 fn url_sig(sas: &str) -> String {

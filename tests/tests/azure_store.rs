@@ -8,9 +8,9 @@ use azure_core::http::{ClientOptions, Transport, Url};
 use azure_storage_blob::models::{BlockBlobClientGetBlockListOptions, BlockListType};
 use azure_storage_blob::{BlobClient, BlobClientOptions};
 use bytes::Bytes;
-use exporter::adapters::azure::{AzureCredentials, AzureOptions, AzureStore};
-use exporter::secret::Secret;
-use exporter::storage::{collect_stream, ObjectStore};
+use exporter::adapters::azure::store::{AzureCredentials, AzureOptions, AzureStore};
+use exporter::control::secret::Secret;
+use exporter::ports::{collect_stream, ObjectStore};
 use integration_tests::azurite::{self, account_sas, ALL_PERMISSIONS};
 use integration_tests::conformance::store_conformance;
 
@@ -167,7 +167,7 @@ fn lake(project: &str, events: usize) -> (tempfile::TempDir, Arc<dyn ObjectStore
         m.push('\n');
     }
     std::fs::write(merges.join("m.json"), m).unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(exporter::adapters::local::LocalStore::new(dir.path()).unwrap());
+    let store: Arc<dyn ObjectStore> = Arc::new(exporter::adapters::local::store::LocalStore::new(dir.path()).unwrap());
     (dir, store)
 }
 
@@ -180,9 +180,9 @@ fn gunzip_lines(data: &[u8]) -> usize {
 
 #[tokio::test]
 async fn events_and_merged_ids_go_to_two_containers_of_one_connection() {
-    use exporter::adapters::factory::{open_store, CloudContext};
-    use exporter::connection::{Connection, DataKinds, Destination, ProjectKind};
-    use exporter::export::{export_hour, ExportMode, ExportSettings, ExportTargets};
+    use exporter::control::connection::{Connection, DataKinds, Destination, ProjectKind};
+    use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets};
+    use exporter::runtime::factory::{open_store, CloudContext};
     use exporter::UtcHour;
 
     let oauth = azurite::oauth();

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use exporter::adapters::local::LocalStore;
-use exporter::adapters::memory::MemoryStore;
+use exporter::adapters::local::memory::MemoryStore;
+use exporter::adapters::local::store::LocalStore;
 use integration_tests::conformance::store_conformance;
 
 #[tokio::test]

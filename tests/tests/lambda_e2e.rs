@@ -20,11 +20,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use exporter::adapters::s3::S3Store;
-use exporter::backfill::progress;
+use exporter::adapters::aws::s3::S3Store;
+use exporter::delivery::backfill::progress;
+use exporter::export::layout::{lake_events_prefix, ExportLayout};
 use exporter::hour::{HourRange, UtcHour};
-use exporter::layout::{lake_events_prefix, ExportLayout};
-use exporter::storage::ObjectStore;
+use exporter::ports::ObjectStore;
 use integration_tests::emulators::{moto_auth_url, moto_url, unique_name};
 use integration_tests::moto::{self, ACCOUNT, ROLE_TEMPLATE};
 use serde_json::{json, Value};
@@ -260,10 +260,11 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
             format!("arn:aws:s3:::{lake_b}"), format!("arn:aws:s3:::{lake_b}/*"), format!("arn:aws:s3:::{control_b}"), format!("arn:aws:s3:::{control_b}/*")]},
         {"Effect":"Allow","Action":"sts:*","Resource":"*"}]});
     let (fn_arn, fn_key, fn_secret) = moto::create_user(&boot, &format!("{uniq}-fn"), &own).await;
-    let dest = exporter::connection::Destination::S3 { bucket: dest_b.clone(), prefix: "exports".into(), region: "us-east-1".into(), kms_key_arn: None };
+    let dest =
+        exporter::control::connection::Destination::S3 { bucket: dest_b.clone(), prefix: "exports".into(), region: "us-east-1".into(), kms_key_arn: None };
     let role_name = format!("event-export-project-{project}");
     let role_arn = format!("arn:aws:iam::{ACCOUNT}:role/{role_name}");
-    let identity = moto::moto_enforceable(&exporter::policy::s3_policies(&dest, &role_arn).unwrap().identity_policy);
+    let identity = moto::moto_enforceable(&exporter::access::policy::s3_policies(&dest, &role_arn).unwrap().identity_policy);
     moto::create_role(&boot, &role_name, &fn_arn, &identity).await;
     aws_sdk_ses::Client::new(&plain).verify_email_identity().email_address(SENDER).send().await.expect("verify sender");
     let secrets_key = moto::create_kms_key(&boot).await;

@@ -6,14 +6,14 @@
 
 use std::sync::Arc;
 
-use exporter::adapters::aws::AwsContext;
-use exporter::adapters::factory::{open_store, probe_destination, CloudContext};
-use exporter::adapters::local::LocalStore;
-use exporter::connection::{Connection, DataKinds, Destination, ProjectKind};
-use exporter::export::{export_hour, ExportMode, ExportSettings, ExportTargets};
-use exporter::policy::s3_policies;
-use exporter::probe::{ProbeOutcome, ProbeReport};
-use exporter::storage::ObjectStore;
+use exporter::access::policy::s3_policies;
+use exporter::access::probe::{ProbeOutcome, ProbeReport};
+use exporter::adapters::aws::context::AwsContext;
+use exporter::adapters::local::store::LocalStore;
+use exporter::control::connection::{Connection, DataKinds, Destination, ProjectKind};
+use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets};
+use exporter::ports::ObjectStore;
+use exporter::runtime::factory::{open_store, probe_destination, CloudContext};
 use exporter::{ExportError, UtcHour};
 use integration_tests::emulators::{moto_auth_url, unique_name};
 use integration_tests::moto::{

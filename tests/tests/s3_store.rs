@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use aws_sdk_s3::types::ServerSideEncryption;
 use bytes::Bytes;
-use exporter::adapters::aws::AwsContext;
-use exporter::adapters::factory::{open_store, CloudContext};
-use exporter::adapters::s3::S3Store;
-use exporter::connection::Destination;
-use exporter::storage::{CreateOutcome, ObjectStore};
+use exporter::adapters::aws::context::AwsContext;
+use exporter::adapters::aws::s3::S3Store;
+use exporter::control::connection::Destination;
+use exporter::ports::{CreateOutcome, ObjectStore};
+use exporter::runtime::factory::{open_store, CloudContext};
 use exporter::ExportError;
 use integration_tests::conformance::store_conformance;
 use integration_tests::emulators::{moto_url, unique_name};
@@ -216,8 +216,8 @@ async fn project_role_credentials_are_assumed_once_and_cached() {
 async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
     use std::io::Read;
 
-    use exporter::connection::{Connection, DataKinds, ProjectKind};
-    use exporter::export::{events_layout, export_hour, ExportMode, ExportSettings, ExportTargets};
+    use exporter::control::connection::{Connection, DataKinds, ProjectKind};
+    use exporter::export::hour_export::{events_layout, export_hour, ExportMode, ExportSettings, ExportTargets};
     use exporter::UtcHour;
 
     let url = moto_url();
@@ -260,7 +260,7 @@ async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
         lines.push('\n');
     }
     std::fs::write(hour_dir.join("a.json"), lines).unwrap();
-    let lake: Arc<dyn ObjectStore> = Arc::new(exporter::adapters::local::LocalStore::new(lake_dir.path()).unwrap());
+    let lake: Arc<dyn ObjectStore> = Arc::new(exporter::adapters::local::store::LocalStore::new(lake_dir.path()).unwrap());
     let store = open_store(&dest, project, &role_context(&url)).await.unwrap();
     let targets = ExportTargets { lake, events: store.clone(), merged_ids: store.clone() };
     let hour = UtcHour::parse("2020-01-25T17").unwrap();

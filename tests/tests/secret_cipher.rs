@@ -3,12 +3,12 @@
 //! opened, authenticates against the HTTPS Azurite.
 
 use bytes::Bytes;
-use exporter::adapters::azure::AzureStore;
-use exporter::adapters::kms_cipher::KmsCipher;
-use exporter::adapters::local_cipher::LocalCipher;
-use exporter::cipher::SecretCipher;
-use exporter::secret::Secret;
-use exporter::storage::ObjectStore;
+use exporter::adapters::aws::kms::KmsCipher;
+use exporter::adapters::azure::store::AzureStore;
+use exporter::adapters::local::cipher::LocalCipher;
+use exporter::control::secret::Secret;
+use exporter::ports::ObjectStore;
+use exporter::ports::SecretCipher;
 use integration_tests::{azurite, emulators, moto};
 
 async fn kms_cipher_pair() -> (KmsCipher, KmsCipher) {

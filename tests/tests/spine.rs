@@ -6,17 +6,17 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
-use exporter::adapters::embedded::EmbeddedHome;
-use exporter::adapters::local::LocalStore;
-use exporter::adapters::memory::{MemoryOp, MemoryStore};
-use exporter::backfill::BackfillRequest;
-use exporter::connection::Connection;
-use exporter::export::{export_hour, ExportMode, ExportSettings, ExportTargets, HourReport};
-use exporter::failure::system_clock;
-use exporter::generate::{generate_hour, HourSpec};
+use exporter::adapters::local::memory::{MemoryOp, MemoryStore};
+use exporter::adapters::local::store::LocalStore;
+use exporter::control::connection::Connection;
+use exporter::delivery::backfill::BackfillRequest;
+use exporter::delivery::failure::system_clock;
+use exporter::delivery::retry::RetryPolicy;
+use exporter::export::generate::{generate_hour, HourSpec};
+use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets, HourReport};
 use exporter::hour::{HourRange, UtcHour};
-use exporter::retry::RetryPolicy;
-use exporter::storage::ObjectStore;
+use exporter::ports::ObjectStore;
+use exporter::runtime::embedded::EmbeddedHome;
 use exporter::ExportError;
 
 const HOUR: &str = "2020-01-25T17";
@@ -313,7 +313,7 @@ async fn azure_secrets_are_sealed_in_the_control_store_and_never_printed() {
     assert!(stored.contains("local1:"), "sealed with the local key: {stored}");
     let loaded = home.control.get_connection("az").await.unwrap();
     match loaded.destination {
-        exporter::connection::Destination::Azure { client_secret: Some(s), .. } => assert_eq!(s.expose(), secret),
+        exporter::control::connection::Destination::Azure { client_secret: Some(s), .. } => assert_eq!(s.expose(), secret),
         other => panic!("unexpected destination {other:?}"),
     }
 }
@@ -364,25 +364,25 @@ impl ObjectStore for VanishingLake {
     async fn put(&self, key: &str, body: Bytes) -> exporter::Result<()> {
         self.inner.put(key, body).await
     }
-    async fn put_if_absent(&self, key: &str, body: Bytes) -> exporter::Result<exporter::storage::CreateOutcome> {
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> exporter::Result<exporter::ports::CreateOutcome> {
         self.inner.put_if_absent(key, body).await
     }
-    async fn upload(&self, key: &str) -> exporter::Result<Box<dyn exporter::storage::StreamingUpload>> {
+    async fn upload(&self, key: &str) -> exporter::Result<Box<dyn exporter::ports::StreamingUpload>> {
         self.inner.upload(key).await
     }
     async fn get(&self, key: &str) -> exporter::Result<Bytes> {
         self.inner.get(key).await
     }
-    async fn get_stream(&self, key: &str) -> exporter::Result<exporter::storage::ByteStream> {
+    async fn get_stream(&self, key: &str) -> exporter::Result<exporter::ports::ByteStream> {
         if key == self.gone {
             return Err(ExportError::NotFound { what: key.to_string() });
         }
         self.inner.get_stream(key).await
     }
-    async fn head(&self, key: &str) -> exporter::Result<Option<exporter::storage::ObjectMeta>> {
+    async fn head(&self, key: &str) -> exporter::Result<Option<exporter::ports::ObjectMeta>> {
         self.inner.head(key).await
     }
-    async fn list(&self, prefix: &str) -> exporter::Result<Vec<exporter::storage::ObjectMeta>> {
+    async fn list(&self, prefix: &str) -> exporter::Result<Vec<exporter::ports::ObjectMeta>> {
         self.inner.list(prefix).await
     }
     async fn delete(&self, key: &str) -> exporter::Result<()> {
@@ -394,7 +394,7 @@ impl ObjectStore for VanishingLake {
 async fn a_run_short_of_time_hands_the_hours_it_cannot_start_to_one_time_schedules() {
     let dir = tempfile::tempdir().unwrap();
     let at = chrono::DateTime::parse_from_rfc3339("2020-01-25T04:20:00Z").unwrap().with_timezone(&Utc);
-    let clock: exporter::failure::Clock = Arc::new(move || at);
+    let clock: exporter::delivery::failure::Clock = Arc::new(move || at);
     let home = EmbeddedHome::open(dir.path(), ExportSettings::new(1 << 20, 6, 1).unwrap(), RetryPolicy::default(), clock).unwrap();
     let dest = dir.path().join("dest");
     std::fs::create_dir_all(&dest).unwrap();
@@ -405,17 +405,17 @@ async fn a_run_short_of_time_hands_the_hours_it_cannot_start_to_one_time_schedul
     home.control.create_connection(Connection::from_json(&doc).unwrap(), at).await.unwrap();
     // Four owed hours (00..03), and a deadline already too close to start a second one.
     let payload = serde_json::json!({"connection_id": "c1", "scheduled_time": "2020-01-25T04:20:00Z"});
-    let r = exporter::invocation::handle_hourly(&home.services, &payload, Some(at - chrono::Duration::seconds(1))).await.unwrap();
+    let r = exporter::delivery::invocation::handle_hourly(&home.services, &payload, Some(at - chrono::Duration::seconds(1))).await.unwrap();
     assert_eq!(r.hours.len(), 4);
     assert!(r.hours[0].succeeded(), "the first hour always starts: {:?}", r.hours[0]);
     for h in &r.hours[1..] {
-        assert!(matches!(h.after_failure, Some(exporter::failure::AfterFailure::HandedOff { .. })), "{h:?}");
+        assert!(matches!(h.after_failure, Some(exporter::delivery::failure::AfterFailure::HandedOff { .. })), "{h:?}");
     }
     let handed = home.scheduler.retries().await.unwrap();
     assert_eq!(handed.len(), 3, "one one-time schedule per hour not started: {handed:?}");
     assert!(handed.iter().all(|s| s.at == at + chrono::Duration::minutes(1)));
     // The hours stay owed with their next run named, and the schedules export them.
-    let ledger = exporter::ledger::HourLedger::new(home.control.store().clone());
+    let ledger = exporter::control::ledger::HourLedger::new(home.control.store().clone());
     assert_eq!(ledger.owed("c1").await.unwrap().len(), 3);
     for (_, response) in home.fire_due_retries(at + chrono::Duration::minutes(1)).await.unwrap() {
         assert!(response.unwrap().hours.iter().all(|h| h.succeeded()));

@@ -1,8 +1,8 @@
 //! Glue: the event to `invocation::handle_backfill`, the outcome to JSON or a Lambda error.
 
-use exporter::adapters::function_env::FunctionRuntime;
-use exporter::backfill::BackfillOutcome;
-use exporter::invocation::handle_backfill;
+use exporter::delivery::backfill::BackfillOutcome;
+use exporter::delivery::invocation::handle_backfill;
+use exporter::runtime::function_env::FunctionRuntime;
 use exporter::ExportError;
 use function_glue::{failed, FunctionError};
 use lambda_runtime::LambdaEvent;

@@ -6,7 +6,7 @@ mod handler;
 
 use std::sync::Arc;
 
-use exporter::adapters::function_env::FunctionRuntime;
+use exporter::runtime::function_env::FunctionRuntime;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]

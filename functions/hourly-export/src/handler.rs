@@ -1,7 +1,7 @@
 //! Glue: the event to `invocation::handle_hourly`, the outcome to JSON or a Lambda error.
 
-use exporter::adapters::function_env::FunctionRuntime;
-use exporter::invocation::{handle_hourly, HourlyResponse};
+use exporter::delivery::invocation::{handle_hourly, HourlyResponse};
+use exporter::runtime::function_env::FunctionRuntime;
 use function_glue::{failed, FunctionError};
 use lambda_runtime::LambdaEvent;
 

@@ -1,0 +1,217 @@
+//! The IAM policies a customer applies so the exporter can write to their bucket:
+//! a bucket policy and a KMS key policy statement granting exactly the actions the export
+//! needs, on exactly the bucket and prefix, to the project's role (never an account root),
+//! plus the same statements as an identity policy (attached to the role itself when the
+//! bucket is in the exporter's own account, and what the moto tests enforce).
+
+use serde_json::{json, Value};
+
+use crate::control::connection::Destination;
+use crate::error::{ExportError, Result};
+
+/// Role ARN template used when none is configured.
+pub const DEFAULT_ROLE_TEMPLATE: &str = "arn:aws:iam::{account}:role/event-export-project-{project_id}";
+
+/// Object actions on `bucket/prefix/*`: write parts and markers (multipart uploads are
+/// authorised as PutObject), read markers for the recurring skip, delete stale parts on
+/// replace, abort failed multipart uploads.
+pub const OBJECT_ACTIONS: [&str; 4] = ["s3:PutObject", "s3:GetObject", "s3:DeleteObject", "s3:AbortMultipartUpload"];
+/// Bucket actions: list under the prefix, find the bucket's region.
+pub const BUCKET_ACTIONS: [&str; 2] = ["s3:ListBucket", "s3:GetBucketLocation"];
+/// KMS actions for SSE-KMS: GenerateDataKey to write, Decrypt to read and to complete
+/// multipart uploads.
+pub const KMS_ACTIONS: [&str; 2] = ["kms:GenerateDataKey", "kms:Decrypt"];
+
+/// `arn:aws:iam::{account}:role/...-{project_id}` filled in.
+pub fn role_arn_from_template(template: &str, account: &str, project_id: &str) -> String {
+    template.replace("{account}", account).replace("{project_id}", project_id)
+}
+
+/// Everything a customer needs for an S3 destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Policies {
+    /// The principal granted access: the project role.
+    pub role_arn: String,
+    /// Complete bucket policy document.
+    pub bucket_policy: Value,
+    /// Statement to add to the KMS key's policy, when the destination uses SSE-KMS.
+    pub kms_key_policy_statement: Option<Value>,
+    /// The same grants as an identity policy document (no principal, KMS on the key ARN).
+    pub identity_policy: Value,
+}
+
+/// The policies for an S3 destination, or an error for other destination types.
+pub fn s3_policies(dest: &Destination, role_arn: &str) -> Result<S3Policies> {
+    let Destination::S3 { bucket, prefix, kms_key_arn, .. } = dest else {
+        return Err(ExportError::invalid_config(
+            "destination.type",
+            "policies are generated for S3 destinations only",
+            "Azure access is granted with a role assignment on the container.",
+        ));
+    };
+    validate_role_principal(role_arn)?;
+    let principal = json!({ "AWS": role_arn });
+    let mut bucket_statements = s3_statements(bucket, prefix);
+    for s in &mut bucket_statements {
+        s["Principal"] = principal.clone();
+    }
+    let kms_key_policy_statement = kms_key_arn.as_ref().map(|_| {
+        json!({
+            "Sid": "EventExportUseKey",
+            "Effect": "Allow",
+            "Principal": principal.clone(),
+            "Action": KMS_ACTIONS,
+            // In a key policy "*" means "this key".
+            "Resource": "*"
+        })
+    });
+    let mut identity_statements = s3_statements(bucket, prefix);
+    if let Some(key) = kms_key_arn {
+        identity_statements.push(json!({ "Sid": "EventExportUseKey", "Effect": "Allow", "Action": KMS_ACTIONS, "Resource": key }));
+    }
+    Ok(S3Policies {
+        role_arn: role_arn.to_string(),
+        bucket_policy: json!({ "Version": "2012-10-17", "Statement": bucket_statements }),
+        kms_key_policy_statement,
+        identity_policy: json!({ "Version": "2012-10-17", "Statement": identity_statements }),
+    })
+}
+
+/// The statement (bucket-policy form, with the role as principal) that grants `permission`
+/// on this destination: what an email about a missing permission tells the customer to add.
+pub fn fix_statement(dest: &Destination, role_arn: &str, permission: &str) -> Result<Option<Value>> {
+    let p = s3_policies(dest, role_arn)?;
+    if KMS_ACTIONS.contains(&permission) {
+        return Ok(p.kms_key_policy_statement);
+    }
+    let statements = p.bucket_policy["Statement"].as_array().cloned().unwrap_or_default();
+    Ok(statements.into_iter().find(|s| s["Action"].as_array().is_some_and(|a| a.iter().any(|x| x == permission)) || s["Action"] == permission))
+}
+
+fn s3_statements(bucket: &str, prefix: &str) -> Vec<Value> {
+    let prefix = prefix.trim_matches('/');
+    let objects = if prefix.is_empty() { format!("arn:aws:s3:::{bucket}/*") } else { format!("arn:aws:s3:::{bucket}/{prefix}/*") };
+    let bucket_arn = format!("arn:aws:s3:::{bucket}");
+    let mut list = json!({ "Sid": "EventExportList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn });
+    if !prefix.is_empty() {
+        // Only listings under the prefix; `prefix/*` also matches `prefix/` itself.
+        list["Condition"] = json!({ "StringLike": { "s3:prefix": [format!("{prefix}/*")] } });
+    }
+    vec![
+        json!({ "Sid": "EventExportObjects", "Effect": "Allow", "Action": OBJECT_ACTIONS, "Resource": objects }),
+        list,
+        json!({ "Sid": "EventExportBucketLocation", "Effect": "Allow", "Action": "s3:GetBucketLocation", "Resource": bucket_arn }),
+    ]
+}
+
+/// The principal must be a role, never an account (`:root` or a bare account id), which
+/// would grant every identity in that account.
+fn validate_role_principal(role_arn: &str) -> Result<()> {
+    let parts: Vec<&str> = role_arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "iam"
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5].starts_with("role/")
+        && parts[5].len() > "role/".len();
+    if !ok {
+        return Err(ExportError::invalid_config(
+            "project role",
+            format!("{role_arn:?} is not an IAM role ARN"),
+            "Policies name the project's role (arn:aws:iam::ACCOUNT:role/NAME), never an account root.",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/event-export-project-187520";
+
+    fn dest(prefix: &str, kms: Option<&str>) -> Destination {
+        Destination::S3 { bucket: "acme-events".into(), prefix: prefix.into(), region: "us-east-1".into(), kms_key_arn: kms.map(str::to_string) }
+    }
+
+    fn actions(s: &Value) -> Vec<String> {
+        match &s["Action"] {
+            Value::String(a) => vec![a.clone()],
+            Value::Array(a) => a.iter().map(|x| x.as_str().unwrap().to_string()).collect(),
+            other => panic!("bad Action {other}"),
+        }
+    }
+
+    #[test]
+    fn bucket_policy_grants_exactly_the_needed_actions_to_the_role() {
+        let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+        let p = s3_policies(&dest("exports/amplitude/", Some(key)), ROLE).unwrap();
+        assert_eq!(p.bucket_policy["Version"], "2012-10-17");
+        let st = p.bucket_policy["Statement"].as_array().unwrap();
+        assert_eq!(st.len(), 3);
+        for s in st {
+            assert_eq!(s["Effect"], "Allow");
+            assert_eq!(s["Principal"], json!({ "AWS": ROLE }));
+            assert!(s["Sid"].as_str().unwrap().bytes().all(|b| b.is_ascii_alphanumeric()), "Sid must be alphanumeric");
+        }
+        assert_eq!(actions(&st[0]), OBJECT_ACTIONS);
+        assert_eq!(st[0]["Resource"], "arn:aws:s3:::acme-events/exports/amplitude/*");
+        assert_eq!(actions(&st[1]), ["s3:ListBucket"]);
+        assert_eq!(st[1]["Resource"], "arn:aws:s3:::acme-events");
+        assert_eq!(st[1]["Condition"], json!({ "StringLike": { "s3:prefix": ["exports/amplitude/*"] } }));
+        assert_eq!(actions(&st[2]), ["s3:GetBucketLocation"]);
+        let kms = p.kms_key_policy_statement.unwrap();
+        assert_eq!(actions(&kms), KMS_ACTIONS);
+        assert_eq!(kms["Principal"], json!({ "AWS": ROLE }));
+        // Round-trips as JSON text (what exportctl prints and customers paste).
+        let text = serde_json::to_string_pretty(&p.bucket_policy).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), p.bucket_policy);
+        assert!(!text.contains(":root"));
+    }
+
+    #[test]
+    fn identity_form_has_no_principal_and_scopes_kms_to_the_key() {
+        let key = "arn:aws:kms:us-east-1:123456789012:key/k";
+        let p = s3_policies(&dest("exports", Some(key)), ROLE).unwrap();
+        let st = p.identity_policy["Statement"].as_array().unwrap();
+        assert_eq!(st.len(), 4);
+        assert!(st.iter().all(|s| s.get("Principal").is_none()));
+        assert_eq!(st[3]["Resource"], key);
+        assert_eq!(actions(&st[3]), KMS_ACTIONS);
+    }
+
+    #[test]
+    fn empty_prefix_means_whole_bucket_and_no_kms_without_key() {
+        let p = s3_policies(&dest("", None), ROLE).unwrap();
+        let st = p.bucket_policy["Statement"].as_array().unwrap();
+        assert_eq!(st[0]["Resource"], "arn:aws:s3:::acme-events/*");
+        assert!(st[1].get("Condition").is_none());
+        assert!(p.kms_key_policy_statement.is_none());
+        assert_eq!(p.identity_policy["Statement"].as_array().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn account_principals_are_refused() {
+        for bad in
+            ["arn:aws:iam::123456789012:root", "123456789012", "arn:aws:iam::123456789012:user/bob", "arn:aws:iam::1:role/x", "arn:aws:iam::123456789012:role/"]
+        {
+            assert!(s3_policies(&dest("p", None), bad).is_err(), "{bad}");
+        }
+        let azure = Destination::Local { path: "/tmp/x".into(), prefix: String::new() };
+        assert!(s3_policies(&azure, ROLE).is_err());
+    }
+
+    #[test]
+    fn fix_statement_names_the_statement_granting_a_permission() {
+        let key = "arn:aws:kms:us-east-1:123456789012:key/k";
+        let d = dest("exports", Some(key));
+        for perm in OBJECT_ACTIONS.iter().chain(BUCKET_ACTIONS.iter()).chain(KMS_ACTIONS.iter()) {
+            let s = fix_statement(&d, ROLE, perm).unwrap().unwrap_or_else(|| panic!("no statement for {perm}"));
+            assert!(actions(&s).iter().any(|a| a == perm), "{perm}: {s}");
+        }
+        assert!(fix_statement(&d, ROLE, "s3:PutBucketPolicy").unwrap().is_none());
+        assert_eq!(role_arn_from_template(DEFAULT_ROLE_TEMPLATE, "123456789012", "7"), "arn:aws:iam::123456789012:role/event-export-project-7");
+    }
+}

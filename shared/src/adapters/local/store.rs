@@ -1,0 +1,277 @@
+//! Local folder adapter (embedded mode): the lake, the control store and destinations as
+//! directories. Writes are atomic: a temp file under `.uploads/`, then a rename.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::error::{ExportError, Result};
+use crate::ports::{ByteStream, CreateOutcome, ObjectMeta, ObjectStore, StreamingUpload};
+
+/// Folder under the root that holds uploads in progress; never listed.
+const UPLOADS_DIR: &str = ".uploads";
+
+static UPLOAD_SEQ: AtomicU64 = AtomicU64::new(0);
+
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+    /// A destination folder behaves like a bucket: it must exist, and a folder that is gone
+    /// is "destination missing", never silently re-created.
+    must_exist: bool,
+}
+
+impl LocalStore {
+    /// Uses (and creates) `root` as the store's folder (lake, control store, outbox).
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root).map_err(|e| ExportError::io(root.display().to_string(), e))?;
+        Ok(LocalStore { root, must_exist: false })
+    }
+
+    /// A destination folder: it must exist now and at every write.
+    pub fn existing(root: impl Into<PathBuf>) -> Result<Self> {
+        let store = LocalStore { root: root.into(), must_exist: true };
+        store.check_root()?;
+        Ok(store)
+    }
+
+    fn check_root(&self) -> Result<()> {
+        if !self.must_exist || std::fs::metadata(&self.root).is_ok_and(|m| m.is_dir()) {
+            return Ok(());
+        }
+        Err(ExportError::DestinationMissing {
+            resource: self.root.display().to_string(),
+            hint: "The destination folder must exist (like a bucket, it is never created by the exporter); create it or fix the connection's path.".into(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Maps a key to a path inside the root, refusing anything that could escape it.
+    fn path_of(&self, key: &str) -> Result<PathBuf> {
+        validate_key(key)?;
+        Ok(self.root.join(key))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        let n = UPLOAD_SEQ.fetch_add(1, Ordering::Relaxed);
+        self.root.join(UPLOADS_DIR).join(format!("{}-{n}", std::process::id()))
+    }
+
+    async fn write_temp(&self, body: &[u8]) -> Result<PathBuf> {
+        let temp = self.temp_path();
+        create_parent(&temp).await?;
+        let mut f = tokio::fs::File::create(&temp).await.map_err(|e| io_err(&temp, e))?;
+        f.write_all(body).await.map_err(|e| io_err(&temp, e))?;
+        f.sync_all().await.map_err(|e| io_err(&temp, e))?;
+        Ok(temp)
+    }
+}
+
+/// Keys are relative, `/`-separated, with no empty, `.` or `..` segment and no backslash.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad = |why: &str| ExportError::invalid_input(format!("object key {key:?}"), why.to_string());
+    if key.is_empty() {
+        return Err(bad("empty key"));
+    }
+    if key.starts_with('/') {
+        return Err(bad("must not start with '/'"));
+    }
+    if key.contains('\\') || key.contains('\0') {
+        return Err(bad("must not contain a backslash or NUL"));
+    }
+    for seg in key.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(bad("must not contain empty, '.' or '..' segments"));
+        }
+    }
+    if key.split('/').next() == Some(UPLOADS_DIR) {
+        return Err(bad("the .uploads folder is reserved"));
+    }
+    Ok(())
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> ExportError {
+    match e.kind() {
+        ErrorKind::PermissionDenied => ExportError::PermissionDenied {
+            operation: "write".into(),
+            resource: path.display().to_string(),
+            permission: "file system write access".into(),
+            principal: None,
+            detail: e.to_string(),
+        },
+        _ => ExportError::io(path.display().to_string(), e),
+    }
+}
+
+async fn create_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(|e| io_err(parent, e))?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> Result<()> {
+        self.check_root()?;
+        let path = self.path_of(key)?;
+        let temp = self.write_temp(&body).await?;
+        create_parent(&path).await?;
+        tokio::fs::rename(&temp, &path).await.map_err(|e| io_err(&path, e))
+    }
+
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<CreateOutcome> {
+        self.check_root()?;
+        let path = self.path_of(key)?;
+        let temp = self.write_temp(&body).await?;
+        create_parent(&path).await?;
+        // hard_link fails if the target exists: an atomic create-only publish.
+        let outcome = match tokio::fs::hard_link(&temp, &path).await {
+            Ok(()) => Ok(CreateOutcome::Created),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(CreateOutcome::AlreadyExists),
+            Err(e) => Err(io_err(&path, e)),
+        };
+        let _ = tokio::fs::remove_file(&temp).await;
+        outcome
+    }
+
+    async fn upload(&self, key: &str) -> Result<Box<dyn StreamingUpload>> {
+        self.check_root()?;
+        let path = self.path_of(key)?;
+        let temp = self.temp_path();
+        create_parent(&temp).await?;
+        let file = tokio::fs::File::create(&temp).await.map_err(|e| io_err(&temp, e))?;
+        Ok(Box::new(LocalUpload { file: tokio::io::BufWriter::with_capacity(1 << 20, file), temp, path }))
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes> {
+        let path = self.path_of(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Bytes::from(b)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Err(ExportError::NotFound { what: format!("{}/{key}", self.describe()) }),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+
+    async fn get_stream(&self, key: &str) -> Result<ByteStream> {
+        let path = self.path_of(key)?;
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(ExportError::NotFound { what: format!("{}/{key}", self.describe()) }),
+            Err(e) => return Err(io_err(&path, e)),
+        };
+        let display = path.display().to_string();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).map(move |r| r.map_err(|e| ExportError::io(display.clone(), e)));
+        Ok(Box::pin(stream))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        self.check_root()?;
+        let path = self.path_of(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => Ok(Some(ObjectMeta { key: key.to_string(), size: m.len() })),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        self.check_root()?;
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || list_blocking(&root, &prefix)).await.map_err(|e| ExportError::Internal(format!("listing task failed: {e}")))?
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.check_root()?;
+        let path = self.path_of(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path, e)),
+        }
+    }
+}
+
+fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    // Start the walk at the deepest folder the prefix names completely.
+    let dir_part = match prefix.rfind('/') {
+        Some(i) => &prefix[..i],
+        None => "",
+    };
+    if !dir_part.is_empty() {
+        validate_key(dir_part)?;
+    }
+    let start = if dir_part.is_empty() { root.to_path_buf() } else { root.join(dir_part) };
+    let mut out = Vec::new();
+    let mut stack = vec![(start, dir_part.to_string())];
+    while let Some((dir, key_dir)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => continue,
+            Err(e) => return Err(io_err(&dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err(&dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if key_dir.is_empty() && name == UPLOADS_DIR {
+                continue;
+            }
+            let key = if key_dir.is_empty() { name.clone() } else { format!("{key_dir}/{name}") };
+            let meta = match entry.metadata() {
+                Ok(m) => m,
+                // Deleted between read_dir and metadata: like S3, a listing just misses it.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&entry.path(), e)),
+            };
+            if meta.is_dir() {
+                if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                    stack.push((entry.path(), key));
+                }
+            } else if key.starts_with(prefix) {
+                out.push(ObjectMeta { key, size: meta.len() });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+struct LocalUpload {
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    temp: PathBuf,
+    path: PathBuf,
+}
+
+#[async_trait]
+impl StreamingUpload for LocalUpload {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.file.write_all(&chunk).await.map_err(|e| io_err(&self.temp, e))
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<()> {
+        self.file.flush().await.map_err(|e| io_err(&self.temp, e))?;
+        self.file.get_ref().sync_all().await.map_err(|e| io_err(&self.temp, e))?;
+        create_parent(&self.path).await?;
+        tokio::fs::rename(&self.temp, &self.path).await.map_err(|e| io_err(&self.path, e))
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        let _ = tokio::fs::remove_file(&self.temp).await;
+        Ok(())
+    }
+}

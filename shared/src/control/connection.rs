@@ -1,0 +1,349 @@
+//! Connections: one project → one destination (or two: events and merged IDs apart).
+//! Validated once when loaded, so everything downstream can trust them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::control::secret::Secret;
+use crate::error::{ExportError, Result};
+use crate::export::filter::Filter;
+
+/// Kind of Amplitude project; portfolio projects aggregate others and are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectKind {
+    #[default]
+    Standard,
+    Portfolio,
+}
+
+/// Which data a connection exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataKinds {
+    #[serde(default = "yes")]
+    pub events: bool,
+    #[serde(default = "yes")]
+    pub merged_ids: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for DataKinds {
+    fn default() -> Self {
+        DataKinds { events: true, merged_ids: true }
+    }
+}
+
+/// Where an export goes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Destination {
+    S3 {
+        bucket: String,
+        #[serde(default)]
+        prefix: String,
+        region: String,
+        /// SSE-KMS key; every put then carries `aws:kms` and this key.
+        #[serde(default)]
+        kms_key_arn: Option<String>,
+    },
+    Azure {
+        /// `https://{account}.blob.core.windows.net` (or an emulator's URL).
+        account_url: String,
+        container: String,
+        #[serde(default)]
+        prefix: String,
+        #[serde(default)]
+        tenant_id: Option<String>,
+        #[serde(default)]
+        client_id: Option<String>,
+        /// Service principal secret; encrypted with KMS in the control store.
+        #[serde(default)]
+        client_secret: Option<Secret>,
+        /// Alternative to the service principal: a SAS token (query string, no `?`).
+        #[serde(default)]
+        sas_token: Option<Secret>,
+    },
+    /// A local folder (embedded mode).
+    Local {
+        path: String,
+        #[serde(default)]
+        prefix: String,
+    },
+}
+
+impl Destination {
+    pub fn prefix(&self) -> &str {
+        match self {
+            Destination::S3 { prefix, .. } | Destination::Azure { prefix, .. } | Destination::Local { prefix, .. } => prefix,
+        }
+    }
+
+    /// The bucket/container identity that an organisation claims, e.g. `s3:my-bucket`.
+    pub fn claim_id(&self) -> String {
+        match self {
+            Destination::S3 { bucket, .. } => format!("s3/{bucket}"),
+            Destination::Azure { account_url, container, .. } => {
+                let host = account_url.trim_end_matches('/').rsplit("//").next().unwrap_or(account_url);
+                format!("azure/{}/{container}", host.replace(['/', ':'], "_"))
+            }
+            Destination::Local { path, .. } => format!("local/{}", path.trim_matches('/').replace('/', "_")),
+        }
+    }
+
+    /// `s3://bucket/prefix`, `azure://account/container/prefix`, `file:///path/prefix`.
+    pub fn describe(&self) -> String {
+        let with_prefix = |base: String, prefix: &str| {
+            if prefix.is_empty() {
+                base
+            } else {
+                format!("{base}/{}", prefix.trim_matches('/'))
+            }
+        };
+        match self {
+            Destination::S3 { bucket, prefix, .. } => with_prefix(format!("s3://{bucket}"), prefix),
+            Destination::Azure { account_url, container, prefix, .. } => with_prefix(format!("{}/{container}", account_url.trim_end_matches('/')), prefix),
+            Destination::Local { path, prefix } => with_prefix(format!("file://{path}"), prefix),
+        }
+    }
+
+    fn validate(&self, field: &str) -> Result<()> {
+        validate_prefix(&format!("{field}.prefix"), self.prefix())?;
+        match self {
+            Destination::S3 { bucket, region, kms_key_arn, .. } => {
+                validate_bucket_name(&format!("{field}.bucket"), bucket)?;
+                if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+                    return Err(ExportError::invalid_config(
+                        format!("{field}.region"),
+                        format!("{region:?} is not an AWS region name"),
+                        "Use the bucket's region, e.g. us-east-1.",
+                    ));
+                }
+                if let Some(arn) = kms_key_arn {
+                    if !(arn.starts_with("arn:aws") && arn.contains(":kms:") && (arn.contains(":key/") || arn.contains(":alias/"))) {
+                        return Err(ExportError::invalid_config(
+                            format!("{field}.kms_key_arn"),
+                            format!("{arn:?} is not a KMS key ARN"),
+                            "Give the full ARN, e.g. arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab.",
+                        ));
+                    }
+                }
+            }
+            Destination::Azure { account_url, container, tenant_id, client_id, client_secret, sas_token, .. } => {
+                let parsed = url::Url::parse(account_url).map_err(|e| {
+                    ExportError::invalid_config(
+                        format!("{field}.account_url"),
+                        format!("{account_url:?} is not a URL ({e})"),
+                        "Use https://{account}.blob.core.windows.net.",
+                    )
+                })?;
+                if !matches!(parsed.scheme(), "https" | "http") || parsed.query().is_some() {
+                    return Err(ExportError::invalid_config(
+                        format!("{field}.account_url"),
+                        "must be an http(s) URL without a query string",
+                        "Put a SAS token in sas_token, not in the URL.",
+                    ));
+                }
+                validate_container_name(&format!("{field}.container"), container)?;
+                let principal = [tenant_id.is_some(), client_id.is_some(), client_secret.is_some()];
+                let has_sp = principal.iter().all(|x| *x);
+                if principal.iter().any(|x| *x) && !has_sp {
+                    return Err(ExportError::invalid_config(
+                        field,
+                        "a service principal needs tenant_id, client_id and client_secret together",
+                        "Give all three, or use sas_token instead.",
+                    ));
+                }
+                if !has_sp && sas_token.is_none() {
+                    return Err(ExportError::invalid_config(
+                        field,
+                        "no credentials",
+                        "Give tenant_id, client_id and client_secret of a service principal (or a sas_token).",
+                    ));
+                }
+                if let Some(secret) = client_secret {
+                    if secret.is_empty() {
+                        return Err(ExportError::invalid_config(format!("{field}.client_secret"), "is empty", "Give the service principal's secret value."));
+                    }
+                }
+            }
+            Destination::Local { path, .. } => {
+                if path.is_empty() {
+                    return Err(ExportError::invalid_config(format!("{field}.path"), "is empty", "Give a folder path."));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A connection as stored in the control store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    pub id: String,
+    pub org_id: String,
+    pub project_id: String,
+    #[serde(default)]
+    pub project_kind: ProjectKind,
+    #[serde(default)]
+    pub export: DataKinds,
+    /// Filter conditions (see [`Filter`]); validated when the connection is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<serde_json::Value>,
+    pub destination: Destination,
+    /// Optional separate destination for merged IDs; defaults to `destination`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_ids_destination: Option<Destination>,
+    #[serde(default)]
+    pub admins: Vec<String>,
+    pub creator: String,
+    #[serde(default = "yes")]
+    pub complete_markers: bool,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// RFC 3339 creation time; set by the control store when absent.
+    #[serde(default)]
+    pub created: Option<String>,
+}
+
+impl Connection {
+    /// Parses and validates a connection document, naming the first bad field.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let conn: Connection = serde_json::from_str(text).map_err(|e| {
+            ExportError::invalid_config("connection", format!("not a valid connection document: {e}"), "See README: Connections for the fields.")
+        })?;
+        conn.validate()?;
+        Ok(conn)
+    }
+
+    /// Checks every rule a connection must meet before it can be stored or run.
+    pub fn validate(&self) -> Result<()> {
+        validate_id("id", &self.id)?;
+        validate_numeric_id("org_id", &self.org_id)?;
+        validate_numeric_id("project_id", &self.project_id)?;
+        if self.project_kind == ProjectKind::Portfolio {
+            return Err(ExportError::invalid_config(
+                "project_kind",
+                format!("project {} is a portfolio project, which cannot be exported", self.project_id),
+                "Connect each of the portfolio's source projects instead.",
+            ));
+        }
+        if !self.export.events && !self.export.merged_ids {
+            return Err(ExportError::invalid_config("export", "exports neither events nor merged_ids", "Enable at least one."));
+        }
+        self.destination.validate("destination")?;
+        if let Some(d) = &self.merged_ids_destination {
+            d.validate("merged_ids_destination")?;
+        }
+        if let Some(f) = &self.filter {
+            Filter::parse(f)?;
+        }
+        for (i, email) in self.admins.iter().enumerate() {
+            validate_email(&format!("admins[{i}]"), email)?;
+        }
+        validate_email("creator", &self.creator)?;
+        Ok(())
+    }
+
+    pub fn compiled_filter(&self) -> Result<Option<Filter>> {
+        self.filter.as_ref().map(Filter::parse).transpose()
+    }
+
+    pub fn merged_ids_destination(&self) -> &Destination {
+        self.merged_ids_destination.as_ref().unwrap_or(&self.destination)
+    }
+
+    /// Admins and creator, without repeats: who is told when the destination breaks.
+    pub fn recipients(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in self.admins.iter().chain(std::iter::once(&self.creator)) {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(e)) {
+                out.push(e.clone());
+            }
+        }
+        out
+    }
+}
+
+fn validate_id(field: &str, id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(ExportError::invalid_config(field, format!("{id:?} is not a valid id"), "Use 1-64 letters, digits, '-' or '_'."));
+    }
+    Ok(())
+}
+
+fn validate_numeric_id(field: &str, id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ExportError::invalid_config(field, format!("{id:?} is not a numeric id"), "Use the numeric id from the project's settings."));
+    }
+    Ok(())
+}
+
+fn validate_email(field: &str, email: &str) -> Result<()> {
+    let ok = email.len() <= 254
+        && !email.contains(char::is_whitespace)
+        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'));
+    if !ok {
+        return Err(ExportError::invalid_config(field, format!("{email:?} is not an email address"), "Use name@example.com."));
+    }
+    Ok(())
+}
+
+/// A prefix is a relative path: no leading `/`, no `.`/`..` or empty segments, no
+/// backslash or control characters, and not too long for S3 keys.
+pub fn validate_prefix(field: &str, prefix: &str) -> Result<()> {
+    let bad = |problem: String| ExportError::invalid_config(field, problem, "Use a relative folder like exports/amplitude (letters, digits, - _ . / only).");
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    if prefix.starts_with('/') {
+        return Err(bad(format!("{prefix:?} starts with '/'")));
+    }
+    if prefix.len() > 512 {
+        return Err(bad("is longer than 512 characters".into()));
+    }
+    if prefix.chars().any(|c| c.is_control() || c == '\\' || c == '#' || c == '?') {
+        return Err(bad(format!("{prefix:?} contains a control character, backslash, '#' or '?'")));
+    }
+    for seg in prefix.trim_end_matches('/').split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(bad(format!("{prefix:?} has an empty, '.' or '..' segment")));
+        }
+    }
+    Ok(())
+}
+
+fn validate_bucket_name(field: &str, name: &str) -> Result<()> {
+    let ok = (3..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..");
+    if !ok {
+        return Err(ExportError::invalid_config(
+            field,
+            format!("{name:?} is not a valid S3 bucket name"),
+            "Bucket names are 3-63 lowercase letters, digits, '-' or '.'.",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_container_name(field: &str, name: &str) -> Result<()> {
+    let ok = (3..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && !name.contains("--")
+        && !name.ends_with('-');
+    if !ok {
+        return Err(ExportError::invalid_config(
+            field,
+            format!("{name:?} is not a valid container name"),
+            "Container names are 3-63 lowercase letters, digits or single '-'.",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! What we keep about connections and their hours, in the control store: connection files
+//! and their lifecycle, sealed secrets, the hour ledger (owed hours, leases, completed
+//! hours) and the run service that exports one hour under a lease.
+
+pub mod connection;
+pub mod ledger;
+pub mod lifecycle;
+pub mod runs;
+pub mod secret;
+pub mod store;

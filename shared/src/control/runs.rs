@@ -1,0 +1,428 @@
+//! Running hours: each under its lease, recorded in the hour ledger and the run records.
+//! Scheduled runs derive their hours from the schedule's time, never the wall clock: every
+//! settled hour up to it is registered as owed, and every owed hour that no retry schedule
+//! is about to take is exported, oldest first, together with recent hours that received
+//! late lake files.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use chrono::Duration;
+
+use crate::control::connection::Connection;
+use crate::control::ledger::{new_run_id, HourLedger, Lease, LeaseOutcome, OwedHour, OwedState};
+use crate::control::store::{ControlStore, Gap, RunOutcome, RunRecord};
+use crate::delivery::failure::{Clock, HourRunner, HourSummary};
+use crate::delivery::invocation::ScheduledRunner;
+use crate::delivery::retry::HourRequest;
+use crate::error::{ExportError, Result};
+use crate::export::hour_export::{export_hour_with, marker_location, ExportMode, ExportOptions, ExportSettings, ExportTargets, HourReport, WriteGuard};
+use crate::hour::{HourRange, UtcHour};
+use crate::ports::{DestinationOpener, ObjectStore};
+
+/// How far back a scheduled run registers hours by itself; older gaps need a backfill.
+pub const MAX_CATCH_UP_HOURS: i64 = 24;
+
+/// How the runs of a process treat time: settle delay, leases, catch-up and late data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunPolicy {
+    /// An hour is exportable once it has ended plus this (the ingestion tier's buffering:
+    /// Firehose holds records up to 900 s).
+    pub settle: Duration,
+    /// A lease's lifetime; must exceed the function timeout.
+    pub lease: Duration,
+    /// Hours a scheduled run registers behind its target (older: reported gap).
+    pub catch_up_hours: i64,
+    /// Completed hours a scheduled run checks for late lake files.
+    pub late_window_hours: i64,
+    /// A run starts no new hour with less than this time left before its deadline.
+    pub reserve: Duration,
+}
+
+impl Default for RunPolicy {
+    fn default() -> Self {
+        RunPolicy {
+            settle: Duration::minutes(DEFAULT_SETTLE_MINUTES),
+            lease: Duration::minutes(crate::control::ledger::DEFAULT_LEASE_MINUTES),
+            catch_up_hours: MAX_CATCH_UP_HOURS,
+            late_window_hours: 24,
+            reserve: Duration::seconds(120),
+        }
+    }
+}
+
+/// Default settle delay: a Firehose buffer of 900 s plus a minute of delivery.
+pub const DEFAULT_SETTLE_MINUTES: i64 = 16;
+
+impl RunPolicy {
+    /// When `hour` may be exported.
+    pub fn ready_at(&self, hour: UtcHour) -> DateTime<Utc> {
+        hour.end() + self.settle
+    }
+
+    /// The latest hour exportable at `t`.
+    pub fn latest_ready(&self, t: DateTime<Utc>) -> Result<UtcHour> {
+        Ok(UtcHour::containing(t - self.settle)?.prev())
+    }
+
+    /// Refuses an hour that is open, in the future, or still settling.
+    pub fn check_closed(&self, hour: UtcHour, now: DateTime<Utc>) -> Result<()> {
+        let ready = self.ready_at(hour);
+        if now < ready {
+            return Err(ExportError::invalid_input(
+                format!("hour {hour}"),
+                format!(
+                    "is not closed yet: it can be exported from {} (the end of the hour plus the settle delay of {} min that the ingestion tier's buffering needs); nothing was written",
+                    ready.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    self.settle.num_minutes()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The first hour a connection owes: the start of its creation day (UTC), as "events
+/// ingested today and moving forward"; `fallback` when the connection has no creation time.
+pub fn first_owed_hour(conn: &Connection, fallback: UtcHour) -> UtcHour {
+    conn.created
+        .as_deref()
+        .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+        .and_then(|t| t.with_timezone(&Utc).date_naive().and_hms_opt(0, 0, 0))
+        .and_then(|t| UtcHour::containing(t.and_utc()).ok())
+        .unwrap_or(fallback)
+}
+
+/// One hour a scheduled run will take on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedHour {
+    pub request: HourRequest,
+    pub owed: Option<OwedHour>,
+}
+
+/// Exports hours for connections and records every run in the control store.
+#[derive(Clone)]
+pub struct RunService {
+    pub control: ControlStore,
+    pub ledger: HourLedger,
+    pub lake: Arc<dyn ObjectStore>,
+    pub destinations: Arc<dyn DestinationOpener>,
+    pub settings: ExportSettings,
+    pub clock: Clock,
+    pub policy: RunPolicy,
+}
+
+impl std::fmt::Debug for RunService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunService").field("lake", &self.lake).field("settings", &self.settings).field("policy", &self.policy).finish()
+    }
+}
+
+/// The run's lease, checked before each destructive or final write.
+struct LeaseGuard {
+    ledger: HourLedger,
+    connection_id: String,
+    lease: Lease,
+    clock: Clock,
+}
+
+#[async_trait]
+impl WriteGuard for LeaseGuard {
+    async fn check(&self) -> Result<()> {
+        if self.ledger.still_holds(&self.connection_id, &self.lease, (self.clock)()).await? {
+            return Ok(());
+        }
+        Err(ExportError::transient(
+            format!("export of {}", self.lease.hour),
+            format!("this run's lease (run {}) expired before it finished; it stopped writing and the hour stays owed", self.lease.run_id),
+        ))
+    }
+}
+
+impl RunService {
+    pub async fn targets(&self, conn: &Connection) -> Result<ExportTargets> {
+        let events = self.destinations.open(&conn.destination, &conn.project_id).await?;
+        let merged_ids = match &conn.merged_ids_destination {
+            Some(d) => self.destinations.open(d, &conn.project_id).await?,
+            None => events.clone(),
+        };
+        Ok(ExportTargets { lake: self.lake.clone(), events, merged_ids })
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// Exports one hour as the only writer of it and records the run; the export's error is
+    /// returned after it is recorded. Refused before anything is written: an hour that is
+    /// not closed, and an hour another run is exporting.
+    pub async fn run(&self, conn: &Connection, req: &HourRequest) -> Result<HourReport> {
+        let hour = req.hour;
+        let started = self.now();
+        self.policy.check_closed(hour, started)?;
+        let run_id = new_run_id();
+        let lease = match self.ledger.acquire(&conn.id, hour, &run_id, started, self.policy.lease).await? {
+            LeaseOutcome::Acquired(l) => l,
+            LeaseOutcome::Busy(l) => {
+                return Err(ExportError::HourBusy {
+                    hour: hour.to_string(),
+                    run_id: l.run_id,
+                    since: l.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    until: l.expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                })
+            }
+        };
+        let result = self.run_leased(conn, req, &lease).await;
+        let released = self.ledger.release(&conn.id, &lease, self.now()).await;
+        let result = self.record(conn, req, &run_id, started, result).await;
+        released?;
+        result
+    }
+
+    async fn run_leased(&self, conn: &Connection, req: &HourRequest, lease: &Lease) -> Result<HourReport> {
+        let hour = req.hour;
+        let completed = self.ledger.complete_manifest(&conn.id, hour).await?;
+        let was_owed = self.ledger.owed_hour(&conn.id, hour).await?;
+        // What this run really does: an hour still owed is exported as it is owed (a late
+        // request never downgrades a pending replace), and late data needs an exported hour.
+        let mode = match (req.mode, &was_owed, &completed) {
+            (ExportMode::Late, Some(owed), _) if owed.mode != ExportMode::Late => owed.mode,
+            (ExportMode::Late, None, None) => ExportMode::Recurring,
+            (mode, _, _) => mode,
+        };
+        if mode == ExportMode::Recurring {
+            if let Some(manifest) = completed {
+                // Done already: a record left owed by an interrupted bookkeeping step goes too.
+                if was_owed.is_some() {
+                    self.ledger.complete(&conn.id, &manifest).await?;
+                }
+                return Ok(HourReport { hour, skipped: true, manifest: Some(manifest), late: None });
+            }
+        }
+        // Owed from now until its marker is written, whatever happens to this run.
+        let restorable = was_owed.is_none() && completed.is_some();
+        let mut owed = was_owed.unwrap_or_else(|| OwedHour::pending(hour, mode));
+        owed.state = OwedState::Exporting;
+        owed.run_id = Some(lease.run_id.clone());
+        if owed.mode != ExportMode::Replace {
+            owed.mode = mode;
+        }
+        owed.allow_empty_lake |= req.allow_empty_lake;
+        self.ledger.save_owed(&conn.id, &owed).await?;
+
+        let options = ExportOptions {
+            allow_empty_lake: req.allow_empty_lake,
+            guard: Some(Arc::new(LeaseGuard { ledger: self.ledger.clone(), connection_id: conn.id.clone(), lease: lease.clone(), clock: self.clock.clone() })),
+        };
+        let targets = self.targets(conn).await?;
+        let report = match export_hour_with(conn, &targets, hour, mode, &self.settings, &options, completed.clone()).await {
+            Ok(report) => report,
+            // Refused before anything was written (an empty lake under a replace, an hour
+            // over the limits): a complete hour whose marker is still in place stays complete.
+            Err(e) if restorable && !e.is_retryable() => {
+                let (marker_store, marker_key) = marker_location(conn, &targets, hour);
+                if let (Some(m), true) = (&completed, !conn.complete_markers || marker_store.head(&marker_key).await?.is_some()) {
+                    self.ledger.complete(&conn.id, m).await?;
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        match &report.manifest {
+            Some(m) => self.ledger.complete(&conn.id, m).await?,
+            // Skipped on a marker whose manifest is unreadable: the marker still says done.
+            None => self.ledger.complete(&conn.id, &crate::export::manifest::Manifest::empty(conn, hour)).await?,
+        }
+        Ok(report)
+    }
+
+    /// Writes the run record and the status line of a finished run.
+    async fn record(&self, conn: &Connection, req: &HourRequest, run_id: &str, started: DateTime<Utc>, result: Result<HourReport>) -> Result<HourReport> {
+        let mut record = RunRecord {
+            connection_id: conn.id.clone(),
+            hour: req.hour,
+            mode: req.mode,
+            attempt: req.attempt,
+            run_id: Some(run_id.to_string()),
+            started,
+            ended: self.now(),
+            outcome: RunOutcome::Failed,
+            events: Default::default(),
+            merged_ids: Default::default(),
+            files: Vec::new(),
+            invalid_records: 0,
+            error_kind: None,
+            error: None,
+        };
+        match &result {
+            Ok(report) if report.skipped => record.outcome = RunOutcome::Skipped,
+            Ok(report) => {
+                record.outcome = RunOutcome::Exported;
+                let (events, merged) = match (&report.late, &report.manifest) {
+                    (Some(late), _) => (Some(late), None),
+                    (None, Some(m)) => (m.events.as_ref(), m.merged_ids.as_ref()),
+                    (None, None) => (None, None),
+                };
+                for (data, acc) in [(events, &mut record.events), (merged, &mut record.merged_ids)] {
+                    if let Some(d) = data {
+                        *acc = d.accounting.clone();
+                        record.files.extend(d.files.iter().map(|f| f.key.clone()));
+                        record.invalid_records += d.accounting.invalid;
+                    }
+                }
+            }
+            Err(e) => {
+                record.error_kind = Some(e.kind().to_string());
+                record.error = Some(e.to_string());
+            }
+        }
+        let bookkeeping = async {
+            if record.outcome == RunOutcome::Skipped {
+                // A redelivery that found the hour done must not hide the run that did it.
+                self.control.put_run_if_absent(&record).await?;
+            } else {
+                self.control.put_run(&record).await?;
+            }
+            match &result {
+                Ok(_) => {
+                    let hour = req.hour;
+                    self.control.update_status(&conn.id, |s| s.last_exported_hour = Some(s.last_exported_hour.map_or(hour, |h| h.max(hour)))).await?;
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    let blame = e.blame().to_string();
+                    self.control
+                        .update_status(&conn.id, |s| {
+                            s.last_error = Some(message);
+                            s.last_error_blame = Some(blame);
+                        })
+                        .await?;
+                }
+            }
+            Ok::<_, ExportError>(())
+        }
+        .await;
+        match (result, bookkeeping) {
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e.ours("control store")),
+            (Ok(r), Ok(())) => Ok(r),
+        }
+    }
+
+    /// The hours a schedule firing at `scheduled_time` takes on: registers owed hours up to
+    /// the latest settled hour, finds late lake files in recently completed hours, and
+    /// returns the owed hours due now (oldest first) and the late hours.
+    pub async fn plan_scheduled(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<(Vec<PlannedHour>, Option<Gap>)> {
+        let now = self.now();
+        if scheduled_time > now + Duration::minutes(5) {
+            return Err(ExportError::invalid_input(
+                format!("scheduled_time {}", scheduled_time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                format!(
+                    "is in the future (now is {}); a schedule fires at or before now, so nothing was exported",
+                    now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            ));
+        }
+        let target = self.policy.latest_ready(scheduled_time)?;
+        let registration = self.ledger.register_through(&conn.id, first_owed_hour(conn, target), target, self.policy.catch_up_hours).await?;
+        let gap =
+            registration.gap.map(|range| Gap { range, backfill_command: format!("exportctl backfill {} --from {} --to {}", conn.id, range.from, range.to) });
+        let mut planned = Vec::new();
+        for owed in self.ledger.owed(&conn.id).await? {
+            if owed.hour <= target && owed.due_for_hourly_run(now) {
+                let mut request = HourRequest::new(conn.id.clone(), owed.hour, owed.mode, owed.attempts + 1);
+                request.allow_empty_lake = owed.allow_empty_lake;
+                planned.push(PlannedHour { request, owed: Some(owed) });
+            }
+        }
+        if conn.export.events {
+            for hour in HourRange::new(target.plus(1 - self.policy.late_window_hours.max(1)), target)?.hours() {
+                let Some(manifest) = self.ledger.complete_manifest(&conn.id, hour).await? else {
+                    continue;
+                };
+                if has_late_files(self.lake.as_ref(), conn, &manifest).await? {
+                    planned.push(PlannedHour { request: HourRequest::new(conn.id.clone(), hour, ExportMode::Late, 1), owed: None });
+                }
+            }
+        }
+        Ok((planned, gap))
+    }
+
+    /// Keeps the status's derived fields (watermark, gap) in step with the ledger.
+    pub async fn refresh_status(&self, conn: &Connection, gap: Option<Gap>) -> Result<()> {
+        let watermark = self.ledger.watermark(&conn.id).await?;
+        self.control
+            .update_status(&conn.id, |s| {
+                s.watermark = watermark;
+                if gap.is_some() {
+                    s.gap = gap;
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Whether the lake holds event files for the manifest's hour that it does not list.
+async fn has_late_files(lake: &dyn ObjectStore, conn: &Connection, manifest: &crate::export::manifest::Manifest) -> Result<bool> {
+    let Some(events) = &manifest.events else {
+        return Ok(false);
+    };
+    let files = crate::export::lake::list_hour_files(lake, &crate::export::layout::lake_events_prefix(&conn.project_id, manifest.hour))
+        .await
+        .map_err(|e| e.ours("event lake"))?;
+    Ok(files.iter().any(|f| !events.lake_inputs.iter().any(|i| i.key == f.key)))
+}
+
+fn summary(report: &HourReport) -> HourSummary {
+    let data = report.late.as_ref().or(report.manifest.as_ref().and_then(|m| m.events.as_ref()));
+    let events = if report.skipped { 0 } else { data.map(|e| e.accounting.exported).unwrap_or(0) };
+    HourSummary { skipped: report.skipped, events_exported: events, late_parts: report.late.as_ref().map_or(0, |l| l.files.len() as u64) }
+}
+
+#[async_trait]
+impl HourRunner for RunService {
+    async fn run_hour(&self, conn: &Connection, req: &HourRequest) -> Result<HourSummary> {
+        self.run(conn, req).await.map(|r| summary(&r))
+    }
+
+    fn check_ready(&self, range: HourRange) -> Result<()> {
+        self.policy.check_closed(range.to, self.now())
+    }
+}
+
+#[async_trait]
+impl ScheduledRunner for RunService {
+    async fn plan(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<Vec<HourRequest>> {
+        let (planned, gap) = self.plan_scheduled(conn, scheduled_time).await?;
+        self.refresh_status(conn, gap).await?;
+        Ok(planned.into_iter().map(|p| p.request).collect())
+    }
+
+    async fn finish(&self, conn: &Connection) -> Result<()> {
+        self.refresh_status(conn, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn closed_hours_only() {
+        let p = RunPolicy::default();
+        let h17 = UtcHour::parse("2020-01-25T17").unwrap();
+        assert_eq!(p.latest_ready(t("2020-01-25T18:20:00Z")).unwrap(), h17);
+        assert_eq!(p.latest_ready(t("2020-01-25T18:10:00Z")).unwrap(), h17.prev(), "17 is still settling at 18:10");
+        assert!(p.check_closed(h17, t("2020-01-25T18:16:00Z")).is_ok());
+        let err = p.check_closed(h17, t("2020-01-25T17:30:00Z")).unwrap_err();
+        assert!(err.to_string().contains("not closed yet") && err.to_string().contains("2020-01-25T18:16:00Z"), "{err}");
+        assert!(!err.is_retryable());
+    }
+}

@@ -1,0 +1,666 @@
+//! What happens after a run of one hour: retries through the scheduler, the failing state
+//! of a connection, and the one email per failing episode.
+//!
+//! - A failed attempt that may succeed later schedules attempt + 1 (deterministic name,
+//!   so a redelivered failure finds its retry already planned).
+//! - The last attempt of an accessibility failure probes the destination, marks the
+//!   connection failing and emails the admins and the creator, once per episode: the
+//!   episode is opened with a create-only write in the control store, and only the
+//!   invocation that created it sends. Concurrent hours failing together, and Lambda or
+//!   the scheduler delivering an event twice, therefore send one email, not one per hour.
+//! - The next success closes the episode, so a later breakage is a new episode.
+//!
+//! Failing hours are owed hours of the hour ledger (`ledger`), in state `failing` with
+//! their attempts, last error, blame and next retry; giving up ends the retries, never the
+//! debt: the next hourly run that reaches the destination exports them. The episode is
+//! `failures/{connection}/episode.json` while failing.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::access::probe::ProbeReport;
+use crate::control::connection::{Connection, Destination};
+use crate::control::ledger::{HourLedger, OwedHour, OwedState};
+use crate::delivery::notify::{compose_failure_email, FailedHour, FailureNotice, PolicyFix};
+use crate::delivery::retry::{handoff, HourRequest, RetryPolicy};
+use crate::error::{ExportError, Result};
+use crate::hour::{HourRange, UtcHour};
+use crate::ports::RetryScheduler;
+use crate::ports::{CreateOutcome, ObjectStore};
+use crate::ports::{DestinationProber, Mailer};
+
+/// An episode whose email was claimed but never marked sent after this long is taken
+/// over: the invocation that claimed it died between the claim and the send.
+const STALE_CLAIM_MINUTES: i64 = 15;
+
+/// At most this many failing hours are listed in an email (all are counted).
+const MAX_LISTED_HOURS: usize = 48;
+
+/// Exports one hour and records the run (the run machinery of `runs`); `Err` is the
+/// export's own error, already recorded in the run record.
+#[async_trait]
+pub trait HourRunner: Send + Sync {
+    async fn run_hour(&self, conn: &Connection, req: &HourRequest) -> Result<HourSummary>;
+    /// Refuses a range reaching an hour that may not be exported yet (open or settling).
+    fn check_ready(&self, _range: HourRange) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What a successful run reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourSummary {
+    /// The complete marker was already there (recurring mode): nothing was written.
+    pub skipped: bool,
+    pub events_exported: u64,
+    /// Late mode: new parts written for lake files that landed after the marker.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub late_parts: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The outcome of one hour, as handlers report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HourResult {
+    pub request: HourRequest,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exported: Option<HourSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_failure: Option<AfterFailure>,
+}
+
+impl HourResult {
+    pub fn succeeded(&self) -> bool {
+        self.exported.is_some()
+    }
+
+    /// Not a failure of this run: another run holds the hour, or it was handed on.
+    pub fn left_alone(&self) -> bool {
+        matches!(self.after_failure, Some(AfterFailure::LeftToOtherRun | AfterFailure::HandedOff { .. }))
+    }
+}
+
+/// Where the connection's visible status (`exportctl status`) is kept in step with the
+/// failing state decided here.
+#[async_trait]
+pub trait FailingStatus: Send + Sync {
+    async fn mark_failing(&self, connection_id: &str, since: DateTime<Utc>, last_error: &str, notified: bool) -> Result<()>;
+    async fn clear_failing(&self, connection_id: &str) -> Result<()>;
+}
+
+/// A clock, so tests can move time.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+/// Everything the failure path talks to.
+#[derive(Clone)]
+pub struct FailureHandler {
+    pub control: Arc<dyn ObjectStore>,
+    pub retries: Arc<dyn RetryScheduler>,
+    pub mailer: Arc<dyn Mailer>,
+    pub prober: Arc<dyn DestinationProber>,
+    pub status: Option<Arc<dyn FailingStatus>>,
+    pub policy: RetryPolicy,
+    pub clock: Clock,
+}
+
+impl std::fmt::Debug for FailureHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FailureHandler").field("retries", &self.retries).field("mailer", &self.mailer).field("policy", &self.policy).finish()
+    }
+}
+
+/// What was done about a failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum AfterFailure {
+    /// Attempt + 1 is scheduled (`created: false` when it already was).
+    RetryScheduled { schedule: String, at: DateTime<Utc>, attempt: u32, created: bool },
+    /// The error cannot go away by retrying (invalid configuration or input).
+    NotRetryable,
+    /// The last attempt failed: retries end, the hour stays owed and every hourly run tries
+    /// it again. `email` is the message id when this call sent the episode's email; `None`
+    /// when the failure is not about access or the email was already sent for this episode.
+    GaveUp { accessibility: bool, email: Option<String> },
+    /// Another run holds the hour's lease: nothing was done and nothing is to be done.
+    LeftToOtherRun,
+    /// Not started: the invocation ran short of time, so a one-time schedule takes it.
+    HandedOff { schedule: String, at: DateTime<Utc> },
+}
+
+/// The record of one failing hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HourFailure {
+    pub hour: UtcHour,
+    pub attempts: u32,
+    pub kind: String,
+    pub error: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The open failing episode of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Episode {
+    pub since: DateTime<Utc>,
+    pub first_hour: UtcHour,
+    pub last_error: String,
+    #[serde(default)]
+    pub emailed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub message_id: Option<String>,
+    #[serde(default)]
+    pub missing: Vec<String>,
+}
+
+pub fn episode_key(connection_id: &str) -> String {
+    format!("failures/{connection_id}/episode.json")
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Bytes> {
+    serde_json::to_vec_pretty(v).map(Bytes::from).map_err(|e| ExportError::Internal(format!("failure record: {e}")))
+}
+
+impl FailureHandler {
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    /// The open episode of a connection, if it is failing.
+    pub async fn episode(&self, connection_id: &str) -> Result<Option<Episode>> {
+        match self.control.get(&episode_key(connection_id)).await {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| ExportError::Corrupt { what: episode_key(connection_id), detail: e.to_string() }),
+            Err(ExportError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn ledger(&self) -> HourLedger {
+        HourLedger::new(self.control.clone())
+    }
+
+    /// The hours currently failing, oldest first.
+    pub async fn failing_hours(&self, connection_id: &str) -> Result<Vec<HourFailure>> {
+        Ok(self
+            .ledger()
+            .owed(connection_id)
+            .await?
+            .into_iter()
+            .filter(|h| h.state == OwedState::Failing)
+            .map(|h| HourFailure {
+                hour: h.hour,
+                attempts: h.attempts,
+                kind: h.error_kind.unwrap_or_default(),
+                error: h.last_error.unwrap_or_default(),
+                at: h.next_retry.unwrap_or_else(|| self.now()),
+            })
+            .collect())
+    }
+
+    /// Hands an hour this invocation has no time to start to a one-time schedule; the
+    /// hour stays owed either way.
+    pub async fn hand_off(&self, conn: &Connection, req: &HourRequest) -> Result<HourResult> {
+        let plan = handoff(req, self.now());
+        self.retries.schedule_retry(&plan).await?;
+        let ledger = self.ledger();
+        let mut owed = ledger.owed_hour(&conn.id, req.hour).await?.unwrap_or_else(|| OwedHour::pending(req.hour, req.mode));
+        owed.next_retry = Some(plan.at);
+        ledger.save_owed(&conn.id, &owed).await?;
+        tracing::info!(connection = %conn.id, hour = %req.hour, outcome = "handed_off", schedule = %plan.name, "little time left; hour handed to a one-time schedule");
+        Ok(HourResult {
+            request: req.clone(),
+            exported: None,
+            error_kind: None,
+            error: None,
+            after_failure: Some(AfterFailure::HandedOff { schedule: plan.name, at: plan.at }),
+        })
+    }
+
+    /// Runs one hour and deals with the outcome: success clears failing state, failure
+    /// schedules the retry or, on the last attempt, notifies. `Err` only when the failure
+    /// could not be handled (e.g. the scheduler is down): the caller must then fail so the
+    /// event is delivered again.
+    pub async fn process_hour(&self, runner: &dyn HourRunner, conn: &Connection, req: &HourRequest) -> Result<HourResult> {
+        match runner.run_hour(conn, req).await {
+            Ok(summary) => {
+                self.on_success(conn, req).await?;
+                tracing::info!(
+                    connection = %conn.id, hour = %req.hour, mode = %req.mode, attempt = req.attempt,
+                    outcome = if summary.skipped { "skipped" } else { "exported" }, events = summary.events_exported, "hour done"
+                );
+                Ok(HourResult { request: req.clone(), exported: Some(summary), error_kind: None, error: None, after_failure: None })
+            }
+            Err(err) => {
+                tracing::warn!(
+                    connection = %conn.id, hour = %req.hour, mode = %req.mode, attempt = req.attempt,
+                    outcome = "failed", error_kind = err.kind(), error = %err, "hour failed"
+                );
+                let after = self.on_failure(conn, req, &err).await?;
+                Ok(HourResult {
+                    request: req.clone(),
+                    exported: None,
+                    error_kind: Some(err.kind().into()),
+                    error: Some(err.to_string()),
+                    after_failure: Some(after),
+                })
+            }
+        }
+    }
+
+    /// After a successful run of `req`: the hour is no longer failing, and a failing
+    /// connection is healthy again (its episode closes). Returns whether an episode closed.
+    pub async fn on_success(&self, conn: &Connection, req: &HourRequest) -> Result<bool> {
+        let key = episode_key(&conn.id);
+        let open = self.control.head(&key).await?.is_some();
+        if open {
+            self.control.delete(&key).await?;
+            tracing::info!(connection = %conn.id, hour = %req.hour, attempt = req.attempt, outcome = "recovered", "destination accessible again; failing state cleared");
+        }
+        if let Some(status) = &self.status {
+            if open {
+                status.clear_failing(&conn.id).await?;
+            }
+        }
+        Ok(open)
+    }
+
+    /// After a failed run of `req` with `err`.
+    pub async fn on_failure(&self, conn: &Connection, req: &HourRequest, err: &ExportError) -> Result<AfterFailure> {
+        let now = self.now();
+        if matches!(err, ExportError::HourBusy { .. }) {
+            // The lease holder owns the hour's state: touch nothing.
+            return Ok(AfterFailure::LeftToOtherRun);
+        }
+        let plan = if err.is_retryable() { self.policy.plan(req, now) } else { None };
+        self.record_failure(conn, req, err, plan.as_ref().map(|p| p.at)).await?;
+        if err.blame() == "internal" {
+            // Ours, not the customer's: the operators' alarm (error log line), never an email.
+            tracing::error!(
+                connection = %conn.id, hour = %req.hour, attempt = req.attempt, operator_alert = true, error_kind = err.kind(), error = %err,
+                "our own infrastructure failed; the customer is not notified"
+            );
+        }
+
+        if !err.is_retryable() {
+            return Ok(AfterFailure::NotRetryable);
+        }
+        if let Some(plan) = plan {
+            let outcome = self.retries.schedule_retry(&plan).await?;
+            tracing::info!(
+                connection = %conn.id, hour = %req.hour, attempt = req.attempt, outcome = "retry_scheduled",
+                schedule = %plan.name, at = %plan.at, error_kind = err.kind(), "attempt failed; retry scheduled"
+            );
+            return Ok(AfterFailure::RetryScheduled {
+                schedule: plan.name,
+                at: plan.at,
+                attempt: plan.request.attempt,
+                created: outcome == CreateOutcome::Created,
+            });
+        }
+        if !err.is_accessibility() {
+            tracing::warn!(connection = %conn.id, hour = %req.hour, attempt = req.attempt, outcome = "gave_up", error_kind = err.kind(), "last attempt failed");
+            return Ok(AfterFailure::GaveUp { accessibility: false, email: None });
+        }
+        let email = self.notify_once(conn, req, err, now).await?;
+        Ok(AfterFailure::GaveUp { accessibility: true, email })
+    }
+
+    /// Keeps the failed hour owed, with what went wrong and when it is tried next. A
+    /// request that cannot succeed (a refused, not-closed hour), or one about an hour
+    /// already completed, is not made a debt unless the hour was owed already.
+    async fn record_failure(&self, conn: &Connection, req: &HourRequest, err: &ExportError, next_retry: Option<DateTime<Utc>>) -> Result<()> {
+        let ledger = self.ledger();
+        let existing = ledger.owed_hour(&conn.id, req.hour).await?;
+        // Not owed and nothing to owe: a request that cannot succeed, or a failure after
+        // the hour was completed (bookkeeping, a racing second run).
+        if existing.is_none() && (!err.is_retryable() || ledger.complete_manifest(&conn.id, req.hour).await?.is_some()) {
+            return Ok(());
+        }
+        let mut owed = existing.unwrap_or_else(|| OwedHour::pending(req.hour, req.mode));
+        owed.state = OwedState::Failing;
+        owed.run_id = None;
+        owed.attempts = owed.attempts.max(req.attempt);
+        owed.error_kind = Some(err.kind().to_string());
+        owed.last_error = Some(err.to_string());
+        owed.blame = Some(err.blame().to_string());
+        owed.next_retry = next_retry;
+        owed.retries_exhausted = next_retry.is_none();
+        ledger.save_owed(&conn.id, &owed).await
+    }
+
+    /// Opens the failing episode (create-only) and, if this call opened it, probes the
+    /// destination and sends the email.
+    async fn notify_once(&self, conn: &Connection, req: &HourRequest, err: &ExportError, now: DateTime<Utc>) -> Result<Option<String>> {
+        let key = episode_key(&conn.id);
+        let mut episode = Episode {
+            since: now,
+            first_hour: req.hour,
+            last_error: err.to_string(),
+            emailed_at: None,
+            message_id: None,
+            missing: err.missing_permission().map(|p| vec![p.to_string()]).unwrap_or_default(),
+        };
+        match self.control.put_if_absent(&key, to_json(&episode)?).await? {
+            CreateOutcome::Created => {}
+            CreateOutcome::AlreadyExists => {
+                let Some(existing) = self.episode(&conn.id).await? else {
+                    // Closed by a success in between: the destination works again.
+                    return Ok(None);
+                };
+                let stale = existing.emailed_at.is_none() && now - existing.since > Duration::minutes(STALE_CLAIM_MINUTES);
+                if !stale {
+                    if let Some(status) = &self.status {
+                        status.mark_failing(&conn.id, existing.since, &err.to_string(), existing.emailed_at.is_some()).await?;
+                    }
+                    tracing::info!(connection = %conn.id, hour = %req.hour, attempt = req.attempt, outcome = "failing", "last attempt failed; the episode's email is already sent");
+                    return Ok(None);
+                }
+                episode.since = existing.since;
+                episode.first_hour = existing.first_hour;
+            }
+        }
+        if let Some(status) = &self.status {
+            status.mark_failing(&conn.id, episode.since, &err.to_string(), false).await?;
+        }
+
+        let dest = failing_destination(conn, err);
+        let report = self.prober.probe(conn, dest).await;
+        let hours = self.failing_hours(&conn.id).await?;
+        let notice = build_notice(conn, dest, report, &hours, err);
+        let email = compose_failure_email(&notice);
+        let sent = self.mailer.send(&email).await;
+        let message_id = match sent {
+            Ok(id) => id,
+            Err(e) => {
+                // Give the claim back so the redelivered event (Lambda retries a failed
+                // async invocation) can send it; otherwise the email would be lost.
+                let _ = self.control.delete(&key).await;
+                return Err(e);
+            }
+        };
+        episode.emailed_at = Some(self.now());
+        episode.message_id = Some(message_id.clone());
+        episode.missing = notice.missing();
+        self.control.put(&key, to_json(&episode)?).await?;
+        if let Some(status) = &self.status {
+            status.mark_failing(&conn.id, episode.since, &err.to_string(), true).await?;
+        }
+        tracing::warn!(
+            connection = %conn.id, hour = %req.hour, attempt = req.attempt, outcome = "failing_notified",
+            missing = %episode.missing.join(","), recipients = email.to.len(), "destination inaccessible; admins emailed"
+        );
+        Ok(Some(message_id))
+    }
+}
+
+/// The destination the error is about: the merged-IDs destination when the error names
+/// its bucket or container, else the events destination.
+pub fn failing_destination<'a>(conn: &'a Connection, err: &ExportError) -> &'a Destination {
+    if let Some(m) = &conn.merged_ids_destination {
+        let text = err.to_string();
+        let name = match m {
+            Destination::S3 { bucket, .. } => bucket.as_str(),
+            Destination::Azure { container, .. } => container.as_str(),
+            Destination::Local { path, .. } => path.as_str(),
+        };
+        if !conn.export.events || (text.contains(name) && !text.contains(&conn.destination.describe())) {
+            return m;
+        }
+    }
+    &conn.destination
+}
+
+/// The refused identity: from the error, else the probe report.
+fn refused_principal(err: &ExportError, report: &ProbeReport) -> Option<String> {
+    match err {
+        ExportError::PermissionDenied { principal: Some(p), .. } => Some(p.clone()),
+        _ => report.principal.clone(),
+    }
+}
+
+/// `arn:aws:sts::ACCT:assumed-role/NAME/session` → `arn:aws:iam::ACCT:role/NAME`: policies
+/// name the role, not one of its sessions.
+pub fn role_arn_of(principal: &str) -> String {
+    let parts: Vec<&str> = principal.splitn(6, ':').collect();
+    if parts.len() == 6 && parts[2] == "sts" {
+        if let Some(rest) = parts[5].strip_prefix("assumed-role/") {
+            let name = rest.split('/').next().unwrap_or(rest);
+            return format!("arn:{}:iam::{}:role/{name}", parts[1], parts[4]);
+        }
+    }
+    principal.to_string()
+}
+
+/// The notice for the email: probes, failing hours, principal and the fixing policy.
+pub fn build_notice(conn: &Connection, dest: &Destination, report: ProbeReport, hours: &[HourFailure], err: &ExportError) -> FailureNotice {
+    let principal = refused_principal(err, &report);
+    let mut notice = FailureNotice {
+        connection_id: conn.id.clone(),
+        project_id: conn.project_id.clone(),
+        recipients: conn.recipients(),
+        failing_hours: hours.iter().take(MAX_LISTED_HOURS).map(|h| FailedHour { hour: h.hour, attempts: h.attempts, error: h.error.clone() }).collect(),
+        run_missing_permission: err.missing_permission().map(str::to_string),
+        principal,
+        report,
+        fixes: Vec::new(),
+    };
+    notice.fixes = fixes_for(dest, notice.principal.as_deref(), &notice.missing());
+    notice
+}
+
+fn fixes_for(dest: &Destination, principal: Option<&str>, missing: &[String]) -> Vec<PolicyFix> {
+    match dest {
+        Destination::S3 { bucket, kms_key_arn, .. } => {
+            let Some(principal) = principal else {
+                return Vec::new();
+            };
+            let role = role_arn_of(principal);
+            let mut bucket_statements: Vec<serde_json::Value> = Vec::new();
+            let mut key_statement = None;
+            for perm in missing {
+                match crate::access::policy::fix_statement(dest, &role, perm) {
+                    Ok(Some(s)) if perm.starts_with("kms:") => key_statement = Some(s),
+                    Ok(Some(s)) => {
+                        if !bucket_statements.contains(&s) {
+                            bucket_statements.push(s)
+                        }
+                    }
+                    // Not an IAM action (e.g. "bucket exists"): nothing to grant.
+                    Ok(None) | Err(_) => {}
+                }
+            }
+            let mut out = Vec::new();
+            if !bucket_statements.is_empty() {
+                let body = if bucket_statements.len() == 1 { bucket_statements.remove(0) } else { serde_json::Value::Array(bucket_statements) };
+                out.push(PolicyFix {
+                    title: format!("Add this statement to the bucket policy of {bucket}"),
+                    statement: serde_json::to_string_pretty(&body).unwrap_or_default(),
+                });
+            }
+            if let (Some(s), Some(key)) = (key_statement, kms_key_arn) {
+                out.push(PolicyFix {
+                    title: format!("Add this statement to the key policy of {key}"),
+                    statement: serde_json::to_string_pretty(&s).unwrap_or_default(),
+                });
+            }
+            out
+        }
+        Destination::Azure { account_url, container, client_id, .. } => {
+            if missing.iter().any(|m| m.starts_with("Microsoft.Storage/")) {
+                let who = client_id.as_deref().map(|c| format!("the service principal {c}")).unwrap_or_else(|| "the SAS token's holder".into());
+                vec![PolicyFix {
+                    title: format!("Grant {who} the role \"Storage Blob Data Contributor\" on container {container}"),
+                    statement: format!(
+                        "az role assignment create --role \"Storage Blob Data Contributor\" --assignee {} --scope \"<storage account resource id>/blobServices/default/containers/{container}\"\n(account {account_url}; a SAS token needs the r, w, d and l permissions instead)",
+                        client_id.as_deref().unwrap_or("<client id>")
+                    ),
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        Destination::Local { .. } => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::probe::ProbeResult;
+    use crate::adapters::local::memory::MemoryStore;
+    use crate::delivery::notify::Email;
+    use crate::delivery::retry::PlannedRetry;
+    use crate::export::hour_export::ExportMode;
+    use std::sync::Mutex;
+
+    #[derive(Debug, Default)]
+    struct Sched(Mutex<Vec<PlannedRetry>>);
+    #[async_trait]
+    impl RetryScheduler for Sched {
+        async fn schedule_retry(&self, r: &PlannedRetry) -> Result<CreateOutcome> {
+            let mut v = self.0.lock().unwrap();
+            if v.iter().any(|x| x.name == r.name) {
+                return Ok(CreateOutcome::AlreadyExists);
+            }
+            v.push(r.clone());
+            Ok(CreateOutcome::Created)
+        }
+    }
+    #[derive(Debug, Default)]
+    struct Mail(Mutex<Vec<Email>>);
+    #[async_trait]
+    impl Mailer for Mail {
+        async fn send(&self, e: &Email) -> Result<String> {
+            let mut v = self.0.lock().unwrap();
+            v.push(e.clone());
+            Ok(format!("m{}", v.len()))
+        }
+    }
+    struct Probe;
+    #[async_trait]
+    impl DestinationProber for Probe {
+        async fn probe(&self, _c: &Connection, d: &Destination) -> ProbeReport {
+            ProbeReport {
+                destination: d.describe(),
+                principal: Some("arn:aws:iam::123456789012:role/event-export-project-187520".into()),
+                results: vec![ProbeResult::pass("list", "s3:ListBucket"), ProbeResult::fail("put probe object", "s3:PutObject", &denied())],
+            }
+        }
+    }
+
+    fn denied() -> ExportError {
+        ExportError::PermissionDenied {
+            operation: "PutObject".into(),
+            resource: "dest/exports/x".into(),
+            permission: "s3:PutObject".into(),
+            principal: Some("arn:aws:sts::123456789012:assumed-role/event-export-project-187520/export-187520".into()),
+            detail: "AccessDenied".into(),
+        }
+    }
+
+    fn conn() -> Connection {
+        Connection::from_json(
+            r#"{"id":"c1","org_id":"42","project_id":"187520","destination":{"type":"s3","bucket":"dest","prefix":"exports","region":"us-east-1"},
+                "admins":["admin@example.com"],"creator":"creator@example.com"}"#,
+        )
+        .unwrap()
+    }
+
+    fn handler(clock: Arc<Mutex<DateTime<Utc>>>) -> (FailureHandler, Arc<Sched>, Arc<Mail>) {
+        let sched = Arc::new(Sched::default());
+        let mail = Arc::new(Mail::default());
+        let c = clock.clone();
+        let h = FailureHandler {
+            control: Arc::new(MemoryStore::new("control")),
+            retries: sched.clone(),
+            mailer: mail.clone(),
+            prober: Arc::new(Probe),
+            status: None,
+            policy: RetryPolicy::default(),
+            clock: Arc::new(move || *c.lock().unwrap()),
+        };
+        (h, sched, mail)
+    }
+
+    #[tokio::test]
+    async fn retries_then_one_email_for_many_hours_then_recovery() {
+        let clock = Arc::new(Mutex::new(DateTime::parse_from_rfc3339("2020-01-25T18:10:00Z").unwrap().with_timezone(&Utc)));
+        let (h, sched, mail) = handler(clock.clone());
+        let c = conn();
+        let hours = [UtcHour::parse("2020-01-25T17").unwrap(), UtcHour::parse("2020-01-25T18").unwrap()];
+        for hour in hours {
+            for attempt in 1..=4 {
+                let req = HourRequest::new("c1", hour, ExportMode::Recurring, attempt);
+                let after = h.on_failure(&c, &req, &denied()).await.unwrap();
+                assert!(matches!(after, AfterFailure::RetryScheduled { attempt: a, created: true, .. } if a == attempt + 1), "{after:?}");
+                // Redelivery of the same failure plans nothing new.
+                let again = h.on_failure(&c, &req, &denied()).await.unwrap();
+                assert!(matches!(again, AfterFailure::RetryScheduled { created: false, .. }));
+            }
+        }
+        assert_eq!(sched.0.lock().unwrap().len(), 8);
+        let last_a = HourRequest::new("c1", hours[0], ExportMode::Recurring, 5);
+        let last_b = HourRequest::new("c1", hours[1], ExportMode::Recurring, 5);
+        let a = h.on_failure(&c, &last_a, &denied()).await.unwrap();
+        assert_eq!(a, AfterFailure::GaveUp { accessibility: true, email: Some("m1".into()) });
+        let b = h.on_failure(&c, &last_b, &denied()).await.unwrap();
+        assert_eq!(b, AfterFailure::GaveUp { accessibility: true, email: None }, "one email per episode");
+        let again = h.on_failure(&c, &last_a, &denied()).await.unwrap();
+        assert_eq!(again, AfterFailure::GaveUp { accessibility: true, email: None });
+        let mails = mail.0.lock().unwrap().clone();
+        assert_eq!(mails.len(), 1);
+        assert!(mails[0].subject.contains("s3:PutObject"));
+        assert!(mails[0].text.contains("arn:aws:iam::123456789012:role/event-export-project-187520"), "{}", mails[0].text);
+        assert!(mails[0].text.contains("\"s3:PutObject\""), "the fixing statement is in the body");
+        assert_eq!(mails[0].to, vec!["admin@example.com", "creator@example.com"]);
+        let ep = h.episode("c1").await.unwrap().unwrap();
+        assert_eq!(ep.message_id.as_deref(), Some("m1"));
+        assert_eq!(ep.missing, vec!["s3:PutObject".to_string()]);
+
+        // Recovery clears the state; a new breakage is a new episode with its own email.
+        assert!(h.on_success(&c, &last_a).await.unwrap());
+        assert!(h.episode("c1").await.unwrap().is_none());
+        assert!(!h.on_success(&c, &last_a).await.unwrap(), "second success changes nothing");
+        // The run that exported hour a completed it in the ledger; hour b stays owed.
+        h.ledger().complete("c1", &crate::export::manifest::Manifest::empty(&c, hours[0])).await.unwrap();
+        assert_eq!(h.failing_hours("c1").await.unwrap().iter().map(|f| f.hour).collect::<Vec<_>>(), vec![hours[1]]);
+        let c2 = h.on_failure(&c, &last_b, &denied()).await.unwrap();
+        assert_eq!(c2, AfterFailure::GaveUp { accessibility: true, email: Some("m2".into()) });
+    }
+
+    #[tokio::test]
+    async fn invalid_errors_are_not_retried_and_others_do_not_email() {
+        let clock = Arc::new(Mutex::new(Utc::now()));
+        let (h, sched, mail) = handler(clock);
+        let c = conn();
+        let hour = UtcHour::parse("2020-01-25T17").unwrap();
+        let bad = ExportError::invalid_config("filter", "broken", "fix it");
+        assert_eq!(h.on_failure(&c, &HourRequest::new("c1", hour, ExportMode::Recurring, 1), &bad).await.unwrap(), AfterFailure::NotRetryable);
+        let flaky = ExportError::transient("PutObject", "503");
+        assert_eq!(
+            h.on_failure(&c, &HourRequest::new("c1", hour, ExportMode::Recurring, 5), &flaky).await.unwrap(),
+            AfterFailure::GaveUp { accessibility: false, email: None }
+        );
+        assert!(sched.0.lock().unwrap().is_empty());
+        assert!(mail.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn assumed_role_becomes_role() {
+        assert_eq!(role_arn_of("arn:aws:sts::123456789012:assumed-role/r1/sess"), "arn:aws:iam::123456789012:role/r1");
+        assert_eq!(role_arn_of("arn:aws:iam::123456789012:role/r1"), "arn:aws:iam::123456789012:role/r1");
+    }
+}

@@ -1,0 +1,225 @@
+//! The two functions' events turned into library calls, so the function crates stay glue.
+//!
+//! hourly-export receives either `{connection_id, scheduled_time}` from the connection's
+//! hourly schedule or `{connection_id, hour, mode, attempt}` from a retry schedule;
+//! backfill receives `{connection_id, from, to}` (plus `depth`/`backfill_id` on the
+//! invocations it makes itself). A bad payload, an unknown or disabled connection is an
+//! `InvalidInput` error, reported before anything is written, so it changes nothing and
+//! retrying it is pointless.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::control::connection::Connection;
+use crate::delivery::backfill::{run_backfill, BackfillContext, BackfillOutcome, BackfillRequest};
+use crate::delivery::failure::{FailureHandler, HourResult, HourRunner};
+use crate::delivery::retry::HourRequest;
+use crate::error::{ExportError, Result};
+use crate::export::hour_export::ExportMode;
+use crate::hour::UtcHour;
+
+/// Reads connections from the control store.
+#[async_trait]
+pub trait ConnectionSource: Send + Sync {
+    /// `Ok(None)` when no connection has this id.
+    async fn connection(&self, id: &str) -> Result<Option<Connection>>;
+}
+
+/// What an hourly schedule firing at `scheduled_time` is due to export: the owed hours
+/// of the hour ledger up to the latest settled hour (registering new ones), and recent
+/// hours with late lake files. Each is then run like any other hour.
+#[async_trait]
+pub trait ScheduledRunner: Send + Sync {
+    async fn plan(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<Vec<HourRequest>>;
+    /// After the planned hours ran: refresh the derived status (watermark).
+    async fn finish(&self, conn: &Connection) -> Result<()>;
+}
+
+/// The hourly-export function's event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HourlyEvent {
+    Scheduled { connection_id: String, scheduled_time: DateTime<Utc> },
+    Hour(HourRequest),
+}
+
+impl HourlyEvent {
+    pub fn connection_id(&self) -> &str {
+        match self {
+            HourlyEvent::Scheduled { connection_id, .. } => connection_id,
+            HourlyEvent::Hour(r) => &r.connection_id,
+        }
+    }
+
+    /// Reads a payload, naming exactly what is wrong with a bad one.
+    pub fn from_payload(payload: &serde_json::Value) -> Result<Self> {
+        let obj = payload.as_object().ok_or_else(|| {
+            ExportError::invalid_input(
+                "hourly-export payload",
+                "expected a JSON object {connection_id, scheduled_time} or {connection_id, hour, mode, attempt}",
+            )
+        })?;
+        let allowed: &[&str] = if obj.contains_key("scheduled_time") {
+            &["connection_id", "scheduled_time"]
+        } else {
+            &["connection_id", "hour", "mode", "attempt", "allow_empty_lake"]
+        };
+        for key in obj.keys() {
+            if !allowed.contains(&key.as_str()) {
+                return Err(ExportError::invalid_input("hourly-export payload", format!("unexpected field `{key}` (expected {})", allowed.join(", "))));
+            }
+        }
+        let text = |field: &str| -> Result<String> {
+            match obj.get(field) {
+                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+                Some(_) => Err(ExportError::invalid_input(format!("`{field}`"), "must be a non-empty string")),
+                None => Err(ExportError::invalid_input("hourly-export payload", format!("missing `{field}`"))),
+            }
+        };
+        let connection_id = text("connection_id")?;
+        if obj.contains_key("scheduled_time") {
+            let raw = text("scheduled_time")?;
+            let scheduled_time = DateTime::parse_from_rfc3339(&raw)
+                .map_err(|_| {
+                    ExportError::invalid_input(
+                        format!("scheduled_time {raw:?}"),
+                        "expected an RFC 3339 time such as 2020-01-25T18:10:00Z (the schedule's input must carry <aws.scheduler.scheduled-time>)",
+                    )
+                })?
+                .with_timezone(&Utc);
+            return Ok(HourlyEvent::Scheduled { connection_id, scheduled_time });
+        }
+        let hour = UtcHour::parse(&text("hour")?)?;
+        let mode = match obj.get("mode") {
+            None => ExportMode::Recurring,
+            Some(serde_json::Value::String(m)) if m == "recurring" => ExportMode::Recurring,
+            Some(serde_json::Value::String(m)) if m == "replace" => ExportMode::Replace,
+            Some(serde_json::Value::String(m)) if m == "late" => ExportMode::Late,
+            Some(other) => return Err(ExportError::invalid_input(format!("mode {other}"), "expected \"recurring\", \"replace\" or \"late\"")),
+        };
+        let allow_empty_lake = match obj.get("allow_empty_lake") {
+            None => false,
+            Some(serde_json::Value::Bool(b)) => *b,
+            Some(other) => return Err(ExportError::invalid_input(format!("allow_empty_lake {other}"), "expected true or false")),
+        };
+        let attempt = match obj.get("attempt") {
+            None => 1,
+            Some(v) => v
+                .as_u64()
+                .filter(|a| (1..=1000).contains(a))
+                .ok_or_else(|| ExportError::invalid_input(format!("attempt {v}"), "expected a positive integer"))? as u32,
+        };
+        Ok(HourlyEvent::Hour(HourRequest { connection_id, hour, mode, attempt, allow_empty_lake }))
+    }
+}
+
+/// What hourly-export did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HourlyResponse {
+    pub connection_id: String,
+    pub hours: Vec<HourResult>,
+}
+
+/// Everything the functions need, built once per process.
+#[derive(Clone)]
+pub struct Services {
+    pub connections: Arc<dyn ConnectionSource>,
+    pub runner: Arc<dyn HourRunner>,
+    pub scheduled: Arc<dyn ScheduledRunner>,
+    pub failure: FailureHandler,
+}
+
+/// Loads a connection that may run: unknown and disabled connections are refused.
+pub async fn load_enabled(connections: &dyn ConnectionSource, id: &str) -> Result<Connection> {
+    let conn = connections
+        .connection(id)
+        .await?
+        .ok_or_else(|| ExportError::invalid_input(format!("connection_id {id:?}"), "no such connection; `exportctl connections list` shows the ids"))?;
+    if !conn.enabled {
+        return Err(ExportError::invalid_input(
+            format!("connection {id}"),
+            "is disabled; nothing is exported until `exportctl connections enable` turns it back on",
+        ));
+    }
+    Ok(conn)
+}
+
+/// Handles one hourly-export event. `stop_starting` is the time after which no new hour
+/// is started (the function's deadline less a reserve): the hours left are handed to
+/// one-time schedules and stay owed. The first hour always starts.
+pub async fn handle_hourly(services: &Services, payload: &serde_json::Value, stop_starting: Option<DateTime<Utc>>) -> Result<HourlyResponse> {
+    let event = HourlyEvent::from_payload(payload)?;
+    let conn = load_enabled(services.connections.as_ref(), event.connection_id()).await?;
+    let requests = match event {
+        HourlyEvent::Hour(req) => vec![req],
+        HourlyEvent::Scheduled { scheduled_time, .. } => services.scheduled.plan(&conn, scheduled_time).await?,
+    };
+    let mut hours = Vec::with_capacity(requests.len());
+    let mut first_error = None;
+    for (i, req) in requests.iter().enumerate() {
+        if i > 0 && stop_starting.is_some_and(|t| Utc::now() >= t) {
+            hours.push(services.failure.hand_off(&conn, req).await?);
+            continue;
+        }
+        // One hour whose failure could not be handled must not cost the others their turn.
+        match services.failure.process_hour(services.runner.as_ref(), &conn, req).await {
+            Ok(result) => hours.push(result),
+            Err(e) => {
+                tracing::error!(connection = %conn.id, hour = %req.hour, error_kind = e.kind(), error = %e, "failure handling failed; the hour stays owed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    services.scheduled.finish(&conn).await?;
+    // Reported after every hour had its turn, so the event is delivered again.
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(HourlyResponse { connection_id: conn.id, hours })
+}
+
+/// Handles one backfill event.
+pub async fn handle_backfill(services: &Services, ctx: &BackfillContext, payload: &serde_json::Value) -> Result<BackfillOutcome> {
+    let req = BackfillRequest::from_payload(payload)?;
+    // Checked before anything is recorded: a range too long or too deep, or reaching an
+    // hour that is not closed yet, changes nothing.
+    ctx.fan_out.plan(req.range()?, req.depth)?;
+    ctx.runner.check_ready(req.range()?)?;
+    let conn = load_enabled(services.connections.as_ref(), &req.connection_id).await?;
+    run_backfill(ctx, &conn, &req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hourly_payloads() {
+        let s = HourlyEvent::from_payload(&json!({"connection_id":"c1","scheduled_time":"2020-01-25T18:10:00Z"})).unwrap();
+        assert!(matches!(s, HourlyEvent::Scheduled { ref connection_id, .. } if connection_id == "c1"));
+        let h = HourlyEvent::from_payload(&json!({"connection_id":"c1","hour":"2020-01-25T17","mode":"replace","attempt":2})).unwrap();
+
+        assert_eq!(h, HourlyEvent::Hour(HourRequest::new("c1", UtcHour::parse("2020-01-25T17").unwrap(), ExportMode::Replace, 2)));
+        let late = HourlyEvent::from_payload(&json!({"connection_id":"c1","hour":"2020-01-25T17","mode":"late","allow_empty_lake":true})).unwrap();
+        assert!(matches!(late, HourlyEvent::Hour(HourRequest { mode: ExportMode::Late, allow_empty_lake: true, .. })));
+        for (bad, want) in [
+            (json!({"connection_id":"c1","hour":"2020-01-25 17:30"}), "minutes and seconds"),
+            (json!({"connection_id":"c1","hour":"2020-01-25T17","mode":"sideways"}), "recurring"),
+            (json!({"connection_id":"c1","hour":"2020-01-25T17","attempt":0}), "positive integer"),
+            (json!({"connection_id":"c1","scheduled_time":"<aws.scheduler.scheduled-time>"}), "RFC 3339"),
+            (json!({"hour":"2020-01-25T17"}), "missing `connection_id`"),
+            (json!({"connection_id":"c1","hour":"2020-01-25T17","extra":true}), "unexpected field"),
+            (json!({"connection_id":"c1","hour":"2020-01-25T17","allow_empty_lake":"yes"}), "expected true or false"),
+            (json!({"connection_id":"c1","scheduled_time":"2020-01-25T18:20:00Z","allow_empty_lake":true}), "unexpected field"),
+            (json!("c1"), "JSON object"),
+        ] {
+            let err = HourlyEvent::from_payload(&bad).unwrap_err();
+            assert_eq!(err.kind(), "InvalidInput", "{bad}");
+            assert!(!err.is_retryable());
+            assert!(err.to_string().contains(want), "{bad}: {err}");
+        }
+    }
+}

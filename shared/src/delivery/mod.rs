@@ -1,0 +1,11 @@
+//! How hours get run and what happens when they fail: the functions' events
+//! (scheduled hour, retry, backfill), the retry plan on EventBridge Scheduler, the failure
+//! handler that decides between retrying and emailing, the email itself, and the
+//! backfill fan-out.
+
+pub mod backfill;
+pub mod failure;
+pub mod invocation;
+pub mod notify;
+pub mod retry;
+pub mod schedule;

@@ -1,0 +1,241 @@
+//! Telling people a destination is broken: the [`Mailer`] port and the failure email.
+//!
+//! The email is written for the person who can fix the bucket or container, not for us:
+//! the subject says where and what is missing, the body shows every probe's result, which
+//! hours are waiting and how often they were tried, who was refused, and the policy
+//! statement to paste. Text and HTML carry the same facts.
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::access::probe::{ProbeOutcome, ProbeReport};
+use crate::hour::UtcHour;
+
+/// A message ready to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Email {
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// An hour that is not exported because of the failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedHour {
+    pub hour: UtcHour,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The last error, as reported (never contains a secret: errors are redacted at the source).
+    pub error: String,
+}
+
+/// A policy statement (or document) that grants what is missing, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFix {
+    /// e.g. "Add this statement to the bucket policy of my-bucket".
+    pub title: String,
+    /// Pretty-printed JSON (or, for Azure, the role assignment to make).
+    pub statement: String,
+}
+
+/// Everything the failure email says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureNotice {
+    pub connection_id: String,
+    pub project_id: String,
+    pub recipients: Vec<String>,
+    pub report: ProbeReport,
+    pub failing_hours: Vec<FailedHour>,
+    /// The permission the failing run itself was refused, when the error named one
+    /// (the probes may not reproduce every refusal, e.g. a Deny on one prefix).
+    pub run_missing_permission: Option<String>,
+    /// The identity that was refused (from the run's error, else the probe report).
+    pub principal: Option<String>,
+    pub fixes: Vec<PolicyFix>,
+}
+
+impl FailureNotice {
+    /// Missing permissions: the probes' failures, plus the run's own when the probes did
+    /// not name it, without repeats.
+    pub fn missing(&self) -> Vec<String> {
+        let mut out = self.report.missing();
+        if let Some(p) = &self.run_missing_permission {
+            if !out.contains(p) {
+                out.insert(0, p.clone());
+            }
+        }
+        out
+    }
+
+    fn principal(&self) -> Option<&str> {
+        self.principal.as_deref().or(self.report.principal.as_deref())
+    }
+}
+
+/// Builds the failure email.
+pub fn compose_failure_email(n: &FailureNotice) -> Email {
+    let missing = n.missing();
+    let what = if missing.is_empty() { "access refused".to_string() } else { format!("missing {}", missing.join(", ")) };
+    let subject = format!("Event export to {} is failing: {what}", n.report.destination);
+
+    let mut text = String::new();
+    let _ = writeln!(text, "The hourly event export of project {} (connection {}) cannot write to", n.project_id, n.connection_id);
+    let _ = writeln!(text, "{}.", n.report.destination);
+    let _ = writeln!(text);
+    if !missing.is_empty() {
+        let _ = writeln!(text, "Missing permission(s): {}", missing.join(", "));
+    }
+    if let Some(p) = n.principal() {
+        let _ = writeln!(text, "Refused principal:     {p}");
+    }
+    let _ = writeln!(text);
+    let _ = writeln!(text, "Access checks just run against the destination:");
+    let _ = writeln!(text);
+    text.push_str(&n.report.table());
+    let _ = writeln!(text);
+    let _ = writeln!(text, "Hours not exported yet ({}):", n.failing_hours.len());
+    for h in &n.failing_hours {
+        let _ = writeln!(text, "  {}  after {} attempt(s): {}", h.hour, h.attempts, h.error);
+    }
+    let _ = writeln!(text);
+    for fix in &n.fixes {
+        let _ = writeln!(text, "{}:", fix.title);
+        let _ = writeln!(text);
+        let _ = writeln!(text, "{}", fix.statement);
+        let _ = writeln!(text);
+    }
+    let _ = writeln!(text, "Once access is granted the next run exports these hours; no other action is needed.");
+    let _ = writeln!(text, "You receive this once per failure, not once per hour.");
+
+    let mut html = String::new();
+    let _ = write!(html, "<html><body>");
+    let _ = write!(
+        html,
+        "<p>The hourly event export of project <b>{}</b> (connection <code>{}</code>) cannot write to <code>{}</code>.</p>",
+        esc(&n.project_id),
+        esc(&n.connection_id),
+        esc(&n.report.destination)
+    );
+    let _ = write!(html, "<ul>");
+    if !missing.is_empty() {
+        let perms: Vec<String> = missing.iter().map(|m| format!("<code>{}</code>", esc(m))).collect();
+        let _ = write!(html, "<li>Missing permission(s): {}</li>", perms.join(", "));
+    }
+    if let Some(p) = n.principal() {
+        let _ = write!(html, "<li>Refused principal: <code>{}</code></li>", esc(p));
+    }
+    let _ = write!(html, "</ul>");
+    let _ =
+        write!(html, "<h3>Access checks</h3><table border=\"1\" cellpadding=\"4\" cellspacing=\"0\"><tr><th>Check</th><th>Permission</th><th>Result</th></tr>");
+    for r in &n.report.results {
+        let result = match &r.outcome {
+            ProbeOutcome::Pass => "pass".to_string(),
+            ProbeOutcome::Fail { cause, detail } => format!("<b>FAIL</b> {}: {}", esc(cause), esc(detail)),
+            ProbeOutcome::Skipped { reason } => format!("skipped ({})", esc(reason)),
+        };
+        let _ = write!(html, "<tr><td>{}</td><td><code>{}</code></td><td>{result}</td></tr>", esc(&r.check), esc(&r.permission));
+    }
+    let _ = write!(html, "</table>");
+    let _ = write!(html, "<h3>Hours not exported yet ({})</h3><ul>", n.failing_hours.len());
+    for h in &n.failing_hours {
+        let _ = write!(html, "<li>{} after {} attempt(s): {}</li>", esc(&h.hour.to_string()), h.attempts, esc(&h.error));
+    }
+    let _ = write!(html, "</ul>");
+    for fix in &n.fixes {
+        let _ = write!(html, "<h3>{}</h3><pre>{}</pre>", esc(&fix.title), esc(&fix.statement));
+    }
+    let _ = write!(
+        html,
+        "<p>Once access is granted the next run exports these hours; no other action is needed. You receive this once per failure, not once per hour.</p></body></html>"
+    );
+
+    Email { to: n.recipients.clone(), subject, text, html }
+}
+
+/// Minimal HTML escaping for text placed in element content.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::probe::ProbeResult;
+    use crate::ExportError;
+
+    fn notice() -> FailureNotice {
+        let denied = ExportError::PermissionDenied {
+            operation: "PutObject".into(),
+            resource: "dest/exports/probe".into(),
+            permission: "s3:PutObject".into(),
+            principal: Some("arn:aws:iam::123456789012:role/export-187520".into()),
+            detail: "AccessDenied".into(),
+        };
+        FailureNotice {
+            connection_id: "c1".into(),
+            project_id: "187520".into(),
+            recipients: vec!["admin@example.com".into(), "creator@example.com".into()],
+            report: ProbeReport {
+                destination: "s3://dest/exports".into(),
+                principal: Some("arn:aws:iam::123456789012:role/export-187520".into()),
+                results: vec![
+                    ProbeResult::pass("list under prefix", "s3:ListBucket"),
+                    ProbeResult::fail("put probe object", "s3:PutObject", &denied),
+                    ProbeResult::skipped("read probe back", "s3:GetObject", "nothing was written"),
+                ],
+            },
+            failing_hours: vec![FailedHour { hour: UtcHour::parse("2020-01-25T17").unwrap(), attempts: 5, error: "permission denied <x>".into() }],
+            run_missing_permission: Some("s3:PutObject".into()),
+            principal: None,
+            fixes: vec![PolicyFix {
+                title: "Add this statement to the bucket policy of dest".into(),
+                statement: "{\"Effect\": \"Allow\", \"Action\": [\"s3:PutObject\"]}".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn subject_names_destination_and_permission() {
+        let e = compose_failure_email(&notice());
+        assert_eq!(e.subject, "Event export to s3://dest/exports is failing: missing s3:PutObject");
+        assert_eq!(e.to, vec!["admin@example.com", "creator@example.com"]);
+    }
+
+    #[test]
+    fn bodies_carry_probes_hours_principal_and_fix() {
+        let e = compose_failure_email(&notice());
+        for body in [&e.text, &e.html] {
+            assert!(body.contains("s3:ListBucket"), "{body}");
+            assert!(body.contains("put probe object"));
+            assert!(body.contains("2020-01-25T17"));
+            assert!(body.contains("5 attempt(s)"));
+            assert!(body.contains("arn:aws:iam::123456789012:role/export-187520"));
+            assert!(body.contains("Add this statement to the bucket policy of dest"));
+        }
+        assert!(e.text.contains("{\"Effect\": \"Allow\""));
+        assert!(e.html.contains("{&quot;Effect&quot;: &quot;Allow&quot;"), "html escapes the statement");
+        assert!(e.html.contains("permission denied &lt;x&gt;"));
+    }
+
+    #[test]
+    fn run_permission_is_named_even_when_probes_pass() {
+        let mut n = notice();
+        n.report.results = vec![ProbeResult::pass("put probe object", "s3:PutObject")];
+        n.run_missing_permission = Some("s3:DeleteObject".into());
+        assert_eq!(n.missing(), vec!["s3:DeleteObject".to_string()]);
+        assert!(compose_failure_email(&n).subject.ends_with("missing s3:DeleteObject"));
+    }
+}

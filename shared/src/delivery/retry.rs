@@ -1,0 +1,240 @@
+//! Retries through the scheduler: a failed hour is never retried in a loop inside the
+//! function (a Lambda that sleeps costs money and dies at its timeout); it asks the
+//! [`RetryScheduler`] to invoke the export again later with `attempt + 1`.
+//!
+//! Everything here is pure: the name of the one-time schedule, its time, and the request it
+//! carries are derived from the failed request alone, so a redelivered failure event asks
+//! for the very same schedule and the scheduler answers "already exists".
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ExportError, Result};
+use crate::export::hour_export::ExportMode;
+use crate::hour::UtcHour;
+
+/// Attempts per hour (the first run included) unless configured otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// EventBridge Scheduler's limit on schedule names.
+pub const MAX_SCHEDULE_NAME: usize = 64;
+
+/// One export of one hour: what the hourly-export function receives from a retry schedule,
+/// `{connection_id, hour, mode, attempt}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HourRequest {
+    pub connection_id: String,
+    pub hour: UtcHour,
+    #[serde(default)]
+    pub mode: ExportMode,
+    /// 1 for the first run; retries carry 2, 3, ...
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// A replace may proceed over an empty lake hour (the operator said so).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_empty_lake: bool,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+impl HourRequest {
+    pub fn new(connection_id: impl Into<String>, hour: UtcHour, mode: ExportMode, attempt: u32) -> Self {
+        HourRequest { connection_id: connection_id.into(), hour, mode, attempt, allow_empty_lake: false }
+    }
+
+    /// The same hour, one attempt later.
+    pub fn next_attempt(&self) -> HourRequest {
+        HourRequest { attempt: self.attempt + 1, ..self.clone() }
+    }
+}
+
+impl fmt::Display for HourRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} ({}, attempt {})", self.connection_id, self.hour, self.mode, self.attempt)
+    }
+}
+
+/// How many times an hour is tried and how long to wait between tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first run included; at least 1.
+    pub max_attempts: u32,
+    /// Wait before attempt 2.
+    pub first_delay: Duration,
+    /// Each further wait is this many times the previous one.
+    pub factor: u32,
+    /// No wait is longer than this.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 5 attempts, waiting 5, 15, 45 and 135 minutes: a destination fixed within about
+    /// three hours never produces an email, and the admins hear within about four.
+    fn default() -> Self {
+        RetryPolicy { max_attempts: DEFAULT_MAX_ATTEMPTS, first_delay: Duration::from_secs(5 * 60), factor: 3, max_delay: Duration::from_secs(6 * 3600) }
+    }
+}
+
+impl RetryPolicy {
+    pub fn new(max_attempts: u32, first_delay: Duration, factor: u32, max_delay: Duration) -> Result<Self> {
+        if max_attempts == 0 {
+            return Err(ExportError::invalid_config("max_attempts", "is 0", "Use 1 (no retries) or more; the default is 5."));
+        }
+        if factor == 0 {
+            return Err(ExportError::invalid_config("retry factor", "is 0", "Use 1 (constant delay) or more."));
+        }
+        Ok(RetryPolicy { max_attempts, first_delay, factor, max_delay })
+    }
+
+    /// Whether `attempt` is the last one allowed.
+    pub fn is_last(&self, attempt: u32) -> bool {
+        attempt >= self.max_attempts
+    }
+
+    /// The wait between a failed `attempt` and the next one: grows with each attempt.
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let steps = attempt.saturating_sub(1).min(30);
+        let mut delay = self.first_delay;
+        for _ in 0..steps {
+            delay = delay.saturating_mul(self.factor);
+            if delay >= self.max_delay {
+                return self.max_delay;
+            }
+        }
+        delay.min(self.max_delay)
+    }
+
+    /// The retry to schedule after `failed` failed at `now`, or `None` when it was the last.
+    pub fn plan(&self, failed: &HourRequest, now: DateTime<Utc>) -> Option<PlannedRetry> {
+        if self.is_last(failed.attempt) {
+            return None;
+        }
+        let next = failed.next_attempt();
+        let delay = chrono::Duration::from_std(self.delay_after(failed.attempt)).unwrap_or(chrono::Duration::hours(6));
+        // Whole seconds: `at(...)` has no fractions.
+        let at = DateTime::from_timestamp((now + delay).timestamp(), 0).unwrap_or(now + delay);
+        Some(PlannedRetry { name: retry_schedule_name(&next), at, request: next })
+    }
+}
+
+/// A one-time schedule that hands a not-yet-started hour to a fresh invocation (a run that
+/// ran short of time): due a minute from now, with the same attempt number.
+pub fn handoff(req: &HourRequest, now: DateTime<Utc>) -> PlannedRetry {
+    let at = DateTime::from_timestamp((now + chrono::Duration::minutes(1)).timestamp(), 0).unwrap_or(now);
+    PlannedRetry { name: retry_schedule_name(req), at, request: req.clone() }
+}
+
+/// A one-time schedule to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRetry {
+    pub name: String,
+    pub at: DateTime<Utc>,
+    pub request: HourRequest,
+}
+
+/// `{conn}-{yyyyMMddTHH}-{rec|rep}-a{attempt}`: unique per connection, hour, mode and
+/// attempt, and valid for EventBridge Scheduler (at most 64 of `[0-9a-zA-Z-_.]`).
+pub fn retry_schedule_name(req: &HourRequest) -> String {
+    let mode = match req.mode {
+        ExportMode::Recurring => "rec",
+        ExportMode::Replace => "rep",
+        ExportMode::Late => "late",
+    };
+    let suffix = format!("-{}-{mode}-a{}", req.hour.start().format("%Y%m%dT%H"), req.attempt);
+    format!("{}{suffix}", name_part(&req.connection_id, MAX_SCHEDULE_NAME - suffix.len()))
+}
+
+/// `id` made safe for a schedule name and at most `room` characters long. When it has to
+/// be shortened (or had characters replaced) a hash of the full id keeps names of
+/// different connections apart.
+pub fn name_part(id: &str, room: usize) -> String {
+    let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect();
+    if safe.len() <= room && safe == id {
+        return safe;
+    }
+    let hash = hex::encode(&Sha256::digest(id.as_bytes())[..4]);
+    let keep = room.saturating_sub(hash.len() + 1);
+    format!("{}-{hash}", &safe[..keep.min(safe.len())])
+}
+
+/// Whether `name` is a valid EventBridge Scheduler schedule name.
+pub fn is_valid_schedule_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_SCHEDULE_NAME && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// The `at(...)` expression of a one-time schedule (interpreted in UTC).
+pub fn at_expression(at: DateTime<Utc>) -> String {
+    format!("at({})", at.format("%Y-%m-%dT%H:%M:%S"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(conn: &str, attempt: u32) -> HourRequest {
+        HourRequest::new(conn, UtcHour::parse("2020-01-25T17").unwrap(), ExportMode::Recurring, attempt)
+    }
+
+    #[test]
+    fn names_are_deterministic_valid_and_distinct() {
+        let a = retry_schedule_name(&req("conn-1", 2));
+        assert_eq!(a, "conn-1-20200125T17-rec-a2");
+        assert_eq!(a, retry_schedule_name(&req("conn-1", 2)));
+        assert_ne!(a, retry_schedule_name(&req("conn-1", 3)));
+        let mut replace = req("conn-1", 2);
+        replace.mode = ExportMode::Replace;
+        assert_ne!(a, retry_schedule_name(&replace));
+
+        let long_a = "a".repeat(64);
+        let long_b = format!("{}b", "a".repeat(63));
+        let na = retry_schedule_name(&req(&long_a, 5));
+        let nb = retry_schedule_name(&req(&long_b, 5));
+        assert!(is_valid_schedule_name(&na), "{na}");
+        assert!(is_valid_schedule_name(&nb), "{nb}");
+        assert_ne!(na, nb, "truncated names keep a hash of the full id");
+        assert!(na.ends_with("-20200125T17-rec-a5"));
+    }
+
+    #[test]
+    fn delays_grow_and_are_capped() {
+        let p = RetryPolicy::default();
+        let mins: Vec<u64> = (1..=4).map(|a| p.delay_after(a).as_secs() / 60).collect();
+        assert_eq!(mins, vec![5, 15, 45, 135]);
+        assert_eq!(p.delay_after(20), Duration::from_secs(6 * 3600));
+        let constant = RetryPolicy::new(3, Duration::from_secs(60), 1, Duration::from_secs(600)).unwrap();
+        assert_eq!(constant.delay_after(2), Duration::from_secs(60));
+        assert!(RetryPolicy::new(0, Duration::ZERO, 2, Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn plans_until_the_last_attempt() {
+        let p = RetryPolicy::default();
+        let now = DateTime::parse_from_rfc3339("2020-01-25T18:05:00.250Z").unwrap().with_timezone(&Utc);
+        let first = p.plan(&req("c", 1), now).expect("attempt 1 of 5 is retried");
+        assert_eq!(first.request.attempt, 2);
+        assert_eq!(at_expression(first.at), "at(2020-01-25T18:10:00)");
+        assert_eq!(first.name, "c-20200125T17-rec-a2");
+        let fourth = p.plan(&req("c", 4), now).expect("attempt 4 of 5 is retried");
+        assert_eq!(fourth.request.attempt, 5);
+        assert!(p.plan(&req("c", 5), now).is_none(), "attempt 5 is the last");
+        assert!(p.is_last(5) && !p.is_last(4));
+    }
+
+    #[test]
+    fn request_payload_shape() {
+        let r: HourRequest = serde_json::from_str(r#"{"connection_id":"c","hour":"2020-01-25T17","mode":"replace","attempt":3}"#).unwrap();
+        assert_eq!(r.mode, ExportMode::Replace);
+        assert_eq!(r.attempt, 3);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["hour"], "2020-01-25T17");
+        let defaults: HourRequest = serde_json::from_str(r#"{"connection_id":"c","hour":"2020-01-25T17"}"#).unwrap();
+        assert_eq!((defaults.mode, defaults.attempt), (ExportMode::Recurring, 1));
+    }
+}

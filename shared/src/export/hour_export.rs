@@ -1,0 +1,615 @@
+//! Exporting one hour of one connection: the export rules of the contract in one place.
+//!
+//! Recurring mode skips an hour whose complete marker exists. Recurring and replace then
+//! write every part, delete stale extra parts, write the merged IDs, and write the marker
+//! last. A failure anywhere leaves no marker, so the hour is retried, never half-reported.
+//! Late mode adds the lake files that landed after the marker as new parts (de-duplicated
+//! against the whole hour) and rewrites the marker to list every part.
+//!
+//! The lake is listed first: a replace over an empty lake hour while the destination holds
+//! the hour refuses before anything is deleted, and an hour too large for the function's
+//! limits fails with the size and the setting to raise instead of timing out.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::control::connection::Connection;
+use crate::error::{ExportError, Result};
+use crate::export::dedup::Deduplicator;
+use crate::export::filter::Filter;
+use crate::export::lake::{list_hour_files, read_files_blocking, InvalidRecord, LakeItem};
+use crate::export::layout::{lake_events_prefix, lake_merges_prefix, ExportLayout};
+use crate::export::manifest::{DataReport, FileEntry, LakeInput, Manifest};
+use crate::export::merged_ids::normalize_merge;
+use crate::export::parts::{CompressionPool, GzipPartEncoder};
+use crate::export::schema::{ExportEvent, Normalizer};
+use crate::hour::UtcHour;
+use crate::ports::{ObjectMeta, ObjectStore, StreamingUpload};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportMode {
+    /// Scheduled runs: an hour that already has its complete marker is skipped.
+    #[default]
+    Recurring,
+    /// Backfills: the hour is rewritten whatever is there.
+    Replace,
+    /// Late data: lake files not in the hour's manifest are exported as new parts.
+    Late,
+}
+
+impl std::fmt::Display for ExportMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ExportMode::Recurring => "recurring",
+            ExportMode::Replace => "replace",
+            ExportMode::Late => "late",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    /// A part is closed once it holds at least this many uncompressed bytes.
+    pub part_size_bytes: u64,
+    pub gzip_level: u32,
+    pub pool: CompressionPool,
+    /// What one run can finish (time and memory of the function).
+    pub limits: HourLimits,
+}
+
+/// What one run can handle, to refuse an hour up front rather than time out on it forever.
+/// Estimated from the lake listing: compressed lake bytes at `lake_bytes_per_second`, and
+/// de-duplication memory from the number of events the bytes hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourLimits {
+    /// Seconds one run may spend on an hour (`None`: unbounded, e.g. embedded mode).
+    pub seconds: Option<u64>,
+    /// Memory available for one hour's de-duplication set (`None`: unbounded).
+    pub memory_bytes: Option<u64>,
+    /// Measured throughput on compressed lake input (see the README's benchmark).
+    pub lake_bytes_per_second: u64,
+}
+
+impl Default for HourLimits {
+    fn default() -> Self {
+        HourLimits { seconds: None, memory_bytes: None, lake_bytes_per_second: LAKE_BYTES_PER_SECOND }
+    }
+}
+
+/// Compressed lake bytes one run reads per second (about 110k events/s at ~1 KB per event
+/// and the ~5x gzip ratio of the lake, with headroom for a slower destination).
+pub const LAKE_BYTES_PER_SECOND: u64 = 15_000_000;
+/// A gzipped lake file holds about this many times its size in JSON.
+const LAKE_GZIP_RATIO: u64 = 6;
+/// Bytes of raw JSON per event, and bytes of the de-duplication set per event.
+const BYTES_PER_EVENT: u64 = 1_000;
+const DEDUP_BYTES_PER_EVENT: u64 = 24;
+
+impl HourLimits {
+    /// Refuses an hour whose estimated cost exceeds the limits, naming size and setting.
+    pub fn check(&self, hour: UtcHour, files: &[ObjectMeta]) -> Result<()> {
+        let compressed: u64 = files.iter().map(|f| f.size).sum();
+        let raw: u64 = files.iter().map(|f| if f.key.ends_with(".gz") { f.size * LAKE_GZIP_RATIO } else { f.size }).sum();
+        let events = raw / BYTES_PER_EVENT;
+        let mb = |b: u64| b as f64 / 1e6;
+        if let Some(seconds) = self.seconds {
+            let needed = compressed / self.lake_bytes_per_second.max(1);
+            if needed > seconds {
+                return Err(ExportError::invalid_config(
+                    "EXPORT_HOUR_SECONDS",
+                    format!(
+                        "hour {hour} has {:.1} MB of lake files ({} files, about {events} events); at {:.0} MB/s that needs about {needed} s, more than the {seconds} s one run may take",
+                        mb(compressed), files.len(), mb(self.lake_bytes_per_second)
+                    ),
+                    "Raise the function's Timeout in the template and EXPORT_HOUR_SECONDS with it (at most 900 s on Lambda), or export this hour with `exportctl export --cloud` from a machine without that limit.",
+                ));
+            }
+        }
+        if let Some(memory) = self.memory_bytes {
+            let needed = events * DEDUP_BYTES_PER_EVENT;
+            if needed > memory {
+                return Err(ExportError::invalid_config(
+                    "EXPORT_HOUR_MEMORY_MB",
+                    format!(
+                        "hour {hour} has about {events} events ({:.1} MB of lake files); de-duplicating them needs about {:.0} MB, more than the {:.0} MB available",
+                        mb(compressed), mb(needed), mb(memory)
+                    ),
+                    "Raise the function's MemorySize in the template (EXPORT_HOUR_MEMORY_MB follows it), or export this hour with `exportctl export --cloud`.",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Default roll-over: 128 MiB of JSON per part (about 15 MiB gzipped).
+pub const DEFAULT_PART_SIZE: u64 = 128 << 20;
+
+impl ExportSettings {
+    /// `threads = 0`: one compression thread per core.
+    pub fn new(part_size_bytes: u64, gzip_level: u32, threads: usize) -> Result<Self> {
+        if part_size_bytes == 0 {
+            return Err(ExportError::invalid_input("part size", "must be positive"));
+        }
+        if gzip_level > 9 {
+            return Err(ExportError::invalid_input("gzip level", format!("{gzip_level} is not 0-9")));
+        }
+        Ok(ExportSettings { part_size_bytes, gzip_level, pool: CompressionPool::new(threads)?, limits: HourLimits::default() })
+    }
+
+    pub fn standard() -> Result<Self> {
+        Self::new(DEFAULT_PART_SIZE, 6, 0)
+    }
+}
+
+/// Where an export reads and writes.
+#[derive(Debug, Clone)]
+pub struct ExportTargets {
+    pub lake: Arc<dyn ObjectStore>,
+    pub events: Arc<dyn ObjectStore>,
+    pub merged_ids: Arc<dyn ObjectStore>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourReport {
+    pub hour: UtcHour,
+    /// The marker already existed (recurring mode), or no late file was found (late mode):
+    /// nothing was written.
+    pub skipped: bool,
+    pub manifest: Option<Manifest>,
+    /// Late mode: what the late files added (new parts and their accounting).
+    pub late: Option<DataReport>,
+}
+
+pub fn events_layout(conn: &Connection) -> ExportLayout {
+    ExportLayout::new(conn.destination.prefix(), &conn.project_id, &conn.org_id)
+}
+
+pub fn merged_ids_layout(conn: &Connection) -> ExportLayout {
+    ExportLayout::new(conn.merged_ids_destination().prefix(), &conn.project_id, &conn.org_id)
+}
+
+/// Where this connection's complete marker for `hour` lives.
+pub fn marker_location<'a>(conn: &Connection, targets: &'a ExportTargets, hour: UtcHour) -> (&'a Arc<dyn ObjectStore>, String) {
+    if conn.export.events {
+        (&targets.events, events_layout(conn).complete_key(hour))
+    } else {
+        (&targets.merged_ids, merged_ids_layout(conn).merged_ids_complete_key(hour))
+    }
+}
+
+/// Checked before every destructive or final write (marker delete, stale-part delete,
+/// marker write): a run that no longer holds its hour's lease must stop writing.
+#[async_trait::async_trait]
+pub trait WriteGuard: Send + Sync {
+    async fn check(&self) -> Result<()>;
+}
+
+/// Choices for one export.
+#[derive(Clone, Default)]
+pub struct ExportOptions {
+    /// Let a replace proceed although the lake hour is empty while the destination holds
+    /// the hour (the operator knows the hour is really empty).
+    pub allow_empty_lake: bool,
+    /// The run's lease on the hour.
+    pub guard: Option<Arc<dyn WriteGuard>>,
+}
+
+impl ExportOptions {
+    async fn check(&self) -> Result<()> {
+        match &self.guard {
+            Some(g) => g.check().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Crash points for the fault-timeline tests: with `EXPORT_PAUSE_AT=<step>` in the
+/// environment the exporter stops at that step (prints `paused at <step>` on stderr and
+/// waits), so a test can kill -9 it exactly there. Steps: `after_marker_delete`,
+/// `between_parts`, `before_stale_delete`, `before_marker`.
+pub fn crash_point(step: &str) {
+    static PAUSE_AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if PAUSE_AT.get_or_init(|| std::env::var("EXPORT_PAUSE_AT").ok()).as_deref() == Some(step) {
+        eprintln!("paused at {step}");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}
+
+/// The lake files of an hour, as our own infrastructure (never the customer's) reads them.
+async fn lake_files(lake: &dyn ObjectStore, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    list_hour_files(lake, prefix).await.map_err(|e| e.ours("event lake"))
+}
+
+fn inputs_of(files: &[ObjectMeta]) -> Vec<LakeInput> {
+    files.iter().map(|f| LakeInput { key: f.key.clone(), size: f.size }).collect()
+}
+
+/// Exports one hour of one connection.
+pub async fn export_hour(conn: &Connection, targets: &ExportTargets, hour: UtcHour, mode: ExportMode, settings: &ExportSettings) -> Result<HourReport> {
+    export_hour_with(conn, targets, hour, mode, settings, &ExportOptions::default(), None).await
+}
+
+/// [`export_hour`] with options, and for late mode the manifest already exported (read
+/// from the destination's marker when not given).
+pub async fn export_hour_with(
+    conn: &Connection,
+    targets: &ExportTargets,
+    hour: UtcHour,
+    mode: ExportMode,
+    settings: &ExportSettings,
+    options: &ExportOptions,
+    prior: Option<Manifest>,
+) -> Result<HourReport> {
+    let filter = conn.compiled_filter()?;
+    let (marker_store, marker_key) = marker_location(conn, targets, hour);
+    if mode == ExportMode::Recurring && conn.complete_markers {
+        if let Some(meta) = marker_store.head(&marker_key).await? {
+            // Read back so the ledger learns what the earlier export consumed.
+            let manifest = match marker_store.get(&meta.key).await {
+                Ok(body) => serde_json::from_slice(&body).ok(),
+                Err(_) => None,
+            };
+            return Ok(HourReport { hour, skipped: true, manifest, late: None });
+        }
+    }
+    let event_files = if conn.export.events { lake_files(targets.lake.as_ref(), &lake_events_prefix(&conn.project_id, hour)).await? } else { Vec::new() };
+    let merge_files = if conn.export.merged_ids { lake_files(targets.lake.as_ref(), &lake_merges_prefix(&conn.org_id, hour)).await? } else { Vec::new() };
+
+    if mode == ExportMode::Late {
+        return export_late(conn, targets, hour, settings, filter, event_files, prior, options).await;
+    }
+    settings.limits.check(hour, &event_files)?;
+    if mode == ExportMode::Replace {
+        refuse_empty_replace(conn, targets, hour, &event_files, &merge_files, options).await?;
+        if conn.complete_markers {
+            // The old marker goes first: while parts are rewritten the hour must not look complete.
+            options.check().await?;
+            marker_store.delete(&marker_key).await?;
+            crash_point("after_marker_delete");
+        }
+    }
+    let mut manifest = Manifest::empty(conn, hour);
+    if conn.export.events {
+        let report = export_events(conn, targets, hour, filter, settings, event_files, 0, Deduplicator::new()).await?;
+        crash_point("before_stale_delete");
+        options.check().await?;
+        delete_stale_parts(conn, targets, hour, report.files.len() as u32).await?;
+        manifest.events = Some(report);
+    }
+    if conn.export.merged_ids {
+        manifest.merged_ids = Some(export_merged_ids(conn, targets, hour, settings, merge_files).await?);
+    }
+    write_marker(conn, marker_store, &marker_key, &manifest, options).await?;
+    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: None })
+}
+
+/// The last step of every export: the accounting must balance, then the marker (with the
+/// lease checked once more) says the hour is complete.
+async fn write_marker(conn: &Connection, store: &Arc<dyn ObjectStore>, key: &str, manifest: &Manifest, options: &ExportOptions) -> Result<()> {
+    if !manifest.balances() {
+        return Err(ExportError::Internal(format!("accounting does not balance for {}: {manifest:?}", manifest.hour)));
+    }
+    if conn.complete_markers {
+        crash_point("before_marker");
+        options.check().await?;
+        store.put(key, Bytes::from(manifest.to_json())).await?;
+    }
+    Ok(())
+}
+
+/// A replace whose lake hour is missing or empty would erase what the destination holds:
+/// lake retention or a wrong lake prefix is not a reason to delete a customer's export.
+async fn refuse_empty_replace(
+    conn: &Connection,
+    targets: &ExportTargets,
+    hour: UtcHour,
+    event_files: &[ObjectMeta],
+    merge_files: &[ObjectMeta],
+    options: &ExportOptions,
+) -> Result<()> {
+    let lake_empty = event_files.iter().chain(merge_files).all(|f| f.size == 0);
+    if !lake_empty || options.allow_empty_lake {
+        return Ok(());
+    }
+    let (marker_store, marker_key) = marker_location(conn, targets, hour);
+    let mut held = 0usize;
+    if conn.export.events {
+        held += targets.events.list(&events_layout(conn).part_prefix(hour)).await?.len();
+    }
+    if conn.export.merged_ids && targets.merged_ids.head(&merged_ids_layout(conn).merged_ids_key(hour)).await?.is_some() {
+        held += 1;
+    }
+    if conn.complete_markers && marker_store.head(&marker_key).await?.is_some() {
+        held += 1;
+    }
+    if held == 0 {
+        return Ok(());
+    }
+    Err(ExportError::Conflict {
+        what: format!(
+            "refusing to replace {hour}: the lake has no data for this hour (expired by the lake's retention, or a wrong lake prefix) \
+             while the destination holds {held} file(s) for it; nothing was deleted. If the hour is really empty, \
+             run the backfill again with --allow-empty-lake"
+        ),
+    })
+}
+
+/// Parts beyond the ones just written belong to an earlier, larger export of this hour.
+async fn delete_stale_parts(conn: &Connection, targets: &ExportTargets, hour: UtcHour, written: u32) -> Result<()> {
+    let layout = events_layout(conn);
+    for stale in targets.events.list(&layout.part_prefix(hour)).await? {
+        if layout.part_number(hour, &stale.key).is_some_and(|n| n >= written) {
+            targets.events.delete(&stale.key).await?;
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Late data: exports the lake files the prior manifest does not list as new parts, after
+/// the existing ones, de-duplicated against every event already exported for the hour, and
+/// rewrites the marker to list every part. Existing parts are never touched.
+async fn export_late(
+    conn: &Connection,
+    targets: &ExportTargets,
+    hour: UtcHour,
+    settings: &ExportSettings,
+    filter: Option<Filter>,
+    event_files: Vec<ObjectMeta>,
+    prior: Option<Manifest>,
+    options: &ExportOptions,
+) -> Result<HourReport> {
+    let (marker_store, marker_key) = marker_location(conn, targets, hour);
+    let prior = match prior {
+        Some(m) => m,
+        None => {
+            let body = marker_store.get(&marker_key).await?;
+            serde_json::from_slice::<Manifest>(&body).map_err(|e| ExportError::Corrupt { what: marker_key.clone(), detail: e.to_string() })?
+        }
+    };
+    let Some(before) = prior.events.clone().filter(|e| conn.export.events && e.knows_its_inputs()) else {
+        return Ok(HourReport { hour, skipped: true, manifest: Some(prior), late: None });
+    };
+    let consumed: std::collections::HashSet<&str> = before.lake_inputs.iter().map(|i| i.key.as_str()).collect();
+    let (old, new): (Vec<ObjectMeta>, Vec<ObjectMeta>) = event_files.into_iter().partition(|f| consumed.contains(f.key.as_str()));
+    if new.is_empty() {
+        return Ok(HourReport { hour, skipped: true, manifest: Some(prior), late: None });
+    }
+    settings.limits.check(hour, &new)?;
+    let dedup = replay_dedup(conn, targets, old).await?;
+    let first_part = before.files.iter().filter_map(|f| f.part).max().map_or(0, |p| p + 1);
+    let late = export_events(conn, targets, hour, filter, settings, new, first_part, dedup).await?;
+    let mut manifest = prior;
+    let mut events = before;
+    events.extend(late.clone());
+    manifest.events = Some(events);
+    write_marker(conn, marker_store, &marker_key, &manifest, options).await?;
+    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: Some(late) })
+}
+
+/// The de-duplication set of the events in lake files already exported.
+async fn replay_dedup(conn: &Connection, targets: &ExportTargets, files: Vec<ObjectMeta>) -> Result<Deduplicator> {
+    let lake = targets.lake.clone();
+    let handle = tokio::runtime::Handle::current();
+    let normalizer = Normalizer::new(&conn.project_id);
+    tokio::task::spawn_blocking(move || {
+        let mut dedup = Deduplicator::new();
+        let mut event = ExportEvent::default();
+        read_files_blocking(&lake, &files, &handle, |item| {
+            if let LakeItem::Line { bytes, .. } = item {
+                if normalizer.normalize(bytes, &mut event).is_ok() {
+                    if let Some((device, insert)) = event.dedup_key() {
+                        dedup.first_time(device, insert);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map(|()| dedup)
+    })
+    .await
+    .map_err(|e| ExportError::Internal(format!("de-duplication replay panicked: {e}")))?
+}
+
+/// Messages from the CPU pipeline (blocking thread) to the uploader (async task).
+enum UploadMsg {
+    Begin(String),
+    Chunk(Bytes),
+    End,
+}
+
+/// Exports `files` as parts numbered from `first_part`, skipping events `dedup` has seen.
+#[allow(clippy::too_many_arguments)]
+async fn export_events(
+    conn: &Connection,
+    targets: &ExportTargets,
+    hour: UtcHour,
+    filter: Option<Filter>,
+    settings: &ExportSettings,
+    files: Vec<ObjectMeta>,
+    first_part: u32,
+    mut dedup: Deduplicator,
+) -> Result<DataReport> {
+    let layout = events_layout(conn);
+    let (tx, rx) = mpsc::channel::<UploadMsg>(16);
+    let uploader = tokio::spawn(upload_parts(targets.events.clone(), rx));
+
+    let lake = targets.lake.clone();
+    let handle = tokio::runtime::Handle::current();
+    let normalizer = Normalizer::new(&conn.project_id);
+    let settings2 = settings.clone();
+    let layout2 = layout.clone();
+    let pipeline = tokio::task::spawn_blocking(move || {
+        let mut report = DataReport { lake_files: files.len() as u64, lake_inputs: inputs_of(&files), ..DataReport::default() };
+        let mut event = ExportEvent::default();
+        let mut part: Option<(u32, u64, GzipPartEncoder<_>)> = None;
+        let mut next_part = first_part;
+        let send = |msg: UploadMsg| tx.blocking_send(msg).map_err(|_| ExportError::Internal("upload stopped".into()));
+        let finish_part = |part: Option<(u32, u64, GzipPartEncoder<_>)>, report: &mut DataReport| -> Result<()> {
+            if let Some((n, events, enc)) = part {
+                let enc: GzipPartEncoder<_> = enc;
+                let stats = enc.finish(events)?;
+                send(UploadMsg::End)?;
+                report.files.push(FileEntry {
+                    key: layout2.part_key(hour, n),
+                    part: Some(n),
+                    events,
+                    bytes: stats.compressed_bytes,
+                    uncompressed_bytes: stats.uncompressed_bytes,
+                    sha256: stats.sha256,
+                });
+            }
+            Ok(())
+        };
+        read_files_blocking(&lake, &files, &handle, |item| {
+            let Some((file, line, bytes)) = line_or_record(&mut report, item) else {
+                return Ok(());
+            };
+            if let Err(reason) = normalizer.normalize(bytes, &mut event) {
+                report.record_invalid(InvalidRecord { file: file.to_string(), line, reason: reason.0 });
+                return Ok(());
+            }
+            report.accounting.read += 1;
+            if let Some((device, insert)) = event.dedup_key() {
+                if !dedup.first_time(device, insert) {
+                    report.accounting.duplicates += 1;
+                    return Ok(());
+                }
+            }
+            if let Some(f) = &filter {
+                if !f.matches(&event) {
+                    report.accounting.filtered += 1;
+                    return Ok(());
+                }
+            }
+            report.accounting.exported += 1;
+            if part.is_none() {
+                send(UploadMsg::Begin(layout2.part_key(hour, next_part)))?;
+                let tx = tx.clone();
+                let enc = GzipPartEncoder::new(settings2.pool.clone(), settings2.gzip_level, move |chunk: Vec<u8>| {
+                    tx.blocking_send(UploadMsg::Chunk(Bytes::from(chunk))).map_err(|_| ExportError::Internal("upload stopped".into()))
+                });
+                part = Some((next_part, 0, enc));
+                next_part += 1;
+            }
+            let (_, events, enc) = part.as_mut().expect("part just opened");
+            event.line.push(b'\n');
+            enc.write(&event.line)?;
+            *events += 1;
+            if enc.uncompressed_len() >= settings2.part_size_bytes {
+                finish_part(part.take(), &mut report)?;
+                crash_point("between_parts");
+            }
+            Ok(())
+        })?;
+        finish_part(part.take(), &mut report)?;
+        Ok::<_, ExportError>(report)
+    });
+
+    let pipeline_result = pipeline.await.map_err(|e| ExportError::Internal(format!("export pipeline panicked: {e}")))?;
+    let upload_result = uploader.await.map_err(|e| ExportError::Internal(format!("uploader panicked: {e}")))?;
+    // The uploader's error is the real cause when both failed (the pipeline only saw "stopped").
+    upload_result?;
+    pipeline_result
+}
+
+/// A lake line to process, or `None` once a broken piece of the lake has been recorded.
+fn line_or_record<'a>(report: &mut DataReport, item: LakeItem<'a>) -> Option<(&'a str, u64, &'a [u8])> {
+    match item {
+        LakeItem::Broken(rec) => {
+            report.record_invalid(rec);
+            None
+        }
+        LakeItem::Line { file, line, bytes } => Some((file, line, bytes)),
+    }
+}
+
+/// Receives parts from the pipeline and streams them to the destination, one at a time.
+async fn upload_parts(store: Arc<dyn ObjectStore>, mut rx: mpsc::Receiver<UploadMsg>) -> Result<()> {
+    let mut current: Option<Box<dyn StreamingUpload>> = None;
+    let result = async {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                UploadMsg::Begin(key) => current = Some(store.upload(&key).await?),
+                UploadMsg::Chunk(bytes) => current.as_mut().expect("chunk inside a part").write(bytes).await?,
+                UploadMsg::End => current.take().expect("end of an open part").finish().await?,
+            }
+        }
+        Ok(())
+    }
+    .await;
+    rx.close();
+    // A part still open here means the pipeline stopped mid-part (its error is reported
+    // by the pipeline) or the upload failed: either way it must not linger half-written.
+    if let Some(upload) = current.take() {
+        let _ = upload.abort().await;
+    }
+    result
+}
+
+async fn export_merged_ids(conn: &Connection, targets: &ExportTargets, hour: UtcHour, settings: &ExportSettings, files: Vec<ObjectMeta>) -> Result<DataReport> {
+    let layout = merged_ids_layout(conn);
+    let key = layout.merged_ids_key(hour);
+    let (tx, rx) = mpsc::channel::<UploadMsg>(16);
+    let uploader = tokio::spawn(upload_parts(targets.merged_ids.clone(), rx));
+    let lake = targets.lake.clone();
+    let handle = tokio::runtime::Handle::current();
+    let settings2 = settings.clone();
+    let key2 = key.clone();
+    let pipeline = tokio::task::spawn_blocking(move || {
+        let mut report = DataReport { lake_files: files.len() as u64, lake_inputs: inputs_of(&files), ..DataReport::default() };
+        let mut line_out = Vec::new();
+        let mut enc = None;
+        let mut records = 0u64;
+        read_files_blocking(&lake, &files, &handle, |item| {
+            let Some((file, line, bytes)) = line_or_record(&mut report, item) else {
+                return Ok(());
+            };
+            if let Err(reason) = normalize_merge(bytes, &mut line_out) {
+                report.record_invalid(InvalidRecord { file: file.to_string(), line, reason: reason.0 });
+                return Ok(());
+            }
+            report.accounting.read += 1;
+            report.accounting.exported += 1;
+            if enc.is_none() {
+                tx.blocking_send(UploadMsg::Begin(key2.clone())).map_err(|_| ExportError::Internal("upload stopped".into()))?;
+                let tx = tx.clone();
+                enc = Some(GzipPartEncoder::new(settings2.pool.clone(), settings2.gzip_level, move |chunk: Vec<u8>| {
+                    tx.blocking_send(UploadMsg::Chunk(Bytes::from(chunk))).map_err(|_| ExportError::Internal("upload stopped".into()))
+                }));
+            }
+            line_out.push(b'\n');
+            enc.as_mut().expect("opened").write(&line_out)?;
+            records += 1;
+            Ok(())
+        })?;
+        if let Some(enc) = enc {
+            let stats = enc.finish(records)?;
+            tx.blocking_send(UploadMsg::End).map_err(|_| ExportError::Internal("upload stopped".into()))?;
+            report.files.push(FileEntry {
+                key: key2,
+                part: None,
+                events: records,
+                bytes: stats.compressed_bytes,
+                uncompressed_bytes: stats.uncompressed_bytes,
+                sha256: stats.sha256,
+            });
+        }
+        Ok::<_, ExportError>(report)
+    });
+    let pipeline_result = pipeline.await.map_err(|e| ExportError::Internal(format!("merged-ID pipeline panicked: {e}")))?;
+    uploader.await.map_err(|e| ExportError::Internal(format!("uploader panicked: {e}")))??;
+    let report = pipeline_result?;
+    if report.files.is_empty() {
+        // No merges this hour: a file left by an earlier export of it is stale.
+        targets.merged_ids.delete(&key).await?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,108 @@
+//! Where things live: export keys (the contract warehouses load) and lake folders.
+//!
+//! ```text
+//! P/A/A_D_H#n.json.gz     event parts       P/A/A_D_H_complete    complete marker
+//! P/-O/-O_D_H.json.gz     merged IDs        (H is 0-23, not zero-padded)
+//! ```
+
+use crate::hour::UtcHour;
+use crate::ports::join_key;
+
+/// Export file names of one project (events) and its organisation (merged IDs) under a prefix.
+#[derive(Debug, Clone)]
+pub struct ExportLayout {
+    prefix: String,
+    project_id: String,
+    org_id: String,
+}
+
+impl ExportLayout {
+    pub fn new(prefix: &str, project_id: impl ToString, org_id: impl ToString) -> Self {
+        ExportLayout { prefix: prefix.trim_matches('/').to_string(), project_id: project_id.to_string(), org_id: org_id.to_string() }
+    }
+
+    fn events_dir(&self) -> String {
+        join_key(&self.prefix, &self.project_id)
+    }
+
+    fn merges_dir(&self) -> String {
+        join_key(&self.prefix, &format!("-{}", self.org_id))
+    }
+
+    /// `P/A/A_D_H#` — every part of the hour starts with this (and no other hour's does,
+    /// because `#` follows the unpadded hour).
+    pub fn part_prefix(&self, hour: UtcHour) -> String {
+        format!("{}/{}_{}#", self.events_dir(), self.project_id, hour.file_stem())
+    }
+
+    /// `P/A/A_D_H#n.json.gz`
+    pub fn part_key(&self, hour: UtcHour, part: u32) -> String {
+        format!("{}{part}.json.gz", self.part_prefix(hour))
+    }
+
+    /// `P/A/A_D_H_complete`
+    pub fn complete_key(&self, hour: UtcHour) -> String {
+        format!("{}/{}_{}_complete", self.events_dir(), self.project_id, hour.file_stem())
+    }
+
+    /// `P/-O/-O_D_H.json.gz`
+    pub fn merged_ids_key(&self, hour: UtcHour) -> String {
+        format!("{}/-{}_{}.json.gz", self.merges_dir(), self.org_id, hour.file_stem())
+    }
+
+    /// `P/-O/-O_D_H_complete`: the marker of a connection that exports merged IDs only.
+    pub fn merged_ids_complete_key(&self, hour: UtcHour) -> String {
+        format!("{}/-{}_{}_complete", self.merges_dir(), self.org_id, hour.file_stem())
+    }
+
+    /// The part number of a key under [`Self::part_prefix`], if it is a part.
+    pub fn part_number(&self, hour: UtcHour, key: &str) -> Option<u32> {
+        let rest = key.strip_prefix(&self.part_prefix(hour))?;
+        let digits = rest.strip_suffix(".json.gz")?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
+            return None;
+        }
+        digits.parse().ok()
+    }
+}
+
+/// Lake folder of one project's raw events for one hour: `events/{project}/{yyyy-MM-dd}/{HH}/`.
+pub fn lake_events_prefix(project_id: &str, hour: UtcHour) -> String {
+    format!("events/{project_id}/{}/{}/", hour.date_str(), hour.hour_padded())
+}
+
+/// Lake folder of one organisation's merge records for one hour: `merges/{org}/{yyyy-MM-dd}/{HH}/`.
+pub fn lake_merges_prefix(org_id: &str, hour: UtcHour) -> String {
+    format!("merges/{org_id}/{}/{}/", hour.date_str(), hour.hour_padded())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_contract() {
+        let l = ExportLayout::new("exports", "187520", "42");
+        let h = UtcHour::parse("2020-01-25T17").unwrap();
+        assert_eq!(l.part_key(h, 0), "exports/187520/187520_2020-01-25_17#0.json.gz");
+        assert_eq!(l.complete_key(h), "exports/187520/187520_2020-01-25_17_complete");
+        assert_eq!(l.merged_ids_key(h), "exports/-42/-42_2020-01-25_17.json.gz");
+        let early = UtcHour::parse("2020-01-05T04").unwrap();
+        assert_eq!(l.part_key(early, 12), "exports/187520/187520_2020-01-05_4#12.json.gz");
+        assert_eq!(l.part_number(early, &l.part_key(early, 12)), Some(12));
+        // hour 1 must not claim hour 10's parts
+        let one = UtcHour::parse("2020-01-05T01").unwrap();
+        let ten = UtcHour::parse("2020-01-05T10").unwrap();
+        assert_eq!(l.part_number(one, &l.part_key(ten, 0)), None);
+        assert!(!l.part_key(ten, 0).starts_with(&l.part_prefix(one)));
+    }
+
+    #[test]
+    fn empty_prefix_has_no_leading_slash() {
+        let l = ExportLayout::new("", "7", "1");
+        let h = UtcHour::parse("2021-06-01T00").unwrap();
+        assert_eq!(l.part_key(h, 0), "7/7_2021-06-01_0#0.json.gz");
+        assert_eq!(l.merged_ids_key(h), "-1/-1_2021-06-01_0.json.gz");
+        assert_eq!(lake_events_prefix("7", h), "events/7/2021-06-01/00/");
+    }
+}

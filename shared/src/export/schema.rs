@@ -1,0 +1,566 @@
+//! The export schema: raw lake events in, export lines out (the seed's fields in the
+//! seed's order, nulls for missing, `YYYY-MM-DDTHH:MM:SS.ffffff` timestamps, the
+//! event_time rule, a deterministic uuid). This is the hot path: values of fields that
+//! need no conversion are copied as raw JSON text, never parsed into trees.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::OnceLock;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::export::filter::{FilterSubject, Scope};
+use crate::export::timestamp::{parse_micros, write_export_timestamp, Micros};
+
+/// The export fields, in the order every export line has them.
+pub const EXPORT_FIELDS: [&str; 49] = [
+    "server_received_time",
+    "app",
+    "device_carrier",
+    "$schema",
+    "city",
+    "user_id",
+    "uuid",
+    "event_time",
+    "platform",
+    "os_version",
+    "amplitude_id",
+    "processed_time",
+    "user_creation_time",
+    "version_name",
+    "ip_address",
+    "paying",
+    "dma",
+    "group_properties",
+    "user_properties",
+    "client_upload_time",
+    "$insert_id",
+    "event_type",
+    "library",
+    "amplitude_attribution_ids",
+    "device_type",
+    "device_manufacturer",
+    "start_version",
+    "location_lng",
+    "server_upload_time",
+    "event_id",
+    "location_lat",
+    "os_name",
+    "amplitude_event_type",
+    "device_brand",
+    "groups",
+    "event_properties",
+    "data",
+    "device_id",
+    "language",
+    "device_model",
+    "country",
+    "region",
+    "is_attribution_event",
+    "adid",
+    "session_id",
+    "device_family",
+    "sample_rate",
+    "idfa",
+    "client_event_time",
+];
+
+const N: usize = EXPORT_FIELDS.len();
+
+/// How a field's raw value is checked and converted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Timestamp,
+    Int,
+    Float,
+    Str,
+    Bool,
+    Dict,
+    Uuid,
+    /// Any scalar (`$schema`, `sample_rate`).
+    Scalar,
+    /// Copied as is (`amplitude_attribution_ids`: a string in the sample, a list in the table).
+    Any,
+}
+
+const fn kind_of(i: usize) -> Kind {
+    match i {
+        0 | 7 | 11 | 12 | 19 | 28 | 48 => Kind::Timestamp,
+        1 | 10 | 29 | 44 => Kind::Int,
+        27 | 30 => Kind::Float,
+        15 | 42 => Kind::Bool,
+        17 | 18 | 34 | 35 | 36 => Kind::Dict,
+        6 => Kind::Uuid,
+        3 | 46 => Kind::Scalar,
+        23 => Kind::Any,
+        _ => Kind::Str,
+    }
+}
+
+pub const SERVER_RECEIVED_TIME: usize = 0;
+pub const APP: usize = 1;
+pub const UUID: usize = 6;
+pub const EVENT_TIME: usize = 7;
+pub const USER_PROPERTIES: usize = 18;
+pub const CLIENT_UPLOAD_TIME: usize = 19;
+pub const INSERT_ID: usize = 20;
+pub const EVENT_TYPE: usize = 21;
+pub const EVENT_PROPERTIES: usize = 35;
+pub const DEVICE_ID: usize = 37;
+pub const CLIENT_EVENT_TIME: usize = 48;
+
+/// Below this clock difference between the server and the device, event_time is not adjusted.
+pub const EVENT_TIME_THRESHOLD_MICROS: i64 = 60 * 1_000_000;
+
+pub fn field_index(name: &str) -> Option<usize> {
+    static INDEX: OnceLock<HashMap<&'static str, usize, Fnv>> = OnceLock::new();
+    INDEX.get_or_init(|| EXPORT_FIELDS.iter().enumerate().map(|(i, f)| (*f, i)).collect()).get(name).copied()
+}
+
+/// FNV-1a: short keys, no DoS concern (keys only index a fixed table).
+#[derive(Default, Clone, Copy)]
+struct Fnv;
+struct FnvHasher(u64);
+impl std::hash::BuildHasher for Fnv {
+    type Hasher = FnvHasher;
+    fn build_hasher(&self) -> FnvHasher {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// A raw event: the raw JSON text of each known field, borrowed from the line.
+struct RawEvent<'a> {
+    slots: [Option<&'a RawValue>; N],
+}
+
+impl<'de> Deserialize<'de> for RawEvent<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawEvent<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEvent<'de>, A::Error> {
+                let mut slots = [None; N];
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    match field_index(key.as_str()) {
+                        Some(i) => slots[i] = Some(map.next_value::<&'de RawValue>()?),
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(RawEvent { slots })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// An object key, borrowed when it has no escapes.
+enum Key<'a> {
+    Borrowed(&'a str),
+    Owned(String),
+}
+
+impl Key<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            Key::Borrowed(s) => s,
+            Key::Owned(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key::Owned(v.to_string()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// One event in export form: the line (no newline) and where each field's value sits.
+#[derive(Debug, Default, Clone)]
+pub struct ExportEvent {
+    pub line: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+}
+
+impl ExportEvent {
+    /// Raw JSON text of a field's value in the export line.
+    pub fn field_json(&self, index: usize) -> &[u8] {
+        let (a, b) = self.spans[index];
+        &self.line[a as usize..b as usize]
+    }
+
+    /// The field's value when it is a JSON string without escapes (ids, event types).
+    pub fn field_str(&self, index: usize) -> Option<&str> {
+        let raw = self.field_json(index);
+        if raw.len() >= 2 && raw[0] == b'"' && !raw.contains(&b'\\') {
+            std::str::from_utf8(&raw[1..raw.len() - 1]).ok()
+        } else {
+            // Not a string, or a string with escapes (never an id or event type we match).
+            None
+        }
+    }
+
+    fn field_value(&self, index: usize) -> Option<serde_json::Value> {
+        serde_json::from_slice(self.field_json(index)).ok()
+    }
+
+    /// `(device_id, $insert_id)` raw JSON texts when both are non-null strings.
+    pub fn dedup_key(&self) -> Option<(&[u8], &[u8])> {
+        let d = self.field_json(DEVICE_ID);
+        let i = self.field_json(INSERT_ID);
+        (d.first() == Some(&b'"') && i.first() == Some(&b'"')).then_some((d, i))
+    }
+}
+
+impl FilterSubject for ExportEvent {
+    fn event_type(&self) -> Option<String> {
+        match self.field_value(EVENT_TYPE)? {
+            serde_json::Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn lookup(&self, scope: Scope, name: &str) -> Option<serde_json::Value> {
+        let container = match scope {
+            Scope::Field => return field_index(name).and_then(|i| self.field_value(i)),
+            Scope::EventProperty => EVENT_PROPERTIES,
+            Scope::UserProperty => USER_PROPERTIES,
+        };
+        match self.field_value(container)? {
+            serde_json::Value::Object(mut m) => m.remove(name),
+            _ => None,
+        }
+    }
+}
+
+/// Why a raw line could not become an export event (reported with file and line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidReason(pub String);
+
+impl fmt::Display for InvalidReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Turns raw lines of one project into export events.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    project_id: String,
+}
+
+impl Normalizer {
+    pub fn new(project_id: &str) -> Self {
+        Normalizer { project_id: project_id.to_string() }
+    }
+
+    /// Normalises one raw line into `out` (reused between calls to avoid allocation).
+    pub fn normalize(&self, raw_line: &[u8], out: &mut ExportEvent) -> Result<(), InvalidReason> {
+        let text = std::str::from_utf8(raw_line).map_err(|_| InvalidReason("line is not valid UTF-8".into()))?;
+        let raw: RawEvent = serde_json::from_str(text).map_err(|e| {
+            let what = if text.trim_start().starts_with('{') { "malformed JSON" } else { "not a JSON object" };
+            InvalidReason(format!("{what}: {e}"))
+        })?;
+        // Timestamps first: event_time (field 7) derives from fields that come after it.
+        let mut times: [Option<Micros>; N] = [None; N];
+        for i in TIMESTAMP_FIELDS {
+            times[i] = parse_time(EXPORT_FIELDS[i], raw.slots[i])?;
+        }
+        times[EVENT_TIME] = times[EVENT_TIME].or_else(|| derive_event_time(times[CLIENT_EVENT_TIME], times[SERVER_RECEIVED_TIME], times[CLIENT_UPLOAD_TIME]));
+        out.line.clear();
+        out.spans.clear();
+        out.line.push(b'{');
+        for (i, name) in EXPORT_FIELDS.iter().enumerate() {
+            if i > 0 {
+                out.line.push(b',');
+            }
+            out.line.push(b'"');
+            out.line.extend_from_slice(name.as_bytes());
+            out.line.extend_from_slice(b"\":");
+            let start = out.line.len();
+            match kind_of(i) {
+                Kind::Timestamp => match times[i] {
+                    Some(t) => {
+                        out.line.push(b'"');
+                        write_export_timestamp(&mut out.line, t);
+                        out.line.push(b'"');
+                    }
+                    None => out.line.extend_from_slice(b"null"),
+                },
+                Kind::Uuid => self.write_uuid(&raw, text, &mut out.line),
+                _ if i == APP && is_null(raw.slots[i]) => out.line.extend_from_slice(self.project_id.as_bytes()),
+                kind => write_value(name, kind, raw.slots[i], &mut out.line)?,
+            }
+            out.spans.push((start as u32, out.line.len() as u32));
+        }
+        out.line.push(b'}');
+        Ok(())
+    }
+
+    fn write_uuid(&self, raw: &RawEvent, text: &str, out: &mut Vec<u8>) {
+        if let Some(v) = raw.slots[UUID] {
+            if v.get().starts_with('"') {
+                out.extend_from_slice(v.get().as_bytes());
+                return;
+            }
+        }
+        let mut h = Sha256::new();
+        h.update(self.project_id.as_bytes());
+        h.update(b"\n");
+        match (raw.slots[DEVICE_ID], raw.slots[INSERT_ID]) {
+            (Some(d), Some(i)) if d.get().starts_with('"') && i.get().starts_with('"') => {
+                h.update(d.get().as_bytes());
+                h.update(b"\n");
+                h.update(i.get().as_bytes());
+            }
+            _ => h.update(text.as_bytes()),
+        }
+        let d = h.finalize();
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d[..16]);
+        b[6] = (b[6] & 0x0f) | 0x80; // version 8: custom, name-based
+        b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
+        let hex = hex::encode(b);
+        out.push(b'"');
+        for (i, part) in [&hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]].iter().enumerate() {
+            if i > 0 {
+                out.push(b'-');
+            }
+            out.extend_from_slice(part.as_bytes());
+        }
+        out.push(b'"');
+    }
+}
+
+fn is_null(v: Option<&RawValue>) -> bool {
+    v.is_none_or(|v| v.get() == "null")
+}
+
+fn type_name(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
+        Some(b'"') => "a string",
+        Some(b'{') => "an object",
+        Some(b'[') => "a list",
+        Some(b't') | Some(b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+fn wrong(name: &str, expected: &str, raw: &str) -> InvalidReason {
+    let shown: String = raw.chars().take(40).collect();
+    InvalidReason(format!("field {name:?}: expected {expected}, got {} ({shown})", type_name(raw)))
+}
+
+/// The string inside a raw JSON string token (unescaped only when needed).
+fn raw_string(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !raw.starts_with('"') {
+        return None;
+    }
+    if !raw.contains('\\') {
+        return Some(std::borrow::Cow::Borrowed(&raw[1..raw.len() - 1]));
+    }
+    serde_json::from_str::<String>(raw).ok().map(std::borrow::Cow::Owned)
+}
+
+fn is_integer_text(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Writes one (non-timestamp) field's export value.
+fn write_value(name: &str, kind: Kind, raw: Option<&RawValue>, out: &mut Vec<u8>) -> Result<(), InvalidReason> {
+    let Some(raw) = raw.map(RawValue::get).filter(|r| *r != "null") else {
+        out.extend_from_slice(b"null");
+        return Ok(());
+    };
+    let first = raw.as_bytes()[0];
+    match kind {
+        Kind::Any => out.extend_from_slice(raw.as_bytes()),
+        Kind::Str | Kind::Uuid => match first {
+            b'"' => out.extend_from_slice(raw.as_bytes()),
+            b'{' | b'[' => return Err(wrong(name, "a string", raw)),
+            _ => {
+                // numbers and booleans become their text, losslessly
+                out.push(b'"');
+                out.extend_from_slice(raw.as_bytes());
+                out.push(b'"');
+            }
+        },
+        Kind::Int => {
+            if is_integer_text(raw) {
+                out.extend_from_slice(raw.as_bytes());
+            } else {
+                match raw_string(raw) {
+                    Some(s) if is_integer_text(s.trim()) => out.extend_from_slice(s.trim().as_bytes()),
+                    _ => return Err(wrong(name, "an integer", raw)),
+                }
+            }
+        }
+        Kind::Float => match first {
+            b'-' | b'0'..=b'9' => out.extend_from_slice(raw.as_bytes()),
+            b'"' => match raw_string(raw).and_then(|s| s.trim().parse::<f64>().ok()).filter(|f| f.is_finite()) {
+                Some(f) => out.extend_from_slice(serde_json::to_string(&f).expect("finite").as_bytes()),
+                None => return Err(wrong(name, "a number", raw)),
+            },
+            _ => return Err(wrong(name, "a number", raw)),
+        },
+        Kind::Bool => match raw {
+            "true" | "false" => out.extend_from_slice(raw.as_bytes()),
+            "\"true\"" => out.extend_from_slice(b"true"),
+            "\"false\"" => out.extend_from_slice(b"false"),
+            _ => return Err(wrong(name, "a boolean", raw)),
+        },
+        Kind::Dict => match first {
+            b'{' => out.extend_from_slice(raw.as_bytes()),
+            _ => return Err(wrong(name, "an object", raw)),
+        },
+        Kind::Scalar => match first {
+            b'{' | b'[' => return Err(wrong(name, "a single value", raw)),
+            _ => out.extend_from_slice(raw.as_bytes()),
+        },
+        Kind::Timestamp => unreachable!("timestamps are parsed by parse_time"),
+    }
+    Ok(())
+}
+
+const TIMESTAMP_FIELDS: [usize; 7] = [0, 7, 11, 12, 19, 28, 48];
+
+/// Parses a timestamp field: a string in any common form, or epoch milliseconds.
+fn parse_time(name: &str, raw: Option<&RawValue>) -> Result<Option<Micros>, InvalidReason> {
+    let Some(raw) = raw.map(RawValue::get).filter(|r| *r != "null") else {
+        return Ok(None);
+    };
+    let t = match raw.as_bytes()[0] {
+        b'"' => raw_string(raw).and_then(|s| parse_micros(&s)),
+        // epoch milliseconds, as the HTTP API takes them
+        b'-' | b'0'..=b'9' => raw.parse::<i64>().ok().and_then(|ms| ms.checked_mul(1000)),
+        _ => None,
+    };
+    t.filter(|t| (0..253_402_300_800_000_000).contains(t)).map(Some).ok_or_else(|| {
+        let shown: String = raw.chars().take(40).collect();
+        InvalidReason(format!("field {name:?}: {shown} is not a timestamp (expected e.g. 2020-01-25 17:03:12.123456)"))
+    })
+}
+
+/// `event_time = client_event_time + (server_received_time - client_upload_time)`, unless the
+/// device's clock is off by less than 60 seconds (either way), then `client_event_time`.
+pub fn derive_event_time(client_event: Option<Micros>, server_received: Option<Micros>, client_upload: Option<Micros>) -> Option<Micros> {
+    let client_event = client_event?;
+    match (server_received, client_upload) {
+        (Some(received), Some(upload)) => {
+            let skew = received - upload;
+            if skew.abs() < EVENT_TIME_THRESHOLD_MICROS {
+                Some(client_event)
+            } else {
+                Some(client_event + skew)
+            }
+        }
+        _ => Some(client_event),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(line: &str) -> Result<serde_json::Map<String, serde_json::Value>, InvalidReason> {
+        let mut ev = ExportEvent::default();
+        Normalizer::new("187520").normalize(line.as_bytes(), &mut ev)?;
+        Ok(serde_json::from_slice(&ev.line).expect("export line is JSON"))
+    }
+
+    #[test]
+    fn fields_in_order_with_nulls_and_fixed_timestamps() {
+        let out = norm(r#"{"event_type":"open","device_id":"d1","$insert_id":"i1","client_event_time":"2020-01-25 17:03:12.5","unknown_field":1}"#).unwrap();
+        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
+        assert_eq!(keys, EXPORT_FIELDS);
+        assert_eq!(out["client_event_time"], "2020-01-25T17:03:12.500000");
+        assert_eq!(out["city"], serde_json::Value::Null);
+        assert_eq!(out["app"], 187520);
+        assert!(!out.contains_key("unknown_field"));
+        assert_eq!(out["uuid"].as_str().unwrap().len(), 36);
+    }
+
+    #[test]
+    fn event_time_rule_on_both_sides_of_sixty_seconds() {
+        let line = |upload: &str| {
+            format!(r#"{{"client_event_time":"2020-01-25 17:00:00","client_upload_time":"{upload}","server_received_time":"2020-01-25 17:10:00"}}"#)
+        };
+        // 59 s of clock difference: not adjusted
+        assert_eq!(norm(&line("2020-01-25 17:09:01")).unwrap()["event_time"], "2020-01-25T17:00:00.000000");
+        // exactly 60 s: adjusted by 60 s
+        assert_eq!(norm(&line("2020-01-25 17:09:00")).unwrap()["event_time"], "2020-01-25T17:01:00.000000");
+        // device clock two hours behind: adjusted forward
+        assert_eq!(norm(&line("2020-01-25 15:10:00")).unwrap()["event_time"], "2020-01-25T19:00:00.000000");
+        // device clock 30 s ahead: not adjusted; 10 minutes ahead: adjusted back
+        assert_eq!(norm(&line("2020-01-25 17:10:30")).unwrap()["event_time"], "2020-01-25T17:00:00.000000");
+        assert_eq!(norm(&line("2020-01-25 17:20:00")).unwrap()["event_time"], "2020-01-25T16:50:00.000000");
+        // an event_time of its own wins
+        let own = r#"{"event_time":"2021-05-05 05:05:05","client_event_time":"2020-01-25 17:00:00"}"#;
+        assert_eq!(norm(own).unwrap()["event_time"], "2021-05-05T05:05:05.000000");
+    }
+
+    #[test]
+    fn uuid_is_deterministic_and_kept_when_given() {
+        let a = norm(r#"{"device_id":"d","$insert_id":"x","event_type":"a"}"#).unwrap();
+        let b = norm(r#"{"event_type":"a","$insert_id":"x","device_id":"d"}"#).unwrap();
+        assert_eq!(a["uuid"], b["uuid"]);
+        let c = norm(r#"{"device_id":"d","$insert_id":"y"}"#).unwrap();
+        assert_ne!(a["uuid"], c["uuid"]);
+        let given = norm(r#"{"uuid":"5f1b7c3e-0000-4000-8000-000000000001"}"#).unwrap();
+        assert_eq!(given["uuid"], "5f1b7c3e-0000-4000-8000-000000000001");
+    }
+
+    #[test]
+    fn coerces_losslessly_and_refuses_wrong_types() {
+        let ok = norm(r#"{"app":"187520","user_id":12345,"paying":"true","location_lat":"48.5","session_id":"1579971792000"}"#).unwrap();
+        assert_eq!(ok["app"], 187520);
+        assert_eq!(ok["user_id"], "12345");
+        assert_eq!(ok["paying"], true);
+        assert_eq!(ok["location_lat"], 48.5);
+        for (bad, field) in [
+            (r#"{"event_properties":"oops"}"#, "event_properties"),
+            (r#"{"user_id":{"a":1}}"#, "user_id"),
+            (r#"{"session_id":"soon"}"#, "session_id"),
+            (r#"{"client_event_time":"yesterday"}"#, "client_event_time"),
+            (r#"{"paying":"maybe"}"#, "paying"),
+            (r#"{"location_lat":[1]}"#, "location_lat"),
+        ] {
+            let err = norm(bad).unwrap_err();
+            assert!(err.0.contains(field), "{bad}: {err}");
+        }
+        assert!(norm("[1,2]").unwrap_err().0.contains("not a JSON object"));
+        assert!(norm(r#"{"a":"#).unwrap_err().0.contains("malformed JSON"));
+    }
+}

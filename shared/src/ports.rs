@@ -1,0 +1,166 @@
+//! The ports: every trait the domain needs from the outside world, in one place. Adapters
+//! (`crate::adapters`) implement them for S3, Azure Blob, KMS, SES, EventBridge Scheduler,
+//! Lambda and local folders; the domain takes them as `&dyn` or `Arc<dyn>`.
+//!
+//! - Storage: [`ObjectStore`] (with [`StreamingUpload`]) for the lake, the control store
+//!   and every destination, and [`DestinationOpener`] to reach a connection's destination.
+//! - [`SecretCipher`] seals connection secrets; [`Mailer`] sends the failure email.
+//! - [`RetryScheduler`] and [`HourlySchedules`] create one-time and hourly schedules;
+//!   [`Invoker`] hands a backfill piece to another invocation.
+//! - [`AccessProbe`] and [`DestinationProber`] run the access checks of a destination.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::access::probe::ProbeReport;
+use crate::control::connection::{Connection, Destination};
+use crate::control::secret::Secret;
+use crate::delivery::notify::Email;
+use crate::delivery::retry::PlannedRetry;
+use crate::error::Result;
+
+/// A stream of an object's bytes, read chunk by chunk.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
+
+/// What a listing returns for one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Full key, exactly as written (`#` and all).
+    pub key: String,
+    pub size: u64,
+}
+
+/// Outcome of a create-only write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    Created,
+    AlreadyExists,
+}
+
+/// A bucket, container or folder. Keys are `/`-separated and relative to the store's root.
+/// Implementations must be safe to call concurrently.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// Human-readable location for messages, e.g. `s3://bucket` or `/tmp/dest`.
+    fn describe(&self) -> String;
+
+    /// Writes a small object in one request, replacing any existing one.
+    async fn put(&self, key: &str, body: Bytes) -> Result<()>;
+
+    /// Writes only if no object exists at `key` (atomically, not read-then-write).
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<CreateOutcome>;
+
+    /// Starts a streaming write: the object appears only when the upload is finished.
+    async fn upload(&self, key: &str) -> Result<Box<dyn StreamingUpload>>;
+
+    /// Reads a whole (small) object. Missing → `ExportError::NotFound`.
+    async fn get(&self, key: &str) -> Result<Bytes>;
+
+    /// Reads an object as a stream of chunks. Missing → `ExportError::NotFound`.
+    async fn get_stream(&self, key: &str) -> Result<ByteStream>;
+
+    /// Size of an object, or `None` when it does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
+
+    /// Every object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+
+    /// Deletes an object; deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// Opens a connection's destination as a store (S3 as the project role, Azure as its
+/// service principal, a local folder): the port the run machinery reaches destinations by.
+#[async_trait]
+pub trait DestinationOpener: Send + Sync {
+    async fn open(&self, dest: &Destination, project_id: &str) -> Result<std::sync::Arc<dyn ObjectStore>>;
+}
+
+/// An object being written in pieces (S3 multipart, Azure staged blocks, a temp file).
+/// Until `finish` succeeds nothing is visible at the key; `abort` cleans up.
+#[async_trait]
+pub trait StreamingUpload: Send {
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+    async fn finish(self: Box<Self>) -> Result<()>;
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// Seals and opens connection secrets (KMS envelope in the cloud, a local key file in
+/// embedded mode); only the adapter that sends a secret opens it.
+#[async_trait]
+pub trait SecretCipher: Send + Sync + std::fmt::Debug {
+    /// Seals a secret into a printable string safe to store (never contains the secret).
+    async fn seal(&self, plain: &Secret) -> Result<String>;
+    /// Opens a string made by `seal`.
+    async fn open(&self, sealed: &str) -> Result<Secret>;
+}
+
+/// Sends email (SES in the cloud, an outbox folder in embedded mode).
+#[async_trait]
+pub trait Mailer: Send + Sync + std::fmt::Debug {
+    /// Sends `email`; returns the message id the transport gave it.
+    async fn send(&self, email: &Email) -> Result<String>;
+}
+
+/// Creates one-time schedules that invoke the hourly export with a request.
+/// Creating a schedule whose name exists already is `AlreadyExists`, not an error: a
+/// redelivered failure must not fail the second time.
+#[async_trait]
+pub trait RetryScheduler: Send + Sync + std::fmt::Debug {
+    async fn schedule_retry(&self, retry: &PlannedRetry) -> Result<CreateOutcome>;
+}
+
+/// Per-connection hourly schedules. Every call is idempotent.
+#[async_trait]
+pub trait HourlySchedules: Send + Sync + std::fmt::Debug {
+    /// Creates the schedule, or updates it to the given state if it exists.
+    async fn put_hourly(&self, connection_id: &str, enabled: bool) -> Result<()>;
+    /// Enables or disables an existing schedule (missing → `NotFound`).
+    async fn set_hourly_enabled(&self, connection_id: &str, enabled: bool) -> Result<()>;
+    /// Deletes the schedule; a missing schedule is not an error.
+    async fn delete_hourly(&self, connection_id: &str) -> Result<()>;
+    /// Whether the schedule exists and is enabled (`None` when missing).
+    async fn hourly_state(&self, connection_id: &str) -> Result<Option<bool>>;
+}
+
+/// Hands a payload to another invocation of the backfill function without waiting for it.
+#[async_trait]
+pub trait Invoker: Send + Sync + std::fmt::Debug {
+    async fn invoke_async(&self, payload: &serde_json::Value) -> Result<()>;
+}
+
+/// Runs a destination's probe suite. Never fails as a whole: every problem is a result.
+#[async_trait]
+pub trait AccessProbe: Send + Sync {
+    async fn probe(&self) -> ProbeReport;
+}
+
+/// Runs the access probes of a destination (the "test upload"), as the connection's
+/// project identity.
+#[async_trait]
+pub trait DestinationProber: Send + Sync {
+    async fn probe(&self, conn: &Connection, dest: &Destination) -> ProbeReport;
+}
+
+/// Reads a whole stream into memory (for small objects and tests).
+pub async fn collect_stream(mut stream: ByteStream) -> Result<Vec<u8>> {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+/// Joins a prefix and a relative key with exactly one `/` between them.
+pub fn join_key(prefix: &str, rest: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        rest.to_string()
+    } else {
+        format!("{prefix}/{rest}")
+    }
+}

@@ -1,0 +1,204 @@
+//! From a connection's destination to a store and a probe suite: the one place that
+//! knows which adapter serves which destination type. Clients are built from a
+//! [`CloudContext`] made once per process.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::access::probe::{ProbeReport, ProbeResult};
+use crate::adapters::aws::context::AwsContext;
+use crate::adapters::aws::probe::{S3Probe, PROBE_DIR};
+use crate::adapters::aws::s3::S3Store;
+use crate::adapters::azure::store::{AzureOptions, AzureStore};
+use crate::adapters::local::store::LocalStore;
+use crate::control::connection::Destination;
+use crate::error::{ExportError, Result};
+use crate::ports::AccessProbe;
+use crate::ports::{join_key, ObjectStore};
+
+/// Cloud clients and settings shared by every connection in this process.
+#[derive(Clone, Debug, Default)]
+pub struct CloudContext {
+    /// `None` in embedded mode: S3 destinations are then refused with a clear error.
+    pub aws: Option<AwsContext>,
+    pub azure: AzureOptions,
+}
+
+impl CloudContext {
+    /// AWS from the standard environment (plus `EXPORT_PROJECT_ROLE_ARN_TEMPLATE`),
+    /// Azure options from theirs.
+    pub async fn from_env() -> Result<Self> {
+        Ok(CloudContext { aws: Some(AwsContext::from_env().await?), azure: AzureOptions::from_env()? })
+    }
+
+    /// No cloud at all (embedded mode): only local destinations work.
+    pub fn local_only() -> Self {
+        CloudContext::default()
+    }
+
+    fn aws(&self) -> Result<&AwsContext> {
+        self.aws.as_ref().ok_or_else(|| {
+            ExportError::invalid_config(
+                "destination.type",
+                "this connection writes to S3, but AWS is not configured in this process (embedded mode)",
+                "Run with AWS credentials (the functions or exportctl with --cloud), or use a local destination.",
+            )
+        })
+    }
+}
+
+/// The store a connection's destination is written through. For S3 the calls run as the
+/// project role (AssumeRole happens here, so a refused role is reported before any write).
+pub async fn open_store(dest: &Destination, project_id: &str, ctx: &CloudContext) -> Result<Arc<dyn ObjectStore>> {
+    match dest {
+        Destination::S3 { bucket, region, kms_key_arn, .. } => {
+            let aws = ctx.aws()?;
+            let identity = aws.project_identity(project_id).await?;
+            aws.resolve(&identity).await?;
+            let store =
+                S3Store::new(aws.s3_client(region, &identity), bucket.clone()).with_kms_key(kms_key_arn.clone()).with_principal(identity.principal.clone());
+            Ok(Arc::new(store))
+        }
+        // Built by the Azure adapter's own constructor (service principal or SAS).
+        Destination::Azure { .. } => Ok(Arc::new(AzureStore::from_destination(dest, ctx.azure.clone())?)),
+        Destination::Local { path, .. } => Ok(Arc::new(LocalStore::existing(path)?)),
+    }
+}
+
+#[async_trait]
+impl crate::ports::DestinationOpener for CloudContext {
+    async fn open(&self, dest: &Destination, project_id: &str) -> Result<Arc<dyn ObjectStore>> {
+        open_store(dest, project_id, self).await
+    }
+}
+
+/// Runs the destination's probe suite as the identity exports run as. Never fails as a
+/// whole: a problem building clients is itself a failed probe.
+pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &CloudContext) -> ProbeReport {
+    match dest {
+        Destination::S3 { bucket, prefix, region, kms_key_arn } => {
+            let aws = match ctx.aws() {
+                Ok(a) => a,
+                Err(e) => return single_failure(dest, None, "aws configured", "AWS credentials", &e),
+            };
+            let identity = match aws.project_identity(project_id).await {
+                Ok(i) => i,
+                Err(e) => return single_failure(dest, None, "project role", cause_or(&e, "sts:GetCallerIdentity"), &e),
+            };
+            // With a project role, assuming it is the first check: nothing else can run
+            // without it, and a refusal there is fixed in the role's trust policy.
+            let mut preamble = Vec::new();
+            if let Some(role) = &identity.principal {
+                let check = "assume project role";
+                match aws.resolve(&identity).await {
+                    Ok(_) => preamble.push(ProbeResult::pass(check, "sts:AssumeRole")),
+                    Err(e) => {
+                        tracing::warn!(role = %role, error = %e, "could not assume the project role");
+                        preamble.push(ProbeResult::fail(check, cause_or(&e, "sts:AssumeRole"), &e));
+                    }
+                }
+            }
+            let kms = kms_key_arn.as_deref().map(|arn| aws.kms_client(key_region(arn).unwrap_or(region), &identity));
+            let probe =
+                S3Probe::new(aws.s3_client(region, &identity), kms, bucket, prefix, kms_key_arn.as_deref(), identity.principal.clone()).with_preamble(preamble);
+            probe.probe().await
+        }
+        // The Azure adapter's suite: token (or SAS expiry), container exists, write, read,
+        // list, delete. A destination that cannot even be configured is one failed check.
+        Destination::Azure { .. } => match crate::adapters::azure::probe::AzureProbe::from_destination(dest, ctx.azure.clone()) {
+            Ok(probe) => probe.probe().await,
+            Err(e) => single_failure(dest, None, "azure client configured", "valid Azure destination settings", &e),
+        },
+        Destination::Local { path, prefix } => match LocalStore::existing(path) {
+            Ok(store) => LocalProbe { store, destination: dest.describe(), prefix: prefix.clone() }.probe().await,
+            Err(e) => single_failure(dest, None, "folder exists", "an existing folder (create it first)", &e),
+        },
+    }
+}
+
+/// What a failed check names: rejected credentials as such, else the permission it needs.
+fn cause_or<'a>(err: &ExportError, permission: &'a str) -> &'a str {
+    match err {
+        ExportError::BadCredentials { .. } => "valid credentials",
+        _ => permission,
+    }
+}
+
+/// The region in a KMS key ARN (`arn:aws:kms:REGION:ACCOUNT:key/ID`).
+fn key_region(arn: &str) -> Option<&str> {
+    arn.split(':').nth(3).filter(|r| !r.is_empty())
+}
+
+fn single_failure(dest: &Destination, principal: Option<String>, check: &str, permission: &str, err: &ExportError) -> ProbeReport {
+    ProbeReport { destination: dest.describe(), principal, results: vec![ProbeResult::fail(check, permission, err)] }
+}
+
+/// Embedded-mode probe: write, read, list and delete a probe file under the prefix.
+struct LocalProbe {
+    store: LocalStore,
+    destination: String,
+    prefix: String,
+}
+
+#[async_trait]
+impl AccessProbe for LocalProbe {
+    async fn probe(&self) -> ProbeReport {
+        let key = join_key(self.prefix.trim_matches('/'), &format!("{PROBE_DIR}/probe-{}", std::process::id()));
+        let body = Bytes::from_static(b"event export access probe\n");
+        let mut results = Vec::new();
+        let written = match self.store.put(&key, body.clone()).await {
+            Ok(()) => {
+                results.push(ProbeResult::pass("write probe file", "file system write"));
+                true
+            }
+            Err(e) => {
+                results.push(ProbeResult::fail("write probe file", "file system write", &e));
+                false
+            }
+        };
+        if written {
+            match self.store.get(&key).await {
+                Ok(b) if b == body => results.push(ProbeResult::pass("read probe file", "file system read")),
+                Ok(_) => results.push(ProbeResult::fail(
+                    "read probe file",
+                    "file system read",
+                    &ExportError::Corrupt { what: key.clone(), detail: "read back differs from what was written".into() },
+                )),
+                Err(e) => results.push(ProbeResult::fail("read probe file", "file system read", &e)),
+            }
+        } else {
+            results.push(ProbeResult::skipped("read probe file", "file system read", "the write failed"));
+        }
+        let dir = join_key(self.prefix.trim_matches('/'), &format!("{PROBE_DIR}/"));
+        match self.store.list(&dir).await {
+            Ok(list) if !written || list.iter().any(|m| m.key == key) => results.push(ProbeResult::pass("list under prefix", "file system list")),
+            Ok(_) => results.push(ProbeResult::fail(
+                "list under prefix",
+                "file system list",
+                &ExportError::Internal(format!("the probe file {key} was written but is not listed")),
+            )),
+            Err(e) => results.push(ProbeResult::fail("list under prefix", "file system list", &e)),
+        }
+        match self.store.delete(&key).await {
+            Ok(()) => results.push(ProbeResult::pass("delete probe file", "file system delete")),
+            Err(e) => results.push(ProbeResult::fail("delete probe file", "file system delete", &e)),
+        }
+        ProbeReport { destination: self.destination.clone(), principal: None, results }
+    }
+}
+
+/// Opens one of the exporter's own buckets (lake, control store) with base credentials.
+pub fn open_own_bucket(ctx: &CloudContext, bucket: &str, region: &str) -> Result<Arc<dyn ObjectStore>> {
+    Ok(Arc::new(ctx.aws()?.own_bucket(bucket, region)))
+}
+
+/// The role ARN exports of `project_id` run as, if a role template is configured
+/// (for `exportctl policy` and the emails' policy statements).
+pub async fn project_principal(project_id: &str, ctx: &CloudContext) -> Result<Option<String>> {
+    match &ctx.aws {
+        Some(aws) => aws.project_role_arn(project_id).await,
+        None => Ok(None),
+    }
+}
