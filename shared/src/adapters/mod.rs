@@ -4,4 +4,5 @@
 
 pub mod aws;
 pub mod azure;
+pub mod http_errors;
 pub mod local;

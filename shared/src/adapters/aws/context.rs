@@ -151,7 +151,7 @@ impl AwsContext {
     pub async fn resolve(&self, identity: &ProjectIdentity) -> Result<Option<Credentials>> {
         match &identity.credentials {
             None => Ok(None),
-            Some(p) => p.provide_credentials().await.map(Some).map_err(|e| match find_failure(&e) {
+            Some(p) => p.provide_credentials().await.map(Some).map_err(|e| match crate::adapters::http_errors::find_in_chain::<CredentialsFailure>(&e) {
                 Some(f) => f.0.duplicate(),
                 None => ExportError::BadCredentials {
                     service: "AWS STS".into(),
@@ -194,17 +194,6 @@ impl AwsContext {
         }
         aws_sdk_kms::Client::from_conf(b.build())
     }
-}
-
-fn find_failure(e: &CredentialsError) -> Option<&CredentialsFailure> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(f) = err.downcast_ref::<CredentialsFailure>() {
-            return Some(f);
-        }
-        cur = err.source();
-    }
-    None
 }
 
 /// Role session names show up in CloudTrail of the customer's account: name the project.

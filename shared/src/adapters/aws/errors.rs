@@ -12,6 +12,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use crate::adapters::http_errors::{error_chain_text, find_in_chain, is_transient_status, json_field, xml_tag};
 use crate::error::ExportError;
 
 /// An AWS operation the exporter performs, with the IAM action it needs.
@@ -181,7 +182,7 @@ where
             if d.is_user() {
                 return ExportError::invalid_config(
                     "aws endpoint",
-                    format!("{} could not be sent: {}", ctx.op.name(), chain_text(&err)),
+                    format!("{} could not be sent: {}", ctx.op.name(), error_chain_text(&err)),
                     "Check AWS_ENDPOINT_URL / the region.",
                 );
             }
@@ -192,7 +193,7 @@ where
                     hint: "No usable AWS credentials: check the exporter's role or AWS_* environment.".into(),
                 };
             }
-            return ExportError::transient(ctx.op.name(), format!("could not reach {} for {}: {}", ctx.op.service(), ctx.resource, chain_text(&err)));
+            return ExportError::transient(ctx.op.name(), format!("could not reach {} for {}: {}", ctx.op.service(), ctx.resource, error_chain_text(&err)));
         }
         SdkError::ConstructionFailure(_) => {
             if let Some(creds) = credentials_error_text(&err) {
@@ -202,7 +203,7 @@ where
                     hint: "No usable AWS credentials: check the exporter's role or AWS_* environment.".into(),
                 };
             }
-            return ExportError::Internal(format!("{} on {} could not be built: {}", ctx.op.name(), ctx.resource, chain_text(&err)));
+            return ExportError::Internal(format!("{} on {} could not be built: {}", ctx.op.name(), ctx.resource, error_chain_text(&err)));
         }
         _ => {}
     }
@@ -214,7 +215,8 @@ where
     let meta_code = err.code().map(str::to_string);
     let meta_message = err.message().map(str::to_string);
     let code = meta_code.or_else(|| body.as_deref().and_then(|b| xml_tag(b, "Code").or_else(|| json_code(b))));
-    let message = meta_message.or_else(|| body.as_deref().and_then(|b| xml_tag(b, "Message").or_else(|| json_message(b)))).unwrap_or_default();
+    let message =
+        meta_message.or_else(|| body.as_deref().and_then(|b| xml_tag(b, "Message").or_else(|| json_field(b, &["message", "Message"])))).unwrap_or_default();
     classify_parts(ctx, status, code.as_deref(), &message)
 }
 
@@ -293,7 +295,7 @@ pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, 
         let permission = kms_in_message.unwrap_or_else(|| op.permission());
         return ExportError::PermissionDenied { operation: op.name().into(), resource: ctx.resource.clone(), permission: permission.into(), principal, detail };
     }
-    if TRANSIENT_CODES.contains(&code_str) || status.is_some_and(|s| s >= 500 || s == 429 || s == 408) {
+    if TRANSIENT_CODES.contains(&code_str) || status.is_some_and(is_transient_status) {
         return ExportError::transient(
             op.name(),
             format!("{} on {}: {}", op.service(), ctx.resource, if detail.is_empty() { format!("HTTP {}", status.unwrap_or(0)) } else { detail }),
@@ -354,55 +356,15 @@ fn principal_from_message(message: &str) -> Option<String> {
     arn.starts_with("arn:").then(|| arn.to_string())
 }
 
-/// The text of `<tag>...</tag>` in an XML error body.
-fn xml_tag(body: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = body.find(&open)? + open.len();
-    let end = body[start..].find(&format!("</{tag}>"))? + start;
-    Some(body[start..end].trim().to_string()).filter(|s| !s.is_empty())
-}
-
+/// The error code of a JSON error body; `__type` may be `com.amazonaws.kms#AccessDeniedException`.
 fn json_code(body: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    let raw = v.get("__type").or_else(|| v.get("code")).or_else(|| v.get("Code"))?.as_str()?;
-    // `__type` may be `com.amazonaws.kms#AccessDeniedException`.
-    Some(raw.rsplit('#').next().unwrap_or(raw).to_string())
-}
-
-fn json_message(body: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    Some(v.get("message").or_else(|| v.get("Message"))?.as_str()?.to_string())
-}
-
-fn find_in_chain<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = cur {
-        if let Some(t) = e.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = e.source();
-    }
-    None
-}
-
-/// The messages of an error and its sources, joined (SDK errors keep the useful part in
-/// the sources). These come from the SDK and the network stack, never from secrets.
-fn chain_text(err: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
+    let raw = json_field(body, &["__type", "code", "Code"])?;
+    Some(raw.rsplit('#').next().unwrap_or(&raw).to_string())
 }
 
 /// When the SDK failed because no credentials could be loaded.
 fn credentials_error_text(err: &(dyn StdError + 'static)) -> Option<String> {
-    find_in_chain::<aws_credential_types::provider::error::CredentialsError>(err).map(|e| chain_text(e))
+    find_in_chain::<aws_credential_types::provider::error::CredentialsError>(err).map(|e| error_chain_text(e))
 }
 
 #[cfg(test)]

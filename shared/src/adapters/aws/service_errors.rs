@@ -8,6 +8,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use crate::adapters::http_errors::{error_chain_text, is_transient_status};
 use crate::error::ExportError;
 
 /// `service:Action` is what the function's role needs for `operation`.
@@ -16,10 +17,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => ExportError::transient(action, format!("{resource}: {}", display_chain(&err))),
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => ExportError::transient(action, format!("{resource}: {}", error_chain_text(&err))),
         SdkError::ResponseError(r) => {
             let status = r.raw().status().as_u16();
-            if status >= 500 || status == 429 {
+            if is_transient_status(status) {
                 ExportError::transient(action, format!("{resource}: HTTP {status}"))
             } else {
                 ExportError::Internal(format!("{action} on {resource}: unreadable answer (HTTP {status})"))
@@ -31,7 +32,7 @@ where
             let message = s.err().message().unwrap_or("").to_string();
             classify_parts(action, resource, status, code, &message)
         }
-        _ => ExportError::Internal(format!("{action} on {resource}: {}", display_chain(&err))),
+        _ => ExportError::Internal(format!("{action} on {resource}: {}", error_chain_text(&err))),
     }
 }
 
@@ -46,7 +47,7 @@ pub fn classify_parts(action: &str, resource: &str, status: u16, code: &str, mes
         "ServiceException",
         "RequestLimitExceeded",
     ];
-    if status >= 500 || status == 429 || transient_codes.contains(&code) {
+    if is_transient_status(status) || transient_codes.contains(&code) {
         return ExportError::transient(action, format!("{resource}: {code} {message}").trim_end().to_string());
     }
     let denied = matches!(code, "AccessDenied" | "AccessDeniedException" | "AccessDeniedFault")
@@ -70,17 +71,6 @@ pub fn classify_parts(action: &str, resource: &str, status: u16, code: &str, mes
         return ExportError::NotFound { what: format!("{resource} ({action}: {message})") };
     }
     ExportError::Internal(format!("{action} on {resource} failed: HTTP {status} {code}: {message}"))
-}
-
-fn display_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use azure_core::error::ErrorKind;
 use azure_core::http::StatusCode;
 
+use crate::adapters::http_errors::{error_chain_text, is_transient_status, json_field, xml_tag};
 use crate::control::secret::Secret;
 use crate::error::ExportError;
 
@@ -129,10 +130,10 @@ fn http_failure(err: &azure_core::Error) -> Option<HttpFailure> {
     match err.kind() {
         ErrorKind::HttpResponse { status, error_code, raw_response } => {
             let body = raw_response.as_ref().map(|r| String::from_utf8_lossy(r.body().as_ref()).into_owned()).unwrap_or_default();
-            let code = error_code.clone().filter(|c| !c.is_empty()).or_else(|| xml_text(&body, "Code")).unwrap_or_default();
+            let code = error_code.clone().filter(|c| !c.is_empty()).or_else(|| xml_tag(&body, "Code")).unwrap_or_default();
             let mut message =
-                xml_text(&body, "Message").or_else(|| json_text(&body, "error_description")).unwrap_or_else(|| status.canonical_reason().to_string());
-            if let Some(detail) = xml_text(&body, "AuthenticationErrorDetail") {
+                xml_tag(&body, "Message").or_else(|| json_field(&body, &["error_description"])).unwrap_or_else(|| status.canonical_reason().to_string());
+            if let Some(detail) = xml_tag(&body, "AuthenticationErrorDetail") {
                 message = format!("{message} ({detail})");
             }
             // Azure's messages end with "RequestId:...\nTime:..." lines: keep the first line.
@@ -143,33 +144,6 @@ fn http_failure(err: &azure_core::Error) -> Option<HttpFailure> {
     }
 }
 
-fn xml_text(body: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let start = body.find(&open)? + open.len();
-    let end = body[start..].find(&format!("</{tag}>"))? + start;
-    Some(body[start..end].trim().to_string()).filter(|s| !s.is_empty())
-}
-
-fn json_text(body: &str, field: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    v.get(field)?.as_str().map(str::to_string)
-}
-
-/// The error and its sources, joined: the SDK wraps the useful part (e.g. an `AADSTS...`
-/// answer or an I/O error) inside more generic ones.
-fn full_message(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    parts.join(": ").replace('\n', " ")
-}
-
 /// The innermost `azure_core::Error` that carries an HTTP answer or an I/O failure.
 fn root_kind(err: &azure_core::Error) -> &azure_core::Error {
     let mut current = err;
@@ -177,11 +151,6 @@ fn root_kind(err: &azure_core::Error) -> &azure_core::Error {
         current = inner;
     }
     current
-}
-
-fn is_transient_status(status: StatusCode) -> bool {
-    let code = u16::from(status);
-    code == 408 || code == 429 || code >= 500
 }
 
 const SP_HINT: &str = "Check the connection's tenant id, client id and client secret: the secret may be wrong or expired, the client id unknown in that tenant, or the tenant id wrong. Create a new client secret for the service principal and update the connection.";
@@ -198,17 +167,17 @@ pub fn classify(err: azure_core::Error, ctx: ErrorContext<'_>) -> ExportError {
         if matches!(root.kind(), ErrorKind::Connection | ErrorKind::Io) {
             return ExportError::transient(
                 "obtaining a Microsoft Entra ID token",
-                scrub(&format!("could not reach the identity authority: {}", full_message(&err))),
+                scrub(&format!("could not reach the identity authority: {}", error_chain_text(&err))),
             );
         }
         if let Some(f) = http_failure(root) {
-            if is_transient_status(f.status) {
+            if is_transient_status(u16::from(f.status)) {
                 return ExportError::transient("obtaining a Microsoft Entra ID token", scrub(&format!("{} {}: {}", u16::from(f.status), f.code, f.message)));
             }
         }
         return ExportError::BadCredentials {
             service: "Microsoft Entra ID".into(),
-            detail: scrub(&format!("could not obtain a token for the service principal ({})", full_message(&err))),
+            detail: scrub(&format!("could not obtain a token for the service principal ({})", error_chain_text(&err))),
             hint: SP_HINT.into(),
         };
     }
@@ -253,7 +222,7 @@ pub fn classify(err: azure_core::Error, ctx: ErrorContext<'_>) -> ExportError {
                 hint: "Create the container in the storage account, or fix the container name (and account URL) in the connection.".into(),
             },
             (404, _) => ExportError::NotFound { what: resource },
-            _ if is_transient_status(f.status) || f.code == "ServerBusy" || f.code == "OperationTimedOut" => {
+            _ if is_transient_status(u16::from(f.status)) || f.code == "ServerBusy" || f.code == "OperationTimedOut" => {
                 ExportError::transient(format!("{} on {resource}", ctx.op.name()), detail)
             }
             _ => ExportError::Internal(format!("{} on {resource} failed: {detail}", ctx.op.name())),
@@ -263,9 +232,9 @@ pub fn classify(err: azure_core::Error, ctx: ErrorContext<'_>) -> ExportError {
     match root.kind() {
         ErrorKind::Connection | ErrorKind::Io => ExportError::transient(
             format!("{} on {resource}", ctx.op.name()),
-            scrub(&format!("connection to Azure Storage failed or timed out: {}", full_message(&err))),
+            scrub(&format!("connection to Azure Storage failed or timed out: {}", error_chain_text(&err))),
         ),
-        _ => ExportError::Internal(scrub(&format!("{} on {resource} failed: {}", ctx.op.name(), full_message(&err)))),
+        _ => ExportError::Internal(scrub(&format!("{} on {resource} failed: {}", ctx.op.name(), error_chain_text(&err)))),
     }
 }
 
