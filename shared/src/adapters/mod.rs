@@ -6,3 +6,4 @@ pub mod aws;
 pub mod azure;
 pub mod http_errors;
 pub mod local;
+pub mod upload;

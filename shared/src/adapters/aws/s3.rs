@@ -19,10 +19,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
-use bytes::{Bytes, BytesMut};
-use tokio::task::JoinSet;
+use bytes::Bytes;
 
 use crate::adapters::aws::errors::{classify, AwsOp, OpContext};
+use crate::adapters::upload::{BufferedUpload, MultipartTarget};
 use crate::error::{ExportError, Result};
 use crate::ports::{ByteStream, CreateOutcome, ObjectMeta, ObjectStore, StreamingUpload};
 
@@ -181,16 +181,8 @@ impl ObjectStore for S3Store {
     }
 
     async fn upload(&self, key: &str) -> Result<Box<dyn StreamingUpload>> {
-        Ok(Box::new(S3Upload {
-            store: self.inner.clone(),
-            key: key.to_string(),
-            buf: BytesMut::new(),
-            upload_id: None,
-            next_part: 1,
-            in_flight: JoinSet::new(),
-            done: Vec::new(),
-            closed: false,
-        }))
+        let target = S3Multipart { store: self.inner.clone(), key: key.to_string() };
+        Ok(Box::new(BufferedUpload::new(target, self.inner.part_size, self.inner.concurrency)))
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
@@ -271,111 +263,68 @@ fn get_error(
     classify(e, &inner.ctx(AwsOp::GetObject, key))
 }
 
-/// One streaming write. Parts are numbered from 1 in write order, so part boundaries
-/// depend only on the bytes written.
-struct S3Upload {
+/// The S3 requests of one multipart write (CreateMultipartUpload, UploadPart with a CRC32
+/// checksum, CompleteMultipartUpload, AbortMultipartUpload); buffering and concurrency are
+/// [`BufferedUpload`]'s.
+struct S3Multipart {
     store: Arc<Inner>,
     key: String,
-    buf: BytesMut,
-    upload_id: Option<String>,
-    next_part: i32,
-    in_flight: JoinSet<Result<CompletedPart>>,
-    done: Vec<CompletedPart>,
-    /// Set once finished or aborted, so Drop does not abort a completed upload.
-    closed: bool,
 }
 
-impl S3Upload {
-    async fn start_multipart(&mut self) -> Result<String> {
-        if let Some(id) = &self.upload_id {
-            return Ok(id.clone());
-        }
+#[async_trait]
+impl MultipartTarget for S3Multipart {
+    type Part = CompletedPart;
+
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.store.bucket, self.key)
+    }
+
+    async fn put_whole(&self, body: Bytes) -> Result<()> {
+        self.store.put_object(&self.key, body, false).await
+    }
+
+    async fn start(&self) -> Result<String> {
         let s = &self.store;
         let mut req = s.client.create_multipart_upload().bucket(&s.bucket).key(&self.key).checksum_algorithm(ChecksumAlgorithm::Crc32);
         if let Some(k) = &s.kms_key {
             req = req.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(k);
         }
         let out = req.send().await.map_err(|e| classify(e, &s.ctx(AwsOp::CreateMultipartUpload, &self.key)))?;
-        let id = out
-            .upload_id()
+        out.upload_id()
             .map(str::to_string)
-            .ok_or_else(|| ExportError::Internal(format!("CreateMultipartUpload for s3://{}/{} returned no upload id", s.bucket, self.key)))?;
-        self.upload_id = Some(id.clone());
-        Ok(id)
+            .ok_or_else(|| ExportError::Internal(format!("CreateMultipartUpload for s3://{}/{} returned no upload id", s.bucket, self.key)))
     }
 
-    /// Waits for one part in flight and records it.
-    async fn reap_one(&mut self) -> Result<()> {
-        if let Some(joined) = self.in_flight.join_next().await {
-            let part = joined.map_err(|e| ExportError::Internal(format!("part upload task failed: {e}")))??;
-            self.done.push(part);
-        }
-        Ok(())
+    async fn put_part(&self, upload_id: &str, number: u32, body: Bytes) -> Result<CompletedPart> {
+        let s = &self.store;
+        let number = i32::try_from(number).map_err(|_| ExportError::Internal(format!("part number {number} is out of range")))?;
+        let out = s
+            .client
+            .upload_part()
+            .bucket(&s.bucket)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .content_length(body.len() as i64)
+            .body(S3Body::from(body))
+            .send()
+            .await
+            .map_err(|e| classify(e, &s.ctx(AwsOp::UploadPart, &self.key)))?;
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag().map(str::to_string))
+            .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
+            .build())
     }
 
-    /// Sends `body` as the next part, after making room under the concurrency limit.
-    async fn send_part(&mut self, body: Bytes) -> Result<()> {
-        let upload_id = self.start_multipart().await?;
-        while self.in_flight.len() >= self.store.concurrency {
-            self.reap_one().await?;
-        }
-        let number = self.next_part;
-        self.next_part += 1;
-        let store = self.store.clone();
-        let key = self.key.clone();
-        self.in_flight.spawn(async move {
-            let out = store
-                .client
-                .upload_part()
-                .bucket(&store.bucket)
-                .key(&key)
-                .upload_id(upload_id)
-                .part_number(number)
-                .checksum_algorithm(ChecksumAlgorithm::Crc32)
-                .content_length(body.len() as i64)
-                .body(S3Body::from(body))
-                .send()
-                .await
-                .map_err(|e| classify(e, &store.ctx(AwsOp::UploadPart, &key)))?;
-            Ok(CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag().map(str::to_string))
-                .set_checksum_crc32(out.checksum_crc32().map(str::to_string))
-                .build())
-        });
-        Ok(())
-    }
-
-    async fn write_inner(&mut self, chunk: Bytes) -> Result<()> {
-        self.buf.extend_from_slice(&chunk);
-        while self.buf.len() >= self.store.part_size {
-            let part = self.buf.split_to(self.store.part_size).freeze();
-            self.send_part(part).await?;
-        }
-        Ok(())
-    }
-
-    async fn finish_inner(&mut self) -> Result<()> {
-        let Some(upload_id) = self.upload_id.clone() else {
-            // Never reached a full part: one PutObject (also for empty objects).
-            let body = std::mem::take(&mut self.buf).freeze();
-            return self.store.put_object(&self.key, body, false).await;
-        };
-        if !self.buf.is_empty() {
-            let last = std::mem::take(&mut self.buf).freeze();
-            self.send_part(last).await?;
-        }
-        while !self.in_flight.is_empty() {
-            self.reap_one().await?;
-        }
-        let mut parts = std::mem::take(&mut self.done);
-        parts.sort_by_key(|p| p.part_number());
+    async fn complete(&self, upload_id: &str, parts: Vec<CompletedPart>) -> Result<()> {
         let s = &self.store;
         s.client
             .complete_multipart_upload()
             .bucket(&s.bucket)
             .key(&self.key)
-            .upload_id(&upload_id)
+            .upload_id(upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
             .await
@@ -383,87 +332,14 @@ impl S3Upload {
         Ok(())
     }
 
-    async fn abort_inner(&mut self) -> Result<()> {
-        self.in_flight.abort_all();
-        while self.in_flight.join_next().await.is_some() {}
-        self.buf = BytesMut::new();
-        let Some(upload_id) = self.upload_id.take() else { return Ok(()) };
-        abort_multipart(&self.store, &self.key, &upload_id).await
-    }
-}
-
-async fn abort_multipart(store: &Inner, key: &str, upload_id: &str) -> Result<()> {
-    match store.client.abort_multipart_upload().bucket(&store.bucket).key(key).upload_id(upload_id).send().await {
-        Ok(_) => Ok(()),
-        Err(e) => match classify(e, &store.ctx(AwsOp::AbortMultipartUpload, key)) {
-            ExportError::NotFound { .. } => Ok(()), // already gone
-            other => Err(other),
-        },
-    }
-}
-
-/// A write after a failed write: the multipart upload was aborted, nothing can be finished.
-fn already_failed(store: &Inner, key: &str) -> ExportError {
-    ExportError::Internal(format!("upload to s3://{}/{key} was aborted after an earlier failure; start a new upload", store.bucket))
-}
-
-#[async_trait]
-impl StreamingUpload for S3Upload {
-    async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        if self.closed {
-            return Err(already_failed(&self.store, &self.key));
-        }
-        match self.write_inner(chunk).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.closed = true;
-                if let Err(abort_err) = self.abort_inner().await {
-                    tracing::warn!(key = %self.key, error = %abort_err, "could not abort multipart upload after a failed part");
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn finish(mut self: Box<Self>) -> Result<()> {
-        if self.closed {
-            return Err(already_failed(&self.store, &self.key));
-        }
-        self.closed = true;
-        match self.finish_inner().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                if let Err(abort_err) = self.abort_inner().await {
-                    tracing::warn!(key = %self.key, error = %abort_err, "could not abort multipart upload after a failed finish");
-                }
-                Err(e)
-            }
-        }
-    }
-
-    async fn abort(mut self: Box<Self>) -> Result<()> {
-        self.closed = true;
-        self.abort_inner().await
-    }
-}
-
-impl Drop for S3Upload {
-    // An upload dropped without finish/abort (a cancelled task, a panic upstream) would
-    // leave billed parts behind: abort it in the background when a runtime is around.
-    fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.in_flight.abort_all();
-        let Some(upload_id) = self.upload_id.take() else { return };
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let store = self.store.clone();
-            let key = self.key.clone();
-            handle.spawn(async move {
-                if let Err(e) = abort_multipart(&store, &key, &upload_id).await {
-                    tracing::warn!(key = %key, error = %e, "could not abort an abandoned multipart upload");
-                }
-            });
+    async fn abort(&self, upload_id: &str) -> Result<()> {
+        let s = &self.store;
+        match s.client.abort_multipart_upload().bucket(&s.bucket).key(&self.key).upload_id(upload_id).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match classify(e, &s.ctx(AwsOp::AbortMultipartUpload, &self.key)) {
+                ExportError::NotFound { .. } => Ok(()), // already gone
+                other => Err(other),
+            },
         }
     }
 }

@@ -23,12 +23,12 @@ use azure_storage_blob::models::{
     BlockBlobClientUploadOptions, BlockLookupList,
 };
 use azure_storage_blob::{BlobClient, BlobClientOptions, BlobContainerClient, BlobContainerClientOptions, BlockBlobClient};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
-use tokio::task::JoinSet;
 
 use crate::adapters::azure::errors::{classify, AzureOp, ErrorContext, Redactor};
+use crate::adapters::upload::{BufferedUpload, MultipartTarget};
 use crate::control::connection::Destination;
 use crate::control::secret::Secret;
 use crate::error::{ExportError, Result};
@@ -391,16 +391,13 @@ impl ObjectStore for AzureStore {
 
     async fn upload(&self, key: &str) -> Result<Box<dyn StreamingUpload>> {
         let blob = self.blob_client(key)?;
-        Ok(Box::new(AzureUpload {
-            blob: Arc::new(blob.block_blob_client()),
+        let target = AzureBlocks {
+            blob: blob.block_blob_client(),
             single: blob,
             resource: self.resource(key),
-            ctx: Arc::new(UploadCtx { principal: self.principal.clone(), sas: self.sas, redactor: self.redactor.clone() }),
-            buf: BytesMut::new(),
-            block_size: self.block_size,
-            block_ids: Vec::new(),
-            in_flight: JoinSet::new(),
-        }))
+            ctx: UploadCtx { principal: self.principal.clone(), sas: self.sas, redactor: self.redactor.clone() },
+        };
+        Ok(Box::new(BufferedUpload::new(target, self.block_size, MAX_BLOCKS_IN_FLIGHT)))
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
@@ -485,20 +482,16 @@ impl UploadCtx {
     }
 }
 
-/// A block blob being written: blocks are staged as the buffer fills, and the block list is
-/// committed on `finish`. Uncommitted blocks are never visible: Azure lists and reads only
-/// committed blobs, and drops uncommitted blocks when the blob is next committed or after
-/// seven days. So `abort` only stops the staging in flight.
-struct AzureUpload {
-    blob: Arc<BlockBlobClient>,
+/// The Azure requests of one staged write (Put Block, Put Block List). Uncommitted blocks
+/// are never visible: Azure lists and reads only committed blobs, and drops uncommitted
+/// blocks when the blob is next committed or after seven days, so `abort` has nothing to
+/// delete. Buffering and concurrency are [`BufferedUpload`]'s.
+struct AzureBlocks {
+    blob: BlockBlobClient,
     /// Same blob, for the one-request path of objects smaller than one block.
     single: BlobClient,
     resource: String,
-    ctx: Arc<UploadCtx>,
-    buf: BytesMut,
-    block_size: usize,
-    block_ids: Vec<Vec<u8>>,
-    in_flight: JoinSet<Result<()>>,
+    ctx: UploadCtx,
 }
 
 /// `{index:06}-{first 16 bytes of sha256(block), hex}`: 39 bytes, equal for every block as
@@ -508,57 +501,32 @@ fn block_id(index: usize, block: &[u8]) -> Vec<u8> {
     format!("{index:06}-{}", hex::encode(&digest[..16])).into_bytes()
 }
 
-impl AzureUpload {
-    async fn stage(&mut self, block: Bytes) -> Result<()> {
-        while self.in_flight.len() >= MAX_BLOCKS_IN_FLIGHT {
-            self.join_one().await?;
-        }
-        let id = block_id(self.block_ids.len(), &block);
-        self.block_ids.push(id.clone());
-        let blob = self.blob.clone();
-        let ctx = self.ctx.clone();
-        let resource = self.resource.clone();
-        self.in_flight.spawn(async move {
-            let len = block.len() as u64;
-            blob.stage_block(&id, len, block.into(), None).await.map(|_| ()).map_err(|e| ctx.classify(e, AzureOp::Write, &resource))
-        });
-        Ok(())
-    }
-
-    async fn join_one(&mut self) -> Result<()> {
-        match self.in_flight.join_next().await {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => Err(ExportError::Internal(format!("staging a block of {} failed: {e}", self.resource))),
-            None => Ok(()),
-        }
-    }
-}
-
 #[async_trait]
-impl StreamingUpload for AzureUpload {
-    async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self.buf.extend_from_slice(&chunk);
-        while self.buf.len() >= self.block_size {
-            let block = self.buf.split_to(self.block_size).freeze();
-            self.stage(block).await?;
-        }
-        Ok(())
+impl MultipartTarget for AzureBlocks {
+    type Part = Vec<u8>;
+
+    fn describe(&self) -> String {
+        self.resource.clone()
     }
 
-    async fn finish(mut self: Box<Self>) -> Result<()> {
-        if self.block_ids.is_empty() {
-            // Smaller than one block: a single Put Blob, as atomic as a commit.
-            let body = std::mem::take(&mut self.buf).freeze();
-            return AzureStore::upload_small(&self.single, body, false).await.map_err(|e| self.ctx.classify(e, AzureOp::Write, &self.resource));
-        }
-        if !self.buf.is_empty() {
-            let rest = std::mem::take(&mut self.buf).freeze();
-            self.stage(rest).await?;
-        }
-        while !self.in_flight.is_empty() {
-            self.join_one().await?;
-        }
-        let list = BlockLookupList { latest: Some(std::mem::take(&mut self.block_ids)), ..Default::default() };
+    async fn put_whole(&self, body: Bytes) -> Result<()> {
+        // A single Put Blob, as atomic as a commit.
+        AzureStore::upload_small(&self.single, body, false).await.map_err(|e| self.ctx.classify(e, AzureOp::Write, &self.resource))
+    }
+
+    async fn start(&self) -> Result<String> {
+        Ok(String::new()) // blocks need no session: the blob's name is the upload
+    }
+
+    async fn put_part(&self, _upload_id: &str, number: u32, block: Bytes) -> Result<Vec<u8>> {
+        let id = block_id(number as usize - 1, &block);
+        let len = block.len() as u64;
+        self.blob.stage_block(&id, len, block.into(), None).await.map_err(|e| self.ctx.classify(e, AzureOp::Write, &self.resource))?;
+        Ok(id)
+    }
+
+    async fn complete(&self, _upload_id: &str, block_ids: Vec<Vec<u8>>) -> Result<()> {
+        let list = BlockLookupList { latest: Some(block_ids), ..Default::default() };
         let content =
             list.try_into().map_err(|e: azure_core::Error| ExportError::Internal(format!("cannot encode the block list of {}: {e}", self.resource)))?;
         self.blob
@@ -568,11 +536,8 @@ impl StreamingUpload for AzureUpload {
             .map_err(|e| self.ctx.classify(e, AzureOp::Write, &self.resource))
     }
 
-    async fn abort(mut self: Box<Self>) -> Result<()> {
-        // Nothing was committed, so nothing is visible; stop the staging still running.
-        self.in_flight.abort_all();
-        while self.in_flight.join_next().await.is_some() {}
-        Ok(())
+    async fn abort(&self, _upload_id: &str) -> Result<()> {
+        Ok(()) // nothing was committed, so nothing is visible
     }
 }
 
