@@ -5,18 +5,17 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 
-use crate::access::probe::{ProbeReport, ProbeResult};
+use crate::access::probe::{round_trip, ProbeReport, ProbeResult, RoundTripChecks};
 use crate::adapters::aws::context::AwsContext;
-use crate::adapters::aws::probe::{S3Probe, PROBE_DIR};
+use crate::adapters::aws::probe::S3Probe;
 use crate::adapters::aws::s3::S3Store;
 use crate::adapters::azure::store::{AzureOptions, AzureStore};
 use crate::adapters::local::store::LocalStore;
 use crate::control::connection::Destination;
 use crate::error::{ExportError, Result};
 use crate::ports::AccessProbe;
-use crate::ports::{join_key, ObjectStore};
+use crate::ports::ObjectStore;
 
 /// Cloud clients and settings shared by every connection in this process.
 #[derive(Clone, Debug, Default)]
@@ -135,56 +134,25 @@ fn single_failure(dest: &Destination, principal: Option<String>, check: &str, pe
     ProbeReport { destination: dest.describe(), principal, results: vec![ProbeResult::fail(check, permission, err)] }
 }
 
-/// Embedded-mode probe: write, read, list and delete a probe file under the prefix.
+/// Embedded-mode probe: the shared round trip on the local folder.
 struct LocalProbe {
     store: LocalStore,
     destination: String,
     prefix: String,
 }
 
+const LOCAL_ROUND_TRIP: RoundTripChecks = RoundTripChecks {
+    write: ("write probe file", "file system write"),
+    read: ("read probe file", "file system read"),
+    list: ("list under prefix", "file system list"),
+    delete: ("delete probe file", "file system delete"),
+    read_answers_without_object: false,
+};
+
 #[async_trait]
 impl AccessProbe for LocalProbe {
     async fn probe(&self) -> ProbeReport {
-        let key = join_key(self.prefix.trim_matches('/'), &format!("{PROBE_DIR}/probe-{}", std::process::id()));
-        let body = Bytes::from_static(b"event export access probe\n");
-        let mut results = Vec::new();
-        let written = match self.store.put(&key, body.clone()).await {
-            Ok(()) => {
-                results.push(ProbeResult::pass("write probe file", "file system write"));
-                true
-            }
-            Err(e) => {
-                results.push(ProbeResult::fail("write probe file", "file system write", &e));
-                false
-            }
-        };
-        if written {
-            match self.store.get(&key).await {
-                Ok(b) if b == body => results.push(ProbeResult::pass("read probe file", "file system read")),
-                Ok(_) => results.push(ProbeResult::fail(
-                    "read probe file",
-                    "file system read",
-                    &ExportError::Corrupt { what: key.clone(), detail: "read back differs from what was written".into() },
-                )),
-                Err(e) => results.push(ProbeResult::fail("read probe file", "file system read", &e)),
-            }
-        } else {
-            results.push(ProbeResult::skipped("read probe file", "file system read", "the write failed"));
-        }
-        let dir = join_key(self.prefix.trim_matches('/'), &format!("{PROBE_DIR}/"));
-        match self.store.list(&dir).await {
-            Ok(list) if !written || list.iter().any(|m| m.key == key) => results.push(ProbeResult::pass("list under prefix", "file system list")),
-            Ok(_) => results.push(ProbeResult::fail(
-                "list under prefix",
-                "file system list",
-                &ExportError::Internal(format!("the probe file {key} was written but is not listed")),
-            )),
-            Err(e) => results.push(ProbeResult::fail("list under prefix", "file system list", &e)),
-        }
-        match self.store.delete(&key).await {
-            Ok(()) => results.push(ProbeResult::pass("delete probe file", "file system delete")),
-            Err(e) => results.push(ProbeResult::fail("delete probe file", "file system delete", &e)),
-        }
+        let results = round_trip(&self.store, &self.prefix, &LOCAL_ROUND_TRIP).await.results(&LOCAL_ROUND_TRIP, ProbeResult::fail);
         ProbeReport { destination: self.destination.clone(), principal: None, results }
     }
 }

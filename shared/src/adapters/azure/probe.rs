@@ -4,10 +4,8 @@
 //! one report names every missing data action at once.
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use rand::Rng;
 
-use crate::access::probe::{ProbeReport, ProbeResult};
+use crate::access::probe::{round_trip, ProbeReport, ProbeResult, RoundTripChecks};
 use crate::adapters::azure::errors::{BLOB_DELETE, BLOB_READ, BLOB_WRITE};
 use crate::adapters::azure::store::{AzureOptions, AzureStore};
 use crate::control::connection::Destination;
@@ -15,17 +13,16 @@ use crate::error::{ExportError, Result};
 use crate::ports::AccessProbe;
 use crate::ports::{join_key, ObjectStore};
 
-/// Folder (under the connection's prefix) that holds the short-lived probe blob; the same
-/// name the S3 probe uses, so one lifecycle rule can cover both.
-pub const PROBE_DIR: &str = "_export_probe";
-
 const CHECK_TOKEN: &str = "obtain token";
 const CHECK_SAS: &str = "SAS token valid";
 const CHECK_CONTAINER: &str = "container exists";
-const CHECK_WRITE: &str = "write probe blob";
-const CHECK_READ: &str = "read probe blob";
-const CHECK_LIST: &str = "list under prefix";
-const CHECK_DELETE: &str = "delete probe blob";
+const ROUND_TRIP: RoundTripChecks = RoundTripChecks {
+    write: ("write probe blob", BLOB_WRITE),
+    read: ("read probe blob", BLOB_READ),
+    list: ("list under prefix", BLOB_READ),
+    delete: ("delete probe blob", BLOB_DELETE),
+    read_answers_without_object: true,
+};
 const NEED_TOKEN: &str = "Microsoft Entra ID token (tenant id, client id, client secret)";
 const NEED_SAS: &str = "unexpired SAS token";
 const NEED_CONTAINER: &str = "container exists";
@@ -50,11 +47,6 @@ impl AzureProbe {
     pub fn from_destination(dest: &Destination, options: AzureOptions) -> Result<Self> {
         Ok(AzureProbe::new(AzureStore::from_destination(dest, options)?, dest.prefix()))
     }
-
-    fn probe_key(&self) -> String {
-        let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-        join_key(&self.prefix, &format!("{PROBE_DIR}/probe-{millis}-{:08x}", rand::thread_rng().gen::<u32>()))
-    }
 }
 
 /// `se=` of a SAS token (its expiry), when it has one (a SAS tied to a stored access policy
@@ -68,10 +60,6 @@ fn expired(se: &str) -> bool {
         .map(|t| t < chrono::Utc::now())
         .or_else(|_| chrono::NaiveDate::parse_from_str(se, "%Y-%m-%d").map(|d| d < chrono::Utc::now().date_naive()))
         .unwrap_or(false)
-}
-
-fn failed_with_missing_container(r: &std::result::Result<(), ExportError>) -> bool {
-    matches!(r, Err(ExportError::DestinationMissing { .. }))
 }
 
 #[async_trait]
@@ -101,13 +89,7 @@ impl AccessProbe for AzureProbe {
                 Err(e) => {
                     tracing::warn!(destination = %report.destination, error = %e, "Azure probe: no token for the service principal");
                     report.results.push(ProbeResult::fail(CHECK_TOKEN, NEED_TOKEN, &e));
-                    for (check, need) in [
-                        (CHECK_CONTAINER, NEED_CONTAINER),
-                        (CHECK_WRITE, BLOB_WRITE),
-                        (CHECK_READ, BLOB_READ),
-                        (CHECK_LIST, BLOB_READ),
-                        (CHECK_DELETE, BLOB_DELETE),
-                    ] {
+                    for (check, need) in [(CHECK_CONTAINER, NEED_CONTAINER), ROUND_TRIP.write, ROUND_TRIP.read, ROUND_TRIP.list, ROUND_TRIP.delete] {
                         report.results.push(ProbeResult::skipped(check, need, "no token for the service principal"));
                     }
                     return report;
@@ -124,64 +106,29 @@ impl AccessProbe for AzureProbe {
                 hint: "Create the container in the storage account, or fix the container name (and account URL) in the connection.".into(),
             };
             report.results.push(ProbeResult::fail(CHECK_CONTAINER, NEED_CONTAINER, &e));
-            for (check, need) in [(CHECK_WRITE, BLOB_WRITE), (CHECK_READ, BLOB_READ), (CHECK_LIST, BLOB_READ), (CHECK_DELETE, BLOB_DELETE)] {
+            for (check, need) in [ROUND_TRIP.write, ROUND_TRIP.read, ROUND_TRIP.list, ROUND_TRIP.delete] {
                 report.results.push(ProbeResult::skipped(check, need, "the container does not exist"));
             }
             return report;
         }
-        let container_index = report.results.len();
-
-        // 3. Write.
-        let key = self.probe_key();
-        let body = Bytes::from_static(b"event export access probe\n");
-        let write = store.put(&key, body.clone()).await;
-        let written = write.is_ok();
-
-        // 4. Read: the probe blob back when it was written; otherwise a read of the missing
-        //    blob still tells a refusal (403) from permission to read (404).
-        let read: std::result::Result<(), ExportError> = match store.get(&key).await {
-            Ok(b) if b == body => Ok(()),
-            Ok(_) => Err(ExportError::Corrupt { what: key.clone(), detail: "the probe blob read back differs from what was written".into() }),
-            Err(ExportError::NotFound { .. }) if !written => Ok(()),
-            Err(e) => Err(e),
-        };
-
-        // 5. List under the prefix (authorised by the blob read data action).
-        let list: std::result::Result<(), ExportError> = match store.list(&join_key(&self.prefix, &format!("{PROBE_DIR}/"))).await {
-            Ok(items) if !written || items.iter().any(|m| m.key == key) => Ok(()),
-            Ok(_) => Err(ExportError::Internal(format!("the probe blob {key} was written but is not listed"))),
-            Err(e) => Err(e),
-        };
-
-        // 6. Delete (deleting a missing blob is allowed, so this runs even when the write failed).
-        let delete = store.delete(&key).await;
+        // 3-6. Write, read, list and delete a probe blob through the store.
+        let trip = round_trip(store, &self.prefix, &ROUND_TRIP).await;
 
         // The container verdict, when Get Container Properties could not give it.
-        let blob_results = [&write, &read, &list, &delete];
+        let outcomes = trip.outcomes();
         let container_result = match container {
             Ok(_) => ProbeResult::pass(CHECK_CONTAINER, NEED_CONTAINER),
             Err(e) if !matches!(e, ExportError::PermissionDenied { .. }) => ProbeResult::fail(CHECK_CONTAINER, NEED_CONTAINER, &e),
-            Err(_) if blob_results.iter().any(|r| failed_with_missing_container(r)) => ProbeResult::fail(
+            Err(_) if outcomes.iter().any(|r| matches!(r, Err(ExportError::DestinationMissing { .. }))) => ProbeResult::fail(
                 CHECK_CONTAINER,
                 NEED_CONTAINER,
                 &ExportError::DestinationMissing { resource: store.describe(), hint: "Create the container, or fix its name in the connection.".into() },
             ),
-            Err(_) if blob_results.iter().any(|r| r.is_ok()) => ProbeResult::pass(CHECK_CONTAINER, NEED_CONTAINER),
+            Err(_) if outcomes.iter().any(|r| r.is_ok()) => ProbeResult::pass(CHECK_CONTAINER, NEED_CONTAINER),
             Err(_) => ProbeResult::skipped(CHECK_CONTAINER, NEED_CONTAINER, "no permission this principal holds can see the container"),
         };
-        report.results.insert(container_index, container_result);
-
-        for (check, need, r) in
-            [(CHECK_WRITE, BLOB_WRITE, write), (CHECK_READ, BLOB_READ, read), (CHECK_LIST, BLOB_READ, list), (CHECK_DELETE, BLOB_DELETE, delete)]
-        {
-            match r {
-                Ok(()) => report.results.push(ProbeResult::pass(check, need)),
-                Err(e) => {
-                    tracing::warn!(destination = %report.destination, check, error = %e, "Azure probe failed");
-                    report.results.push(ProbeResult::fail(check, need, &e));
-                }
-            }
-        }
+        report.results.push(container_result);
+        report.results.extend(trip.results(&ROUND_TRIP, ProbeResult::fail));
         report
     }
 }
