@@ -8,7 +8,8 @@ use azure_core::http::{ClientOptions, Transport, Url};
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use exporter::adapters::azure::store::{AzureCredentials, AzureOptions, AzureStore};
+use exporter::adapters::azure::store::{AzureOptions, AzureStore};
+use exporter::control::connection::AzureAuth;
 use exporter::control::secret::Secret;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -91,7 +92,7 @@ pub async fn new_container(prefix: &str) -> String {
 
 /// A store on the http Azurite authenticated by an account SAS with `permissions`.
 pub fn sas_store(container: &str, permissions: &str) -> AzureStore {
-    AzureStore::new(&http_url(), container, AzureCredentials::Sas(Secret::new(account_sas(permissions))), AzureOptions::default()).expect("SAS store")
+    AzureStore::new(&http_url(), container, AzureAuth::Sas { token: Secret::new(account_sas(permissions)) }, AzureOptions::default()).expect("SAS store")
 }
 
 /// The HTTPS Azurite with `--oauth basic`, the local token endpoint and the one valid
@@ -130,11 +131,11 @@ impl OAuthSetup {
         AzureOptions { authority_host: Some(self.authority_host.clone()), extra_ca_pem: Some(self.ca_pem.clone()), ..Default::default() }
     }
 
-    pub fn credentials_with_secret(&self, secret: Secret) -> AzureCredentials {
-        AzureCredentials::ServicePrincipal { tenant_id: self.tenant_id.clone(), client_id: self.client_id.clone(), client_secret: secret }
+    pub fn credentials_with_secret(&self, secret: Secret) -> AzureAuth {
+        AzureAuth::ServicePrincipal { tenant_id: self.tenant_id.clone(), client_id: self.client_id.clone(), client_secret: secret }
     }
 
-    pub fn credentials(&self) -> AzureCredentials {
+    pub fn credentials(&self) -> AzureAuth {
         self.credentials_with_secret(self.client_secret.clone())
     }
 

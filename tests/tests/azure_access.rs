@@ -8,7 +8,8 @@ use chrono::{Duration, Utc};
 use exporter::access::probe::{ProbeOutcome, ProbeReport};
 use exporter::adapters::azure::errors::{BLOB_DELETE, BLOB_READ, BLOB_WRITE};
 use exporter::adapters::azure::probe::AzureProbe;
-use exporter::adapters::azure::store::{AzureCredentials, AzureStore};
+use exporter::adapters::azure::store::AzureStore;
+use exporter::control::connection::AzureAuth;
 use exporter::control::connection::Destination;
 use exporter::control::secret::Secret;
 use exporter::ports::AccessProbe;
@@ -67,7 +68,7 @@ async fn missing_container_and_expired_sas_are_named_as_causes() {
     let container = azurite::new_container("probe-exp").await;
     let past = Utc::now() - Duration::hours(3);
     let expired = account_sas_between(ALL_PERMISSIONS, past - Duration::hours(1), past);
-    let store = AzureStore::new(&azurite::http_url(), &container, AzureCredentials::Sas(Secret::new(expired.clone())), Default::default()).unwrap();
+    let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(expired.clone()) }, Default::default()).unwrap();
     let err = store.put("exports/z", Bytes::from_static(b"z")).await.unwrap_err();
     assert!(matches!(err.kind(), "AccessBlocked" | "BadCredentials"), "{err}");
     if err.kind() == "AccessBlocked" {
@@ -145,7 +146,7 @@ async fn wrong_secret_or_tenant_is_a_credential_error_that_never_shows_the_secre
     }
 
     // Unknown tenant: also a credential error naming what to check.
-    let creds = AzureCredentials::ServicePrincipal {
+    let creds = AzureAuth::ServicePrincipal {
         tenant_id: "00000000-0000-0000-0000-000000000000".into(),
         client_id: oauth.client_id.clone(),
         client_secret: oauth.client_secret.clone(),
@@ -161,7 +162,7 @@ async fn wrong_secret_or_tenant_is_a_credential_error_that_never_shows_the_secre
 async fn sas_store_errors_never_show_the_signature() {
     let container = azurite::new_container("sas-redact").await;
     let sas = account_sas("r");
-    let store = AzureStore::new(&azurite::http_url(), &container, AzureCredentials::Sas(Secret::new(sas.clone())), Default::default()).unwrap();
+    let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(sas.clone()) }, Default::default()).unwrap();
     let err = store.put("exports/a#1", Bytes::from_static(b"a")).await.unwrap_err();
     assert_eq!(err.missing_permission(), Some(BLOB_WRITE));
     let sig = url_sig(&sas);

@@ -8,7 +8,8 @@ use azure_core::http::{ClientOptions, Transport, Url};
 use azure_storage_blob::models::{BlockBlobClientGetBlockListOptions, BlockListType};
 use azure_storage_blob::{BlobClient, BlobClientOptions};
 use bytes::Bytes;
-use exporter::adapters::azure::store::{AzureCredentials, AzureOptions, AzureStore};
+use exporter::adapters::azure::store::{AzureOptions, AzureStore};
+use exporter::control::connection::AzureAuth;
 use exporter::control::secret::Secret;
 use exporter::ports::{collect_stream, ObjectStore};
 use integration_tests::azurite::{self, account_sas, ALL_PERMISSIONS};
@@ -61,7 +62,7 @@ async fn service_principal_store_passes_the_conformance_suite_over_https() {
 async fn streaming_upload_commits_one_block_per_block_size() {
     let container = azurite::new_container("blocks").await;
     let opts = AzureOptions { block_size: Some(1 << 20), ..Default::default() };
-    let store = AzureStore::new(&azurite::http_url(), &container, AzureCredentials::Sas(Secret::new(account_sas(ALL_PERMISSIONS))), opts).unwrap();
+    let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(account_sas(ALL_PERMISSIONS)) }, opts).unwrap();
     let key = "exports/1/1_2020-01-25_7#0.json.gz";
     let data: Vec<u8> = (0..(5 * (1 << 20) + 12_345)).map(|i| (i % 241) as u8).collect();
     let mut up = store.upload(key).await.unwrap();
@@ -87,7 +88,7 @@ async fn streaming_upload_commits_one_block_per_block_size() {
 async fn aborted_upload_leaves_nothing_and_a_later_upload_of_the_same_name_is_exact() {
     let container = azurite::new_container("abort").await;
     let opts = AzureOptions { block_size: Some(1 << 20), ..Default::default() };
-    let store = AzureStore::new(&azurite::http_url(), &container, AzureCredentials::Sas(Secret::new(account_sas(ALL_PERMISSIONS))), opts).unwrap();
+    let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(account_sas(ALL_PERMISSIONS)) }, opts).unwrap();
     let key = "p/7/7_2021-06-01_0#0.json.gz";
     let mut up = store.upload(key).await.unwrap();
     up.write(Bytes::from(vec![1u8; 3 << 20])).await.unwrap();
@@ -107,7 +108,7 @@ async fn aborted_upload_leaves_nothing_and_a_later_upload_of_the_same_name_is_ex
 async fn names_with_reserved_characters_round_trip_exactly_and_listing_pages() {
     let container = azurite::new_container("names").await;
     let opts = AzureOptions { list_page_size: Some(2), ..Default::default() };
-    let store = AzureStore::new(&azurite::http_url(), &container, AzureCredentials::Sas(Secret::new(account_sas(ALL_PERMISSIONS))), opts).unwrap();
+    let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(account_sas(ALL_PERMISSIONS)) }, opts).unwrap();
     let names = [
         "exports/187520/187520_2020-01-25_17#0.json.gz",
         "exports/187520/187520_2020-01-25_17#1.json.gz",

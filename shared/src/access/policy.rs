@@ -4,6 +4,7 @@
 //! plus the same statements as an identity policy (attached to the role itself when the
 //! bucket is in the exporter's own account, and what the moto tests enforce).
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::control::connection::Destination;
@@ -126,6 +127,86 @@ fn validate_role_principal(role_arn: &str) -> Result<()> {
     Ok(())
 }
 
+/// A policy statement (or document) that grants what is missing, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFix {
+    /// e.g. "Add this statement to the bucket policy of my-bucket".
+    pub title: String,
+    /// Pretty-printed JSON (or, for Azure, the role assignment to make).
+    pub statement: String,
+}
+
+/// `arn:aws:sts::ACCT:assumed-role/NAME/session` → `arn:aws:iam::ACCT:role/NAME`: policies
+/// name the role, not one of its sessions.
+pub fn role_arn_of(principal: &str) -> String {
+    let parts: Vec<&str> = principal.splitn(6, ':').collect();
+    if parts.len() == 6 && parts[2] == "sts" {
+        if let Some(rest) = parts[5].strip_prefix("assumed-role/") {
+            let name = rest.split('/').next().unwrap_or(rest);
+            return format!("arn:{}:iam::{}:role/{name}", parts[1], parts[4]);
+        }
+    }
+    principal.to_string()
+}
+
+/// What to grant for the `missing` permissions of `dest`, where it goes: a bucket policy
+/// and a key policy statement for S3 (naming the refused role, not its session), an
+/// `az role assignment` for Azure.
+pub fn fixes_for(dest: &Destination, principal: Option<&str>, missing: &[String]) -> Vec<PolicyFix> {
+    match dest {
+        Destination::S3 { bucket, kms_key_arn, .. } => {
+            let Some(principal) = principal else {
+                return Vec::new();
+            };
+            let role = role_arn_of(principal);
+            let mut bucket_statements: Vec<serde_json::Value> = Vec::new();
+            let mut key_statement = None;
+            for perm in missing {
+                match fix_statement(dest, &role, perm) {
+                    Ok(Some(s)) if perm.starts_with("kms:") => key_statement = Some(s),
+                    Ok(Some(s)) => {
+                        if !bucket_statements.contains(&s) {
+                            bucket_statements.push(s)
+                        }
+                    }
+                    // Not an IAM action (e.g. "bucket exists"): nothing to grant.
+                    Ok(None) | Err(_) => {}
+                }
+            }
+            let mut out = Vec::new();
+            if !bucket_statements.is_empty() {
+                let body = if bucket_statements.len() == 1 { bucket_statements.remove(0) } else { serde_json::Value::Array(bucket_statements) };
+                out.push(PolicyFix {
+                    title: format!("Add this statement to the bucket policy of {bucket}"),
+                    statement: serde_json::to_string_pretty(&body).unwrap_or_default(),
+                });
+            }
+            if let (Some(s), Some(key)) = (key_statement, kms_key_arn) {
+                out.push(PolicyFix {
+                    title: format!("Add this statement to the key policy of {key}"),
+                    statement: serde_json::to_string_pretty(&s).unwrap_or_default(),
+                });
+            }
+            out
+        }
+        Destination::Azure { account_url, container, client_id, .. } => {
+            if missing.iter().any(|m| m.starts_with("Microsoft.Storage/")) {
+                let who = client_id.as_deref().map(|c| format!("the service principal {c}")).unwrap_or_else(|| "the SAS token's holder".into());
+                vec![PolicyFix {
+                    title: format!("Grant {who} the role \"Storage Blob Data Contributor\" on container {container}"),
+                    statement: format!(
+                        "az role assignment create --role \"Storage Blob Data Contributor\" --assignee {} --scope \"<storage account resource id>/blobServices/default/containers/{container}\"\n(account {account_url}; a SAS token needs the r, w, d and l permissions instead)",
+                        client_id.as_deref().unwrap_or("<client id>")
+                    ),
+                }]
+            } else {
+                Vec::new()
+            }
+        }
+        Destination::Local { .. } => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +294,11 @@ mod tests {
         }
         assert!(fix_statement(&d, ROLE, "s3:PutBucketPolicy").unwrap().is_none());
         assert_eq!(role_arn_from_template(DEFAULT_ROLE_TEMPLATE, "123456789012", "7"), "arn:aws:iam::123456789012:role/event-export-project-7");
+    }
+
+    #[test]
+    fn assumed_role_becomes_role() {
+        assert_eq!(role_arn_of("arn:aws:sts::123456789012:assumed-role/r1/sess"), "arn:aws:iam::123456789012:role/r1");
+        assert_eq!(role_arn_of("arn:aws:iam::123456789012:role/r1"), "arn:aws:iam::123456789012:role/r1");
     }
 }

@@ -36,6 +36,107 @@ impl Default for DataKinds {
     }
 }
 
+/// How an Azure destination authenticates. The connection file keeps the fields flat
+/// (`tenant_id`, `client_id`, `client_secret`, or `sas_token`); [`AzureAuth::from_fields`]
+/// reads them into this enum, so the rules about which fields go together, and what a
+/// usable secret looks like, exist once.
+#[derive(Clone, PartialEq)]
+pub enum AzureAuth {
+    /// A Microsoft Entra ID service principal with a client secret.
+    ServicePrincipal { tenant_id: String, client_id: String, client_secret: Secret },
+    /// A SAS token (the query string, with or without the leading `?`).
+    Sas { token: Secret },
+}
+
+impl std::fmt::Debug for AzureAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AzureAuth::ServicePrincipal { tenant_id, client_id, .. } => {
+                f.debug_struct("ServicePrincipal").field("tenant_id", tenant_id).field("client_id", client_id).field("client_secret", &"[redacted]").finish()
+            }
+            AzureAuth::Sas { .. } => f.write_str("Sas([redacted])"),
+        }
+    }
+}
+
+impl AzureAuth {
+    /// The credentials of an Azure destination's fields; `field` names the destination in errors.
+    pub fn from_fields(
+        field: &str,
+        tenant_id: &Option<String>,
+        client_id: &Option<String>,
+        client_secret: &Option<Secret>,
+        sas_token: &Option<Secret>,
+    ) -> Result<Self> {
+        let auth = match (tenant_id, client_id, client_secret, sas_token) {
+            (Some(tenant_id), Some(client_id), Some(client_secret), _) => {
+                AzureAuth::ServicePrincipal { tenant_id: tenant_id.clone(), client_id: client_id.clone(), client_secret: client_secret.clone() }
+            }
+            (None, None, None, Some(token)) => AzureAuth::Sas { token: token.clone() },
+            (None, None, None, None) => {
+                return Err(ExportError::invalid_config(
+                    field,
+                    "no credentials",
+                    "Give tenant_id, client_id and client_secret of a service principal (or a sas_token).",
+                ))
+            }
+            _ => {
+                return Err(ExportError::invalid_config(
+                    field,
+                    "a service principal needs tenant_id, client_id and client_secret together",
+                    "Give all three, or use sas_token instead.",
+                ))
+            }
+        };
+        auth.check(field)?;
+        Ok(auth)
+    }
+
+    /// What a usable credential looks like: a non-empty secret, a SAS token with a signature.
+    pub fn check(&self, field: &str) -> Result<()> {
+        match self {
+            AzureAuth::ServicePrincipal { tenant_id, client_id, client_secret } => {
+                if tenant_id.trim().is_empty() || client_id.trim().is_empty() {
+                    return Err(ExportError::invalid_config(
+                        field,
+                        "tenant_id and client_id must not be empty",
+                        "Give the service principal's tenant and client ids.",
+                    ));
+                }
+                if client_secret.is_empty() {
+                    return Err(ExportError::invalid_config(format!("{field}.client_secret"), "is empty", "Give the service principal's secret value."));
+                }
+            }
+            AzureAuth::Sas { token } => {
+                if !token.expose().contains("sig=") {
+                    return Err(ExportError::invalid_config(
+                        format!("{field}.sas_token"),
+                        "is not a SAS token (no sig= parameter)",
+                        "Paste the SAS token's query string (sv=...&sig=...).",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The identity the storage account sees, for messages.
+    pub fn principal(&self) -> String {
+        match self {
+            AzureAuth::ServicePrincipal { tenant_id, client_id, .. } => format!("service principal {client_id} (tenant {tenant_id})"),
+            AzureAuth::Sas { .. } => "SAS token".into(),
+        }
+    }
+
+    /// The secret to keep out of every message.
+    pub fn secret(&self) -> &Secret {
+        match self {
+            AzureAuth::ServicePrincipal { client_secret, .. } => client_secret,
+            AzureAuth::Sas { token } => token,
+        }
+    }
+}
+
 /// Where an export goes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -78,6 +179,14 @@ impl Destination {
     pub fn prefix(&self) -> &str {
         match self {
             Destination::S3 { prefix, .. } | Destination::Azure { prefix, .. } | Destination::Local { prefix, .. } => prefix,
+        }
+    }
+
+    /// The secrets a destination holds (sealed in the control store, opened to send them).
+    pub fn secrets_mut(&mut self) -> Vec<&mut Secret> {
+        match self {
+            Destination::Azure { client_secret, sas_token, .. } => [client_secret, sas_token].into_iter().flatten().collect(),
+            Destination::S3 { .. } | Destination::Local { .. } => Vec::new(),
         }
     }
 
@@ -147,27 +256,7 @@ impl Destination {
                     ));
                 }
                 validate_container_name(&format!("{field}.container"), container)?;
-                let principal = [tenant_id.is_some(), client_id.is_some(), client_secret.is_some()];
-                let has_sp = principal.iter().all(|x| *x);
-                if principal.iter().any(|x| *x) && !has_sp {
-                    return Err(ExportError::invalid_config(
-                        field,
-                        "a service principal needs tenant_id, client_id and client_secret together",
-                        "Give all three, or use sas_token instead.",
-                    ));
-                }
-                if !has_sp && sas_token.is_none() {
-                    return Err(ExportError::invalid_config(
-                        field,
-                        "no credentials",
-                        "Give tenant_id, client_id and client_secret of a service principal (or a sas_token).",
-                    ));
-                }
-                if let Some(secret) = client_secret {
-                    if secret.is_empty() {
-                        return Err(ExportError::invalid_config(format!("{field}.client_secret"), "is empty", "Give the service principal's secret value."));
-                    }
-                }
+                AzureAuth::from_fields(field, tenant_id, client_id, client_secret, sas_token)?;
             }
             Destination::Local { path, .. } => {
                 if path.is_empty() {
@@ -346,4 +435,32 @@ fn validate_container_name(field: &str, name: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn azure_credentials_are_read_and_checked_once() {
+        let secret = Some(Secret::new("s3cret"));
+        let sas = Some(Secret::new("sv=2024-01-01&sp=rwdl&sig=abc"));
+        let sp = AzureAuth::from_fields("destination", &some("t"), &some("c"), &secret, &None).unwrap();
+        assert_eq!(sp.principal(), "service principal c (tenant t)");
+        assert!(!format!("{sp:?}").contains("s3cret"));
+        // A complete service principal wins over a SAS token given as well.
+        assert!(matches!(AzureAuth::from_fields("d", &some("t"), &some("c"), &secret, &sas).unwrap(), AzureAuth::ServicePrincipal { .. }));
+        assert!(matches!(AzureAuth::from_fields("d", &None, &None, &None, &sas).unwrap(), AzureAuth::Sas { .. }));
+
+        let refused = |e: ExportError| e.to_string();
+        assert!(refused(AzureAuth::from_fields("d", &some("t"), &None, &secret, &sas).unwrap_err()).contains("together"));
+        assert!(refused(AzureAuth::from_fields("d", &None, &None, &None, &None).unwrap_err()).contains("no credentials"));
+        assert!(refused(AzureAuth::from_fields("d", &some("t"), &some("c"), &Some(Secret::new("")), &None).unwrap_err()).contains("client_secret"));
+        let unsigned = AzureAuth::from_fields("d", &None, &None, &None, &Some(Secret::new("sv=2024-01-01&sp=r"))).unwrap_err();
+        assert!(refused(unsigned).contains("d.sas_token"));
+    }
 }

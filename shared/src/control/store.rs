@@ -191,10 +191,8 @@ impl ControlStore {
     pub async fn save_connection(&self, conn: &Connection) -> Result<()> {
         let mut stored = conn.clone();
         for dest in std::iter::once(&mut stored.destination).chain(stored.merged_ids_destination.iter_mut()) {
-            if let Destination::Azure { client_secret, sas_token, .. } = dest {
-                for secret in [client_secret, sas_token].into_iter().flatten() {
-                    *secret = Secret::new(self.cipher.seal(secret).await?);
-                }
+            for secret in dest.secrets_mut() {
+                *secret = Secret::new(self.cipher.seal(secret).await?);
             }
         }
         let body = serde_json::to_vec_pretty(&stored).expect("connection serialises");
@@ -214,10 +212,8 @@ impl ControlStore {
         let text = std::str::from_utf8(&body).map_err(|e| corrupt(&key, e))?;
         let mut conn = Connection::from_json(text)?;
         for dest in std::iter::once(&mut conn.destination).chain(conn.merged_ids_destination.iter_mut()) {
-            if let Destination::Azure { client_secret, sas_token, .. } = dest {
-                for secret in [client_secret, sas_token].into_iter().flatten() {
-                    *secret = self.cipher.open(secret.expose()).await?;
-                }
+            for secret in dest.secrets_mut() {
+                *secret = self.cipher.open(secret.expose()).await?;
             }
         }
         Ok(conn)

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::probe::ProbeReport;
 use crate::control::connection::{Connection, Destination};
 use crate::control::ledger::{HourLedger, OwedHour, OwedState};
-use crate::delivery::notify::{compose_failure_email, FailedHour, FailureNotice, PolicyFix};
+use crate::delivery::notify::{compose_failure_email, FailedHour, FailureNotice};
 use crate::delivery::retry::{handoff, HourRequest, RetryPolicy};
 use crate::error::{ExportError, Result};
 use crate::hour::{HourRange, UtcHour};
@@ -431,19 +431,6 @@ fn refused_principal(err: &ExportError, report: &ProbeReport) -> Option<String> 
     }
 }
 
-/// `arn:aws:sts::ACCT:assumed-role/NAME/session` → `arn:aws:iam::ACCT:role/NAME`: policies
-/// name the role, not one of its sessions.
-pub fn role_arn_of(principal: &str) -> String {
-    let parts: Vec<&str> = principal.splitn(6, ':').collect();
-    if parts.len() == 6 && parts[2] == "sts" {
-        if let Some(rest) = parts[5].strip_prefix("assumed-role/") {
-            let name = rest.split('/').next().unwrap_or(rest);
-            return format!("arn:{}:iam::{}:role/{name}", parts[1], parts[4]);
-        }
-    }
-    principal.to_string()
-}
-
 /// The notice for the email: probes, failing hours, principal and the fixing policy.
 pub fn build_notice(conn: &Connection, dest: &Destination, report: ProbeReport, hours: &[HourFailure], err: &ExportError) -> FailureNotice {
     let principal = refused_principal(err, &report);
@@ -457,63 +444,8 @@ pub fn build_notice(conn: &Connection, dest: &Destination, report: ProbeReport, 
         report,
         fixes: Vec::new(),
     };
-    notice.fixes = fixes_for(dest, notice.principal.as_deref(), &notice.missing());
+    notice.fixes = crate::access::policy::fixes_for(dest, notice.principal.as_deref(), &notice.missing());
     notice
-}
-
-fn fixes_for(dest: &Destination, principal: Option<&str>, missing: &[String]) -> Vec<PolicyFix> {
-    match dest {
-        Destination::S3 { bucket, kms_key_arn, .. } => {
-            let Some(principal) = principal else {
-                return Vec::new();
-            };
-            let role = role_arn_of(principal);
-            let mut bucket_statements: Vec<serde_json::Value> = Vec::new();
-            let mut key_statement = None;
-            for perm in missing {
-                match crate::access::policy::fix_statement(dest, &role, perm) {
-                    Ok(Some(s)) if perm.starts_with("kms:") => key_statement = Some(s),
-                    Ok(Some(s)) => {
-                        if !bucket_statements.contains(&s) {
-                            bucket_statements.push(s)
-                        }
-                    }
-                    // Not an IAM action (e.g. "bucket exists"): nothing to grant.
-                    Ok(None) | Err(_) => {}
-                }
-            }
-            let mut out = Vec::new();
-            if !bucket_statements.is_empty() {
-                let body = if bucket_statements.len() == 1 { bucket_statements.remove(0) } else { serde_json::Value::Array(bucket_statements) };
-                out.push(PolicyFix {
-                    title: format!("Add this statement to the bucket policy of {bucket}"),
-                    statement: serde_json::to_string_pretty(&body).unwrap_or_default(),
-                });
-            }
-            if let (Some(s), Some(key)) = (key_statement, kms_key_arn) {
-                out.push(PolicyFix {
-                    title: format!("Add this statement to the key policy of {key}"),
-                    statement: serde_json::to_string_pretty(&s).unwrap_or_default(),
-                });
-            }
-            out
-        }
-        Destination::Azure { account_url, container, client_id, .. } => {
-            if missing.iter().any(|m| m.starts_with("Microsoft.Storage/")) {
-                let who = client_id.as_deref().map(|c| format!("the service principal {c}")).unwrap_or_else(|| "the SAS token's holder".into());
-                vec![PolicyFix {
-                    title: format!("Grant {who} the role \"Storage Blob Data Contributor\" on container {container}"),
-                    statement: format!(
-                        "az role assignment create --role \"Storage Blob Data Contributor\" --assignee {} --scope \"<storage account resource id>/blobServices/default/containers/{container}\"\n(account {account_url}; a SAS token needs the r, w, d and l permissions instead)",
-                        client_id.as_deref().unwrap_or("<client id>")
-                    ),
-                }]
-            } else {
-                Vec::new()
-            }
-        }
-        Destination::Local { .. } => Vec::new(),
-    }
 }
 
 #[cfg(test)]
@@ -656,11 +588,5 @@ mod tests {
         );
         assert!(sched.0.lock().unwrap().is_empty());
         assert!(mail.0.lock().unwrap().is_empty());
-    }
-
-    #[test]
-    fn assumed_role_becomes_role() {
-        assert_eq!(role_arn_of("arn:aws:sts::123456789012:assumed-role/r1/sess"), "arn:aws:iam::123456789012:role/r1");
-        assert_eq!(role_arn_of("arn:aws:iam::123456789012:role/r1"), "arn:aws:iam::123456789012:role/r1");
     }
 }

@@ -9,6 +9,7 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::policy::PolicyFix;
 use crate::access::probe::{ProbeOutcome, ProbeReport};
 use crate::hour::UtcHour;
 
@@ -29,15 +30,6 @@ pub struct FailedHour {
     pub attempts: u32,
     /// The last error, as reported (never contains a secret: errors are redacted at the source).
     pub error: String,
-}
-
-/// A policy statement (or document) that grants what is missing, and where it goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PolicyFix {
-    /// e.g. "Add this statement to the bucket policy of my-bucket".
-    pub title: String,
-    /// Pretty-printed JSON (or, for Azure, the role assignment to make).
-    pub statement: String,
 }
 
 /// Everything the failure email says.

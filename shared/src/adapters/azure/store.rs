@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::adapters::azure::errors::{classify, AzureOp, ErrorContext, Redactor};
 use crate::adapters::upload::{BufferedUpload, MultipartTarget};
-use crate::control::connection::Destination;
+use crate::control::connection::{AzureAuth, Destination};
 use crate::control::secret::Secret;
 use crate::error::{ExportError, Result};
 use crate::ports::{ByteStream, CreateOutcome, ObjectMeta, ObjectStore, StreamingUpload};
@@ -47,43 +47,6 @@ const SINGLE_PUT_LIMIT: u64 = 256 << 20;
 pub const EXTRA_CA_ENV: &str = "EXPORTER_AZURE_EXTRA_CA_FILE";
 /// The Azure SDKs' standard variable for the Microsoft Entra ID authority host.
 pub const AUTHORITY_HOST_ENV: &str = "AZURE_AUTHORITY_HOST";
-
-/// How the exporter authenticates to the storage account.
-#[derive(Clone, PartialEq)]
-pub enum AzureCredentials {
-    /// A Microsoft Entra ID service principal with a client secret.
-    ServicePrincipal { tenant_id: String, client_id: String, client_secret: Secret },
-    /// A SAS token (the query string, with or without the leading `?`).
-    Sas(Secret),
-}
-
-impl std::fmt::Debug for AzureCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AzureCredentials::ServicePrincipal { tenant_id, client_id, .. } => {
-                f.debug_struct("ServicePrincipal").field("tenant_id", tenant_id).field("client_id", client_id).field("client_secret", &"[redacted]").finish()
-            }
-            AzureCredentials::Sas(_) => f.write_str("Sas([redacted])"),
-        }
-    }
-}
-
-impl AzureCredentials {
-    /// The identity the storage account sees, for messages: the client id, or `SAS token`.
-    pub fn principal(&self) -> String {
-        match self {
-            AzureCredentials::ServicePrincipal { tenant_id, client_id, .. } => format!("service principal {client_id} (tenant {tenant_id})"),
-            AzureCredentials::Sas(_) => "SAS token".into(),
-        }
-    }
-
-    fn secret(&self) -> &Secret {
-        match self {
-            AzureCredentials::ServicePrincipal { client_secret, .. } => client_secret,
-            AzureCredentials::Sas(s) => s,
-        }
-    }
-}
 
 /// Settings that are not part of a connection: where the identity authority is and which
 /// extra certificate authorities to trust. Production uses the defaults.
@@ -174,7 +137,7 @@ fn transport(options: &AzureOptions) -> Result<Transport> {
 impl AzureStore {
     /// A store for `container` of the storage account at `account_url`
     /// (`https://{account}.blob.core.windows.net`, or an emulator's `http(s)://host:port/account`).
-    pub fn new(account_url: &str, container: &str, credentials: AzureCredentials, options: AzureOptions) -> Result<Self> {
+    pub fn new(account_url: &str, container: &str, credentials: AzureAuth, options: AzureOptions) -> Result<Self> {
         let account = Url::parse(account_url.trim_end_matches('/'))
             .map_err(|e| config_err("account_url", format!("{account_url:?} is not a URL ({e})"), "Use https://{account}.blob.core.windows.net."))?;
         if account.query().is_some() || account.cannot_be_a_base() {
@@ -197,11 +160,12 @@ impl AzureStore {
             ..Default::default()
         });
         let mut client_options = ClientOptions { transport: Some(transport(&options)?), retry, ..Default::default() };
+        credentials.check("credentials")?;
         let redactor = Redactor::new([credentials.secret().clone()]);
         let principal = credentials.principal();
 
         let (credential, sas): (Option<Arc<dyn TokenCredential>>, bool) = match &credentials {
-            AzureCredentials::ServicePrincipal { tenant_id, client_id, client_secret } => {
+            AzureAuth::ServicePrincipal { tenant_id, client_id, client_secret } => {
                 if container_url.scheme() != "https" {
                     return Err(config_err("account_url", "a service principal needs an https account URL", "Use https://{account}.blob.core.windows.net."));
                 }
@@ -226,11 +190,8 @@ impl AzureStore {
                 })?;
                 (Some(cred as Arc<dyn TokenCredential>), false)
             }
-            AzureCredentials::Sas(token) => {
+            AzureAuth::Sas { token } => {
                 let query = token.expose().trim_start_matches('?');
-                if !query.contains("sig=") {
-                    return Err(config_err("sas_token", "is not a SAS token (no sig= parameter)", "Paste the SAS token's query string (sv=...&sig=...)."));
-                }
                 container_url.set_query(Some(query));
                 (None, true)
             }
@@ -253,8 +214,8 @@ impl AzureStore {
             principal,
             sas,
             sas_token: match &credentials {
-                AzureCredentials::Sas(t) => Some(t.clone()),
-                AzureCredentials::ServicePrincipal { .. } => None,
+                AzureAuth::Sas { token: t } => Some(t.clone()),
+                AzureAuth::ServicePrincipal { .. } => None,
             },
             block_size: options.block_size.unwrap_or(DEFAULT_BLOCK_SIZE).max(1),
             list_page_size: options.list_page_size,
@@ -267,13 +228,7 @@ impl AzureStore {
         let Destination::Azure { account_url, container, tenant_id, client_id, client_secret, sas_token, .. } = dest else {
             return Err(ExportError::Internal(format!("AzureStore::from_destination called with {}", dest.describe())));
         };
-        let credentials = match (tenant_id, client_id, client_secret, sas_token) {
-            (Some(t), Some(c), Some(s), _) => AzureCredentials::ServicePrincipal { tenant_id: t.clone(), client_id: c.clone(), client_secret: s.clone() },
-            (_, _, _, Some(sas)) => AzureCredentials::Sas(sas.clone()),
-            _ => {
-                return Err(config_err("destination", "no credentials", "Give tenant_id, client_id and client_secret of a service principal (or a sas_token)."))
-            }
-        };
+        let credentials = AzureAuth::from_fields("destination", tenant_id, client_id, client_secret, sas_token)?;
         AzureStore::new(account_url, container, credentials, options)
     }
 
@@ -546,8 +501,13 @@ mod tests {
     use super::*;
 
     fn sas_store() -> AzureStore {
-        AzureStore::new("http://127.0.0.1:1/devstoreaccount1", "c1", AzureCredentials::Sas(Secret::new("sv=2024-01-01&sp=r&sig=abc")), AzureOptions::default())
-            .unwrap()
+        AzureStore::new(
+            "http://127.0.0.1:1/devstoreaccount1",
+            "c1",
+            AzureAuth::Sas { token: Secret::new("sv=2024-01-01&sp=r&sig=abc") },
+            AzureOptions::default(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -571,7 +531,7 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_secrets() {
-        let c = AzureCredentials::ServicePrincipal { tenant_id: "t".into(), client_id: "c".into(), client_secret: Secret::new("super-secret-value") };
+        let c = AzureAuth::ServicePrincipal { tenant_id: "t".into(), client_id: "c".into(), client_secret: Secret::new("super-secret-value") };
         assert!(!format!("{c:?}").contains("super-secret-value"));
         let s = sas_store();
         assert!(!format!("{s:?}").contains("sig=abc"));
@@ -580,7 +540,7 @@ mod tests {
 
     #[test]
     fn service_principal_needs_https() {
-        let c = AzureCredentials::ServicePrincipal { tenant_id: "t".into(), client_id: "c".into(), client_secret: Secret::new("s3cr3t-value") };
+        let c = AzureAuth::ServicePrincipal { tenant_id: "t".into(), client_id: "c".into(), client_secret: Secret::new("s3cr3t-value") };
         let e = AzureStore::new("http://127.0.0.1:1/devstoreaccount1", "c1", c, AzureOptions::default()).unwrap_err();
         assert_eq!(e.kind(), "InvalidConfig");
     }
