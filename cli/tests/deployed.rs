@@ -92,7 +92,7 @@ async fn exportctl_manages_connections_of_a_deployed_stack() {
 
     let out = stack.run(&["connections", "create", conn_path]);
     assert!(out.status.success(), "{}", text(&out));
-    let name = exporter::delivery::schedule::hourly_schedule_name(&id);
+    let name = exporter::adapters::aws::scheduler::hourly_schedule_name(&id);
     let schedule = scheduler.get_schedule().name(&name).group_name(&group).send().await.expect("hourly schedule created");
     assert_eq!(schedule.state().map(|s| s.as_str()), Some("ENABLED"));
     assert!(schedule.target().unwrap().input().unwrap().contains(&id));
@@ -141,7 +141,7 @@ async fn exportctl_manages_connections_of_a_deployed_stack() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("not activated") && text(&out).contains("no-such-bucket-anywhere"), "{}", text(&out));
     assert!(!text(&stack.run(&["connections", "list"])).contains(&refused_id));
-    let refused_schedule = exporter::delivery::schedule::hourly_schedule_name(&refused_id);
+    let refused_schedule = exporter::adapters::aws::scheduler::hourly_schedule_name(&refused_id);
     assert!(scheduler.get_schedule().name(&refused_schedule).group_name(&group).send().await.is_err(), "no schedule for a refused connection");
 
     let out = stack.run(&["connections", "delete", &id]);

@@ -219,13 +219,13 @@ impl FailureHandler {
         let mut owed = ledger.owed_hour(&conn.id, req.hour).await?.unwrap_or_else(|| OwedHour::pending(req.hour, req.mode));
         owed.next_retry = Some(plan.at);
         ledger.save_owed(&conn.id, &owed).await?;
-        tracing::info!(connection = %conn.id, hour = %req.hour, outcome = "handed_off", schedule = %plan.name, "little time left; hour handed to a one-time schedule");
+        tracing::info!(connection = %conn.id, hour = %req.hour, outcome = "handed_off", schedule = %plan.id, "little time left; hour handed to a one-time schedule");
         Ok(HourResult {
             request: req.clone(),
             exported: None,
             error_kind: None,
             error: None,
-            after_failure: Some(AfterFailure::HandedOff { schedule: plan.name, at: plan.at }),
+            after_failure: Some(AfterFailure::HandedOff { schedule: plan.id, at: plan.at }),
         })
     }
 
@@ -301,10 +301,10 @@ impl FailureHandler {
             let outcome = self.retries.schedule_retry(&plan).await?;
             tracing::info!(
                 connection = %conn.id, hour = %req.hour, attempt = req.attempt, outcome = "retry_scheduled",
-                schedule = %plan.name, at = %plan.at, error_kind = err.kind(), "attempt failed; retry scheduled"
+                schedule = %plan.id, at = %plan.at, error_kind = err.kind(), "attempt failed; retry scheduled"
             );
             return Ok(AfterFailure::RetryScheduled {
-                schedule: plan.name,
+                schedule: plan.id,
                 at: plan.at,
                 attempt: plan.request.attempt,
                 created: outcome == CreateOutcome::Created,
@@ -464,7 +464,7 @@ mod tests {
     impl RetryScheduler for Sched {
         async fn schedule_retry(&self, r: &PlannedRetry) -> Result<CreateOutcome> {
             let mut v = self.0.lock().unwrap();
-            if v.iter().any(|x| x.name == r.name) {
+            if v.iter().any(|x| x.id == r.id) {
                 return Ok(CreateOutcome::AlreadyExists);
             }
             v.push(r.clone());

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{ExportError, Result};
 use crate::export::hour_export::ExportMode;
@@ -19,9 +18,6 @@ use crate::hour::UtcHour;
 
 /// Attempts per hour (the first run included) unless configured otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-
-/// EventBridge Scheduler's limit on schedule names.
-pub const MAX_SCHEDULE_NAME: usize = 64;
 
 /// One export of one hour: what the hourly-export function receives from a retry schedule,
 /// `{connection_id, hour, mode, attempt}`.
@@ -120,7 +116,7 @@ impl RetryPolicy {
         let delay = chrono::Duration::from_std(self.delay_after(failed.attempt)).unwrap_or(chrono::Duration::hours(6));
         // Whole seconds: `at(...)` has no fractions.
         let at = DateTime::from_timestamp((now + delay).timestamp(), 0).unwrap_or(now + delay);
-        Some(PlannedRetry { name: retry_schedule_name(&next), at, request: next })
+        Some(PlannedRetry { id: retry_id(&next), at, request: next })
     }
 }
 
@@ -128,50 +124,28 @@ impl RetryPolicy {
 /// ran short of time): due a minute from now, with the same attempt number.
 pub fn handoff(req: &HourRequest, now: DateTime<Utc>) -> PlannedRetry {
     let at = DateTime::from_timestamp((now + chrono::Duration::minutes(1)).timestamp(), 0).unwrap_or(now);
-    PlannedRetry { name: retry_schedule_name(req), at, request: req.clone() }
+    PlannedRetry { id: retry_id(req), at, request: req.clone() }
 }
 
 /// A one-time schedule to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedRetry {
-    pub name: String,
+    /// See [`retry_id`].
+    pub id: String,
     pub at: DateTime<Utc>,
     pub request: HourRequest,
 }
 
-/// `{conn}-{yyyyMMddTHH}-{rec|rep}-a{attempt}`: unique per connection, hour, mode and
-/// attempt, and valid for EventBridge Scheduler (at most 64 of `[0-9a-zA-Z-_.]`).
-pub fn retry_schedule_name(req: &HourRequest) -> String {
+/// `{conn}-{yyyyMMddTHH}-{rec|rep|late}-a{attempt}`: the identity of a retry, the same for
+/// every redelivery of one failure and different for every connection, hour, mode and
+/// attempt. Each scheduler makes of it a name its service accepts.
+pub fn retry_id(req: &HourRequest) -> String {
     let mode = match req.mode {
         ExportMode::Recurring => "rec",
         ExportMode::Replace => "rep",
         ExportMode::Late => "late",
     };
-    let suffix = format!("-{}-{mode}-a{}", req.hour.start().format("%Y%m%dT%H"), req.attempt);
-    format!("{}{suffix}", name_part(&req.connection_id, MAX_SCHEDULE_NAME - suffix.len()))
-}
-
-/// `id` made safe for a schedule name and at most `room` characters long. When it has to
-/// be shortened (or had characters replaced) a hash of the full id keeps names of
-/// different connections apart.
-pub fn name_part(id: &str, room: usize) -> String {
-    let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect();
-    if safe.len() <= room && safe == id {
-        return safe;
-    }
-    let hash = hex::encode(&Sha256::digest(id.as_bytes())[..4]);
-    let keep = room.saturating_sub(hash.len() + 1);
-    format!("{}-{hash}", &safe[..keep.min(safe.len())])
-}
-
-/// Whether `name` is a valid EventBridge Scheduler schedule name.
-pub fn is_valid_schedule_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= MAX_SCHEDULE_NAME && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-}
-
-/// The `at(...)` expression of a one-time schedule (interpreted in UTC).
-pub fn at_expression(at: DateTime<Utc>) -> String {
-    format!("at({})", at.format("%Y-%m-%dT%H:%M:%S"))
+    format!("{}-{}-{mode}-a{}", req.connection_id, req.hour.start().format("%Y%m%dT%H"), req.attempt)
 }
 
 #[cfg(test)]
@@ -183,23 +157,15 @@ mod tests {
     }
 
     #[test]
-    fn names_are_deterministic_valid_and_distinct() {
-        let a = retry_schedule_name(&req("conn-1", 2));
+    fn retry_ids_are_deterministic_and_distinct() {
+        let a = retry_id(&req("conn-1", 2));
         assert_eq!(a, "conn-1-20200125T17-rec-a2");
-        assert_eq!(a, retry_schedule_name(&req("conn-1", 2)));
-        assert_ne!(a, retry_schedule_name(&req("conn-1", 3)));
+        assert_eq!(a, retry_id(&req("conn-1", 2)));
+        assert_ne!(a, retry_id(&req("conn-1", 3)));
         let mut replace = req("conn-1", 2);
         replace.mode = ExportMode::Replace;
-        assert_ne!(a, retry_schedule_name(&replace));
-
-        let long_a = "a".repeat(64);
-        let long_b = format!("{}b", "a".repeat(63));
-        let na = retry_schedule_name(&req(&long_a, 5));
-        let nb = retry_schedule_name(&req(&long_b, 5));
-        assert!(is_valid_schedule_name(&na), "{na}");
-        assert!(is_valid_schedule_name(&nb), "{nb}");
-        assert_ne!(na, nb, "truncated names keep a hash of the full id");
-        assert!(na.ends_with("-20200125T17-rec-a5"));
+        assert_ne!(a, retry_id(&replace));
+        assert_ne!(retry_id(&req(&"a".repeat(64), 5)), retry_id(&req(&format!("{}b", "a".repeat(63)), 5)));
     }
 
     #[test]
@@ -219,8 +185,8 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2020-01-25T18:05:00.250Z").unwrap().with_timezone(&Utc);
         let first = p.plan(&req("c", 1), now).expect("attempt 1 of 5 is retried");
         assert_eq!(first.request.attempt, 2);
-        assert_eq!(at_expression(first.at), "at(2020-01-25T18:10:00)");
-        assert_eq!(first.name, "c-20200125T17-rec-a2");
+        assert_eq!(first.at.to_rfc3339(), "2020-01-25T18:10:00+00:00");
+        assert_eq!(first.id, "c-20200125T17-rec-a2");
         let fourth = p.plan(&req("c", 4), now).expect("attempt 4 of 5 is retried");
         assert_eq!(fourth.request.attempt, 5);
         assert!(p.plan(&req("c", 5), now).is_none(), "attempt 5 is the last");

@@ -7,12 +7,66 @@ use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, Flexib
 use aws_sdk_scheduler::Client;
 
 use crate::adapters::aws::service_errors::classify;
-use crate::delivery::retry::{at_expression, is_valid_schedule_name, PlannedRetry};
-use crate::delivery::schedule::{hourly_expression, hourly_input, hourly_schedule_name};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::delivery::retry::PlannedRetry;
+use crate::delivery::schedule::HOURLY_MINUTE;
 use crate::error::{ExportError, Result};
 use crate::ports::CreateOutcome;
 use crate::ports::HourlySchedules;
 use crate::ports::RetryScheduler;
+
+/// EventBridge Scheduler's limit on schedule names.
+pub const MAX_SCHEDULE_NAME: usize = 64;
+
+/// The placeholder EventBridge Scheduler replaces with the schedule's invocation time.
+pub const SCHEDULED_TIME_PLACEHOLDER: &str = "<aws.scheduler.scheduled-time>";
+
+/// `id` made safe for a schedule name and at most `room` characters long. When it has to
+/// be shortened (or had characters replaced) a hash of the full id keeps names of
+/// different ids apart.
+pub fn name_part(id: &str, room: usize) -> String {
+    let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect();
+    if safe.len() <= room && safe == id {
+        return safe;
+    }
+    let hash = hex::encode(&Sha256::digest(id.as_bytes())[..4]);
+    let keep = room.saturating_sub(hash.len() + 1);
+    format!("{}-{hash}", &safe[..keep.min(safe.len())])
+}
+
+/// Whether `name` is a valid EventBridge Scheduler schedule name.
+pub fn is_valid_schedule_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_SCHEDULE_NAME && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// The one-time schedule of a retry: its id when that is a valid name (every connection
+/// id up to 44 characters), else shortened with a hash.
+pub fn retry_schedule_name(retry: &PlannedRetry) -> String {
+    name_part(&retry.id, MAX_SCHEDULE_NAME)
+}
+
+/// `hourly-{connection}`, valid whatever the id's length.
+pub fn hourly_schedule_name(connection_id: &str) -> String {
+    let prefix = "hourly-";
+    format!("{prefix}{}", name_part(connection_id, MAX_SCHEDULE_NAME - prefix.len()))
+}
+
+/// `cron(20 * * * ? *)`: every hour at [`HOURLY_MINUTE`] past, UTC.
+pub fn hourly_expression() -> String {
+    format!("cron({HOURLY_MINUTE} * * * ? *)")
+}
+
+/// The input document of a connection's hourly schedule: `{connection_id, scheduled_time}`.
+pub fn hourly_input(connection_id: &str) -> String {
+    serde_json::json!({ "connection_id": connection_id, "scheduled_time": SCHEDULED_TIME_PLACEHOLDER }).to_string()
+}
+
+/// The `at(...)` expression of a one-time schedule (interpreted in UTC).
+pub fn at_expression(at: DateTime<Utc>) -> String {
+    format!("at({})", at.format("%Y-%m-%dT%H:%M:%S"))
+}
 
 /// Where schedules go and what they invoke (from the function's environment).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,15 +150,14 @@ fn state(enabled: bool) -> ScheduleState {
 #[async_trait]
 impl RetryScheduler for EventBridgeScheduler {
     async fn schedule_retry(&self, retry: &PlannedRetry) -> Result<CreateOutcome> {
-        if !is_valid_schedule_name(&retry.name) {
-            return Err(ExportError::Internal(format!("invalid schedule name {:?}", retry.name)));
-        }
+        let name = retry_schedule_name(retry);
+        debug_assert!(is_valid_schedule_name(&name), "{name}");
         let input = serde_json::to_string(&retry.request).map_err(|e| ExportError::Internal(format!("retry input: {e}")))?;
-        let resource = format!("schedule {}/{}", self.config.retry_group, retry.name);
+        let resource = format!("schedule {}/{name}", self.config.retry_group);
         let sent = self
             .client
             .create_schedule()
-            .name(&retry.name)
+            .name(&name)
             .group_name(&self.config.retry_group)
             .schedule_expression(at_expression(retry.at))
             .schedule_expression_timezone("UTC")
@@ -172,5 +225,35 @@ impl HourlySchedules for EventBridgeScheduler {
             Err(e) if e.code() == Some("ResourceNotFoundException") => Ok(None),
             Err(e) => Err(classify("scheduler:GetSchedule", &self.hourly_resource(connection_id), e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::retry::{retry_id, HourRequest};
+    use crate::export::hour_export::ExportMode;
+    use crate::hour::UtcHour;
+
+    fn retry(conn: &str, attempt: u32) -> PlannedRetry {
+        let request = HourRequest::new(conn, UtcHour::parse("2020-01-25T17").unwrap(), ExportMode::Recurring, attempt);
+        PlannedRetry { id: retry_id(&request), at: request.hour.end(), request }
+    }
+
+    #[test]
+    fn schedule_names_are_valid_and_distinct_whatever_the_id() {
+        assert_eq!(retry_schedule_name(&retry("conn-1", 2)), "conn-1-20200125T17-rec-a2");
+        let a = retry_schedule_name(&retry(&"a".repeat(64), 5));
+        let b = retry_schedule_name(&retry(&format!("{}b", "a".repeat(63)), 5));
+        assert!(is_valid_schedule_name(&a) && is_valid_schedule_name(&b), "{a} {b}");
+        assert_ne!(a, b, "shortened names keep a hash of the full id");
+        assert_ne!(retry_schedule_name(&retry(&"a".repeat(64), 4)), a);
+
+        assert_eq!(hourly_schedule_name("conn-1"), "hourly-conn-1");
+        assert!(is_valid_schedule_name(&hourly_schedule_name(&"x".repeat(64))));
+        let input: serde_json::Value = serde_json::from_str(&hourly_input("conn-1")).unwrap();
+        assert_eq!(input["scheduled_time"], "<aws.scheduler.scheduled-time>");
+        assert_eq!(hourly_expression(), "cron(20 * * * ? *)");
+        assert_eq!(at_expression(DateTime::parse_from_rfc3339("2020-01-25T18:10:00.250Z").unwrap().with_timezone(&Utc)), "at(2020-01-25T18:10:00)");
     }
 }

@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::delivery::retry::{is_valid_schedule_name, HourRequest, PlannedRetry};
-use crate::delivery::schedule::hourly_schedule_name;
+use crate::delivery::retry::{HourRequest, PlannedRetry};
 use crate::error::{ExportError, Result};
 use crate::ports::CreateOutcome;
 use crate::ports::HourlySchedules;
@@ -55,7 +54,7 @@ impl LocalScheduler {
     }
 
     fn hourly_path(&self, connection_id: &str) -> PathBuf {
-        self.dir.join("hourly").join(format!("{}.json", hourly_schedule_name(connection_id)))
+        self.dir.join("hourly").join(format!("hourly-{connection_id}.json"))
     }
 
     /// Every pending retry, earliest first (ties by name, so the order is stable).
@@ -120,12 +119,13 @@ impl LocalScheduler {
 #[async_trait]
 impl RetryScheduler for LocalScheduler {
     async fn schedule_retry(&self, retry: &PlannedRetry) -> Result<CreateOutcome> {
-        if !is_valid_schedule_name(&retry.name) {
-            return Err(ExportError::Internal(format!("invalid schedule name {:?}", retry.name)));
+        // Connection ids are validated (letters, digits, `-`, `_`), so the id is a safe file name.
+        if retry.id.is_empty() || !retry.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(ExportError::Internal(format!("retry id {:?} is not a safe file name", retry.id)));
         }
-        let body = serde_json::to_vec_pretty(&LocalRetry { name: retry.name.clone(), at: retry.at, request: retry.request.clone() })
+        let body = serde_json::to_vec_pretty(&LocalRetry { name: retry.id.clone(), at: retry.at, request: retry.request.clone() })
             .map_err(|e| ExportError::Internal(e.to_string()))?;
-        let path = self.retry_path(&retry.name);
+        let path = self.retry_path(&retry.id);
         // Create-only, like CreateSchedule: the second request for a name finds the first.
         let mut file = match tokio::fs::OpenOptions::new().write(true).create_new(true).open(&path).await {
             Ok(f) => f,
