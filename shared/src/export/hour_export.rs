@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use crate::control::connection::Connection;
 use crate::error::{ExportError, Result};
@@ -22,12 +21,13 @@ use crate::export::dedup::Deduplicator;
 use crate::export::filter::Filter;
 use crate::export::lake::{list_hour_files, read_files_blocking, InvalidRecord, LakeItem};
 use crate::export::layout::{lake_events_prefix, lake_merges_prefix, ExportLayout};
-use crate::export::manifest::{DataReport, FileEntry, LakeInput, Manifest};
+use crate::export::manifest::{DataReport, LakeInput, Manifest};
 use crate::export::merged_ids::normalize_merge;
-use crate::export::parts::{CompressionPool, GzipPartEncoder};
+use crate::export::part_writer::{self, PartWriter};
+use crate::export::parts::CompressionPool;
 use crate::export::schema::{ExportEvent, Normalizer};
 use crate::hour::UtcHour;
-use crate::ports::{ObjectMeta, ObjectStore, StreamingUpload};
+use crate::ports::{ObjectMeta, ObjectStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -419,12 +419,6 @@ async fn replay_dedup(conn: &Connection, targets: &ExportTargets, files: Vec<Obj
 }
 
 /// Messages from the CPU pipeline (blocking thread) to the uploader (async task).
-enum UploadMsg {
-    Begin(String),
-    Chunk(Bytes),
-    End,
-}
-
 /// Exports `files` as parts numbered from `first_part`, skipping events `dedup` has seen.
 #[allow(clippy::too_many_arguments)]
 async fn export_events(
@@ -438,36 +432,15 @@ async fn export_events(
     mut dedup: Deduplicator,
 ) -> Result<DataReport> {
     let layout = events_layout(conn);
-    let (tx, rx) = mpsc::channel::<UploadMsg>(16);
-    let uploader = tokio::spawn(upload_parts(targets.events.clone(), rx));
-
+    let (mut writer, uploader) = PartWriter::start(targets.events.clone(), settings.pool.clone(), settings.gzip_level);
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
     let normalizer = Normalizer::new(&conn.project_id);
-    let settings2 = settings.clone();
-    let layout2 = layout.clone();
+    let part_size = settings.part_size_bytes;
     let pipeline = tokio::task::spawn_blocking(move || {
         let mut report = DataReport { lake_files: files.len() as u64, lake_inputs: inputs_of(&files), ..DataReport::default() };
         let mut event = ExportEvent::default();
-        let mut part: Option<(u32, u64, GzipPartEncoder<_>)> = None;
         let mut next_part = first_part;
-        let send = |msg: UploadMsg| tx.blocking_send(msg).map_err(|_| ExportError::Internal("upload stopped".into()));
-        let finish_part = |part: Option<(u32, u64, GzipPartEncoder<_>)>, report: &mut DataReport| -> Result<()> {
-            if let Some((n, events, enc)) = part {
-                let enc: GzipPartEncoder<_> = enc;
-                let stats = enc.finish(events)?;
-                send(UploadMsg::End)?;
-                report.files.push(FileEntry {
-                    key: layout2.part_key(hour, n),
-                    part: Some(n),
-                    events,
-                    bytes: stats.compressed_bytes,
-                    uncompressed_bytes: stats.uncompressed_bytes,
-                    sha256: stats.sha256,
-                });
-            }
-            Ok(())
-        };
         read_files_blocking(&lake, &files, &handle, |item| {
             let Some((file, line, bytes)) = line_or_record(&mut report, item) else {
                 return Ok(());
@@ -490,34 +463,22 @@ async fn export_events(
                 }
             }
             report.accounting.exported += 1;
-            if part.is_none() {
-                send(UploadMsg::Begin(layout2.part_key(hour, next_part)))?;
-                let tx = tx.clone();
-                let enc = GzipPartEncoder::new(settings2.pool.clone(), settings2.gzip_level, move |chunk: Vec<u8>| {
-                    tx.blocking_send(UploadMsg::Chunk(Bytes::from(chunk))).map_err(|_| ExportError::Internal("upload stopped".into()))
-                });
-                part = Some((next_part, 0, enc));
+            if !writer.is_open() {
+                writer.open(layout.part_key(hour, next_part), Some(next_part))?;
                 next_part += 1;
             }
-            let (_, events, enc) = part.as_mut().expect("part just opened");
             event.line.push(b'\n');
-            enc.write(&event.line)?;
-            *events += 1;
-            if enc.uncompressed_len() >= settings2.part_size_bytes {
-                finish_part(part.take(), &mut report)?;
+            writer.write_line(&event.line)?;
+            if writer.uncompressed_len() >= part_size {
+                report.files.extend(writer.close()?);
                 crash_point("between_parts");
             }
             Ok(())
         })?;
-        finish_part(part.take(), &mut report)?;
+        report.files.extend(writer.close()?);
         Ok::<_, ExportError>(report)
     });
-
-    let pipeline_result = pipeline.await.map_err(|e| ExportError::Internal(format!("export pipeline panicked: {e}")))?;
-    let upload_result = uploader.await.map_err(|e| ExportError::Internal(format!("uploader panicked: {e}")))?;
-    // The uploader's error is the real cause when both failed (the pipeline only saw "stopped").
-    upload_result?;
-    pipeline_result
+    part_writer::join(pipeline, uploader, "export").await
 }
 
 /// A lake line to process, or `None` once a broken piece of the lake has been recorded.
@@ -531,43 +492,15 @@ fn line_or_record<'a>(report: &mut DataReport, item: LakeItem<'a>) -> Option<(&'
     }
 }
 
-/// Receives parts from the pipeline and streams them to the destination, one at a time.
-async fn upload_parts(store: Arc<dyn ObjectStore>, mut rx: mpsc::Receiver<UploadMsg>) -> Result<()> {
-    let mut current: Option<Box<dyn StreamingUpload>> = None;
-    let result = async {
-        while let Some(msg) = rx.recv().await {
-            match msg {
-                UploadMsg::Begin(key) => current = Some(store.upload(&key).await?),
-                UploadMsg::Chunk(bytes) => current.as_mut().expect("chunk inside a part").write(bytes).await?,
-                UploadMsg::End => current.take().expect("end of an open part").finish().await?,
-            }
-        }
-        Ok(())
-    }
-    .await;
-    rx.close();
-    // A part still open here means the pipeline stopped mid-part (its error is reported
-    // by the pipeline) or the upload failed: either way it must not linger half-written.
-    if let Some(upload) = current.take() {
-        let _ = upload.abort().await;
-    }
-    result
-}
-
 async fn export_merged_ids(conn: &Connection, targets: &ExportTargets, hour: UtcHour, settings: &ExportSettings, files: Vec<ObjectMeta>) -> Result<DataReport> {
-    let layout = merged_ids_layout(conn);
-    let key = layout.merged_ids_key(hour);
-    let (tx, rx) = mpsc::channel::<UploadMsg>(16);
-    let uploader = tokio::spawn(upload_parts(targets.merged_ids.clone(), rx));
+    let key = merged_ids_layout(conn).merged_ids_key(hour);
+    let (mut writer, uploader) = PartWriter::start(targets.merged_ids.clone(), settings.pool.clone(), settings.gzip_level);
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
-    let settings2 = settings.clone();
-    let key2 = key.clone();
+    let file_key = key.clone();
     let pipeline = tokio::task::spawn_blocking(move || {
         let mut report = DataReport { lake_files: files.len() as u64, lake_inputs: inputs_of(&files), ..DataReport::default() };
         let mut line_out = Vec::new();
-        let mut enc = None;
-        let mut records = 0u64;
         read_files_blocking(&lake, &files, &handle, |item| {
             let Some((file, line, bytes)) = line_or_record(&mut report, item) else {
                 return Ok(());
@@ -578,35 +511,16 @@ async fn export_merged_ids(conn: &Connection, targets: &ExportTargets, hour: Utc
             }
             report.accounting.read += 1;
             report.accounting.exported += 1;
-            if enc.is_none() {
-                tx.blocking_send(UploadMsg::Begin(key2.clone())).map_err(|_| ExportError::Internal("upload stopped".into()))?;
-                let tx = tx.clone();
-                enc = Some(GzipPartEncoder::new(settings2.pool.clone(), settings2.gzip_level, move |chunk: Vec<u8>| {
-                    tx.blocking_send(UploadMsg::Chunk(Bytes::from(chunk))).map_err(|_| ExportError::Internal("upload stopped".into()))
-                }));
+            if !writer.is_open() {
+                writer.open(file_key.clone(), None)?;
             }
             line_out.push(b'\n');
-            enc.as_mut().expect("opened").write(&line_out)?;
-            records += 1;
-            Ok(())
+            writer.write_line(&line_out)
         })?;
-        if let Some(enc) = enc {
-            let stats = enc.finish(records)?;
-            tx.blocking_send(UploadMsg::End).map_err(|_| ExportError::Internal("upload stopped".into()))?;
-            report.files.push(FileEntry {
-                key: key2,
-                part: None,
-                events: records,
-                bytes: stats.compressed_bytes,
-                uncompressed_bytes: stats.uncompressed_bytes,
-                sha256: stats.sha256,
-            });
-        }
+        report.files.extend(writer.close()?);
         Ok::<_, ExportError>(report)
     });
-    let pipeline_result = pipeline.await.map_err(|e| ExportError::Internal(format!("merged-ID pipeline panicked: {e}")))?;
-    uploader.await.map_err(|e| ExportError::Internal(format!("uploader panicked: {e}")))??;
-    let report = pipeline_result?;
+    let report = part_writer::join(pipeline, uploader, "merged-ID").await?;
     if report.files.is_empty() {
         // No merges this hour: a file left by an earlier export of it is stale.
         targets.merged_ids.delete(&key).await?;

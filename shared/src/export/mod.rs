@@ -11,6 +11,7 @@ pub mod lake;
 pub mod layout;
 pub mod manifest;
 pub mod merged_ids;
+pub mod part_writer;
 pub mod parts;
 pub mod schema;
 pub mod timestamp;

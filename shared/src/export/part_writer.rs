@@ -1,0 +1,129 @@
+//! Gzip files streamed to a store, line by line: the one writer behind event parts and the
+//! merged-IDs file. The blocking pipeline compresses (in parallel, see [`GzipPartEncoder`])
+//! and hands chunks over a bounded channel to an async task that streams them into the
+//! store's upload, so neither an hour nor a part is ever held in memory.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::{ExportError, Result};
+use crate::export::manifest::FileEntry;
+use crate::export::parts::{CompressionPool, GzipPartEncoder};
+use crate::ports::{ObjectStore, StreamingUpload};
+
+/// Chunks in flight between the compressor and the upload (bounds memory).
+const CHANNEL_CHUNKS: usize = 16;
+
+enum UploadMsg {
+    Begin(String),
+    Chunk(Bytes),
+    End,
+}
+
+type ChunkSink = Box<dyn FnMut(Vec<u8>) -> Result<()> + Send>;
+
+struct OpenFile {
+    key: String,
+    part: Option<u32>,
+    lines: u64,
+    encoder: GzipPartEncoder<ChunkSink>,
+}
+
+/// Writes gzip files of lines to one store. Used from a blocking thread; the upload runs
+/// on the runtime. At most one file is open at a time.
+pub struct PartWriter {
+    tx: mpsc::Sender<UploadMsg>,
+    pool: CompressionPool,
+    level: u32,
+    open: Option<OpenFile>,
+}
+
+fn stopped() -> ExportError {
+    ExportError::Internal("upload stopped".into())
+}
+
+impl PartWriter {
+    /// A writer and the task that uploads what it writes; await the task after the writer
+    /// is dropped (its error is the real cause when both fail).
+    pub fn start(store: Arc<dyn ObjectStore>, pool: CompressionPool, level: u32) -> (PartWriter, JoinHandle<Result<()>>) {
+        let (tx, rx) = mpsc::channel::<UploadMsg>(CHANNEL_CHUNKS);
+        let uploader = tokio::spawn(upload_files(store, rx));
+        (PartWriter { tx, pool, level, open: None }, uploader)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Starts the file `key` (`part` is its `#n`, or `None` for the merged-IDs file).
+    pub fn open(&mut self, key: String, part: Option<u32>) -> Result<()> {
+        debug_assert!(self.open.is_none(), "close the open file first");
+        self.tx.blocking_send(UploadMsg::Begin(key.clone())).map_err(|_| stopped())?;
+        let tx = self.tx.clone();
+        let sink: ChunkSink = Box::new(move |chunk: Vec<u8>| tx.blocking_send(UploadMsg::Chunk(Bytes::from(chunk))).map_err(|_| stopped()));
+        self.open = Some(OpenFile { key, part, lines: 0, encoder: GzipPartEncoder::new(self.pool.clone(), self.level, sink) });
+        Ok(())
+    }
+
+    /// Appends one line (ending in `\n`) to the open file.
+    pub fn write_line(&mut self, line: &[u8]) -> Result<()> {
+        let file = self.open.as_mut().ok_or_else(|| ExportError::Internal("a line was written with no file open".into()))?;
+        file.encoder.write(line)?;
+        file.lines += 1;
+        Ok(())
+    }
+
+    /// Uncompressed bytes written to the open file (0 when none is open).
+    pub fn uncompressed_len(&self) -> u64 {
+        self.open.as_ref().map_or(0, |f| f.encoder.uncompressed_len())
+    }
+
+    /// Finishes the open file, if any, and returns its manifest entry.
+    pub fn close(&mut self) -> Result<Option<FileEntry>> {
+        let Some(file) = self.open.take() else { return Ok(None) };
+        let stats = file.encoder.finish(file.lines)?;
+        self.tx.blocking_send(UploadMsg::End).map_err(|_| stopped())?;
+        Ok(Some(FileEntry {
+            key: file.key,
+            part: file.part,
+            events: file.lines,
+            bytes: stats.compressed_bytes,
+            uncompressed_bytes: stats.uncompressed_bytes,
+            sha256: stats.sha256,
+        }))
+    }
+}
+
+/// Receives files from the pipeline and streams them to the store, one at a time.
+async fn upload_files(store: Arc<dyn ObjectStore>, mut rx: mpsc::Receiver<UploadMsg>) -> Result<()> {
+    let mut current: Option<Box<dyn StreamingUpload>> = None;
+    let result = async {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                UploadMsg::Begin(key) => current = Some(store.upload(&key).await?),
+                UploadMsg::Chunk(bytes) => current.as_mut().expect("chunk inside a file").write(bytes).await?,
+                UploadMsg::End => current.take().expect("end of an open file").finish().await?,
+            }
+        }
+        Ok(())
+    }
+    .await;
+    rx.close();
+    // A file still open here means the pipeline stopped mid-file (its error is reported
+    // by the pipeline) or the upload failed: either way it must not linger half-written.
+    if let Some(upload) = current.take() {
+        let _ = upload.abort().await;
+    }
+    result
+}
+
+/// Waits for a pipeline and its uploader; the uploader's error wins (the pipeline then
+/// only saw "upload stopped").
+pub async fn join<T>(pipeline: JoinHandle<Result<T>>, uploader: JoinHandle<Result<()>>, what: &str) -> Result<T> {
+    let pipeline_result = pipeline.await.map_err(|e| ExportError::Internal(format!("{what} pipeline panicked: {e}")))?;
+    uploader.await.map_err(|e| ExportError::Internal(format!("{what} uploader panicked: {e}")))??;
+    pipeline_result
+}
