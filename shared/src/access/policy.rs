@@ -159,7 +159,7 @@ pub fn fixes_for(dest: &Destination, principal: Option<&str>, missing: &[String]
                 return Vec::new();
             };
             let role = role_arn_of(principal);
-            let mut bucket_statements: Vec<serde_json::Value> = Vec::new();
+            let mut bucket_statements: Vec<Value> = Vec::new();
             let mut key_statement = None;
             for perm in missing {
                 match fix_statement(dest, &role, perm) {
@@ -175,7 +175,7 @@ pub fn fixes_for(dest: &Destination, principal: Option<&str>, missing: &[String]
             }
             let mut out = Vec::new();
             if !bucket_statements.is_empty() {
-                let body = if bucket_statements.len() == 1 { bucket_statements.remove(0) } else { serde_json::Value::Array(bucket_statements) };
+                let body = if bucket_statements.len() == 1 { bucket_statements.remove(0) } else { Value::Array(bucket_statements) };
                 out.push(PolicyFix {
                     title: format!("Add this statement to the bucket policy of {bucket}"),
                     statement: serde_json::to_string_pretty(&body).unwrap_or_default(),

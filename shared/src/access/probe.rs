@@ -49,7 +49,7 @@ impl ProbeResult {
         ProbeResult { check: check.into(), permission: permission.into(), outcome: ProbeOutcome::Pass }
     }
 
-    pub fn fail(check: &str, permission: &str, err: &crate::ExportError) -> Self {
+    pub fn fail(check: &str, permission: &str, err: &ExportError) -> Self {
         ProbeResult { check: check.into(), permission: permission.into(), outcome: ProbeOutcome::Fail { cause: err.kind().into(), detail: err.to_string() } }
     }
 

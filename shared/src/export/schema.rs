@@ -151,7 +151,7 @@ impl<'de> Deserialize<'de> for RawEvent<'de> {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = RawEvent<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEvent<'de>, A::Error> {
@@ -191,7 +191,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string key")
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
@@ -287,7 +287,7 @@ impl Normalizer {
     /// Normalises one raw line into `out` (reused between calls to avoid allocation).
     pub fn normalize(&self, raw_line: &[u8], out: &mut ExportEvent) -> Result<(), InvalidReason> {
         let text = std::str::from_utf8(raw_line).map_err(|_| InvalidReason("line is not valid UTF-8".into()))?;
-        let raw: RawEvent = serde_json::from_str(text).map_err(|e| {
+        let raw: RawEvent<'_> = serde_json::from_str(text).map_err(|e| {
             let what = if text.trim_start().starts_with('{') { "malformed JSON" } else { "not a JSON object" };
             InvalidReason(format!("{what}: {e}"))
         })?;
@@ -327,7 +327,7 @@ impl Normalizer {
         Ok(())
     }
 
-    fn write_uuid(&self, raw: &RawEvent, text: &str, out: &mut Vec<u8>) {
+    fn write_uuid(&self, raw: &RawEvent<'_>, text: &str, out: &mut Vec<u8>) {
         if let Some(v) = raw.slots[UUID] {
             if v.get().starts_with('"') {
                 out.extend_from_slice(v.get().as_bytes());
