@@ -300,3 +300,39 @@ async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
     assert_eq!(text.lines().count(), 400);
     assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.is_object())));
 }
+
+/// A server that accepts connections and never answers: every client made from the
+/// context (S3, and the control-plane clients built from its SDK configuration) gives up
+/// within its timeouts with a retryable error instead of hanging the run.
+#[tokio::test]
+async fn a_stalled_endpoint_times_out_as_a_transient_error() {
+    use exporter::adapters::aws::context::AwsTimeouts;
+    use std::time::{Duration, Instant};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket); // read nothing, answer nothing
+        }
+    });
+    let timeouts = AwsTimeouts {
+        connect: Duration::from_secs(1),
+        first_byte: Duration::from_secs(1),
+        attempt: Duration::from_millis(1500),
+        operation: Duration::from_secs(3),
+    };
+    let cfg = moto::sdk_config(&format!("http://{addr}"), "test", "test");
+    let ctx = AwsContext::with_timeouts(cfg, None, timeouts).unwrap();
+
+    let started = Instant::now();
+    let err = ctx.own_bucket("stalled", moto::REGION).get("exports/k").await.expect_err("a server that never answers");
+    assert!(matches!(err, ExportError::Transient { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "S3 gave up after {:?}", started.elapsed());
+
+    let started = Instant::now();
+    let ses = aws_sdk_ses::Client::new(ctx.sdk_config());
+    let sent = ses.list_identities().send().await;
+    assert!(sent.is_err() && started.elapsed() < Duration::from_secs(10), "SES gave up after {:?}: {sent:?}", started.elapsed());
+}

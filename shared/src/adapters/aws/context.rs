@@ -9,11 +9,16 @@
 //!   project's destination runs with credentials from STS AssumeRole on that role, cached
 //!   until five minutes before they expire. `{account}` is the exporter's own account,
 //!   read once with GetCallerIdentity. Without a template the base credentials are used.
+//! - Timeouts: every client made from the context (S3, KMS, STS, SES, Scheduler, Lambda)
+//!   has connect, first-byte, attempt and operation limits ([`AwsTimeouts`]), so a stalled
+//!   connection fails as `Transient` and is retried by the retry schedule instead of
+//!   hanging a run until the function's own timeout.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
@@ -31,6 +36,39 @@ const REFRESH_MARGIN: Duration = Duration::from_secs(5 * 60);
 
 /// Requested role session length (the AWS default and the role's default maximum).
 const SESSION_SECONDS: i32 = 3600;
+
+/// Limits on every AWS call. The attempt limit covers a request until its response
+/// headers (an 8 MiB part at 1 MB/s takes 8 s); the operation limit covers the SDK's own
+/// retries of it. A response body then streams under the first-byte limit per read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AwsTimeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub attempt: Duration,
+    pub operation: Duration,
+}
+
+impl Default for AwsTimeouts {
+    fn default() -> Self {
+        AwsTimeouts {
+            connect: Duration::from_secs(5),
+            first_byte: Duration::from_secs(30),
+            attempt: Duration::from_secs(60),
+            operation: Duration::from_secs(150),
+        }
+    }
+}
+
+impl AwsTimeouts {
+    fn config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .read_timeout(self.first_byte)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build()
+    }
+}
 
 /// The SDK configuration and per-project credentials. Cheap to clone; build once.
 #[derive(Clone)]
@@ -82,11 +120,18 @@ impl AwsContext {
         Self::new(base, template)
     }
 
-    /// From an explicit SDK configuration (tests, tools) and optional role template.
+    /// From an explicit SDK configuration (tests, tools) and optional role template, with
+    /// the default [`AwsTimeouts`].
     pub fn new(base: SdkConfig, role_template: Option<String>) -> Result<Self> {
+        Self::with_timeouts(base, role_template, AwsTimeouts::default())
+    }
+
+    /// Like [`AwsContext::new`] with explicit timeouts (they replace any in `base`).
+    pub fn with_timeouts(base: SdkConfig, role_template: Option<String>, timeouts: AwsTimeouts) -> Result<Self> {
         if let Some(t) = &role_template {
             validate_template(t)?;
         }
+        let base = base.into_builder().timeout_config(timeouts.config()).build();
         let sts = aws_sdk_sts::Client::new(&base);
         Ok(AwsContext { inner: Arc::new(Inner { base, sts, role_template, account: tokio::sync::OnceCell::new(), roles: Mutex::new(HashMap::new()) }) })
     }
