@@ -59,19 +59,7 @@ impl LocalScheduler {
 
     /// Every pending retry, earliest first (ties by name, so the order is stable).
     pub async fn retries(&self) -> Result<Vec<LocalRetry>> {
-        let dir = self.dir.join("retries");
-        let mut entries = tokio::fs::read_dir(&dir).await.map_err(|e| ExportError::io(dir.display().to_string(), e))?;
-        let mut out = Vec::new();
-        while let Some(entry) = entries.next_entry().await.map_err(|e| ExportError::io(dir.display().to_string(), e))? {
-            let path = entry.path();
-            if path.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let text = tokio::fs::read_to_string(&path).await.map_err(|e| ExportError::io(path.display().to_string(), e))?;
-            let retry: LocalRetry =
-                serde_json::from_str(&text).map_err(|e| ExportError::Corrupt { what: path.display().to_string(), detail: e.to_string() })?;
-            out.push(retry);
-        }
+        let mut out: Vec<LocalRetry> = read_json_files(&self.dir.join("retries")).await?;
         out.sort_by(|a, b| (a.at, &a.name).cmp(&(b.at, &b.name)));
         Ok(out)
     }
@@ -93,18 +81,8 @@ impl LocalScheduler {
 
     /// Connections with an hourly schedule and whether it is enabled.
     pub async fn hourly(&self) -> Result<Vec<(String, bool)>> {
-        let dir = self.dir.join("hourly");
-        let mut entries = tokio::fs::read_dir(&dir).await.map_err(|e| ExportError::io(dir.display().to_string(), e))?;
-        let mut out = Vec::new();
-        while let Some(entry) = entries.next_entry().await.map_err(|e| ExportError::io(dir.display().to_string(), e))? {
-            let path = entry.path();
-            if path.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let text = tokio::fs::read_to_string(&path).await.map_err(|e| ExportError::io(path.display().to_string(), e))?;
-            let h: LocalHourly = serde_json::from_str(&text).map_err(|e| ExportError::Corrupt { what: path.display().to_string(), detail: e.to_string() })?;
-            out.push((h.connection_id, h.enabled));
-        }
+        let hourly: Vec<LocalHourly> = read_json_files(&self.dir.join("hourly")).await?;
+        let mut out: Vec<(String, bool)> = hourly.into_iter().map(|h| (h.connection_id, h.enabled)).collect();
         out.sort();
         Ok(out)
     }
@@ -114,6 +92,21 @@ impl LocalScheduler {
         tokio::fs::write(&tmp, body).await.map_err(|e| ExportError::io(tmp.display().to_string(), e))?;
         tokio::fs::rename(&tmp, path).await.map_err(|e| ExportError::io(path.display().to_string(), e))
     }
+}
+
+/// Every `*.json` file of `dir`, parsed (a file that does not parse is `Corrupt`, named).
+async fn read_json_files<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<Vec<T>> {
+    let mut entries = tokio::fs::read_dir(dir).await.map_err(|e| ExportError::io(dir.display().to_string(), e))?;
+    let mut out = Vec::new();
+    while let Some(entry) = entries.next_entry().await.map_err(|e| ExportError::io(dir.display().to_string(), e))? {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let text = tokio::fs::read_to_string(&path).await.map_err(|e| ExportError::io(path.display().to_string(), e))?;
+        out.push(serde_json::from_str(&text).map_err(|e| ExportError::Corrupt { what: path.display().to_string(), detail: e.to_string() })?);
+    }
+    Ok(out)
 }
 
 #[async_trait]
