@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs moto, cfn-lint, cargo-lambda (PyPI) and Azurite (npm) into the cache folder.
-# Idempotent: does nothing when the pinned versions are already there.
+# Installs moto, cfn-lint, cargo-lambda (PyPI) and Azurite (npm) into the cache folder, and
+# checkov (PyPI) into a venv of its own there (its pinned dependencies conflict with moto's).
+# Idempotent: each part does nothing when its pinned versions are already there.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/env.sh"
@@ -9,17 +10,29 @@ mkdir -p "$EXPORT_CACHE_DIR"
 stamp="$EXPORT_CACHE_DIR/installed-$MOTO_VERSION-$CFN_LINT_VERSION-$CARGO_LAMBDA_VERSION-$AZURITE_VERSION"
 if [ -f "$stamp" ] && [ -x "$EMULATOR_VENV/bin/moto_server" ] && [ -x "$EMULATOR_NODE/node_modules/.bin/azurite-blob" ]; then
   echo "emulators already installed in $EXPORT_CACHE_DIR"
-  exit 0
+else
+  echo "installing emulators into $EXPORT_CACHE_DIR"
+  python3 -m venv "$EMULATOR_VENV"
+  "$EMULATOR_VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
+  "$EMULATOR_VENV/bin/pip" install --quiet --disable-pip-version-check \
+    "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION" \
+    "boto3" "cryptography"
+  mkdir -p "$EMULATOR_NODE"
+  (cd "$EMULATOR_NODE" && { [ -f package.json ] || echo '{"private":true}' > package.json; } \
+    && npm install --silent --no-audit --no-fund "azurite@$AZURITE_VERSION")
+  touch "$stamp"
+  echo "emulators installed"
 fi
 
-echo "installing emulators into $EXPORT_CACHE_DIR"
-python3 -m venv "$EMULATOR_VENV"
-"$EMULATOR_VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
-"$EMULATOR_VENV/bin/pip" install --quiet --disable-pip-version-check \
-  "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION" \
-  "boto3" "cryptography"
-mkdir -p "$EMULATOR_NODE"
-(cd "$EMULATOR_NODE" && { [ -f package.json ] || echo '{"private":true}' > package.json; } \
-  && npm install --silent --no-audit --no-fund "azurite@$AZURITE_VERSION")
-touch "$stamp"
-echo "emulators installed"
+checkov_stamp="$CHECKOV_VENV/installed-checkov-$CHECKOV_VERSION"
+if [ -f "$checkov_stamp" ] && [ -x "$CHECKOV" ]; then
+  echo "checkov $CHECKOV_VERSION already installed in $CHECKOV_VENV"
+else
+  echo "installing checkov $CHECKOV_VERSION into $CHECKOV_VENV"
+  python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
+  "$CHECKOV_VENV/bin/pip" install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  rm -f "$CHECKOV_VENV"/installed-checkov-*
+  touch "$checkov_stamp"
+  echo "checkov installed"
+fi
