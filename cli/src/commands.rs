@@ -243,6 +243,13 @@ pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {
             r.events.invalid,
             r.error.unwrap_or_default()
         );
+        for at in &r.invalid_locations {
+            println!("    invalid record {}:{}  {}", at.file, at.line, at.reason);
+        }
+        let unlisted = r.invalid_records.saturating_sub(r.invalid_locations.len() as u64);
+        if unlisted > 0 {
+            println!("    ... and {unlisted} more invalid records (the hour's complete marker lists up to 100)");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

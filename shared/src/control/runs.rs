@@ -22,6 +22,9 @@ use crate::export::hour_export::{export_hour_with, marker_location, ExportMode, 
 use crate::hour::{HourRange, UtcHour};
 use crate::ports::{DestinationOpener, ObjectStore};
 
+/// Invalid records a run record locates (file and line); the manifest lists more.
+pub const MAX_LOCATED_INVALID: usize = 20;
+
 /// How far back a scheduled run registers hours by itself; older gaps need a backfill.
 pub const MAX_CATCH_UP_HOURS: i64 = 24;
 
@@ -253,6 +256,7 @@ impl RunService {
             merged_ids: Default::default(),
             files: Vec::new(),
             invalid_records: 0,
+            invalid_locations: Vec::new(),
             error_kind: None,
             error: None,
         };
@@ -270,6 +274,8 @@ impl RunService {
                         *acc = d.accounting.clone();
                         record.files.extend(d.files.iter().map(|f| f.key.clone()));
                         record.invalid_records += d.accounting.invalid;
+                        let room = MAX_LOCATED_INVALID.saturating_sub(record.invalid_locations.len());
+                        record.invalid_locations.extend(d.invalid_records.iter().take(room).cloned());
                     }
                 }
             }

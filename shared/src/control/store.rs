@@ -21,6 +21,7 @@ use crate::delivery::failure::FailingStatus;
 use crate::delivery::invocation::ConnectionSource;
 use crate::error::{ExportError, Result};
 use crate::export::hour_export::ExportMode;
+use crate::export::lake::InvalidRecord;
 use crate::export::manifest::Accounting;
 use crate::hour::{HourRange, UtcHour};
 use crate::ports::SecretCipher;
@@ -58,6 +59,10 @@ pub struct RunRecord {
     pub files: Vec<String>,
     #[serde(default)]
     pub invalid_records: u64,
+    /// Where the first invalid records are (file, line, reason), events then merges; the
+    /// hour's manifest lists up to 100.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invalid_locations: Vec<InvalidRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
