@@ -46,6 +46,7 @@ pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>) 
         admins: vec![],
         creator: "bench@example.com".into(),
         complete_markers: true,
+        timestamp_format: Default::default(),
         enabled: true,
         created: None,
     };

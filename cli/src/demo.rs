@@ -17,7 +17,7 @@ use chrono::{DateTime, Duration, Timelike, Utc};
 use exporter::control::connection::Connection;
 use exporter::export::generate::{generate_hour, generate_merges, write_raw_event, Generated, HourSpec};
 use exporter::export::manifest::Manifest;
-use exporter::export::schema::EXPORT_FIELDS;
+use exporter::export::schema::{EXPORT_FIELDS, TIMESTAMP_FIELDS};
 use exporter::hour::{HourRange, UtcHour};
 use exporter::ports::ObjectStore;
 use exporter::{ExportError, Result};
@@ -25,6 +25,9 @@ use sha2::{Digest, Sha256};
 
 use crate::home;
 use crate::home::Home;
+
+/// The default export timestamp form, exactly: a space, six fractional digits, no zone.
+const EXACT_TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
 /// Written into a demo folder so a second run may safely wipe it.
 const DEMO_MARK: &str = ".exportctl-demo";
@@ -431,6 +434,15 @@ async fn verify_exports(
                     if counted == 1 {
                         let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
                         checks.check(keys == EXPORT_FIELDS, || format!("{}: fields are not the export schema in order", file.key));
+                    }
+                    // Every timestamp in the exact export form, which readers parse as a timestamp.
+                    for field in TIMESTAMP_FIELDS.map(|i| EXPORT_FIELDS[i]) {
+                        let ok = match &obj[field] {
+                            serde_json::Value::Null => true,
+                            serde_json::Value::String(s) => s.len() == 26 && chrono::NaiveDateTime::parse_from_str(s, EXACT_TIMESTAMP).is_ok(),
+                            _ => false,
+                        };
+                        checks.check(ok, || format!("{}: {field} {} is not in the form {EXACT_TIMESTAMP}", file.key, obj[field]));
                     }
                     if conn.filter.is_some() {
                         checks.check(obj["event_type"] != "session_end", || format!("{}: filtered event exported", file.key));

@@ -15,10 +15,13 @@ use std::process::{Child, Command, Output, Stdio};
 
 use chrono::{DateTime, Duration, Utc};
 use exporter::export::manifest::Manifest;
+use exporter::export::schema::{EXPORT_FIELDS, TIMESTAMP_FIELDS};
 use exporter::hour::{HourRange, UtcHour};
 use sha2::{Digest, Sha256};
 
 const PROJECT: &str = "187520";
+/// The default export timestamp form, exactly (a space, six fractional digits, no zone).
+const EXACT_TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.6f";
 const CONN: &str = "c1";
 
 /// One embedded home with a lake, one local destination and one connection.
@@ -167,6 +170,7 @@ impl World {
                 let mut n = 0;
                 for line in BufReader::new(flate2::read::GzDecoder::new(&bytes[..])).lines() {
                     let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+                    assert_timestamps_exact(&v, EXACT_TIMESTAMP);
                     assert!(uuids.insert(v["uuid"].as_str().unwrap().to_string()), "{hour}: event {} exported twice", v["uuid"]);
                     n += 1;
                 }
@@ -246,6 +250,19 @@ fn a_lake_file_landing_after_the_marker_is_exported_as_a_new_part_and_nothing_re
     let mut check = w.marker(hour).unwrap().events.unwrap();
     check.accounting.exported += check.accounting.duplicates;
     assert_eq!(check.accounting.exported, w.lake_lines(hour));
+}
+
+/// Every timestamp field of an exported line is null or exactly `format` (26 characters).
+fn assert_timestamps_exact(line: &serde_json::Value, format: &str) {
+    for field in TIMESTAMP_FIELDS.map(|i| EXPORT_FIELDS[i]) {
+        match &line[field] {
+            serde_json::Value::Null => {}
+            serde_json::Value::String(s) => {
+                assert!(s.len() == 26 && chrono::NaiveDateTime::parse_from_str(s, format).is_ok(), "{field}: {s:?} is not {format}")
+            }
+            other => panic!("{field}: {other} is not a timestamp string"),
+        }
+    }
 }
 
 fn first_lake_line(w: &World, hour: UtcHour) -> String {
@@ -514,4 +531,44 @@ fn bad_clocks_and_settings_are_refused_clearly_and_change_nothing() {
         assert!(out.contains(if value == "0" { "part size" } else { var }), "{var}={value}: {out}");
     }
     assert_eq!(w.dest_snapshot(), before, "nothing written by a refused command");
+}
+
+#[test]
+fn invalid_records_are_located_in_runs_and_a_derived_event_time_out_of_range_is_one() {
+    let w = World::new("2020-01-25T03..2020-01-25T03", 100);
+    let hour = h("2020-01-25T03");
+    // A device clock at 1970 uploading in year 9999 would shift event_time past 9999.
+    let mut far: serde_json::Value = serde_json::from_str(&first_lake_line(&w, hour)).unwrap();
+    for (field, value) in [
+        ("client_event_time", "9999-06-01 00:00:00.000"),
+        ("client_upload_time", "1970-01-01 00:00:00.000"),
+        ("server_received_time", "9999-12-31 00:00:00.000"),
+    ] {
+        far[field] = serde_json::json!(value);
+    }
+    far.as_object_mut().unwrap().remove("event_time");
+    far["$insert_id"] = serde_json::json!("far-clock");
+    let mut ok = far.clone();
+    ok["client_upload_time"] = serde_json::json!("9999-12-30 23:59:30.000");
+    ok["$insert_id"] = serde_json::json!("near-clock");
+    std::fs::write(w.lake_hour_dir(hour).join("zz-clocks.json"), format!("{ok}\n{far}\nnot json at all\n")).unwrap();
+    w.replay("2020-01-25T04:20:00Z", "2020-01-25T04:20:00Z", |_| {});
+
+    let events = w.marker(hour).expect("the hour is exported despite its invalid lines").events.unwrap();
+    assert_eq!(events.accounting.invalid, 2);
+    assert_eq!(events.accounting.exported, 101, "the 100 generated events and the one with a sane clock");
+    let file = format!("{}/zz-clocks.json", exporter::export::layout::lake_events_prefix(PROJECT, hour).trim_end_matches('/'));
+    let runs = w.ok(&["runs", CONN], "2020-01-25T04:30:00Z");
+    let line_two = runs.lines().find(|l| l.contains(&format!("invalid record {file}:2 "))).unwrap_or_else(|| panic!("runs locates line 2:\n{runs}"));
+    assert!(line_two.contains("\"event_time\"") && line_two.contains("0000-9999"), "{line_two}");
+    assert!(runs.contains(&format!("invalid record {file}:3 ")), "runs locates line 3:\n{runs}");
+    // The exported line with a year-9999 clock is written in the exact form too.
+    let part = std::fs::read(w.part_dir().join(format!("{PROJECT}_2020-01-25_3#0.json.gz"))).unwrap();
+    let lines: Vec<serde_json::Value> =
+        BufReader::new(flate2::read::GzDecoder::new(&part[..])).lines().map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
+    let near = lines.iter().find(|v| v["$insert_id"] == "near-clock").expect("the sane-clock event is exported");
+    assert_eq!(near["client_event_time"], "9999-06-01 00:00:00.000000");
+    for v in &lines {
+        assert_timestamps_exact(v, EXACT_TIMESTAMP);
+    }
 }

@@ -12,6 +12,7 @@ CFN_LINT_VERSION="1.58.0"
 CARGO_LAMBDA_VERSION="1.9.2"
 AZURITE_VERSION="3.35.0"
 CHECKOV_VERSION="3.2.459"
+DUCKDB_VERSION="2.0.0"
 # The steps call checkov by this path (its venv is not put on PATH, so its python and pip
 # never shadow the emulator venv's).
 export CHECKOV="$CHECKOV_VENV/bin/checkov"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs moto, cfn-lint, cargo-lambda (PyPI) and Azurite (npm) into the cache folder, and
+# Installs moto, cfn-lint, cargo-lambda, DuckDB (PyPI) and Azurite (npm) into the cache folder, and
 # checkov (PyPI) into a venv of its own there (its pinned dependencies conflict with moto's).
 # Idempotent: each part does nothing when its pinned versions are already there.
 set -euo pipefail
@@ -22,6 +22,17 @@ else
     && npm install --silent --no-audit --no-fund "azurite@$AZURITE_VERSION")
   touch "$stamp"
   echo "emulators installed"
+fi
+
+# DuckDB reads the demo's output as an analyst would (tests/steps/15-demo.sh).
+duckdb_stamp="$EMULATOR_VENV/installed-duckdb-$DUCKDB_VERSION"
+if [ -f "$duckdb_stamp" ]; then
+  echo "duckdb $DUCKDB_VERSION already installed in $EMULATOR_VENV"
+else
+  "$EMULATOR_VENV/bin/pip" install --quiet --disable-pip-version-check "duckdb==$DUCKDB_VERSION"
+  rm -f "$EMULATOR_VENV"/installed-duckdb-*
+  touch "$duckdb_stamp"
+  echo "duckdb $DUCKDB_VERSION installed"
 fi
 
 checkov_stamp="$CHECKOV_VENV/installed-checkov-$CHECKOV_VERSION"

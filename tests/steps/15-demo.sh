@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command, exactly as a user runs it (into a scratch folder): the demo
-# checks its own output and exits non-zero if anything is off.
+# checks its own output and exits non-zero if anything is off. Then DuckDB reads what it
+# wrote with no options, as an analyst would.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 source "$repo/tests/scripts/env.sh"
@@ -9,3 +10,4 @@ out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
 cargo run --locked -q -p exportctl -- demo "$out/export-demo" | tee "$out/demo.log" | tail -n 25
 grep -q "checks passed" "$out/demo.log"
+"$EMULATOR_VENV/bin/python3" "$repo/tests/scripts/read-demo-with-duckdb.py" "$out/export-demo"

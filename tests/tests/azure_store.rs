@@ -211,6 +211,7 @@ async fn events_and_merged_ids_go_to_two_containers_of_one_connection() {
         admins: vec!["admin@example.com".into()],
         creator: "owner@example.com".into(),
         complete_markers: true,
+        timestamp_format: Default::default(),
         enabled: true,
         created: None,
     };

@@ -192,6 +192,7 @@ async fn export_to_a_bucket_the_role_cannot_write_names_the_permission_and_leave
         admins: vec![],
         creator: "owner@example.com".into(),
         complete_markers: true,
+        timestamp_format: Default::default(),
         enabled: true,
         created: None,
     };

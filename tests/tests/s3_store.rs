@@ -239,6 +239,7 @@ async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
         admins: vec![],
         creator: "owner@example.com".into(),
         complete_markers: true,
+        timestamp_format: Default::default(),
         enabled: true,
         created: None,
     };

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::control::secret::Secret;
 use crate::error::{ExportError, Result};
 use crate::export::filter::Filter;
+use crate::export::timestamp::TimestampFormat;
 
 /// Kind of Amplitude project; portfolio projects aggregate others and are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -291,6 +292,9 @@ pub struct Connection {
     pub creator: String,
     #[serde(default = "yes")]
     pub complete_markers: bool,
+    /// `amplitude` (`2020-11-24 09:59:55.977000`, the default) or `iso8601` (`...T...`).
+    #[serde(default)]
+    pub timestamp_format: TimestampFormat,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// RFC 3339 creation time; set by the control store when absent.

@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::Result;
 use crate::export::layout::{lake_events_prefix, lake_merges_prefix};
-use crate::export::timestamp::write_export_timestamp;
+use crate::export::timestamp::{write_export_timestamp, TimestampFormat};
 use crate::hour::UtcHour;
 use crate::ports::ObjectStore;
 
@@ -63,11 +63,9 @@ const BROKEN_LINES: [&str; 4] = [
 
 fn ts(out: &mut Vec<u8>, micros: i64) {
     out.push(b'"');
-    write_export_timestamp(out, micros);
-    // raw events use a space and milliseconds, as the HTTP API stores them
-    let n = out.len();
-    out[n - 16] = b' ';
-    out.truncate(n - 3);
+    // raw events carry milliseconds, as the HTTP API stores them
+    write_export_timestamp(out, micros, TimestampFormat::Amplitude);
+    out.truncate(out.len() - 3);
     out.push(b'"');
 }
 

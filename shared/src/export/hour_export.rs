@@ -398,7 +398,7 @@ async fn export_late(
 async fn replay_dedup(conn: &Connection, targets: &ExportTargets, files: Vec<ObjectMeta>) -> Result<Deduplicator> {
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
-    let normalizer = Normalizer::new(&conn.project_id);
+    let normalizer = Normalizer::new(&conn.project_id, conn.timestamp_format);
     tokio::task::spawn_blocking(move || {
         let mut dedup = Deduplicator::new();
         let mut event = ExportEvent::default();
@@ -435,7 +435,7 @@ async fn export_events(
     let (mut writer, uploader) = PartWriter::start(targets.events.clone(), settings.pool.clone(), settings.gzip_level);
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
-    let normalizer = Normalizer::new(&conn.project_id);
+    let normalizer = Normalizer::new(&conn.project_id, conn.timestamp_format);
     let part_size = settings.part_size_bytes;
     let pipeline = tokio::task::spawn_blocking(move || {
         let mut report = DataReport { lake_files: files.len() as u64, lake_inputs: inputs_of(&files), ..DataReport::default() };

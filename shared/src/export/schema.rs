@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::export::filter::{FilterSubject, Scope};
-use crate::export::timestamp::{parse_micros, write_export_timestamp, Micros};
+use crate::export::timestamp::{parse_micros, write_export_timestamp, Micros, TimestampFormat, TIMESTAMP_RANGE};
 
 /// The export fields, in the order every export line has them.
 pub const EXPORT_FIELDS: [&str; 49] = [
@@ -89,12 +89,12 @@ enum Kind {
 const fn kind_of(i: usize) -> Kind {
     match i {
         0 | 7 | 11 | 12 | 19 | 28 | 48 => Kind::Timestamp,
-        1 | 10 | 29 | 44 => Kind::Int,
+        1 | 3 | 10 | 29 | 44 => Kind::Int,
         27 | 30 => Kind::Float,
         15 | 42 => Kind::Bool,
         17 | 18 | 34 | 35 | 36 => Kind::Dict,
         6 => Kind::Uuid,
-        3 | 46 => Kind::Scalar,
+        46 => Kind::Scalar,
         23 => Kind::Any,
         _ => Kind::Str,
     }
@@ -277,11 +277,12 @@ impl fmt::Display for InvalidReason {
 #[derive(Debug, Clone)]
 pub struct Normalizer {
     project_id: String,
+    timestamps: TimestampFormat,
 }
 
 impl Normalizer {
-    pub fn new(project_id: &str) -> Self {
-        Normalizer { project_id: project_id.to_string() }
+    pub fn new(project_id: &str, timestamps: TimestampFormat) -> Self {
+        Normalizer { project_id: project_id.to_string(), timestamps }
     }
 
     /// Normalises one raw line into `out` (reused between calls to avoid allocation).
@@ -296,7 +297,9 @@ impl Normalizer {
         for i in TIMESTAMP_FIELDS {
             times[i] = parse_time(EXPORT_FIELDS[i], raw.slots[i])?;
         }
-        times[EVENT_TIME] = times[EVENT_TIME].or_else(|| derive_event_time(times[CLIENT_EVENT_TIME], times[SERVER_RECEIVED_TIME], times[CLIENT_UPLOAD_TIME]));
+        if times[EVENT_TIME].is_none() {
+            times[EVENT_TIME] = derive_event_time(times[CLIENT_EVENT_TIME], times[SERVER_RECEIVED_TIME], times[CLIENT_UPLOAD_TIME])?;
+        }
         out.line.clear();
         out.spans.clear();
         out.line.push(b'{');
@@ -312,7 +315,7 @@ impl Normalizer {
                 Kind::Timestamp => match times[i] {
                     Some(t) => {
                         out.line.push(b'"');
-                        write_export_timestamp(&mut out.line, t);
+                        write_export_timestamp(&mut out.line, t, self.timestamps);
                         out.line.push(b'"');
                     }
                     None => out.line.extend_from_slice(b"null"),
@@ -454,7 +457,8 @@ fn write_value(name: &str, kind: Kind, raw: Option<&RawValue>, out: &mut Vec<u8>
     Ok(())
 }
 
-const TIMESTAMP_FIELDS: [usize; 7] = [0, 7, 11, 12, 19, 28, 48];
+/// The export fields that hold timestamps (indexes into [`EXPORT_FIELDS`]).
+pub const TIMESTAMP_FIELDS: [usize; 7] = [0, 7, 11, 12, 19, 28, 48];
 
 /// Parses a timestamp field: a string in any common form, or epoch milliseconds.
 fn parse_time(name: &str, raw: Option<&RawValue>) -> Result<Option<Micros>, InvalidReason> {
@@ -467,7 +471,7 @@ fn parse_time(name: &str, raw: Option<&RawValue>) -> Result<Option<Micros>, Inva
         b'-' | b'0'..=b'9' => raw.parse::<i64>().ok().and_then(|ms| ms.checked_mul(1000)),
         _ => None,
     };
-    t.filter(|t| (0..253_402_300_800_000_000).contains(t)).map(Some).ok_or_else(|| {
+    t.filter(|t| TIMESTAMP_RANGE.contains(t)).map(Some).ok_or_else(|| {
         let shown: String = raw.chars().take(40).collect();
         InvalidReason(format!("field {name:?}: {shown} is not a timestamp (expected e.g. 2020-01-25 17:03:12.123456)"))
     })
@@ -475,19 +479,26 @@ fn parse_time(name: &str, raw: Option<&RawValue>) -> Result<Option<Micros>, Inva
 
 /// `event_time = client_event_time + (server_received_time - client_upload_time)`, unless the
 /// device's clock is off by less than 60 seconds (either way), then `client_event_time`.
-pub fn derive_event_time(client_event: Option<Micros>, server_received: Option<Micros>, client_upload: Option<Micros>) -> Option<Micros> {
-    let client_event = client_event?;
-    match (server_received, client_upload) {
-        (Some(received), Some(upload)) => {
-            let skew = received - upload;
-            if skew.abs() < EVENT_TIME_THRESHOLD_MICROS {
-                Some(client_event)
-            } else {
-                Some(client_event + skew)
-            }
-        }
-        _ => Some(client_event),
+/// A derived instant outside years 0000-9999 (a device clock at 1970 uploading at 9999)
+/// makes the line invalid: no timestamp is better than a wrong one.
+pub fn derive_event_time(
+    client_event: Option<Micros>,
+    server_received: Option<Micros>,
+    client_upload: Option<Micros>,
+) -> Result<Option<Micros>, InvalidReason> {
+    let Some(client_event) = client_event else {
+        return Ok(None);
+    };
+    let derived = match (server_received, client_upload) {
+        (Some(received), Some(upload)) if (received - upload).abs() >= EVENT_TIME_THRESHOLD_MICROS => client_event + (received - upload),
+        _ => client_event,
+    };
+    if !TIMESTAMP_RANGE.contains(&derived) {
+        return Err(InvalidReason(
+            "field \"event_time\": client_event_time + (server_received_time - client_upload_time) falls outside years 0000-9999 (the device clock is wrong); give the event its own event_time".into(),
+        ));
     }
+    Ok(Some(derived))
 }
 
 #[cfg(test)]
@@ -496,7 +507,7 @@ mod tests {
 
     fn norm(line: &str) -> Result<serde_json::Map<String, serde_json::Value>, InvalidReason> {
         let mut ev = ExportEvent::default();
-        Normalizer::new("187520").normalize(line.as_bytes(), &mut ev)?;
+        Normalizer::new("187520", TimestampFormat::Amplitude).normalize(line.as_bytes(), &mut ev)?;
         Ok(serde_json::from_slice(&ev.line).expect("export line is JSON"))
     }
 
@@ -505,7 +516,7 @@ mod tests {
         let out = norm(r#"{"event_type":"open","device_id":"d1","$insert_id":"i1","client_event_time":"2020-01-25 17:03:12.5","unknown_field":1}"#).unwrap();
         let keys: Vec<&str> = out.keys().map(String::as_str).collect();
         assert_eq!(keys, EXPORT_FIELDS);
-        assert_eq!(out["client_event_time"], "2020-01-25T17:03:12.500000");
+        assert_eq!(out["client_event_time"], "2020-01-25 17:03:12.500000");
         assert_eq!(out["city"], serde_json::Value::Null);
         assert_eq!(out["app"], 187520);
         assert!(!out.contains_key("unknown_field"));
@@ -518,17 +529,45 @@ mod tests {
             format!(r#"{{"client_event_time":"2020-01-25 17:00:00","client_upload_time":"{upload}","server_received_time":"2020-01-25 17:10:00"}}"#)
         };
         // 59 s of clock difference: not adjusted
-        assert_eq!(norm(&line("2020-01-25 17:09:01")).unwrap()["event_time"], "2020-01-25T17:00:00.000000");
+        assert_eq!(norm(&line("2020-01-25 17:09:01")).unwrap()["event_time"], "2020-01-25 17:00:00.000000");
         // exactly 60 s: adjusted by 60 s
-        assert_eq!(norm(&line("2020-01-25 17:09:00")).unwrap()["event_time"], "2020-01-25T17:01:00.000000");
+        assert_eq!(norm(&line("2020-01-25 17:09:00")).unwrap()["event_time"], "2020-01-25 17:01:00.000000");
         // device clock two hours behind: adjusted forward
-        assert_eq!(norm(&line("2020-01-25 15:10:00")).unwrap()["event_time"], "2020-01-25T19:00:00.000000");
+        assert_eq!(norm(&line("2020-01-25 15:10:00")).unwrap()["event_time"], "2020-01-25 19:00:00.000000");
         // device clock 30 s ahead: not adjusted; 10 minutes ahead: adjusted back
-        assert_eq!(norm(&line("2020-01-25 17:10:30")).unwrap()["event_time"], "2020-01-25T17:00:00.000000");
-        assert_eq!(norm(&line("2020-01-25 17:20:00")).unwrap()["event_time"], "2020-01-25T16:50:00.000000");
+        assert_eq!(norm(&line("2020-01-25 17:10:30")).unwrap()["event_time"], "2020-01-25 17:00:00.000000");
+        assert_eq!(norm(&line("2020-01-25 17:20:00")).unwrap()["event_time"], "2020-01-25 16:50:00.000000");
         // an event_time of its own wins
         let own = r#"{"event_time":"2021-05-05 05:05:05","client_event_time":"2020-01-25 17:00:00"}"#;
-        assert_eq!(norm(own).unwrap()["event_time"], "2021-05-05T05:05:05.000000");
+        assert_eq!(norm(own).unwrap()["event_time"], "2021-05-05 05:05:05.000000");
+    }
+
+    #[test]
+    fn a_derived_event_time_outside_four_digit_years_is_an_invalid_record() {
+        // Device clock at 1970, upload seen in 9999: the shift lands past year 9999.
+        let future = r#"{"client_event_time":"9999-06-01 00:00:00","client_upload_time":"1970-01-01 00:00:00","server_received_time":"9999-12-31 00:00:00"}"#;
+        let past = r#"{"client_event_time":"1970-01-02 00:00:00","client_upload_time":"9999-12-31 00:00:00","server_received_time":"1970-01-01 00:00:00"}"#;
+        for line in [future, past] {
+            let err = norm(line).unwrap_err();
+            assert!(err.0.starts_with("field \"event_time\""), "{err}");
+            assert!(err.0.contains("0000-9999"), "{err}");
+        }
+        // The same clocks with an event_time of the event's own are fine.
+        let own = future.replacen('{', r#"{"event_time":"2020-01-01 00:00:00","#, 1);
+        assert_eq!(norm(&own).unwrap()["event_time"], "2020-01-01 00:00:00.000000");
+    }
+
+    #[test]
+    fn timestamps_follow_the_connection_format_and_schema_is_an_integer() {
+        let line = r#"{"client_event_time":"2020-11-24T09:59:55.977Z","$schema":"12"}"#;
+        let amplitude = norm(line).unwrap();
+        assert_eq!(amplitude["client_event_time"], "2020-11-24 09:59:55.977000");
+        assert_eq!(amplitude["$schema"], 12);
+        let mut ev = ExportEvent::default();
+        Normalizer::new("1", TimestampFormat::Iso8601).normalize(line.as_bytes(), &mut ev).unwrap();
+        let iso: serde_json::Value = serde_json::from_slice(&ev.line).unwrap();
+        assert_eq!(iso["client_event_time"], "2020-11-24T09:59:55.977000");
+        assert!(norm(r#"{"$schema":"v12"}"#).unwrap_err().0.contains("$schema"));
     }
 
     #[test]

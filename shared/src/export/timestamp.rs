@@ -1,10 +1,46 @@
 //! Fast timestamp handling for the hot path: raw event timestamps in, export form
-//! `YYYY-MM-DDTHH:MM:SS.ffffff` out, as microseconds since the epoch in between.
+//! `YYYY-MM-DD HH:MM:SS.ffffff` (or the `T` form) out, as microseconds since the epoch in
+//! between.
+
+use serde::{Deserialize, Serialize};
 
 use crate::hour::parse_timestamp;
 
 /// Microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
+
+/// The instants a timestamp field may hold: years 0000 to 9999, the four-digit years the
+/// export form can write.
+pub const TIMESTAMP_RANGE: std::ops::Range<Micros> = -62_167_219_200_000_000..253_402_300_800_000_000;
+
+/// How exported timestamps are written; a per-connection option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    /// `2020-11-24 09:59:55.977000`: what Amplitude's export files and Export API carry, and
+    /// what importers built on them (and DuckDB's `read_json_auto`) parse.
+    #[default]
+    Amplitude,
+    /// `2020-11-24T09:59:55.977000`: the form of Amplitude's documentation examples.
+    Iso8601,
+}
+
+impl TimestampFormat {
+    /// The `strftime` pattern of the form, for readers (`%Y-%m-%d %H:%M:%S.%f`).
+    pub fn strftime(self) -> &'static str {
+        match self {
+            TimestampFormat::Amplitude => "%Y-%m-%d %H:%M:%S.%f",
+            TimestampFormat::Iso8601 => "%Y-%m-%dT%H:%M:%S.%f",
+        }
+    }
+
+    fn separator(self) -> u8 {
+        match self {
+            TimestampFormat::Amplitude => b' ',
+            TimestampFormat::Iso8601 => b'T',
+        }
+    }
+}
 
 /// Parses `YYYY-MM-DD[T ]HH:MM:SS[.f{1,9}][Z]` without allocating; falls back to the general
 /// parser (offsets, other forms). Returns `None` for anything that is not a real instant.
@@ -95,8 +131,10 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Appends `YYYY-MM-DDTHH:MM:SS.ffffff` (26 bytes) for `t`.
-pub fn write_export_timestamp(out: &mut Vec<u8>, t: Micros) {
+/// Appends `YYYY-MM-DD HH:MM:SS.ffffff` (26 bytes, `T` for [`TimestampFormat::Iso8601`]) for
+/// `t`, which must be in [`TIMESTAMP_RANGE`] (callers check, so no garbage digits are written).
+pub fn write_export_timestamp(out: &mut Vec<u8>, t: Micros, format: TimestampFormat) {
+    debug_assert!(TIMESTAMP_RANGE.contains(&t), "timestamp {t} out of range");
     let secs = t.div_euclid(1_000_000);
     let micros = t.rem_euclid(1_000_000);
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
@@ -113,7 +151,7 @@ pub fn write_export_timestamp(out: &mut Vec<u8>, t: Micros) {
     put(&mut buf, 5, 2, m);
     buf[7] = b'-';
     put(&mut buf, 8, 2, d);
-    buf[10] = b'T';
+    buf[10] = format.separator();
     put(&mut buf, 11, 2, sod / 3600);
     buf[13] = b':';
     put(&mut buf, 14, 2, (sod / 60) % 60);
@@ -124,9 +162,9 @@ pub fn write_export_timestamp(out: &mut Vec<u8>, t: Micros) {
     out.extend_from_slice(&buf);
 }
 
-pub fn format_export_timestamp(t: Micros) -> String {
+pub fn format_export_timestamp(t: Micros, format: TimestampFormat) -> String {
     let mut v = Vec::with_capacity(26);
-    write_export_timestamp(&mut v, t);
+    write_export_timestamp(&mut v, t, format);
     String::from_utf8(v).expect("ascii")
 }
 
@@ -141,8 +179,14 @@ mod tests {
             let slow = parse_timestamp(s).unwrap().timestamp_micros();
             assert_eq!(fast, slow, "{s}");
         }
-        assert_eq!(format_export_timestamp(parse_micros("2020-01-25 17:03:12.123").unwrap()), "2020-01-25T17:03:12.123000");
-        assert_eq!(format_export_timestamp(0), "1970-01-01T00:00:00.000000");
+        let t = parse_micros("2020-01-25 17:03:12.123").unwrap();
+        assert_eq!(format_export_timestamp(t, TimestampFormat::Amplitude), "2020-01-25 17:03:12.123000");
+        assert_eq!(format_export_timestamp(t, TimestampFormat::Iso8601), "2020-01-25T17:03:12.123000");
+        assert_eq!(format_export_timestamp(0, TimestampFormat::Amplitude), "1970-01-01 00:00:00.000000");
+        // The ends of the range are the ends of four-digit years.
+        assert_eq!(format_export_timestamp(TIMESTAMP_RANGE.start, TimestampFormat::Amplitude), "0000-01-01 00:00:00.000000");
+        assert_eq!(format_export_timestamp(TIMESTAMP_RANGE.end - 1, TimestampFormat::Amplitude), "9999-12-31 23:59:59.999999");
+        assert_eq!(parse_micros("0000-01-01 00:00:00"), Some(TIMESTAMP_RANGE.start));
         for bad in ["2023-02-29 00:00:00", "2020-13-01 00:00:00", "2020-01-01 24:00:00", "garbage", "2020-01-01"] {
             assert!(parse_micros(bad).is_none(), "{bad}");
         }
