@@ -375,12 +375,85 @@ fn validate_numeric_id(field: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// One mailbox address, as SES sends to it: `local@domain`, nothing around it.
+///
+/// The local part is a dot-atom (RFC 5322 `atext`: letters, digits and
+/// ``!#$%&'*+/=?^_`{|}~-``, dots only between them, at most 64 characters); quoted local
+/// parts are refused. The domain is dot-separated labels of ASCII letters, digits and
+/// hyphens (no hyphen first or last, at most 63 characters each; international domains
+/// in their `xn--` form) ending in an alphabetic TLD. At most 254 characters in all.
+/// Display names (`Name <a@b.com>`), lists, whitespace and control characters are refused:
+/// an address goes into SES's destination and the `.eml` headers as is.
 fn validate_email(field: &str, email: &str) -> Result<()> {
-    let ok = email.len() <= 254
-        && !email.contains(char::is_whitespace)
-        && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'));
-    if !ok {
-        return Err(ExportError::invalid_config(field, format!("{email:?} is not an email address"), "Use name@example.com."));
+    let refuse = |why: &str| {
+        ExportError::invalid_config(
+            field,
+            format!("{email:?} is not a single email address ({why})"),
+            "Give one plain address per entry, like name@example.com: no display name, quotes, list or spaces.",
+        )
+    };
+    if email.is_empty() {
+        return Err(refuse("it is empty"));
+    }
+    if email.chars().any(char::is_control) {
+        return Err(refuse("it contains a line break or another control character"));
+    }
+    if email.contains([',', ';']) {
+        return Err(refuse("it is a list: give each address as its own entry"));
+    }
+    if email.contains(['<', '>']) {
+        return Err(refuse("it has angle brackets: give the bare address without a display name"));
+    }
+    if email.contains('"') {
+        return Err(refuse("quoted local parts are not accepted"));
+    }
+    if email.contains(char::is_whitespace) {
+        return Err(refuse("it contains a space"));
+    }
+    if email.len() > 254 {
+        return Err(refuse("it is longer than 254 characters"));
+    }
+    let (local, domain) = match email.split('@').collect::<Vec<_>>()[..] {
+        [local, domain] => (local, domain),
+        [_] => return Err(refuse("it has no '@'")),
+        _ => return Err(refuse("it has more than one '@'")),
+    };
+    if local.is_empty() {
+        return Err(refuse("nothing before the '@'"));
+    }
+    if local.len() > 64 {
+        return Err(refuse("the part before the '@' is longer than 64 characters"));
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(refuse("the part before the '@' starts or ends with a dot, or has two dots in a row"));
+    }
+    if let Some(c) = local.chars().find(|c| !(c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-.".contains(*c))) {
+        return Err(refuse(&format!("{c:?} is not allowed before the '@'")));
+    }
+    if domain.is_empty() {
+        return Err(refuse("nothing after the '@'"));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return Err(refuse("the domain has no top-level domain, like .com"));
+    }
+    for label in &labels {
+        if label.is_empty() {
+            return Err(refuse("the domain starts or ends with a dot, or has two dots in a row"));
+        }
+        if label.len() > 63 {
+            return Err(refuse("a domain label is longer than 63 characters"));
+        }
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(refuse("the domain may hold only letters, digits, hyphens and dots (international domains in their xn-- form)"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(refuse("a domain label starts or ends with a hyphen"));
+        }
+    }
+    let tld = labels[labels.len() - 1];
+    if tld.len() < 2 || !(tld.bytes().all(|b| b.is_ascii_alphabetic()) || tld.starts_with("xn--")) {
+        return Err(refuse(&format!("{tld:?} is not a top-level domain")));
     }
     Ok(())
 }
@@ -466,5 +539,86 @@ mod tests {
         assert!(refused(AzureAuth::from_fields("d", &some("t"), &some("c"), &Some(Secret::new("")), &None).unwrap_err()).contains("client_secret"));
         let unsigned = AzureAuth::from_fields("d", &None, &None, &None, &Some(Secret::new("sv=2024-01-01&sp=r"))).unwrap_err();
         assert!(refused(unsigned).contains("d.sas_token"));
+    }
+
+    #[test]
+    fn email_addresses_are_single_plain_mailboxes() {
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        let long_total = format!("a@{}.com", ["b", "c", "d", "e", "f"].map(|c| c.repeat(60)).join("."));
+        let long_label = format!("a@{}.com", "b".repeat(64));
+        let bad: Vec<(&str, &str)> = vec![
+            ("a@b.com, evil@x.com", "list"),
+            ("a@b.com,evil@x.com", "list"),
+            ("a@b.com;evil@x.com", "list"),
+            ("Name <a@b.com>", "angle brackets"),
+            ("<a@b.com>", "angle brackets"),
+            ("\"a b\"@c.com", "quoted"),
+            ("\"a\"@c.com", "quoted"),
+            ("a@b.com\r\nBcc: x@y.com", "control character"),
+            ("a@b.com\nBcc: x@y.com", "control character"),
+            ("a@b.com\u{0}", "control character"),
+            ("a\t@b.com", "control character"),
+            ("a b@c.com", "space"),
+            ("a..b@c.com", "two dots"),
+            (".a@b.com", "starts or ends with a dot"),
+            ("a.@b.com", "starts or ends with a dot"),
+            ("a@b..com", "two dots in a row"),
+            ("a@.b.com", "starts or ends with a dot"),
+            ("a@b.com.", "starts or ends with a dot"),
+            ("a@-b.com", "hyphen"),
+            ("a@b-.com", "hyphen"),
+            ("a@localhost", "no top-level domain"),
+            ("a@b.c", "not a top-level domain"),
+            ("a@b.c0m", "not a top-level domain"),
+            ("a@b_c.com", "only letters, digits, hyphens"),
+            ("a@[127.0.0.1]", "only letters, digits, hyphens"),
+            ("a@bücher.de", "xn--"),
+            ("jörg@b.com", "not allowed before"),
+            ("a(b)@c.com", "not allowed before"),
+            ("", "empty"),
+            ("a", "no '@'"),
+            ("a@b@c.com", "more than one '@'"),
+            ("@b.com", "nothing before"),
+            ("a@", "nothing after"),
+            (&long_local, "64"),
+            (&long_total, "254"),
+            (&long_label, "63"),
+        ];
+        for (email, why) in &bad {
+            let err = validate_email("admins[1]", email).expect_err(&format!("{email:?} must be refused"));
+            let text = err.to_string();
+            assert!(text.starts_with(&format!("invalid configuration: admins[1]: {email:?} is not a single email address (")), "{email:?}: {text}");
+            assert!(text.contains(why), "{email:?} should be refused for {why:?}: {text}");
+            assert!(text.contains("name@example.com"), "the fix is named: {text}");
+            assert!(!text.contains('\r') && !text.contains('\n'), "the message never carries the raw line break: {text:?}");
+        }
+        let good = [
+            "a@b.co",
+            "first.last@example.com",
+            "o'brien+exports@mail.example.co.uk",
+            "ops-team_1@sub-domain.example.io",
+            "x@xn--bcher-kva.de",
+            "a@b.xn--p1ai",
+            "UPPER@EXAMPLE.COM",
+        ];
+        for email in good {
+            validate_email("creator", email).unwrap_or_else(|e| panic!("{email:?} is a valid address: {e}"));
+        }
+        let max_local = format!("{}@example.com", "a".repeat(64));
+        validate_email("creator", &max_local).unwrap();
+    }
+
+    #[test]
+    fn a_connection_naming_a_bad_admin_or_creator_is_refused_with_the_field() {
+        let doc = |admins: &str, creator: &str| {
+            format!(
+                r#"{{"id":"c1","org_id":"42","project_id":"187520","destination":{{"type":"local","path":"/tmp/x"}},"admins":{admins},"creator":{creator}}}"#
+            )
+        };
+        let err = Connection::from_json(&doc(r#"["ok@example.com", "a@b.com, evil@x.com"]"#, r#""c@example.com""#)).unwrap_err();
+        assert!(err.to_string().contains(r#"admins[1]: "a@b.com, evil@x.com" is not a single email address"#), "{err}");
+        let err = Connection::from_json(&doc("[]", r#""Creator <c@example.com>""#)).unwrap_err();
+        assert!(err.to_string().contains(r#"creator: "Creator <c@example.com>" is not a single email address"#), "{err}");
+        assert!(Connection::from_json(&doc(r#"["ok@example.com"]"#, r#""c@example.com""#)).is_ok());
     }
 }
