@@ -127,6 +127,8 @@ async fn replay_step(home: &Home, at: DateTime<Utc>, quiet_success: bool, checks
 }
 
 pub async fn run(dir: &Path) -> Result<ExitCode> {
+    // Local destinations are absolute paths (a relative one would move with the working directory).
+    let dir = &std::path::absolute(dir).map_err(|e| ExportError::io(dir.display().to_string(), e))?;
     prepare(dir)?;
     let replay = ReplayClock(Arc::new(Mutex::new(time("2020-01-25T00:05:00Z"))));
     let home = home::open(&dir.join("home"), false, replay.clock()).await?;
@@ -191,7 +193,8 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
         );
     }
     // What the product refuses, with the message a user would see.
-    let intruder = connection_json("globex-steal", "77", "300001", &dest_a, "x", "");
+    // The same folder spelled another way is the same claim.
+    let intruder = connection_json("globex-steal", "77", "300001", &dest_a.join("..").join("acme-analytics"), "x", "");
     let portfolio = connection_json("acme-portfolio", "42", "999999", &dest_a, "exports", r#","project_kind":"portfolio""#);
     let hostile = connection_json("acme-hostile", "42", "187520", &dest_a, "../../etc", "");
     let mut checks = Checks { failures: Vec::new(), passed: 0 };

@@ -93,7 +93,8 @@ pub async fn open(dir: &Path, cloud: bool, clock: Clock) -> Result<Home> {
         return open_deployed().await;
     }
     let mut embedded = EmbeddedHome::open(dir, embedded_settings()?, RetryPolicy::default(), clock)?;
-    let cloud = if cloud { CloudContext::from_env().await? } else { CloudContext::local_only() };
+    // A home folder is embedded mode: its local-folder destinations are served, cloud or not.
+    let cloud = if cloud { CloudContext::from_env().await?.with_local_folders() } else { CloudContext::local_only() };
     if cloud.aws.is_some() {
         // Destinations in S3/Azure: exports and probes go through the cloud context.
         embedded.runs.destinations = Arc::new(cloud.clone());

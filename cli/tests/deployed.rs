@@ -144,6 +144,38 @@ async fn exportctl_manages_connections_of_a_deployed_stack() {
     let refused_schedule = exporter::adapters::aws::scheduler::hourly_schedule_name(&refused_id);
     assert!(scheduler.get_schedule().name(&refused_schedule).group_name(&group).send().await.is_err(), "no schedule for a refused connection");
 
+    // Destinations a deployed stack must never write to are refused before any request,
+    // naming the field: a local folder (the function's temporary disk), plain http or a
+    // host that is not Azure Storage (the emulator setting is off here).
+    let hostile = [
+        (r#"{"type":"local","path":"/tmp/exports"}"#, "local folders are served only in embedded mode"),
+        (r#"{"type":"azure","account_url":"http://127.0.0.1:10000/devstoreaccount1","container":"events","sas_token":"sv=1&sig=x"}"#, "is not https"),
+        (r#"{"type":"azure","account_url":"https://attacker.example","container":"events","sas_token":"sv=1&sig=x"}"#, "not an Azure Storage account endpoint"),
+    ];
+    for (i, (destination, says)) in hostile.into_iter().enumerate() {
+        let hostile_id = format!("{id}_h{i}");
+        let file = stack.dir.path().join(format!("hostile-{i}.json"));
+        std::fs::write(
+            &file,
+            format!(r#"{{"id":"{hostile_id}","org_id":"42","project_id":"187520","creator":"owner@example.com","destination":{destination}}}"#),
+        )
+        .unwrap();
+        let out = stack.run(&["connections", "create", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(says) && text(&out).contains("destination."), "{says}: {}", text(&out));
+        assert!(!text(&stack.run(&["connections", "list"])).contains(&hostile_id));
+    }
+    // A local connection already in the control store (written by hand or by an old
+    // release) is refused when the deployed stack runs it: nothing is marked exported.
+    let planted = format!("{id}_planted");
+    let doc =
+        format!(r#"{{"id":"{planted}","org_id":"42","project_id":"187520","creator":"owner@example.com","destination":{{"type":"local","path":"/tmp"}}}}"#);
+    s3.put_object().bucket(&control).key(format!("connections/{planted}.json")).body(doc.into_bytes().into()).send().await.unwrap();
+    let out = stack.run(&["export", &planted, "--hour", "2020-01-25T17"]);
+    assert!(!out.status.success() && text(&out).contains("embedded mode"), "{}", text(&out));
+    assert!(!std::path::Path::new("/tmp/187520").exists(), "nothing written to the local disk");
+    assert!(stack.run(&["connections", "delete", &planted]).status.success());
+
     let out = stack.run(&["connections", "delete", &id]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(scheduler.get_schedule().name(&name).group_name(&group).send().await.is_err(), "schedule deleted with the connection");

@@ -142,6 +142,10 @@ pub trait AccessProbe: Send + Sync {
 /// project identity.
 #[async_trait]
 pub trait DestinationProber: Send + Sync {
+    /// Refuses, before any request, a destination this process must never write to (an
+    /// account URL off the provider's hosts; a local folder in a deployed function).
+    fn admit(&self, dest: &Destination) -> Result<()>;
+
     async fn probe(&self, conn: &Connection, dest: &Destination) -> ProbeReport;
 }
 

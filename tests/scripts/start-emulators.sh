@@ -8,6 +8,7 @@
 #   AZURE_AUTHORITY_HOST  local https stand-in for the Microsoft Entra ID token endpoint
 #   AZURE_TEST_CA_FILE    PEM CA that signed both https servers' certificate
 #   EXPORTER_AZURE_EXTRA_CA_FILE  the same CA, for processes that read AzureOptions::from_env()
+#   EXPORT_ALLOW_EMULATOR_ENDPOINTS  true: such processes accept Azurite's http/127.0.0.1 URLs
 #   AZURE_TEST_TENANT_ID / AZURE_TEST_CLIENT_ID / AZURE_TEST_CLIENT_SECRET  the one valid principal
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -90,6 +91,7 @@ export AZURITE_OAUTH_URL=https://127.0.0.1:$azurite_oauth_port/devstoreaccount1
 export AZURE_AUTHORITY_HOST=https://127.0.0.1:$token_port
 export AZURE_TEST_CA_FILE=$tls_dir/ca.pem
 export EXPORTER_AZURE_EXTRA_CA_FILE=$tls_dir/ca.pem
+export EXPORT_ALLOW_EMULATOR_ENDPOINTS=true
 export AZURE_TEST_TENANT_ID=$azure_tenant
 export AZURE_TEST_CLIENT_ID=$azure_client
 export AZURE_TEST_CLIENT_SECRET=$azure_secret

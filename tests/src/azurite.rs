@@ -8,6 +8,7 @@ use azure_core::http::{ClientOptions, Transport, Url};
 use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
+use exporter::adapters::azure::endpoint::EndpointRules;
 use exporter::adapters::azure::store::{AzureOptions, AzureStore};
 use exporter::control::connection::AzureAuth;
 use exporter::control::secret::Secret;
@@ -90,9 +91,14 @@ pub async fn new_container(prefix: &str) -> String {
     name
 }
 
+/// Options that accept the emulator's http URL (the explicit emulator setting).
+pub fn emulator_options() -> AzureOptions {
+    AzureOptions { endpoints: EndpointRules::emulators(), ..Default::default() }
+}
+
 /// A store on the http Azurite authenticated by an account SAS with `permissions`.
 pub fn sas_store(container: &str, permissions: &str) -> AzureStore {
-    AzureStore::new(&http_url(), container, AzureAuth::Sas { token: Secret::new(account_sas(permissions)) }, AzureOptions::default()).expect("SAS store")
+    AzureStore::new(&http_url(), container, AzureAuth::Sas { token: Secret::new(account_sas(permissions)) }, emulator_options()).expect("SAS store")
 }
 
 /// The HTTPS Azurite with `--oauth basic`, the local token endpoint and the one valid
@@ -128,7 +134,12 @@ pub fn oauth() -> OAuthSetup {
 impl OAuthSetup {
     /// Options pointing the identity client at the local authority and trusting the test CA.
     pub fn options(&self) -> AzureOptions {
-        AzureOptions { authority_host: Some(self.authority_host.clone()), extra_ca_pem: Some(self.ca_pem.clone()), ..Default::default() }
+        AzureOptions {
+            authority_host: Some(self.authority_host.clone()),
+            extra_ca_pem: Some(self.ca_pem.clone()),
+            endpoints: EndpointRules::emulators(),
+            ..Default::default()
+        }
     }
 
     pub fn credentials_with_secret(&self, secret: Secret) -> AzureAuth {

@@ -8,8 +8,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use exporter::adapters::local::cipher::LocalCipher;
 use exporter::adapters::local::store::LocalStore;
 use exporter::control::connection::Connection;
+use exporter::control::store::ControlStore;
 use exporter::export::generate::{generate_hour, generate_merges, Generated, HourSpec};
 use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets};
 use exporter::export::manifest::Manifest;
@@ -40,6 +42,51 @@ pub async fn store_conformance(store: Arc<dyn ObjectStore>, big_upload_bytes: us
     check("streaming_upload_is_invisible_until_finished", streaming_upload_is_invisible_until_finished(s, big_upload_bytes)).await;
     check("aborted_upload_leaves_nothing", aborted_upload_leaves_nothing(s)).await;
     check("delete_is_idempotent", delete_is_idempotent(s)).await;
+    check("claims_cover_every_spelling_of_a_destination", claims_cover_every_spelling_of_a_destination(store.clone())).await;
+}
+
+/// A control store on this store: one organisation's claim covers every spelling of its
+/// folder or container (dot segments, repeated and trailing slashes, host case, default
+/// ports), distinct places never collide, and deleting the connection releases the claim.
+pub async fn claims_cover_every_spelling_of_a_destination(store: Arc<dyn ObjectStore>) {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let cipher = Arc::new(LocalCipher::open_or_create(keys.path().join("secret.key")).expect("cipher"));
+    let control = ControlStore::new(store, cipher);
+    let now = chrono::Utc::now();
+    let conn = |id: &str, org: &str, destination: serde_json::Value| {
+        let doc = serde_json::json!({"id": id, "org_id": org, "project_id": "187520", "creator": "owner@example.com", "destination": destination});
+        Connection::from_json(&doc.to_string()).expect("valid connection")
+    };
+    let local = |path: &str| serde_json::json!({"type": "local", "path": path});
+    let azure = |url: &str| serde_json::json!({"type": "azure", "account_url": url, "container": "events", "sas_token": "sv=2024-01-01&sig=x"});
+    let refused = |r: exporter::Result<Connection>, what: &str| match r {
+        Err(ExportError::Conflict { what: why }) => assert!(why.contains("another organisation"), "{what}: {why}"),
+        other => panic!("{what}: a second organisation's claim must be refused, got {other:?}"),
+    };
+
+    control.create_connection(conn("claims-a1", "1", local("/t/dest")), now).await.expect("org 1 claims /t/dest");
+    for (i, spelling) in ["/t/./dest", "/t//dest/", "/t/x/../dest"].into_iter().enumerate() {
+        refused(control.create_connection(conn(&format!("claims-b{i}"), "2", local(spelling)), now).await, spelling);
+    }
+    control.create_connection(conn("claims-a2", "1", local("/a/b_c")), now).await.expect("org 1 claims /a/b_c");
+    control.create_connection(conn("claims-b3", "2", local("/a_b/c")), now).await.expect("/a_b/c is another folder");
+
+    control.create_connection(conn("claims-a3", "1", azure("http://localhost:10000/devstoreaccount1")), now).await.expect("org 1 claims the container");
+    for (i, spelling) in ["http://LOCALHOST:10000/devstoreaccount1/", "http://localhost:10000//devstoreaccount1"].into_iter().enumerate() {
+        refused(control.create_connection(conn(&format!("claims-b{}", 4 + i), "2", azure(spelling)), now).await, spelling);
+    }
+    control.create_connection(conn("claims-b6", "2", azure("http://localhost:10001/devstoreaccount1")), now).await.expect("another port is another place");
+
+    // Same organisation, another spelling: allowed; the claim is released only with the last user.
+    control.create_connection(conn("claims-a4", "1", local("/t/dest/")), now).await.expect("same org may share its folder");
+    control.delete_connection("claims-a1").await.unwrap();
+    refused(control.create_connection(conn("claims-b7", "2", local("/t/dest")), now).await, "still used by claims-a4");
+    control.delete_connection("claims-a4").await.unwrap();
+    control.create_connection(conn("claims-b7", "2", local("/t//dest")), now).await.expect("released when its last connection goes");
+    for c in control.list_connections().await.unwrap() {
+        control.delete_connection(&c.id).await.unwrap();
+    }
+    assert!(control.store().list("claims/").await.unwrap().is_empty(), "deleting every connection releases every claim");
 }
 
 /// Keys with `#` round-trip through put, list (exact and sorted), head and get.

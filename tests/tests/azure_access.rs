@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use chrono::{Duration, Utc};
 use exporter::access::probe::{ProbeOutcome, ProbeReport};
+use exporter::adapters::azure::endpoint::EndpointRules;
 use exporter::adapters::azure::errors::{BLOB_DELETE, BLOB_READ, BLOB_WRITE};
 use exporter::adapters::azure::probe::AzureProbe;
 use exporter::adapters::azure::store::AzureStore;
@@ -68,7 +69,7 @@ async fn missing_container_and_expired_sas_are_named_as_causes() {
     let container = azurite::new_container("probe-exp").await;
     let past = Utc::now() - Duration::hours(3);
     let expired = account_sas_between(ALL_PERMISSIONS, past - Duration::hours(1), past);
-    let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(expired.clone()) }, Default::default()).unwrap();
+    let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(expired.clone()) }, azurite::emulator_options()).unwrap();
     let err = store.put("exports/z", Bytes::from_static(b"z")).await.unwrap_err();
     assert!(matches!(err.kind(), "AccessBlocked" | "BadCredentials"), "{err}");
     if err.kind() == "AccessBlocked" {
@@ -110,7 +111,7 @@ async fn service_principal_runs_end_to_end_over_https() {
         client_secret: Some(oauth.client_secret.clone()),
         sas_token: None,
     };
-    let ctx = CloudContext { aws: None, azure: oauth.options() };
+    let ctx = CloudContext { aws: None, azure: oauth.options(), local_folders: false };
     let report = probe_destination(&dest, "187520", &ctx).await;
     assert!(report.all_passed(), "{}", report.table());
     let store = open_store(&dest, "187520", &ctx).await.unwrap();
@@ -162,7 +163,7 @@ async fn wrong_secret_or_tenant_is_a_credential_error_that_never_shows_the_secre
 async fn sas_store_errors_never_show_the_signature() {
     let container = azurite::new_container("sas-redact").await;
     let sas = account_sas("r");
-    let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(sas.clone()) }, Default::default()).unwrap();
+    let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(sas.clone()) }, azurite::emulator_options()).unwrap();
     let err = store.put("exports/a#1", Bytes::from_static(b"a")).await.unwrap_err();
     assert_eq!(err.missing_permission(), Some(BLOB_WRITE));
     let sig = url_sig(&sas);
@@ -185,7 +186,11 @@ async fn options_from_the_environment_reach_the_local_authority_and_trust_its_ca
     store.put("exports/env", Bytes::from_static(b"env")).await.unwrap();
 
     // Without the extra CA the self-signed chain is refused: the trust really comes from it.
-    let untrusting = exporter::adapters::azure::store::AzureOptions { authority_host: Some(oauth.authority_host.clone()), ..Default::default() };
+    let untrusting = exporter::adapters::azure::store::AzureOptions {
+        authority_host: Some(oauth.authority_host.clone()),
+        endpoints: EndpointRules::emulators(),
+        ..Default::default()
+    };
     let store = AzureStore::new(&oauth.account_url, &container, oauth.credentials(), untrusting).unwrap();
     let err = store.get("exports/env").await.unwrap_err();
     assert!(matches!(err.kind(), "Transient" | "BadCredentials"), "{err}");

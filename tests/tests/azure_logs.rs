@@ -50,7 +50,8 @@ async fn no_log_line_at_any_level_contains_the_secret_or_the_sas_signature() {
 
     let sas_container = azurite::new_container("logs-sas").await;
     let sas = account_sas("rl");
-    let sas_store = AzureStore::new(&azurite::http_url(), &sas_container, AzureAuth::Sas { token: Secret::new(sas.clone()) }, Default::default()).unwrap();
+    let sas_store =
+        AzureStore::new(&azurite::http_url(), &sas_container, AzureAuth::Sas { token: Secret::new(sas.clone()) }, azurite::emulator_options()).unwrap();
     sas_store.put("exports/c", Bytes::from_static(b"c")).await.unwrap_err();
     AzureProbe::new(sas_store, "exports").probe().await;
 

@@ -8,6 +8,7 @@ use azure_core::http::{ClientOptions, Transport, Url};
 use azure_storage_blob::models::{BlockBlobClientGetBlockListOptions, BlockListType};
 use azure_storage_blob::{BlobClient, BlobClientOptions};
 use bytes::Bytes;
+use exporter::adapters::azure::endpoint::EndpointRules;
 use exporter::adapters::azure::store::{AzureOptions, AzureStore};
 use exporter::control::connection::AzureAuth;
 use exporter::control::secret::Secret;
@@ -61,7 +62,7 @@ async fn service_principal_store_passes_the_conformance_suite_over_https() {
 #[tokio::test]
 async fn streaming_upload_commits_one_block_per_block_size() {
     let container = azurite::new_container("blocks").await;
-    let opts = AzureOptions { block_size: Some(1 << 20), ..Default::default() };
+    let opts = AzureOptions { block_size: Some(1 << 20), endpoints: EndpointRules::emulators(), ..Default::default() };
     let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(account_sas(ALL_PERMISSIONS)) }, opts).unwrap();
     let key = "exports/1/1_2020-01-25_7#0.json.gz";
     let data: Vec<u8> = (0..(5 * (1 << 20) + 12_345)).map(|i| (i % 241) as u8).collect();
@@ -87,7 +88,7 @@ async fn streaming_upload_commits_one_block_per_block_size() {
 #[tokio::test]
 async fn aborted_upload_leaves_nothing_and_a_later_upload_of_the_same_name_is_exact() {
     let container = azurite::new_container("abort").await;
-    let opts = AzureOptions { block_size: Some(1 << 20), ..Default::default() };
+    let opts = AzureOptions { block_size: Some(1 << 20), endpoints: EndpointRules::emulators(), ..Default::default() };
     let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(account_sas(ALL_PERMISSIONS)) }, opts).unwrap();
     let key = "p/7/7_2021-06-01_0#0.json.gz";
     let mut up = store.upload(key).await.unwrap();
@@ -107,7 +108,7 @@ async fn aborted_upload_leaves_nothing_and_a_later_upload_of_the_same_name_is_ex
 #[tokio::test]
 async fn names_with_reserved_characters_round_trip_exactly_and_listing_pages() {
     let container = azurite::new_container("names").await;
-    let opts = AzureOptions { list_page_size: Some(2), ..Default::default() };
+    let opts = AzureOptions { list_page_size: Some(2), endpoints: EndpointRules::emulators(), ..Default::default() };
     let store = AzureStore::new(&azurite::http_url(), &container, AzureAuth::Sas { token: Secret::new(account_sas(ALL_PERMISSIONS)) }, opts).unwrap();
     let names = [
         "exports/187520/187520_2020-01-25_17#0.json.gz",
@@ -218,7 +219,7 @@ async fn events_and_merged_ids_go_to_two_containers_of_one_connection() {
     conn.validate().unwrap();
     oauth.assert_no_secret(&format!("{conn:?}"));
 
-    let ctx = CloudContext { aws: None, azure: oauth.options() };
+    let ctx = CloudContext { aws: None, azure: oauth.options(), local_folders: false };
     let events_store = open_store(&conn.destination, project, &ctx).await.unwrap();
     let ids_store = open_store(conn.merged_ids_destination(), project, &ctx).await.unwrap();
     let (_dir, lake) = lake(project, 3000);

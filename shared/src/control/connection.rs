@@ -191,16 +191,10 @@ impl Destination {
         }
     }
 
-    /// The bucket/container identity that an organisation claims, e.g. `s3:my-bucket`.
+    /// The key of the claim an organisation holds on this destination's bucket, container
+    /// or folder: the same for every spelling of one place (see [`crate::control::claim`]).
     pub fn claim_id(&self) -> String {
-        match self {
-            Destination::S3 { bucket, .. } => format!("s3/{bucket}"),
-            Destination::Azure { account_url, container, .. } => {
-                let host = account_url.trim_end_matches('/').rsplit("//").next().unwrap_or(account_url);
-                format!("azure/{}/{container}", host.replace(['/', ':'], "_"))
-            }
-            Destination::Local { path, .. } => format!("local/{}", path.trim_matches('/').replace('/', "_")),
-        }
+        crate::control::claim::claim_id(self)
     }
 
     /// `s3://bucket/prefix`, `azure://account/container/prefix`, `file:///path/prefix`.
@@ -262,6 +256,13 @@ impl Destination {
             Destination::Local { path, .. } => {
                 if path.is_empty() {
                     return Err(ExportError::invalid_config(format!("{field}.path"), "is empty", "Give a folder path."));
+                }
+                if !path.starts_with('/') {
+                    return Err(ExportError::invalid_config(
+                        format!("{field}.path"),
+                        format!("{path:?} is relative, so it would name a different folder from each working directory"),
+                        "Give the folder's absolute path, e.g. /data/exports.",
+                    ));
                 }
             }
         }

@@ -21,6 +21,9 @@ pub async fn create_connection(
     now: DateTime<Utc>,
 ) -> Result<(Connection, Vec<ProbeReport>)> {
     conn.validate()?;
+    for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
+        prober.admit(dest)?;
+    }
     let mut reports = vec![prober.probe(&conn, &conn.destination).await];
     if let Some(d) = &conn.merged_ids_destination {
         reports.push(prober.probe(&conn, d).await);

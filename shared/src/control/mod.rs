@@ -2,6 +2,7 @@
 //! and their lifecycle, sealed secrets, the hour ledger (owed hours, leases, completed
 //! hours) and the run service that exports one hour under a lease.
 
+pub mod claim;
 pub mod connection;
 pub mod ledger;
 pub mod lifecycle;

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! connections/{id}.json                     the connection (Azure secrets sealed)
-//! claims/{kind}/{bucket or container}.json  which organisation owns a destination
+//! claims/{kind}/{canonical location}.json  which organisation owns a bucket, container or folder
 //! runs/{id}/{yyyy-MM-ddTHH}/{mode}-{attempt}.json   one record per run (idempotent key)
 //! status/{id}.json                          watermark, lag, failing state, last error, gap
 //! ```
@@ -15,6 +15,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::control::claim;
 use crate::control::connection::{Connection, Destination};
 use crate::control::secret::Secret;
 use crate::delivery::failure::FailingStatus;
@@ -132,10 +133,17 @@ fn claim_key(dest: &Destination) -> String {
     format!("claims/{}.json", dest.claim_id())
 }
 
+fn legacy_claim_key(dest: &Destination) -> Option<String> {
+    claim::legacy_claim_id(dest).map(|id| format!("claims/{id}.json"))
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Claim {
     org_id: String,
     connection_id: String,
+    /// The canonical location claimed (for operators reading the store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> ExportError {
@@ -174,23 +182,41 @@ impl ControlStore {
 
     /// A destination belongs to the first organisation that connects it; the claim is a
     /// create-only write, so two organisations racing cannot both win.
+    /// Claims are keyed by the canonical location, so every spelling of one place is one claim.
     async fn claim(&self, conn: &Connection, dest: &Destination) -> Result<()> {
+        let taken = || ExportError::Conflict {
+            what: format!(
+                "{} is already connected by another organisation; a bucket or container can serve one organisation only. \
+                 Use another bucket/container, or have the other organisation delete its connection first",
+                dest.describe()
+            ),
+        };
+        // A claim made by an earlier release under the raw spelling still counts.
+        if let Some(legacy) = legacy_claim_key(dest) {
+            if let Some(existing) = self.read_claim(&legacy).await? {
+                if existing.org_id != conn.org_id {
+                    return Err(taken());
+                }
+            }
+        }
         let key = claim_key(dest);
-        let body = serde_json::to_vec(&Claim { org_id: conn.org_id.clone(), connection_id: conn.id.clone() }).expect("claim serialises");
+        let claim = Claim { org_id: conn.org_id.clone(), connection_id: conn.id.clone(), location: Some(claim::canonical_location(dest)) };
+        let body = serde_json::to_vec(&claim).expect("claim serialises");
         if self.store.put_if_absent(&key, Bytes::from(body)).await? == CreateOutcome::Created {
             return Ok(());
         }
-        let existing: Claim = serde_json::from_slice(&self.store.get(&key).await?).map_err(|e| corrupt(&key, e))?;
-        if existing.org_id != conn.org_id {
-            return Err(ExportError::Conflict {
-                what: format!(
-                    "{} is already connected by another organisation; a bucket or container can serve one organisation only. \
-                     Use another bucket/container, or have the other organisation delete its connection first",
-                    dest.describe()
-                ),
-            });
+        match self.read_claim(&key).await? {
+            Some(existing) if existing.org_id != conn.org_id => Err(taken()),
+            _ => Ok(()),
         }
-        Ok(())
+    }
+
+    async fn read_claim(&self, key: &str) -> Result<Option<Claim>> {
+        match self.store.get(key).await {
+            Ok(body) => serde_json::from_slice(&body).map(Some).map_err(|e| corrupt(key, e)),
+            Err(ExportError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     pub async fn save_connection(&self, conn: &Connection) -> Result<()> {
@@ -214,13 +240,14 @@ impl ControlStore {
             Err(ExportError::NotFound { .. }) => return Err(ExportError::NotFound { what: format!("connection {id:?}") }),
             other => other?,
         };
-        let text = std::str::from_utf8(&body).map_err(|e| corrupt(&key, e))?;
-        let mut conn = Connection::from_json(text)?;
+        // Validated once the secrets are open: a sealed SAS token has no `sig=` to check.
+        let mut conn: Connection = serde_json::from_slice(&body).map_err(|e| corrupt(&key, e))?;
         for dest in std::iter::once(&mut conn.destination).chain(conn.merged_ids_destination.iter_mut()) {
             for secret in dest.secrets_mut() {
                 *secret = self.cipher.open(secret.expose()).await?;
             }
         }
+        conn.validate()?;
         Ok(conn)
     }
 
@@ -246,6 +273,9 @@ impl ControlStore {
                 .any(|c| c.id != conn.id && (c.destination.claim_id() == dest.claim_id() || c.merged_ids_destination().claim_id() == dest.claim_id()));
             if !still_used {
                 self.store.delete(&claim_key(dest)).await?;
+                if let Some(legacy) = legacy_claim_key(dest) {
+                    self.store.delete(&legacy).await?;
+                }
             }
         }
         self.store.delete(&status_key(id)).await?;

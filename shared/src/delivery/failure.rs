@@ -484,6 +484,10 @@ mod tests {
     struct Probe;
     #[async_trait]
     impl DestinationProber for Probe {
+        fn admit(&self, _d: &Destination) -> Result<()> {
+            Ok(())
+        }
+
         async fn probe(&self, _c: &Connection, d: &Destination) -> ProbeReport {
             ProbeReport {
                 destination: d.describe(),

@@ -23,18 +23,45 @@ pub struct CloudContext {
     /// `None` in embedded mode: S3 destinations are then refused with a clear error.
     pub aws: Option<AwsContext>,
     pub azure: AzureOptions,
+    /// Local-folder destinations are served (embedded mode). Off in the deployed
+    /// functions: they would write to the function's temporary disk and mark hours done.
+    pub local_folders: bool,
 }
 
 impl CloudContext {
     /// AWS from the standard environment (plus `EXPORT_PROJECT_ROLE_ARN_TEMPLATE`),
     /// Azure options from theirs.
     pub async fn from_env() -> Result<Self> {
-        Ok(CloudContext { aws: Some(AwsContext::from_env().await?), azure: AzureOptions::from_env()? })
+        Ok(CloudContext { aws: Some(AwsContext::from_env().await?), azure: AzureOptions::from_env()?, local_folders: false })
     }
 
     /// No cloud at all (embedded mode): only local destinations work.
     pub fn local_only() -> Self {
-        CloudContext::default()
+        CloudContext { local_folders: true, ..CloudContext::default() }
+    }
+
+    /// Serves local-folder destinations too (embedded mode with cloud credentials).
+    pub fn with_local_folders(mut self) -> Self {
+        self.local_folders = true;
+        self
+    }
+
+    /// Refuses a destination this process must not write to, before any request.
+    pub fn admit(&self, dest: &Destination) -> Result<()> {
+        match dest {
+            Destination::Local { .. } if !self.local_folders => Err(ExportError::invalid_config(
+                "destination.type",
+                "local folders are served only in embedded mode; a deployed function would write to its own temporary disk and mark the hours exported",
+                "Use an S3 or Azure destination, or run this connection with exportctl in embedded mode.",
+            )),
+            Destination::Azure { account_url, .. } => {
+                let url = url::Url::parse(account_url.trim_end_matches('/')).map_err(|e| {
+                    ExportError::invalid_config("destination.account_url", format!("is not a URL ({e})"), "Use https://{account}.blob.core.windows.net.")
+                })?;
+                self.azure.endpoints.check(&url)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn aws(&self) -> Result<&AwsContext> {
@@ -51,6 +78,7 @@ impl CloudContext {
 /// The store a connection's destination is written through. For S3 the calls run as the
 /// project role (AssumeRole happens here, so a refused role is reported before any write).
 pub async fn open_store(dest: &Destination, project_id: &str, ctx: &CloudContext) -> Result<Arc<dyn ObjectStore>> {
+    ctx.admit(dest)?;
     match dest {
         Destination::S3 { bucket, region, kms_key_arn, .. } => {
             let aws = ctx.aws()?;
@@ -76,6 +104,9 @@ impl crate::ports::DestinationOpener for CloudContext {
 /// Runs the destination's probe suite as the identity exports run as. Never fails as a
 /// whole: a problem building clients is itself a failed probe.
 pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &CloudContext) -> ProbeReport {
+    if let Err(e) = ctx.admit(dest) {
+        return single_failure(dest, None, "destination admitted", "a destination this deployment may write to", &e);
+    }
     match dest {
         Destination::S3 { bucket, prefix, region, kms_key_arn } => {
             let aws = match ctx.aws() {

@@ -175,6 +175,10 @@ impl FactoryProber {
 
 #[async_trait]
 impl DestinationProber for FactoryProber {
+    fn admit(&self, dest: &Destination) -> Result<()> {
+        self.cloud.admit(dest)
+    }
+
     async fn probe(&self, conn: &Connection, dest: &Destination) -> ProbeReport {
         probe_destination(dest, &conn.project_id, &self.cloud).await
     }

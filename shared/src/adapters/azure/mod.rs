@@ -1,6 +1,7 @@
-//! Azure Blob Storage destinations: the store (`store`), its access probe (`probe`) and
-//! error classification (`errors`).
+//! Azure Blob Storage destinations: the store (`store`), its access probe (`probe`), error
+//! classification (`errors`) and which account URLs are accepted (`endpoint`).
 
+pub mod endpoint;
 pub mod errors;
 pub mod probe;
 pub mod store;

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
+use crate::adapters::azure::endpoint::EndpointRules;
 use crate::adapters::azure::errors::{classify, AzureOp, ErrorContext, Redactor};
 use crate::adapters::upload::{BufferedUpload, MultipartTarget};
 use crate::control::connection::{AzureAuth, Destination};
@@ -62,6 +63,8 @@ pub struct AzureOptions {
     pub max_retries: Option<u32>,
     /// Blobs per List Blobs page; default: the service's (5,000).
     pub list_page_size: Option<u32>,
+    /// Which account URLs are accepted (production: https on Azure Storage hosts).
+    pub endpoints: EndpointRules,
 }
 
 impl std::fmt::Debug for AzureOptions {
@@ -72,19 +75,20 @@ impl std::fmt::Debug for AzureOptions {
             .field("block_size", &self.block_size)
             .field("max_retries", &self.max_retries)
             .field("list_page_size", &self.list_page_size)
+            .field("endpoints", &self.endpoints)
             .finish()
     }
 }
 
 impl AzureOptions {
-    /// Reads [`AUTHORITY_HOST_ENV`] and [`EXTRA_CA_ENV`] (both optional).
+    /// Reads [`AUTHORITY_HOST_ENV`], [`EXTRA_CA_ENV`] and the endpoint rules' variables (all optional).
     pub fn from_env() -> Result<Self> {
         let authority_host = std::env::var(AUTHORITY_HOST_ENV).ok().filter(|s| !s.is_empty());
         let extra_ca_pem = match std::env::var(EXTRA_CA_ENV).ok().filter(|s| !s.is_empty()) {
             Some(path) => Some(std::fs::read(&path).map_err(|e| ExportError::io(path, e))?),
             None => None,
         };
-        Ok(AzureOptions { authority_host, extra_ca_pem, ..Default::default() })
+        Ok(AzureOptions { authority_host, extra_ca_pem, endpoints: EndpointRules::from_env()?, ..Default::default() })
     }
 }
 
@@ -143,6 +147,7 @@ impl AzureStore {
         if account.query().is_some() || account.cannot_be_a_base() {
             return Err(config_err("account_url", "must be a plain http(s) URL without a query", "Put a SAS token in sas_token, not in the URL."));
         }
+        options.endpoints.check(&account)?;
         if container.is_empty() || container.contains('/') {
             return Err(config_err("container", format!("{container:?} is not a container name"), "Give the container's name."));
         }
@@ -505,7 +510,7 @@ mod tests {
             "http://127.0.0.1:1/devstoreaccount1",
             "c1",
             AzureAuth::Sas { token: Secret::new("sv=2024-01-01&sp=r&sig=abc") },
-            AzureOptions::default(),
+            AzureOptions { endpoints: EndpointRules::emulators(), ..AzureOptions::default() },
         )
         .unwrap()
     }
@@ -541,7 +546,9 @@ mod tests {
     #[test]
     fn service_principal_needs_https() {
         let c = AzureAuth::ServicePrincipal { tenant_id: "t".into(), client_id: "c".into(), client_secret: Secret::new("s3cr3t-value") };
-        let e = AzureStore::new("http://127.0.0.1:1/devstoreaccount1", "c1", c, AzureOptions::default()).unwrap_err();
+        let e =
+            AzureStore::new("http://127.0.0.1:1/devstoreaccount1", "c1", c, AzureOptions { endpoints: EndpointRules::emulators(), ..AzureOptions::default() })
+                .unwrap_err();
         assert_eq!(e.kind(), "InvalidConfig");
     }
 }

@@ -1,0 +1,151 @@
+//! Which place a destination names, so an organisation's claim covers every spelling of it.
+//! Stores normalise what they are given (host case, default ports, `.` segments, repeated
+//! slashes), so a claim built from the raw strings would let two organisations claim one
+//! container under two spellings. Claims are keyed by the canonical location instead, and
+//! distinct locations never share a key.
+
+use sha2::{Digest, Sha256};
+
+use crate::control::connection::Destination;
+
+/// The one spelling of the place a destination writes to (its bucket, container or folder,
+/// without the prefix): `s3://bucket`, `https://host[:port]/path/container`, `file:///a/b`.
+pub fn canonical_location(dest: &Destination) -> String {
+    match dest {
+        Destination::S3 { bucket, .. } => format!("s3://{}", bucket.to_ascii_lowercase()),
+        Destination::Azure { account_url, container, .. } => format!("{}/{}", canonical_account(account_url), container.to_ascii_lowercase()),
+        Destination::Local { path, .. } => format!("file://{}", canonical_path(path)),
+    }
+}
+
+/// The control-store key part of a destination's claim (without the scheme). S3 bucket names are already
+/// canonical and key-safe, so they stay readable as `s3/{bucket}`. Azure and local claims
+/// are a readable slug plus a digest of the canonical location: the slug may fold
+/// different characters together, the digest never does.
+pub fn claim_id(dest: &Destination) -> String {
+    let location = canonical_location(dest);
+    match dest {
+        Destination::S3 { bucket, .. } => format!("s3/{}", bucket.to_ascii_lowercase()),
+        Destination::Azure { .. } => format!("azure/{}", slug_and_digest(location.split_once("://").map_or(&location[..], |(_, rest)| rest))),
+        Destination::Local { .. } => format!("local/{}", slug_and_digest(location.trim_start_matches("file://"))),
+    }
+}
+
+/// The claim id releases before 2026-11 used for Azure and local destinations (raw
+/// strings); still checked so a claim made then keeps protecting its destination.
+pub fn legacy_claim_id(dest: &Destination) -> Option<String> {
+    match dest {
+        Destination::S3 { .. } => None,
+        Destination::Azure { account_url, container, .. } => {
+            let host = account_url.trim_end_matches('/').rsplit("//").next().unwrap_or(account_url);
+            Some(format!("azure/{}/{container}", host.replace(['/', ':'], "_")))
+        }
+        Destination::Local { path, .. } => Some(format!("local/{}", path.trim_matches('/').replace('/', "_"))),
+    }
+}
+
+/// `scheme://host[:port]/path` of an account URL: scheme and host lower case (a trailing
+/// dot dropped), web ports removed, `.`/`..` resolved, empty segments and trailing slash
+/// dropped. Azure account names are lower case, so the path (an emulator's account) is too.
+fn canonical_account(account_url: &str) -> String {
+    let Ok(url) = url::Url::parse(account_url.trim()) else {
+        // Validation refuses such URLs before a claim is made; keep a stable spelling anyway.
+        return account_url.trim().to_ascii_lowercase();
+    };
+    let host = url.host_str().unwrap_or("").trim_end_matches('.').to_ascii_lowercase();
+    // One account answers on both web ports (http is refused later, but must not be a way
+    // around a claim), so 80 and 443 are dropped whichever scheme names them.
+    let port = url.port_or_known_default().filter(|p| ![80, 443].contains(p)).map(|p| format!(":{p}")).unwrap_or_default();
+    let path = canonical_path(url.path()).to_ascii_lowercase();
+    let path = if path == "/" { String::new() } else { path };
+    format!("{}://{host}{port}{path}", url.scheme())
+}
+
+/// A path with `.`, `..`, repeated and trailing slashes resolved lexically (symbolic links
+/// are not followed: claims must not depend on the disk of whoever computes them).
+pub fn canonical_path(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in path.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let absolute = path.starts_with('/');
+    let joined = segments.join("/");
+    if absolute {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+fn slug_and_digest(location: &str) -> String {
+    let slug: String =
+        location.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c.to_ascii_lowercase() } else { '_' }).take(80).collect();
+    let digest = hex::encode(&Sha256::digest(location.as_bytes())[..10]);
+    format!("{}.{digest}", slug.trim_matches('_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn azure(url: &str) -> Destination {
+        Destination::Azure {
+            account_url: url.into(),
+            container: "events".into(),
+            prefix: String::new(),
+            tenant_id: None,
+            client_id: None,
+            client_secret: None,
+            sas_token: None,
+        }
+    }
+
+    fn local(path: &str) -> Destination {
+        Destination::Local { path: path.into(), prefix: String::new() }
+    }
+
+    #[test]
+    fn every_spelling_of_one_place_is_one_claim() {
+        let same_azure = [
+            "http://localhost:10000/devstoreaccount1",
+            "http://LOCALHOST:10000/devstoreaccount1/",
+            "HTTP://localhost:10000//devstoreaccount1",
+            "http://localhost:10000/x/../devstoreaccount1",
+            "http://localhost:10000/./devstoreaccount1//",
+        ];
+        let ids: Vec<String> = same_azure.iter().map(|u| claim_id(&azure(u))).collect();
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:#?}");
+        assert_eq!(canonical_location(&azure(same_azure[1])), "http://localhost:10000/devstoreaccount1/events");
+        assert_eq!(claim_id(&azure("https://acct.blob.core.windows.net")), claim_id(&azure("https://ACCT.blob.core.windows.net.:443/")));
+
+        let same_local = ["/t/dest", "/t/./dest", "/t//dest/", "/t/x/../dest"];
+        let ids: Vec<String> = same_local.iter().map(|p| claim_id(&local(p))).collect();
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:#?}");
+    }
+
+    #[test]
+    fn distinct_places_never_share_a_claim() {
+        assert_ne!(claim_id(&local("/a/b_c")), claim_id(&local("/a_b/c")));
+        assert_ne!(claim_id(&local("/a/b")), claim_id(&local("/a/b/c")));
+        assert_ne!(claim_id(&azure("http://localhost:10000/acct")), claim_id(&azure("http://localhost:10001/acct")));
+        // The scheme is not part of the place: one account answers on http and https.
+        assert_eq!(claim_id(&azure("http://acct.blob.core.windows.net")), claim_id(&azure("https://acct.blob.core.windows.net")));
+        assert_ne!(claim_id(&azure("https://a.blob.core.windows.net")), claim_id(&azure("https://b.blob.core.windows.net")));
+        // The legacy scheme folded these two together; the canonical one does not.
+        assert_eq!(legacy_claim_id(&local("/a/b_c")), legacy_claim_id(&local("/a_b/c")));
+    }
+
+    #[test]
+    fn claim_ids_are_key_safe() {
+        for d in [azure("http://[::1]:10000/acct"), local("/weird path/with%25/and#hash"), azure("https://xn--bcher-kva.example")] {
+            let id = claim_id(&d);
+            assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b)), "{id}");
+        }
+    }
+}
