@@ -17,7 +17,7 @@ use futures::Stream;
 
 use crate::access::probe::ProbeReport;
 use crate::control::connection::{Connection, Destination};
-use crate::control::secret::Secret;
+use crate::control::secret::{Secret, SecretBinding};
 use crate::delivery::notify::Email;
 use crate::delivery::retry::PlannedRetry;
 use crate::error::Result;
@@ -92,10 +92,11 @@ pub trait StreamingUpload: Send {
 /// embedded mode); only the adapter that sends a secret opens it.
 #[async_trait]
 pub trait SecretCipher: Send + Sync + std::fmt::Debug {
-    /// Seals a secret into a printable string safe to store (never contains the secret).
-    async fn seal(&self, plain: &Secret) -> Result<String>;
-    /// Opens a string made by `seal`.
-    async fn open(&self, sealed: &str) -> Result<Secret>;
+    /// Seals a secret into a printable string safe to store (never contains the secret),
+    /// bound to `binding`.
+    async fn seal(&self, plain: &Secret, binding: &SecretBinding) -> Result<String>;
+    /// Opens a string made by `seal` with the same binding; any other binding is refused.
+    async fn open(&self, sealed: &str, binding: &SecretBinding) -> Result<Secret>;
 }
 
 /// Sends email (SES in the cloud, an outbox folder in embedded mode).

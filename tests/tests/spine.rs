@@ -310,7 +310,7 @@ async fn azure_secrets_are_sealed_in_the_control_store_and_never_printed() {
     home.control.create_connection(conn, Utc::now()).await.unwrap();
     let stored = std::fs::read_to_string(dir.path().join("control/connections/az.json")).unwrap();
     assert!(!stored.contains(secret), "the stored connection holds the plain secret");
-    assert!(stored.contains("local1:"), "sealed with the local key: {stored}");
+    assert!(stored.contains("local2:"), "sealed with the local key: {stored}");
     let loaded = home.control.get_connection("az").await.unwrap();
     match loaded.destination {
         exporter::control::connection::Destination::Azure { client_secret: Some(s), .. } => assert_eq!(s.expose(), secret),

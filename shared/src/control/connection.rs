@@ -183,10 +183,13 @@ impl Destination {
         }
     }
 
-    /// The secrets a destination holds (sealed in the control store, opened to send them).
-    pub fn secrets_mut(&mut self) -> Vec<&mut Secret> {
+    /// The secrets a destination holds, by field name (sealed in the control store, opened
+    /// to send them).
+    pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
         match self {
-            Destination::Azure { client_secret, sas_token, .. } => [client_secret, sas_token].into_iter().flatten().collect(),
+            Destination::Azure { client_secret, sas_token, .. } => {
+                [("client_secret", client_secret), ("sas_token", sas_token)].into_iter().filter_map(|(name, s)| s.as_mut().map(|s| (name, s))).collect()
+            }
             Destination::S3 { .. } | Destination::Local { .. } => Vec::new(),
         }
     }

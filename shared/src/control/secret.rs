@@ -58,6 +58,27 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// What a sealed secret belongs to: its connection and field. Ciphers bind the sealed value
+/// to it (KMS encryption context, AES-GCM associated data), so a sealed value copied into
+/// another connection or field does not open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretBinding {
+    pub connection_id: String,
+    /// e.g. `destination.client_secret`, `merged_ids_destination.sas_token`.
+    pub field: String,
+}
+
+impl SecretBinding {
+    pub fn new(connection_id: &str, field: impl Into<String>) -> Self {
+        SecretBinding { connection_id: connection_id.to_string(), field: field.into() }
+    }
+
+    /// The bytes authenticated with the secret (ids and field names hold no `;` or `=`).
+    pub fn associated_data(&self) -> String {
+        format!("connection={};field={}", self.connection_id, self.field)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::control::claim;
 use crate::control::connection::{Connection, Destination};
-use crate::control::secret::Secret;
+use crate::control::secret::{Secret, SecretBinding};
 use crate::delivery::failure::FailingStatus;
 use crate::delivery::invocation::ConnectionSource;
 use crate::error::{ExportError, Result};
@@ -133,6 +133,11 @@ fn claim_key(dest: &Destination) -> String {
     format!("claims/{}.json", dest.claim_id())
 }
 
+/// A connection's destinations with their field names (the secrets' bindings name them).
+fn destinations_mut(conn: &mut Connection) -> impl Iterator<Item = (&'static str, &mut Destination)> {
+    std::iter::once(("destination", &mut conn.destination)).chain(conn.merged_ids_destination.iter_mut().map(|d| ("merged_ids_destination", d)))
+}
+
 fn legacy_claim_key(dest: &Destination) -> Option<String> {
     claim::legacy_claim_id(dest).map(|id| format!("claims/{id}.json"))
 }
@@ -221,9 +226,10 @@ impl ControlStore {
 
     pub async fn save_connection(&self, conn: &Connection) -> Result<()> {
         let mut stored = conn.clone();
-        for dest in std::iter::once(&mut stored.destination).chain(stored.merged_ids_destination.iter_mut()) {
-            for secret in dest.secrets_mut() {
-                *secret = Secret::new(self.cipher.seal(secret).await?);
+        for (dest_field, dest) in destinations_mut(&mut stored) {
+            for (name, secret) in dest.secrets_mut() {
+                let binding = SecretBinding::new(&conn.id, format!("{dest_field}.{name}"));
+                *secret = Secret::new(self.cipher.seal(secret, &binding).await?);
             }
         }
         let body = serde_json::to_vec_pretty(&stored).expect("connection serialises");
@@ -242,9 +248,13 @@ impl ControlStore {
         };
         // Validated once the secrets are open: a sealed SAS token has no `sig=` to check.
         let mut conn: Connection = serde_json::from_slice(&body).map_err(|e| corrupt(&key, e))?;
-        for dest in std::iter::once(&mut conn.destination).chain(conn.merged_ids_destination.iter_mut()) {
-            for secret in dest.secrets_mut() {
-                *secret = self.cipher.open(secret.expose()).await?;
+        if conn.id != id {
+            return Err(corrupt(&key, format!("holds connection {:?}", conn.id)));
+        }
+        for (dest_field, dest) in destinations_mut(&mut conn) {
+            for (name, secret) in dest.secrets_mut() {
+                let binding = SecretBinding::new(id, format!("{dest_field}.{name}"));
+                *secret = self.cipher.open(secret.expose(), &binding).await?;
             }
         }
         conn.validate()?;

@@ -2,9 +2,12 @@
 //! per secret from `GenerateDataKey`, the secret encrypted locally with AES-256-GCM, and only
 //! the KMS-encrypted data key stored beside it.
 //!
-//! Sealed form: `kms1:{encrypted data key}:{nonce}:{ciphertext+tag}` (each base64). The
-//! encryption context binds the data key to this use, and `Decrypt` names the configured key,
-//! so a secret sealed under another key is refused by KMS rather than opened.
+//! Sealed form: `kms2:{encrypted data key}:{nonce}:{ciphertext+tag}` (each base64). The
+//! encryption context binds the data key to this use and to the secret's connection and
+//! field (so a sealed value copied into another connection does not open, and CloudTrail
+//! names the connection of every Decrypt), and `Decrypt` names the configured key, so a
+//! secret sealed under another key is refused by KMS rather than opened. `kms1` values
+//! (sealed before bindings) still open; the next save re-seals them bound.
 
 use std::collections::HashMap;
 
@@ -14,12 +17,14 @@ use aws_sdk_kms::types::DataKeySpec;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::adapters::aws::service_errors;
-use crate::adapters::local::cipher::{aes_open, aes_seal, b64, unb64};
-use crate::control::secret::Secret;
+use crate::adapters::local::cipher::{aes_open, aes_seal, b64, unb64, BINDING_HINT};
+use crate::control::secret::{Secret, SecretBinding};
 use crate::error::{ExportError, Result};
 use crate::ports::SecretCipher;
 
-pub const KMS_PREFIX: &str = "kms1";
+pub const KMS_PREFIX: &str = "kms2";
+/// Sealed before secrets were bound to their connection and field.
+const LEGACY_KMS_PREFIX: &str = "kms1";
 const CONTEXT_KEY: &str = "purpose";
 const CONTEXT_VALUE: &str = "event-export/connection-secret";
 
@@ -45,36 +50,44 @@ impl KmsCipher {
         &self.key_id
     }
 
-    fn context() -> HashMap<String, String> {
-        HashMap::from([(CONTEXT_KEY.to_string(), CONTEXT_VALUE.to_string())])
+    /// The encryption context: the purpose, and for bound secrets their connection and field.
+    fn context(binding: Option<&SecretBinding>) -> HashMap<String, String> {
+        let mut context = HashMap::from([(CONTEXT_KEY.to_string(), CONTEXT_VALUE.to_string())]);
+        if let Some(b) = binding {
+            context.insert("connection".into(), b.connection_id.clone());
+            context.insert("field".into(), b.field.clone());
+        }
+        context
     }
 }
 
 #[async_trait]
 impl SecretCipher for KmsCipher {
-    async fn seal(&self, plain: &Secret) -> Result<String> {
+    async fn seal(&self, plain: &Secret, binding: &SecretBinding) -> Result<String> {
         let out = self
             .client
             .generate_data_key()
             .key_id(&self.key_id)
             .key_spec(DataKeySpec::Aes256)
-            .set_encryption_context(Some(Self::context()))
+            .set_encryption_context(Some(Self::context(Some(binding))))
             .send()
             .await
             .map_err(|e| service_errors::classify("kms:GenerateDataKey", &self.key_id, e))?;
         let (Some(data_key), Some(encrypted_key)) = (out.plaintext(), out.ciphertext_blob()) else {
             return Err(ExportError::Internal(format!("KMS GenerateDataKey on {} returned no data key", self.key_id)));
         };
-        let (nonce, ct) = aes_seal(data_key.as_ref(), KMS_PREFIX.as_bytes(), plain.expose().as_bytes())?;
+        let aad = format!("{KMS_PREFIX}:{}", binding.associated_data());
+        let (nonce, ct) = aes_seal(data_key.as_ref(), aad.as_bytes(), plain.expose().as_bytes())?;
         Ok(format!("{KMS_PREFIX}:{}:{}:{}", b64(encrypted_key.as_ref()), b64(&nonce), b64(&ct)))
     }
 
-    async fn open(&self, sealed: &str) -> Result<Secret> {
+    async fn open(&self, sealed: &str, binding: &SecretBinding) -> Result<Secret> {
         let parts: Vec<&str> = sealed.split(':').collect();
         let [prefix, edk, nonce, ct] = parts.as_slice() else {
             return Err(ExportError::Corrupt { what: "sealed secret".into(), detail: format!("not a `{KMS_PREFIX}:` sealed value") });
         };
-        if *prefix != KMS_PREFIX {
+        let legacy = *prefix == LEGACY_KMS_PREFIX;
+        if *prefix != KMS_PREFIX && !legacy {
             return Err(ExportError::invalid_config(
                 "secret cipher",
                 format!("this secret was sealed with `{prefix}`, but this process opens `{KMS_PREFIX}` (AWS KMS) secrets"),
@@ -86,7 +99,7 @@ impl SecretCipher for KmsCipher {
             .decrypt()
             .key_id(&self.key_id)
             .ciphertext_blob(Blob::new(unb64("encrypted data key", edk)?))
-            .set_encryption_context(Some(Self::context()))
+            .set_encryption_context(Some(Self::context((!legacy).then_some(binding))))
             .send()
             .await
             .map_err(|e| {
@@ -96,14 +109,18 @@ impl SecretCipher for KmsCipher {
                 if matches!(code.as_str(), "IncorrectKeyException" | "InvalidCiphertextException" | "AccessDeniedException") {
                     ExportError::invalid_config(
                         "secret cipher key",
-                        format!("KMS refused to open the sealed secret with key {} ({code}): it was sealed under a different KMS key, or this role may not use kms:Decrypt on it", self.key_id),
-                        "Configure the KMS key the secret was sealed with (and grant kms:Decrypt on it), or re-enter the secret.",
+                        format!(
+                            "KMS refused to open the sealed secret {} with key {} ({code}): it was sealed under a different KMS key or for another connection or field, or this role may not use kms:Decrypt on it",
+                            binding.field, self.key_id
+                        ),
+                        "Configure the KMS key the secret was sealed with (and grant kms:Decrypt on it); a sealed secret copied from another connection never opens: re-enter the secret.",
                     )
                 } else {
                     service_errors::classify("kms:Decrypt", &self.key_id, e)
                 }
             })?;
         let data_key = out.plaintext().ok_or_else(|| ExportError::Internal(format!("KMS Decrypt with {} returned no plaintext", self.key_id)))?;
-        aes_open(data_key.as_ref(), KMS_PREFIX.as_bytes(), &unb64("nonce", nonce)?, &unb64("ciphertext", ct)?, "Re-enter the secret.")
+        let aad = if legacy { prefix.to_string() } else { format!("{KMS_PREFIX}:{}", binding.associated_data()) };
+        aes_open(data_key.as_ref(), aad.as_bytes(), &unb64("nonce", nonce)?, &unb64("ciphertext", ct)?, BINDING_HINT)
     }
 }

@@ -1,9 +1,11 @@
 //! Sealing secrets with a local key file (embedded mode): AES-256-GCM under a 32-byte key
 //! that is created, mode 0600, on first use. Also the AES-GCM envelope both ciphers share.
 //!
-//! Sealed form: `local1:{key id}:{nonce, base64}:{ciphertext+tag, base64}`. The key id (the
+//! Sealed form: `local2:{key id}:{nonce, base64}:{ciphertext+tag, base64}`. The key id (the
 //! first 8 bytes of the key's SHA-256, hex) lets a wrong key file be named as such instead
-//! of surfacing as a bare authentication-tag failure.
+//! of surfacing as a bare authentication-tag failure. The associated data carries the
+//! secret's binding (connection and field), so a sealed value opens only where it was
+//! sealed. `local1` values (sealed before bindings) still open; the next save re-seals them.
 
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -15,11 +17,16 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::control::secret::Secret;
+use crate::control::secret::{Secret, SecretBinding};
 use crate::error::{ExportError, Result};
 use crate::ports::SecretCipher;
 
-pub const LOCAL_PREFIX: &str = "local1";
+pub const LOCAL_PREFIX: &str = "local2";
+/// Sealed before secrets were bound to their connection and field.
+const LEGACY_LOCAL_PREFIX: &str = "local1";
+/// The hint when a bound secret does not open.
+pub(crate) const BINDING_HINT: &str =
+    "A sealed secret opens only with its key and in the connection and field it was sealed for (it was not copied from another connection?); re-enter the secret.";
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
 
@@ -148,18 +155,18 @@ fn check_private(_path: &Path) -> Result<()> {
 
 #[async_trait]
 impl SecretCipher for LocalCipher {
-    async fn seal(&self, plain: &Secret) -> Result<String> {
-        let aad = format!("{LOCAL_PREFIX}:{}", self.key_id);
+    async fn seal(&self, plain: &Secret, binding: &SecretBinding) -> Result<String> {
+        let aad = format!("{LOCAL_PREFIX}:{}:{}", self.key_id, binding.associated_data());
         let (nonce, ct) = aes_seal(&self.key, aad.as_bytes(), plain.expose().as_bytes())?;
-        Ok(format!("{aad}:{}:{}", b64(&nonce), b64(&ct)))
+        Ok(format!("{LOCAL_PREFIX}:{}:{}:{}", self.key_id, b64(&nonce), b64(&ct)))
     }
 
-    async fn open(&self, sealed: &str) -> Result<Secret> {
+    async fn open(&self, sealed: &str, binding: &SecretBinding) -> Result<Secret> {
         let parts: Vec<&str> = sealed.split(':').collect();
         let [prefix, kid, nonce, ct] = parts.as_slice() else {
             return Err(ExportError::Corrupt { what: "sealed secret".into(), detail: format!("not a `{LOCAL_PREFIX}:` sealed value") });
         };
-        if *prefix != LOCAL_PREFIX {
+        if *prefix != LOCAL_PREFIX && *prefix != LEGACY_LOCAL_PREFIX {
             return Err(ExportError::invalid_config(
                 "secret cipher",
                 format!("this secret was sealed with `{prefix}`, but this process opens `{LOCAL_PREFIX}` (local key file) secrets"),
@@ -173,14 +180,18 @@ impl SecretCipher for LocalCipher {
                 "Use the key file the secret was sealed with, or re-enter the secret.",
             ));
         }
-        let aad = format!("{prefix}:{kid}");
-        aes_open(&self.key, aad.as_bytes(), &unb64("nonce", nonce)?, &unb64("ciphertext", ct)?, "Re-enter the secret.")
+        let aad = if *prefix == LEGACY_LOCAL_PREFIX { format!("{prefix}:{kid}") } else { format!("{prefix}:{kid}:{}", binding.associated_data()) };
+        aes_open(&self.key, aad.as_bytes(), &unb64("nonce", nonce)?, &unb64("ciphertext", ct)?, BINDING_HINT)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn bound() -> SecretBinding {
+        SecretBinding::new("c1", "destination.client_secret")
+    }
 
     #[tokio::test]
     async fn seals_opens_and_refuses_the_wrong_key() {
@@ -193,15 +204,15 @@ mod tests {
             assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         let secret = Secret::new("client-secret-value-123");
-        let sealed = c.seal(&secret).await.unwrap();
-        assert!(sealed.starts_with("local1:") && !sealed.contains("client-secret-value-123"));
-        assert_ne!(sealed, c.seal(&secret).await.unwrap(), "fresh nonce per seal");
-        assert_eq!(c.open(&sealed).await.unwrap(), secret);
+        let sealed = c.seal(&secret, &bound()).await.unwrap();
+        assert!(sealed.starts_with("local2:") && !sealed.contains("client-secret-value-123"));
+        assert_ne!(sealed, c.seal(&secret, &bound()).await.unwrap(), "fresh nonce per seal");
+        assert_eq!(c.open(&sealed, &bound()).await.unwrap(), secret);
         // The same file opened again gives the same key.
-        assert_eq!(LocalCipher::open_or_create(&path).unwrap().open(&sealed).await.unwrap(), secret);
+        assert_eq!(LocalCipher::open_or_create(&path).unwrap().open(&sealed, &bound()).await.unwrap(), secret);
 
         let other = LocalCipher::open_or_create(dir.path().join("other.key")).unwrap();
-        let err = other.open(&sealed).await.unwrap_err();
+        let err = other.open(&sealed, &bound()).await.unwrap_err();
         assert!(err.to_string().contains("sealed with key"), "{err}");
 
         // Altered ciphertext fails the tag check with a clear message.
@@ -209,9 +220,21 @@ mod tests {
         let mut ct = unb64("ct", &parts[3]).unwrap();
         ct[0] ^= 1;
         parts[3] = b64(&ct);
-        let err = c.open(&parts.join(":")).await.unwrap_err();
+        let err = c.open(&parts.join(":"), &bound()).await.unwrap_err();
         assert!(err.to_string().contains("different key or has been altered"), "{err}");
         assert!(!format!("{c:?} {err:?}").contains("client-secret-value-123"));
+
+        // A value sealed before bindings (local1) still opens, wherever it is.
+        let aad = format!("{LEGACY_LOCAL_PREFIX}:{}", c.key_id);
+        let (nonce, ct) = aes_seal(&c.key, aad.as_bytes(), secret.expose().as_bytes()).unwrap();
+        let legacy = format!("{aad}:{}:{}", b64(&nonce), b64(&ct));
+        assert_eq!(c.open(&legacy, &bound()).await.unwrap(), secret);
+
+        // Bound to its connection and field: copied elsewhere, it does not open.
+        for elsewhere in [SecretBinding::new("c2", "destination.client_secret"), SecretBinding::new("c1", "merged_ids_destination.client_secret")] {
+            let err = c.open(&sealed, &elsewhere).await.unwrap_err();
+            assert!(err.to_string().contains("in the connection and field it was sealed for"), "{err}");
+        }
     }
 
     #[cfg(unix)]
