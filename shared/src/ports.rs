@@ -4,7 +4,8 @@
 //!
 //! - Storage: [`ObjectStore`] (with [`StreamingUpload`]) for the lake, the control store
 //!   and every destination, and [`DestinationOpener`] to reach a connection's destination.
-//! - [`SecretCipher`] seals connection secrets; [`Mailer`] sends the failure email.
+//! - [`SecretCipher`] seals connection secrets; [`Mailer`] sends the failure email and
+//!   says whether the service accepted or refused it ([`SendOutcome`]).
 //! - [`RetryScheduler`] and [`HourlySchedules`] create one-time and hourly schedules;
 //!   [`Invoker`] hands a backfill piece to another invocation.
 //! - [`AccessProbe`] and [`DestinationProber`] run the access checks of a destination.
@@ -99,11 +100,26 @@ pub trait SecretCipher: Send + Sync + std::fmt::Debug {
     async fn open(&self, sealed: &str, binding: &SecretBinding) -> Result<Secret>;
 }
 
+/// What the mail service answered for one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted for every recipient; the id the transport gave the message.
+    Accepted { message_id: String },
+    /// Refused as addressed, and nothing was sent: the service will not send this message
+    /// to one of its recipients (a malformed or, in a sandbox, unverified address), or not
+    /// from the sender. `reason` is the service's own words. Sending to fewer recipients
+    /// may succeed; sending the same message again will not.
+    Refused { reason: String },
+}
+
 /// Sends email (SES in the cloud, an outbox folder in embedded mode).
 #[async_trait]
 pub trait Mailer: Send + Sync + std::fmt::Debug {
-    /// Sends `email`; returns the message id the transport gave it.
-    async fn send(&self, email: &Email) -> Result<String>;
+    /// Sends `email` as one message to all of `email.to`. `Err` is a failure to reach the
+    /// service or a problem of ours (throttling, network, configuration): trying again
+    /// later may succeed. A refusal of the message as addressed is `Ok(Refused)`;
+    /// [`crate::delivery::notify::deliver`] then sends to each recipient alone.
+    async fn send(&self, email: &Email) -> Result<SendOutcome>;
 }
 
 /// Creates one-time schedules that invoke the hourly export with a request.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::probe::ProbeReport;
 use crate::control::connection::{Connection, Destination};
 use crate::control::ledger::{HourLedger, OwedHour, OwedState};
-use crate::delivery::notify::{compose_failure_email, FailedHour, FailureNotice};
+use crate::delivery::notify::{compose_failure_email, deliver, FailedHour, FailureNotice, RefusedRecipient};
 use crate::delivery::retry::{handoff, HourRequest, RetryPolicy};
 use crate::error::{ExportError, Result};
 use crate::hour::{HourRange, UtcHour};
@@ -164,6 +164,12 @@ pub struct Episode {
     pub message_id: Option<String>,
     #[serde(default)]
     pub missing: Vec<String>,
+    /// The recipients the email reached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emailed: Vec<String>,
+    /// The recipients the mail service refused, and why (the others got the email).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedRecipient>,
 }
 
 pub fn episode_key(connection_id: &str) -> String {
@@ -352,6 +358,8 @@ impl FailureHandler {
             emailed_at: None,
             message_id: None,
             missing: err.missing_permission().map(|p| vec![p.to_string()]).unwrap_or_default(),
+            emailed: Vec::new(),
+            refused: Vec::new(),
         };
         match self.control.put_if_absent(&key, to_json(&episode)?).await? {
             CreateOutcome::Created => {}
@@ -381,9 +389,21 @@ impl FailureHandler {
         let hours = self.failing_hours(&conn.id).await?;
         let notice = build_notice(conn, dest, report, &hours, err);
         let email = compose_failure_email(&notice);
-        let sent = self.mailer.send(&email).await;
-        let message_id = match sent {
-            Ok(id) => id,
+        // Every recipient the mail service accepts gets it, even when it refuses another.
+        let sent = deliver(self.mailer.as_ref(), &email).await.and_then(|d| {
+            if d.reached_anyone() {
+                Ok(d)
+            } else {
+                // Nobody has it: a failure, handled like one the service could not be reached for.
+                Err(ExportError::Internal(format!(
+                    "the failure email of connection {} was refused for every recipient: {}; fix the addresses (or, in the SES sandbox, verify them)",
+                    conn.id,
+                    d.refused_summary()
+                )))
+            }
+        });
+        let delivery = match sent {
+            Ok(d) => d,
             Err(e) => {
                 // Give the claim back so the redelivered event (Lambda retries a failed
                 // async invocation) can send it; otherwise the email would be lost.
@@ -391,16 +411,25 @@ impl FailureHandler {
                 return Err(e);
             }
         };
+        let message_id = delivery.message_ids();
         episode.emailed_at = Some(self.now());
         episode.message_id = Some(message_id.clone());
         episode.missing = notice.missing();
+        episode.emailed = delivery.reached();
+        episode.refused = delivery.refused.clone();
         self.control.put(&key, to_json(&episode)?).await?;
         if let Some(status) = &self.status {
             status.mark_failing(&conn.id, episode.since, &err.to_string(), true).await?;
         }
+        if !delivery.refused.is_empty() {
+            tracing::warn!(
+                connection = %conn.id, outcome = "recipients_refused", refused = %delivery.refused_summary(),
+                "the failure email could not be sent to some recipients; the others got it"
+            );
+        }
         tracing::warn!(
             connection = %conn.id, hour = %req.hour, attempt = req.attempt, outcome = "failing_notified",
-            missing = %episode.missing.join(","), recipients = email.to.len(), "destination inaccessible; admins emailed"
+            missing = %episode.missing.join(","), recipients = episode.emailed.len(), refused = delivery.refused.len(), "destination inaccessible; admins emailed"
         );
         Ok(Some(message_id))
     }
@@ -456,6 +485,7 @@ mod tests {
     use crate::delivery::notify::Email;
     use crate::delivery::retry::PlannedRetry;
     use crate::export::hour_export::ExportMode;
+    use crate::ports::SendOutcome;
     use std::sync::Mutex;
 
     #[derive(Debug, Default)]
@@ -471,14 +501,18 @@ mod tests {
             Ok(CreateOutcome::Created)
         }
     }
+    /// Records what it accepts; refuses, like SES, a whole message naming a refused address.
     #[derive(Debug, Default)]
-    struct Mail(Mutex<Vec<Email>>);
+    struct Mail(Mutex<Vec<Email>>, Mutex<Vec<String>>);
     #[async_trait]
     impl Mailer for Mail {
-        async fn send(&self, e: &Email) -> Result<String> {
+        async fn send(&self, e: &Email) -> Result<SendOutcome> {
+            if let Some(bad) = e.to.iter().find(|a| self.1.lock().unwrap().contains(a)) {
+                return Ok(SendOutcome::Refused { reason: format!("MessageRejected: Email address is not verified: {bad}") });
+            }
             let mut v = self.0.lock().unwrap();
             v.push(e.clone());
-            Ok(format!("m{}", v.len()))
+            Ok(SendOutcome::Accepted { message_id: format!("m{}", v.len()) })
         }
     }
     struct Probe;
@@ -592,5 +626,55 @@ mod tests {
         );
         assert!(sched.0.lock().unwrap().is_empty());
         assert!(mail.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_recipient_does_not_cost_the_others_their_email() {
+        let clock = Arc::new(Mutex::new(DateTime::parse_from_rfc3339("2020-01-25T18:10:00Z").unwrap().with_timezone(&Utc)));
+        let (h, _sched, mail) = handler(clock);
+        let mut c = conn();
+        c.admins = vec!["admin@example.com".into(), "bounced@example.com".into()];
+        mail.1.lock().unwrap().push("bounced@example.com".into());
+        let last = HourRequest::new("c1", UtcHour::parse("2020-01-25T17").unwrap(), ExportMode::Recurring, 5);
+
+        let after = h.on_failure(&c, &last, &denied()).await.unwrap();
+        assert_eq!(after, AfterFailure::GaveUp { accessibility: true, email: Some("m1, m2".into()) });
+        let mails = mail.0.lock().unwrap().clone();
+        assert_eq!(
+            mails.iter().map(|m| m.to.clone()).collect::<Vec<_>>(),
+            vec![vec!["admin@example.com".to_string()], vec!["creator@example.com".to_string()]]
+        );
+        assert!(mails.iter().all(|m| m.subject.contains("s3:PutObject")), "each gets the whole notice");
+        let ep = h.episode("c1").await.unwrap().expect("the episode is open and marked sent");
+        assert!(ep.emailed_at.is_some());
+        assert_eq!(ep.emailed, vec!["admin@example.com", "creator@example.com"]);
+        assert_eq!(ep.refused.len(), 1);
+        assert_eq!(ep.refused[0].address, "bounced@example.com");
+        assert!(ep.refused[0].reason.contains("not verified"), "{:?}", ep.refused);
+        // One email per episode still: a redelivery sends nothing more.
+        assert_eq!(h.on_failure(&c, &last, &denied()).await.unwrap(), AfterFailure::GaveUp { accessibility: true, email: None });
+        assert_eq!(mail.0.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_email_refused_for_every_recipient_is_a_failure_and_the_next_delivery_sends_it() {
+        let clock = Arc::new(Mutex::new(DateTime::parse_from_rfc3339("2020-01-25T18:10:00Z").unwrap().with_timezone(&Utc)));
+        let (h, _sched, mail) = handler(clock);
+        let c = conn();
+        mail.1.lock().unwrap().extend(["admin@example.com".to_string(), "creator@example.com".to_string()]);
+        let last = HourRequest::new("c1", UtcHour::parse("2020-01-25T17").unwrap(), ExportMode::Recurring, 5);
+
+        let err = h.on_failure(&c, &last, &denied()).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("refused for every recipient") && text.contains("admin@example.com (") && text.contains("creator@example.com ("), "{text}");
+        assert!(err.is_retryable(), "the caller fails and the event is delivered again, as for an unreachable service");
+        assert!(h.episode("c1").await.unwrap().is_none(), "the claim is given back so the redelivery can send");
+        assert!(mail.0.lock().unwrap().is_empty());
+
+        // The addresses are fixed (verified): the redelivered event sends it, once, to both.
+        mail.1.lock().unwrap().clear();
+        assert_eq!(h.on_failure(&c, &last, &denied()).await.unwrap(), AfterFailure::GaveUp { accessibility: true, email: Some("m1".into()) });
+        assert_eq!(mail.0.lock().unwrap()[0].to, vec!["admin@example.com", "creator@example.com"], "one message to all when none is refused");
+        assert!(h.episode("c1").await.unwrap().unwrap().refused.is_empty());
     }
 }

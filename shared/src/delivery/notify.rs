@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::access::policy::PolicyFix;
 use crate::access::probe::{ProbeOutcome, ProbeReport};
+use crate::error::{ExportError, Result};
 use crate::hour::UtcHour;
+use crate::ports::{Mailer, SendOutcome};
 
 /// A message ready to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +148,85 @@ pub fn compose_failure_email(n: &FailureNotice) -> Email {
     Email { to: n.recipients.clone(), subject, text, html }
 }
 
+/// A recipient the mail service would not send to, and its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRecipient {
+    pub address: String,
+    pub reason: String,
+}
+
+/// One message the mail service accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentCopy {
+    pub message_id: String,
+    pub to: Vec<String>,
+}
+
+/// Who got an email and who was refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub sent: Vec<SentCopy>,
+    pub refused: Vec<RefusedRecipient>,
+}
+
+impl Delivery {
+    /// Whether at least one recipient got the email.
+    pub fn reached_anyone(&self) -> bool {
+        !self.sent.is_empty()
+    }
+
+    /// The recipients that got it.
+    pub fn reached(&self) -> Vec<String> {
+        self.sent.iter().flat_map(|c| c.to.iter().cloned()).collect()
+    }
+
+    /// The message id, or the ids (comma-separated) when it went out one recipient at a time.
+    pub fn message_ids(&self) -> String {
+        self.sent.iter().map(|c| c.message_id.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `a@x (reason); b@y (reason)`, for logs and errors.
+    pub fn refused_summary(&self) -> String {
+        self.refused.iter().map(|r| format!("{} ({})", r.address, r.reason)).collect::<Vec<_>>().join("; ")
+    }
+}
+
+/// Sends `email` so that every recipient the mail service will send to gets it: one
+/// message to all first; if the service refuses that message as addressed (SES rejects the
+/// whole message for one malformed or, in the sandbox, unverified recipient), one message
+/// per recipient, each recipient seeing only its own address. `Err` only when nothing was
+/// sent because the service could not be reached (or the email has no recipient): the
+/// caller tries again later, as before. A delivery that reached nobody is `Ok`, with
+/// every recipient in `refused`: the caller decides (see [`Delivery::reached_anyone`]).
+pub async fn deliver(mailer: &dyn Mailer, email: &Email) -> Result<Delivery> {
+    if email.to.is_empty() {
+        return Err(ExportError::invalid_config("recipients", "the connection has no admin or creator email", "Add admins to the connection."));
+    }
+    let reason = match mailer.send(email).await? {
+        SendOutcome::Accepted { message_id } => return Ok(Delivery { sent: vec![SentCopy { message_id, to: email.to.clone() }], refused: Vec::new() }),
+        SendOutcome::Refused { reason } => reason,
+    };
+    if let [only] = email.to.as_slice() {
+        return Ok(Delivery { sent: Vec::new(), refused: vec![RefusedRecipient { address: only.clone(), reason }] });
+    }
+    tracing::warn!(recipients = email.to.len(), reason = %reason, "the failure email was refused as addressed; sending it to each recipient alone");
+    let mut delivery = Delivery::default();
+    for address in &email.to {
+        let single = Email { to: vec![address.clone()], ..email.clone() };
+        match mailer.send(&single).await {
+            Ok(SendOutcome::Accepted { message_id }) => delivery.sent.push(SentCopy { message_id, to: single.to }),
+            Ok(SendOutcome::Refused { reason }) => delivery.refused.push(RefusedRecipient { address: address.clone(), reason }),
+            // Nobody has it yet: fail as a whole, so the caller's retry sends to everyone
+            // once (no one gets it twice).
+            Err(e) if !delivery.reached_anyone() => return Err(e),
+            // Some already have it: a retry would send them a second copy. This one is
+            // reported as not reached instead.
+            Err(e) => delivery.refused.push(RefusedRecipient { address: address.clone(), reason: format!("not sent: {e}") }),
+        }
+    }
+    Ok(delivery)
+}
+
 /// Minimal HTML escaping for text placed in element content.
 fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -229,5 +310,81 @@ mod tests {
         n.run_missing_permission = Some("s3:DeleteObject".into());
         assert_eq!(n.missing(), vec!["s3:DeleteObject".to_string()]);
         assert!(compose_failure_email(&n).subject.ends_with("missing s3:DeleteObject"));
+    }
+
+    /// Like SES: refuses a whole message naming a `refuse` address; fails (unreachable)
+    /// for a message naming a `fail` address.
+    #[derive(Debug, Default)]
+    struct Service {
+        refuse: Vec<&'static str>,
+        fail: Vec<&'static str>,
+        calls: std::sync::Mutex<Vec<Vec<String>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Mailer for Service {
+        async fn send(&self, e: &Email) -> Result<SendOutcome> {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(e.to.clone());
+            if let Some(bad) = e.to.iter().find(|a| self.refuse.contains(&a.as_str())) {
+                return Ok(SendOutcome::Refused { reason: format!("InvalidParameterValue: Illegal address {bad}") });
+            }
+            if e.to.iter().any(|a| self.fail.contains(&a.as_str())) {
+                return Err(ExportError::transient("ses:SendEmail", "throttled"));
+            }
+            Ok(SendOutcome::Accepted { message_id: format!("id{}", calls.len()) })
+        }
+    }
+
+    fn email(to: &[&str]) -> Email {
+        Email { to: to.iter().map(|s| s.to_string()).collect(), subject: "s".into(), text: "t".into(), html: "h".into() }
+    }
+
+    #[tokio::test]
+    async fn one_message_to_all_when_nobody_is_refused() {
+        let svc = Service::default();
+        let d = deliver(&svc, &email(&["a@x.com", "b@x.com"])).await.unwrap();
+        assert_eq!(d.sent, vec![SentCopy { message_id: "id1".into(), to: vec!["a@x.com".into(), "b@x.com".into()] }]);
+        assert!(d.refused.is_empty());
+        assert_eq!(svc.calls.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_recipient_is_reported_and_the_others_get_it_alone() {
+        let svc = Service { refuse: vec!["bad@x.com"], ..Default::default() };
+        let d = deliver(&svc, &email(&["a@x.com", "bad@x.com", "b@x.com"])).await.unwrap();
+        assert!(d.reached_anyone());
+        assert_eq!(d.reached(), vec!["a@x.com", "b@x.com"]);
+        assert_eq!(d.message_ids(), "id2, id4");
+        assert_eq!(d.refused, vec![RefusedRecipient { address: "bad@x.com".into(), reason: "InvalidParameterValue: Illegal address bad@x.com".into() }]);
+        assert_eq!(d.refused_summary(), "bad@x.com (InvalidParameterValue: Illegal address bad@x.com)");
+        let calls = svc.calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 4, "one to all, then one each: {calls:?}");
+        assert!(calls[1..].iter().all(|to| to.len() == 1), "each copy names only its recipient");
+    }
+
+    #[tokio::test]
+    async fn refused_for_everyone_reaches_nobody_and_no_recipients_is_an_error() {
+        let svc = Service { refuse: vec!["a@x.com", "b@x.com"], ..Default::default() };
+        let d = deliver(&svc, &email(&["a@x.com", "b@x.com"])).await.unwrap();
+        assert!(!d.reached_anyone());
+        assert_eq!(d.refused.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(), ["a@x.com", "b@x.com"]);
+        let single = deliver(&svc, &email(&["a@x.com"])).await.unwrap();
+        assert_eq!(single.refused.len(), 1, "a lone recipient is not sent to twice");
+        assert!(deliver(&svc, &email(&[])).await.unwrap_err().to_string().contains("no admin or creator email"));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_service_fails_unless_someone_already_has_the_email() {
+        // Before anyone has it: an error, so the caller's retry sends to all once.
+        let svc = Service { refuse: vec!["bad@x.com"], fail: vec!["a@x.com"], ..Default::default() };
+        let e = deliver(&svc, &email(&["a@x.com", "bad@x.com"])).await.unwrap_err();
+        assert_eq!(e.kind(), "Transient");
+        // After someone has it: reported as not reached (a retry would mail the others twice).
+        let svc = Service { refuse: vec!["bad@x.com"], fail: vec!["c@x.com"], ..Default::default() };
+        let d = deliver(&svc, &email(&["a@x.com", "bad@x.com", "c@x.com"])).await.unwrap();
+        assert_eq!(d.reached(), vec!["a@x.com"]);
+        assert_eq!(d.refused.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(), ["bad@x.com", "c@x.com"]);
+        assert!(d.refused[1].reason.starts_with("not sent: transient failure"), "{:?}", d.refused);
     }
 }

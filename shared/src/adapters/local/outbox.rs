@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::delivery::failure::Clock;
 use crate::delivery::notify::Email;
 use crate::error::{ExportError, Result};
-use crate::ports::Mailer;
+use crate::ports::{Mailer, SendOutcome};
 
 #[derive(Clone)]
 pub struct OutboxMailer {
@@ -104,7 +104,9 @@ pub fn render_eml(sender: &str, email: &Email, message_id: &str, date: &str) -> 
 
 #[async_trait]
 impl Mailer for OutboxMailer {
-    async fn send(&self, email: &Email) -> Result<String> {
+    /// A folder refuses no recipient: every message is accepted (addresses were checked
+    /// when the connection was created).
+    async fn send(&self, email: &Email) -> Result<SendOutcome> {
         let now = (self.clock)();
         let digest = Sha256::digest(format!("{}\n{}\n{}\n{}", now.timestamp_nanos_opt().unwrap_or_default(), email.to.join(","), email.subject, email.text));
         let id = format!("{}.{}@outbox.local", now.format("%Y%m%dT%H%M%S"), hex::encode(&digest[..6]));
@@ -115,7 +117,7 @@ impl Mailer for OutboxMailer {
         let path = self.dir.join(&name);
         tokio::fs::write(&tmp, eml.as_bytes()).await.map_err(|e| ExportError::io(tmp.display().to_string(), e))?;
         tokio::fs::rename(&tmp, &path).await.map_err(|e| ExportError::io(path.display().to_string(), e))?;
-        Ok(id)
+        Ok(SendOutcome::Accepted { message_id: id })
     }
 }
 
@@ -133,7 +135,7 @@ mod tests {
             text: "plain body ✓".into(),
             html: "<p>html body</p>".into(),
         };
-        let id = outbox.send(&email).await.unwrap();
+        let SendOutcome::Accepted { message_id: id } = outbox.send(&email).await.unwrap() else { panic!("a folder accepts every message") };
         let files = outbox.messages().unwrap();
         assert_eq!(files.len(), 1);
         let eml = std::fs::read_to_string(&files[0]).unwrap();
