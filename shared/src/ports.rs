@@ -8,7 +8,8 @@
 //!   says whether the service accepted or refused it ([`SendOutcome`]).
 //! - [`RetryScheduler`] and [`HourlySchedules`] create one-time and hourly schedules;
 //!   [`Invoker`] hands a backfill piece to another invocation.
-//! - [`AccessProbe`] and [`DestinationProber`] run the access checks of a destination.
+//! - [`AccessProbe`] and [`DestinationProber`] run the access checks of a destination;
+//!   [`KeyResolver`] finds the KMS key an alias names.
 
 use std::pin::Pin;
 
@@ -147,6 +148,15 @@ pub trait HourlySchedules: Send + Sync + std::fmt::Debug {
 #[async_trait]
 pub trait Invoker: Send + Sync + std::fmt::Debug {
     async fn invoke_async(&self, payload: &serde_json::Value) -> Result<()>;
+}
+
+/// Tells which KMS key an alias names (KMS DescribeKey in the cloud): policies must name
+/// the key by its key ARN, since IAM never matches an alias in `Resource`.
+#[async_trait]
+pub trait KeyResolver: Send + Sync {
+    /// The key ARN of `key` (a key ARN or an alias ARN); `Err` when it cannot be told
+    /// (no such alias, not allowed to describe it, KMS unreachable).
+    async fn key_arn(&self, key: &str) -> Result<String>;
 }
 
 /// Runs a destination's probe suite. Never fails as a whole: every problem is a result.

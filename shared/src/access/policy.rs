@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::control::connection::Destination;
+use crate::control::connection::{Connection, Destination};
 use crate::error::{ExportError, Result};
+use crate::ports::KeyResolver;
 
 /// Role ARN template used when none is configured.
 pub const DEFAULT_ROLE_TEMPLATE: &str = "arn:aws:iam::{account}:role/event-export-project-{project_id}";
@@ -41,34 +42,28 @@ pub struct S3Policies {
     pub identity_policy: Value,
 }
 
-/// The policies for an S3 destination, or an error for other destination types.
+/// The policies for an S3 destination, or an error for other destination types. A KMS key
+/// given as an alias ARN is refused: the identity policy names the key in `Resource`,
+/// where IAM never matches an alias (resolve it first with [`resolve_kms_key`]).
 pub fn s3_policies(dest: &Destination, role_arn: &str) -> Result<S3Policies> {
-    let Destination::S3 { bucket, prefix, kms_key_arn, .. } = dest else {
-        return Err(ExportError::invalid_config(
-            "destination.type",
-            "policies are generated for S3 destinations only",
-            "Azure access is granted with a role assignment on the container.",
-        ));
+    let Destination::S3 { bucket, prefix, region, kms_key_arn } = dest else {
+        return Err(not_s3());
     };
     validate_role_principal(role_arn)?;
+    if let Some(alias) = kms_key_arn.as_deref().filter(|k| is_alias_arn(k)) {
+        return Err(alias_in_policy("kms_key_arn", alias));
+    }
     let principal = json!({ "AWS": role_arn });
     let mut bucket_statements = s3_statements(bucket, prefix);
     for s in &mut bucket_statements {
         s["Principal"] = principal.clone();
     }
-    let kms_key_policy_statement = kms_key_arn.as_ref().map(|_| {
-        json!({
-            "Sid": "EventExportUseKey",
-            "Effect": "Allow",
-            "Principal": principal.clone(),
-            "Action": KMS_ACTIONS,
-            // In a key policy "*" means "this key".
-            "Resource": "*"
-        })
-    });
+    let kms_key_policy_statement = kms_key_arn.as_ref().map(|_| key_policy_statement(bucket, prefix, region, role_arn));
     let mut identity_statements = s3_statements(bucket, prefix);
     if let Some(key) = kms_key_arn {
-        identity_statements.push(json!({ "Sid": "EventExportUseKey", "Effect": "Allow", "Action": KMS_ACTIONS, "Resource": key }));
+        identity_statements.push(json!({
+            "Sid": KMS_SID, "Effect": "Allow", "Action": KMS_ACTIONS, "Resource": key, "Condition": kms_condition(bucket, prefix, region)
+        }));
     }
     Ok(S3Policies {
         role_arn: role_arn.to_string(),
@@ -78,20 +73,132 @@ pub fn s3_policies(dest: &Destination, role_arn: &str) -> Result<S3Policies> {
     })
 }
 
+fn not_s3() -> ExportError {
+    ExportError::invalid_config(
+        "destination.type",
+        "policies are generated for S3 destinations only",
+        "Azure access is granted with a role assignment on the container.",
+    )
+}
+
+const KMS_SID: &str = "EventExportUseKey";
+
+/// The statement for the key's own policy: the project role may use the key only through
+/// S3 in the bucket's region, and only for this bucket's objects under the prefix.
+fn key_policy_statement(bucket: &str, prefix: &str, region: &str, role_arn: &str) -> Value {
+    json!({
+        "Sid": KMS_SID,
+        "Effect": "Allow",
+        "Principal": { "AWS": role_arn },
+        "Action": KMS_ACTIONS,
+        // In a key policy "*" means "this key" (an alias would not do here either).
+        "Resource": "*",
+        "Condition": kms_condition(bucket, prefix, region)
+    })
+}
+
+/// Use of the key through S3 only, for this bucket's export objects only.
+///
+/// S3 calls KMS with the encryption context `aws:s3:arn`: the object's ARN
+/// (`arn:aws:s3:::bucket/key`) normally, but the bucket's ARN when the bucket uses S3
+/// Bucket Keys (S3 User Guide, "Configuring your bucket to use an S3 Bucket Key": the
+/// encryption context is then the bucket ARN, not the object ARN). Both are allowed, so the
+/// statement works whether or not the customer turns Bucket Keys on. It is `StringLike`
+/// because `StringEquals` would take the `*` of `bucket/prefix/*` literally; the bucket
+/// ARN has no wildcard, so it still matches exactly. With Bucket Keys the prefix cannot be
+/// narrowed here (the context is the whole bucket); the bucket policy narrows the objects.
+fn kms_condition(bucket: &str, prefix: &str, region: &str) -> Value {
+    json!({
+        "StringEquals": { "kms:ViaService": format!("s3.{region}.amazonaws.com") },
+        "StringLike": { "kms:EncryptionContext:aws:s3:arn": [format!("arn:aws:s3:::{bucket}"), object_arns(bucket, prefix)] }
+    })
+}
+
+/// `arn:aws:s3:::bucket/prefix/*`, or `arn:aws:s3:::bucket/*` without a prefix.
+fn object_arns(bucket: &str, prefix: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    if prefix.is_empty() {
+        format!("arn:aws:s3:::{bucket}/*")
+    } else {
+        format!("arn:aws:s3:::{bucket}/{prefix}/*")
+    }
+}
+
+/// `arn:aws:kms:REGION:ACCOUNT:alias/NAME`.
+pub fn is_alias_arn(arn: &str) -> bool {
+    arn.splitn(6, ':').nth(5).is_some_and(|r| r.starts_with("alias/"))
+}
+
+fn alias_in_policy(field: &str, alias: &str) -> ExportError {
+    ExportError::invalid_config(
+        field,
+        format!("{alias:?} is a KMS alias ARN; IAM never matches an alias in a policy's Resource, so the key must be named by its key ARN"),
+        format!("Give the key's ARN (arn:aws:kms:REGION:ACCOUNT:key/KEY-ID): `aws kms describe-key --key-id {alias} --query KeyMetadata.Arn` prints it."),
+    )
+}
+
+/// The destination with a KMS alias ARN replaced by the ARN of the key it names (asked
+/// of `resolver`: KMS DescribeKey in the cloud). A key ARN, or no key, is returned as is,
+/// without asking. An alias that cannot be resolved (missing, not allowed to describe it,
+/// KMS unreachable) is refused, telling the user to give the key ARN; `field` names the
+/// destination in that message.
+pub async fn resolve_kms_key(dest: &Destination, field: &str, resolver: &dyn KeyResolver) -> Result<Destination> {
+    let Destination::S3 { kms_key_arn: Some(alias), .. } = dest else {
+        return Ok(dest.clone());
+    };
+    if !is_alias_arn(alias) {
+        return Ok(dest.clone());
+    }
+    let refuse = |why: String| {
+        ExportError::invalid_config(
+            format!("{field}.kms_key_arn"),
+            format!("the KMS alias {alias:?} could not be resolved to its key ({why})"),
+            format!("Give the key's ARN (arn:aws:kms:REGION:ACCOUNT:key/KEY-ID) instead of the alias: `aws kms describe-key --key-id {alias} --query KeyMetadata.Arn` prints it."),
+        )
+    };
+    let key = resolver.key_arn(alias).await.map_err(|e| refuse(e.to_string()))?;
+    if is_alias_arn(&key) || !key.starts_with("arn:") || !key.contains(":key/") {
+        return Err(refuse(format!("KMS answered {key:?}, not a key ARN")));
+    }
+    let mut resolved = dest.clone();
+    if let Destination::S3 { kms_key_arn, .. } = &mut resolved {
+        *kms_key_arn = Some(key);
+    }
+    Ok(resolved)
+}
+
+/// A connection whose destinations name their KMS keys by key ARN (see [`resolve_kms_key`]).
+pub async fn resolve_connection_keys(conn: &Connection, resolver: &dyn KeyResolver) -> Result<Connection> {
+    let mut out = conn.clone();
+    out.destination = resolve_kms_key(&conn.destination, "destination", resolver).await?;
+    if let Some(m) = &conn.merged_ids_destination {
+        out.merged_ids_destination = Some(resolve_kms_key(m, "merged_ids_destination", resolver).await?);
+    }
+    Ok(out)
+}
+
 /// The statement (bucket-policy form, with the role as principal) that grants `permission`
 /// on this destination: what an email about a missing permission tells the customer to add.
+/// The KMS statement goes in the key's own policy, where `Resource` is `*`, so a connection
+/// that names its key by an alias still gets it.
 pub fn fix_statement(dest: &Destination, role_arn: &str, permission: &str) -> Result<Option<Value>> {
-    let p = s3_policies(dest, role_arn)?;
+    let Destination::S3 { bucket, prefix, region, kms_key_arn } = dest else {
+        return Err(not_s3());
+    };
+    validate_role_principal(role_arn)?;
     if KMS_ACTIONS.contains(&permission) {
-        return Ok(p.kms_key_policy_statement);
+        return Ok(kms_key_arn.as_ref().map(|_| key_policy_statement(bucket, prefix, region, role_arn)));
     }
-    let statements = p.bucket_policy["Statement"].as_array().cloned().unwrap_or_default();
-    Ok(statements.into_iter().find(|s| s["Action"].as_array().is_some_and(|a| a.iter().any(|x| x == permission)) || s["Action"] == permission))
+    let statements = s3_statements(bucket, prefix);
+    Ok(statements.into_iter().find(|s| s["Action"].as_array().is_some_and(|a| a.iter().any(|x| x == permission)) || s["Action"] == permission).map(|mut s| {
+        s["Principal"] = json!({ "AWS": role_arn });
+        s
+    }))
 }
 
 fn s3_statements(bucket: &str, prefix: &str) -> Vec<Value> {
+    let objects = object_arns(bucket, prefix);
     let prefix = prefix.trim_matches('/');
-    let objects = if prefix.is_empty() { format!("arn:aws:s3:::{bucket}/*") } else { format!("arn:aws:s3:::{bucket}/{prefix}/*") };
     let bucket_arn = format!("arn:aws:s3:::{bucket}");
     let mut list = json!({ "Sid": "EventExportList", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket_arn });
     if !prefix.is_empty() {
@@ -300,5 +407,94 @@ mod tests {
     fn assumed_role_becomes_role() {
         assert_eq!(role_arn_of("arn:aws:sts::123456789012:assumed-role/r1/sess"), "arn:aws:iam::123456789012:role/r1");
         assert_eq!(role_arn_of("arn:aws:iam::123456789012:role/r1"), "arn:aws:iam::123456789012:role/r1");
+    }
+
+    const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    const ALIAS: &str = "arn:aws:kms:us-east-1:123456789012:alias/exports";
+
+    #[test]
+    fn kms_statements_allow_the_key_only_through_s3_for_this_bucket_and_prefix() {
+        let p = s3_policies(&dest("exports/amplitude/", Some(KEY)), ROLE).unwrap();
+        let expected_condition = json!({
+            "StringEquals": { "kms:ViaService": "s3.us-east-1.amazonaws.com" },
+            "StringLike": { "kms:EncryptionContext:aws:s3:arn": ["arn:aws:s3:::acme-events", "arn:aws:s3:::acme-events/exports/amplitude/*"] }
+        });
+        let key_policy = p.kms_key_policy_statement.unwrap();
+        assert_eq!(
+            key_policy,
+            json!({
+                "Sid": "EventExportUseKey", "Effect": "Allow", "Principal": { "AWS": ROLE },
+                "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": "*", "Condition": expected_condition
+            })
+        );
+        // The identity form names the key by its key ARN, with the same conditions.
+        let st = p.identity_policy["Statement"].as_array().unwrap();
+        let kms = st.iter().find(|s| s["Sid"] == "EventExportUseKey").unwrap();
+        assert_eq!(kms["Resource"], KEY);
+        assert_eq!(kms["Condition"], expected_condition);
+        assert!(kms.get("Principal").is_none());
+
+        // No prefix: every object of the bucket; the region is the bucket's.
+        let mut whole = dest("", Some(KEY));
+        if let Destination::S3 { region, .. } = &mut whole {
+            *region = "eu-west-1".into();
+        }
+        let s = s3_policies(&whole, ROLE).unwrap().kms_key_policy_statement.unwrap();
+        assert_eq!(s["Condition"]["StringEquals"]["kms:ViaService"], "s3.eu-west-1.amazonaws.com");
+        assert_eq!(s["Condition"]["StringLike"]["kms:EncryptionContext:aws:s3:arn"], json!(["arn:aws:s3:::acme-events", "arn:aws:s3:::acme-events/*"]));
+        // The email's fix for a missing KMS permission is the same statement.
+        assert_eq!(fix_statement(&dest("exports/amplitude/", Some(KEY)), ROLE, "kms:Decrypt").unwrap().unwrap(), key_policy);
+    }
+
+    #[test]
+    fn an_alias_never_goes_into_a_resource() {
+        assert!(is_alias_arn(ALIAS));
+        assert!(!is_alias_arn(KEY));
+        let err = s3_policies(&dest("exports", Some(ALIAS)), ROLE).unwrap_err().to_string();
+        assert!(err.contains("kms_key_arn") && err.contains("alias ARN") && err.contains("never matches an alias"), "{err}");
+        assert!(err.contains("Give the key's ARN") && err.contains(&format!("aws kms describe-key --key-id {ALIAS}")), "{err}");
+        // An email about a connection stored with an alias still carries every fix: the key
+        // policy statement's Resource is "*", and the bucket statements name no key.
+        let d = dest("exports", Some(ALIAS));
+        assert_eq!(fix_statement(&d, ROLE, "kms:GenerateDataKey").unwrap().unwrap()["Resource"], "*");
+        assert!(fix_statement(&d, ROLE, "s3:PutObject").unwrap().is_some());
+        let fixes = fixes_for(&d, Some(ROLE), &["s3:PutObject".to_string(), "kms:Decrypt".to_string()]);
+        assert_eq!(fixes.len(), 2, "{fixes:?}");
+    }
+
+    /// Answers from a table; counts the questions.
+    struct Kms(std::sync::Mutex<u32>);
+
+    #[async_trait::async_trait]
+    impl KeyResolver for Kms {
+        async fn key_arn(&self, key: &str) -> Result<String> {
+            *self.0.lock().unwrap() += 1;
+            match key {
+                ALIAS => Ok(KEY.into()),
+                "arn:aws:kms:us-east-1:123456789012:alias/echo" => Ok(key.into()),
+                _ => Err(ExportError::NotFound { what: format!("KMS alias {key}") }),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_alias_is_resolved_to_its_key_or_refused_clearly() {
+        let kms = Kms(std::sync::Mutex::new(0));
+        let resolved = resolve_kms_key(&dest("exports", Some(ALIAS)), "destination", &kms).await.unwrap();
+        assert_eq!(resolved, dest("exports", Some(KEY)));
+        assert_eq!(s3_policies(&resolved, ROLE).unwrap().identity_policy["Statement"][3]["Resource"], KEY);
+        // A key ARN, no key, or another destination type: nothing to ask.
+        assert_eq!(resolve_kms_key(&dest("exports", Some(KEY)), "destination", &kms).await.unwrap(), dest("exports", Some(KEY)));
+        assert_eq!(resolve_kms_key(&dest("exports", None), "destination", &kms).await.unwrap(), dest("exports", None));
+        assert_eq!(*kms.0.lock().unwrap(), 1);
+
+        let missing = "arn:aws:kms:us-east-1:123456789012:alias/missing";
+        let err = resolve_kms_key(&dest("exports", Some(missing)), "merged_ids_destination", &kms).await.unwrap_err();
+        assert_eq!(err.kind(), "InvalidConfig");
+        let text = err.to_string();
+        assert!(text.contains("merged_ids_destination.kms_key_arn") && text.contains(missing) && text.contains("could not be resolved"), "{text}");
+        assert!(text.contains("not found: KMS alias") && text.contains("Give the key's ARN"), "{text}");
+        let echo = resolve_kms_key(&dest("exports", Some("arn:aws:kms:us-east-1:123456789012:alias/echo")), "destination", &kms).await.unwrap_err();
+        assert!(echo.to_string().contains("not a key ARN"), "{echo}");
     }
 }

@@ -229,11 +229,26 @@ impl Destination {
                     ));
                 }
                 if let Some(arn) = kms_key_arn {
-                    if !(arn.starts_with("arn:aws") && arn.contains(":kms:") && (arn.contains(":key/") || arn.contains(":alias/"))) {
+                    // arn:PARTITION:kms:REGION:ACCOUNT:key/ID, or ...:alias/NAME (resolved to
+                    // its key when the destination is probed; policies need the key ARN).
+                    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+                    let named = |rest: &str, kind: &str| {
+                        rest.strip_prefix(kind).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_/".contains(&b)))
+                    };
+                    let ok = parts.len() == 6
+                        && parts[0] == "arn"
+                        && parts[1].starts_with("aws")
+                        && parts[2] == "kms"
+                        && !parts[3].is_empty()
+                        && parts[3].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && parts[4].len() == 12
+                        && parts[4].bytes().all(|b| b.is_ascii_digit())
+                        && (named(parts[5], "key/") || named(parts[5], "alias/"));
+                    if !ok {
                         return Err(ExportError::invalid_config(
                             format!("{field}.kms_key_arn"),
                             format!("{arn:?} is not a KMS key ARN"),
-                            "Give the full ARN, e.g. arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab.",
+                            "Give the key's full ARN, e.g. arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab (a key id alone, or an alias name without its ARN, cannot be used).",
                         ));
                     }
                 }
@@ -624,5 +639,33 @@ mod tests {
         let err = Connection::from_json(&doc("[]", r#""Creator <c@example.com>""#)).unwrap_err();
         assert!(err.to_string().contains(r#"creator: "Creator <c@example.com>" is not a single email address"#), "{err}");
         assert!(Connection::from_json(&doc(r#"["ok@example.com"]"#, r#""c@example.com""#)).is_ok());
+    }
+
+    #[test]
+    fn kms_key_arns_are_key_or_alias_arns() {
+        let s3 = |key: &str| Destination::S3 { bucket: "acme-events".into(), prefix: String::new(), region: "us-east-1".into(), kms_key_arn: Some(key.into()) };
+        for good in [
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",
+            "arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:111122223333:alias/exports",
+            "arn:aws:kms:us-east-1:111122223333:alias/team/exports_1",
+        ] {
+            s3(good).validate("destination").unwrap_or_else(|e| panic!("{good}: {e}"));
+        }
+        for bad in [
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "alias/exports",
+            "arn:aws:kms:us-east-1:111122223333:key/",
+            "arn:aws:kms::111122223333:key/k",
+            "arn:aws:kms:us-east-1:1111:key/k",
+            "arn:aws:s3:us-east-1:111122223333:key/k",
+            "arn:aws:kms:us-east-1:111122223333:keys/k",
+            "arn:aws:kms:us-east-1:111122223333:key/k:alias/x",
+            "arn:aws:kms:us-east-1:111122223333:key/k\n",
+        ] {
+            let err = s3(bad).validate("destination").expect_err(bad).to_string();
+            assert!(err.contains("destination.kms_key_arn") && err.contains("is not a KMS key ARN") && err.contains("Give the key's full ARN"), "{bad}: {err}");
+        }
     }
 }

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::access::policy::{is_alias_arn, resolve_kms_key};
 use crate::access::probe::{round_trip, ProbeReport, ProbeResult, RoundTripChecks};
-use crate::adapters::aws::context::AwsContext;
+use crate::adapters::aws::context::{AwsContext, ProjectIdentity};
+use crate::adapters::aws::kms_keys::KmsKeyResolver;
 use crate::adapters::aws::probe::S3Probe;
 use crate::adapters::aws::s3::S3Store;
 use crate::adapters::azure::store::{AzureOptions, AzureStore};
@@ -130,10 +132,26 @@ pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &Cloud
                     }
                 }
             }
-            let kms = kms_key_arn.as_deref().map(|arn| aws.kms_client(key_region(arn).unwrap_or(region), &identity));
-            let probe =
-                S3Probe::new(aws.s3_client(region, &identity), kms, bucket, prefix, kms_key_arn.as_deref(), identity.principal.clone()).with_preamble(preamble);
-            probe.probe().await
+            // A key named by an alias is probed as the key it names (DescribeKey with the
+            // exporter's own credentials): policies must name the key ARN. One that cannot
+            // be resolved is a failed check telling the user to give the key ARN; the other
+            // checks still run with the alias, so a diagnosis loses nothing.
+            let (key, alias_check) = match kms_key_arn.as_deref().filter(|k| is_alias_arn(k)) {
+                None => (kms_key_arn.clone(), None),
+                Some(alias) => {
+                    let resolver = KmsKeyResolver::new(aws.kms_client(key_region(alias).unwrap_or(region), &ProjectIdentity::base()));
+                    match resolve_kms_key(dest, "destination", &resolver).await {
+                        Ok(Destination::S3 { kms_key_arn: resolved, .. }) => (resolved, Some(ProbeResult::pass(ALIAS_CHECK, "kms:DescribeKey"))),
+                        Ok(_) => (kms_key_arn.clone(), None),
+                        Err(e) => (kms_key_arn.clone(), Some(ProbeResult::fail(ALIAS_CHECK, "kms_key_arn as a key ARN (the alias could not be resolved)", &e))),
+                    }
+                }
+            };
+            let kms = key.as_deref().map(|arn| aws.kms_client(key_region(arn).unwrap_or(region), &identity));
+            let probe = S3Probe::new(aws.s3_client(region, &identity), kms, bucket, prefix, key.as_deref(), identity.principal.clone()).with_preamble(preamble);
+            let mut report = probe.probe().await;
+            report.results.extend(alias_check);
+            report
         }
         // The Azure adapter's suite: token (or SAS expiry), container exists, write, read,
         // list, delete. A destination that cannot even be configured is one failed check.
@@ -155,6 +173,9 @@ fn cause_or<'a>(err: &ExportError, permission: &'a str) -> &'a str {
         _ => permission,
     }
 }
+
+/// The probe result of resolving a KMS alias to its key.
+const ALIAS_CHECK: &str = "resolve KMS key alias";
 
 /// The region in a KMS key ARN (`arn:aws:kms:REGION:ACCOUNT:key/ID`).
 fn key_region(arn: &str) -> Option<&str> {

@@ -1,11 +1,12 @@
 //! Amazon Web Services: S3 destinations and the lake (`s3`), their access probe (`probe`),
 //! error classification (`errors` for S3, `service_errors` for the control-plane services),
-//! KMS sealing, SES mail, EventBridge Scheduler, Lambda invocation, and the shared SDK
+//! KMS sealing and key alias resolution (`kms_keys`), SES mail, EventBridge Scheduler, Lambda invocation, and the shared SDK
 //! configuration and role assumption (`context`).
 
 pub mod context;
 pub mod errors;
 pub mod kms;
+pub mod kms_keys;
 pub mod lambda;
 pub mod probe;
 pub mod s3;
