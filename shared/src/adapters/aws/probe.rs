@@ -5,16 +5,21 @@
 //!
 //! Order: the factory's preamble (AssumeRole of the project role), the bucket, the shared
 //! round trip through the store (put with the export's SSE-KMS headers, read, list,
-//! delete), a multipart upload started and aborted, then the KMS key. KMS is probed with
-//! direct GenerateDataKey/Decrypt calls made with the exporter's credentials: that is what
-//! S3 does on our behalf for SSE-KMS puts and gets, and it is the only check that works
-//! against moto, whose SSE-KMS puts never consult KMS.
+//! delete), a multipart upload started and aborted, then the KMS key. The key is probed
+//! through S3, never with direct KMS calls: the key policy `exportctl policy` generates
+//! lets the project role use the key only with `kms:ViaService = s3.<region>.amazonaws.com`
+//! and the bucket's `aws:s3:arn` encryption context, so a direct GenerateDataKey or
+//! Decrypt is refused on AWS even when exports would work. The "generate data key" check
+//! is an SSE-KMS put of a probe object (S3 calls kms:GenerateDataKey for us), "decrypt
+//! data key" reads it back (S3 calls kms:Decrypt); S3 names the refused KMS action in its
+//! AccessDenied, which [`classify`] maps to that permission. moto never consults KMS for
+//! SSE-KMS, so there these checks only show that the S3 calls with the key's headers work.
 
 use async_trait::async_trait;
-use aws_sdk_kms::types::DataKeySpec;
+use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 
-use crate::access::probe::{round_trip, ProbeReport, ProbeResult, RoundTripChecks, PROBE_DIR};
+use crate::access::probe::{round_trip, ProbeOutcome, ProbeReport, ProbeResult, RoundTripChecks, PROBE_DIR};
 use crate::adapters::aws::errors::{classify, AwsOp, OpContext};
 use crate::adapters::aws::s3::S3Store;
 use crate::error::ExportError;
@@ -34,7 +39,6 @@ const KMS_CHECKS: [(&str, &str); 2] = [("generate data key", "kms:GenerateDataKe
 /// Probes one S3 destination with the identity the exporter writes with.
 pub struct S3Probe {
     store: S3Store,
-    kms: Option<aws_sdk_kms::Client>,
     prefix: String,
     kms_key: Option<String>,
     principal: Option<String>,
@@ -43,10 +47,17 @@ pub struct S3Probe {
 }
 
 impl S3Probe {
-    /// `kms` must be a client in the key's region when `kms_key` is set.
-    pub fn new(s3: aws_sdk_s3::Client, kms: Option<aws_sdk_kms::Client>, bucket: &str, prefix: &str, kms_key: Option<&str>, principal: Option<String>) -> Self {
+    /// `_kms` is no longer used: the key is probed through S3 (see the module doc).
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        _kms: Option<aws_sdk_kms::Client>,
+        bucket: &str,
+        prefix: &str,
+        kms_key: Option<&str>,
+        principal: Option<String>,
+    ) -> Self {
         let store = S3Store::new(s3, bucket).with_kms_key(kms_key.map(str::to_string)).with_principal(principal.clone());
-        S3Probe { store, kms, prefix: prefix.trim_matches('/').to_string(), kms_key: kms_key.map(str::to_string), principal, preamble: Vec::new() }
+        S3Probe { store, prefix: prefix.trim_matches('/').to_string(), kms_key: kms_key.map(str::to_string), principal, preamble: Vec::new() }
     }
 
     /// Results placed before the S3 checks (used by the factory for AssumeRole).
@@ -70,10 +81,6 @@ impl S3Probe {
     fn ctx(&self, op: AwsOp, key: &str) -> OpContext {
         let resource = if key.is_empty() { format!("s3://{}", self.bucket()) } else { format!("s3://{}/{key}", self.bucket()) };
         OpContext::new(op, resource, self.principal.as_deref())
-    }
-
-    fn kms_ctx(&self, op: AwsOp) -> OpContext {
-        OpContext::new(op, self.kms_key.clone().unwrap_or_default(), self.principal.as_deref())
     }
 
     /// The checks that follow the bucket, skipped for `reason`.
@@ -134,49 +141,90 @@ impl S3Probe {
         }
     }
 
-    /// Generates a data key with the bucket's key and decrypts it again.
-    async fn kms_checks(&self, key: &str, halt: Option<&str>, results: &mut Vec<ProbeResult>, principal: &mut Option<String>) {
+    /// Uses the bucket's key the way exports do, through S3: a small probe object put with
+    /// SSE-KMS under this key (S3 calls kms:GenerateDataKey for us), read back and compared
+    /// (S3 calls kms:Decrypt), then deleted. `skip` is the reason both checks cannot run;
+    /// `get_refused` skips the read when the round trip's read was refused by S3 itself.
+    /// Returns the probe object's location when it could not be deleted.
+    async fn kms_checks(
+        &self,
+        key_id: &str,
+        skip: Option<&str>,
+        get_refused: bool,
+        results: &mut Vec<ProbeResult>,
+        principal: &mut Option<String>,
+    ) -> Option<String> {
         let [(gen_check, gen_perm), (dec_check, dec_perm)] = KMS_CHECKS;
-        let kms = match (halt, &self.kms) {
-            (Some(reason), _) => {
-                results.push(ProbeResult::skipped(gen_check, gen_perm, reason));
-                results.push(ProbeResult::skipped(dec_check, dec_perm, reason));
-                return;
-            }
-            (None, None) => {
-                results.push(ProbeResult::fail(gen_check, gen_perm, &ExportError::Internal("no KMS client was configured for the probe".into())));
-                results.push(ProbeResult::skipped(dec_check, dec_perm, "no data key to decrypt"));
-                return;
-            }
-            (None, Some(kms)) => kms,
-        };
-        let generated = match kms.generate_data_key().key_id(key).key_spec(DataKeySpec::Aes256).send().await {
-            Ok(out) => out,
-            Err(e) => {
-                let err = classify(e, &self.kms_ctx(AwsOp::KmsGenerateDataKey));
-                note_principal(principal, &err);
-                results.push(kms_failure(gen_check, gen_perm, &err));
-                results.push(ProbeResult::skipped(dec_check, dec_perm, "no data key to decrypt: GenerateDataKey failed"));
-                return;
-            }
-        };
+        if let Some(reason) = skip {
+            results.push(ProbeResult::skipped(gen_check, gen_perm, reason));
+            results.push(ProbeResult::skipped(dec_check, dec_perm, reason));
+            return None;
+        }
+        let key = join_key(&self.prefix, &format!("{PROBE_DIR}/{}", kms_probe_name()));
+        let body = format!("event export KMS probe for {}\n", self.destination()).into_bytes();
+        let s3 = self.store.client();
+        let put = s3
+            .put_object()
+            .bucket(self.bucket())
+            .key(&key)
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(key_id)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await;
+        if let Err(e) = put {
+            let err = classify(e, &self.ctx(AwsOp::PutObject, &key));
+            note_principal(principal, &err);
+            results.push(kms_failure(gen_check, gen_perm, &err));
+            results.push(ProbeResult::skipped(dec_check, dec_perm, "no SSE-KMS probe object to read: the put failed"));
+            return None;
+        }
         results.push(ProbeResult::pass(gen_check, gen_perm));
-        let blob = generated.ciphertext_blob().cloned().unwrap_or_else(|| aws_sdk_kms::primitives::Blob::new(Vec::new()));
-        match kms.decrypt().key_id(key).ciphertext_blob(blob).send().await {
-            // Compared, never printed: this is key material.
-            Ok(dec) if dec.plaintext().map(|p| p.as_ref()) == generated.plaintext().map(|p| p.as_ref()) => results.push(ProbeResult::pass(dec_check, dec_perm)),
-            Ok(_) => results.push(ProbeResult::fail(
-                dec_check,
-                dec_perm,
-                &ExportError::Internal("KMS Decrypt returned a different data key than GenerateDataKey".into()),
-            )),
+        if get_refused {
+            results.push(ProbeResult::skipped(dec_check, dec_perm, "s3:GetObject was refused for the probe object"));
+        } else {
+            let got = match s3.get_object().bucket(self.bucket()).key(&key).send().await {
+                Ok(out) => out
+                    .body
+                    .collect()
+                    .await
+                    .map(|d| d.into_bytes())
+                    .map_err(|e| ExportError::transient("GetObject", format!("reading s3://{}/{key} failed: {e}", self.bucket()))),
+                Err(e) => Err(classify(e, &self.ctx(AwsOp::GetObject, &key))),
+            };
+            match got {
+                Ok(b) if b.as_ref() == body.as_slice() => results.push(ProbeResult::pass(dec_check, dec_perm)),
+                Ok(_) => results.push(ProbeResult::fail(
+                    dec_check,
+                    dec_perm,
+                    &ExportError::Corrupt {
+                        what: format!("s3://{}/{key}", self.bucket()),
+                        detail: "the SSE-KMS probe object read back differs from what was written".into(),
+                    },
+                )),
+                Err(err) => {
+                    note_principal(principal, &err);
+                    results.push(kms_failure(dec_check, dec_perm, &err));
+                }
+            }
+        }
+        // Best effort: a refused delete is the round trip's "delete probe object" failure.
+        match s3.delete_object().bucket(self.bucket()).key(&key).send().await {
+            Ok(_) => None,
             Err(e) => {
-                let err = classify(e, &self.kms_ctx(AwsOp::KmsDecrypt));
-                note_principal(principal, &err);
-                results.push(kms_failure(dec_check, dec_perm, &err));
+                let err = classify(e, &self.ctx(AwsOp::DeleteObject, &key));
+                tracing::warn!(key = %key, error = %err, "the KMS probe object could not be deleted");
+                Some(format!("s3://{}/{key}", self.bucket()))
             }
         }
     }
+}
+
+/// `kms-probe-{millis}-{random}`: probes of one destination running at once never collide.
+fn kms_probe_name() -> String {
+    use rand::Rng;
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    format!("kms-probe-{millis}-{:08x}", rand::thread_rng().gen::<u32>())
 }
 
 /// What a failed probe names: the permission AWS refused, or the cause when the failure
@@ -191,10 +239,11 @@ fn failure(check: &str, needed: &str, err: &ExportError) -> ProbeResult {
     ProbeResult::fail(check, named, err)
 }
 
-/// Like [`failure`], but a missing KMS key is named as such, not as a missing bucket.
+/// Like [`failure`], but a key S3 cannot use (`KMS.NotFoundException`,
+/// `KMS.DisabledException`) is named as such, not as a missing KMS permission.
 fn kms_failure(check: &str, needed: &str, err: &ExportError) -> ProbeResult {
     match err {
-        ExportError::DestinationMissing { .. } => ProbeResult::fail(check, "KMS key exists", err),
+        ExportError::AccessBlocked { .. } => ProbeResult::fail(check, "KMS key exists and is enabled", err),
         _ => failure(check, needed, err),
     }
 }
@@ -224,10 +273,13 @@ impl AccessProbe for S3Probe {
         }
 
         let bucket = self.bucket_check().await;
-        // Rejected credentials make every later call pointless; a missing bucket skips the
-        // S3 checks, but the key is still checked.
+        // Rejected credentials make every later call pointless; without the bucket there is
+        // nothing to put, so the key (probed through S3) is skipped too.
         let halt = matches!(bucket, Err(ExportError::BadCredentials { .. })).then_some("credentials were rejected");
         let skip_s3 = halt.or(matches!(bucket, Err(ExportError::DestinationMissing { .. })).then_some("the bucket does not exist"));
+        // The KMS checks are S3 calls: one S3 itself refused would only be repeated.
+        let mut kms_skip = skip_s3;
+        let mut get_refused = false;
         match bucket {
             Ok(()) => results.push(ProbeResult::pass(BUCKET_CHECK.0, BUCKET_CHECK.1)),
             Err(err) => {
@@ -241,12 +293,21 @@ impl AccessProbe for S3Probe {
                 let trip = round_trip(&self.store, &self.prefix, &ROUND_TRIP).await;
                 trip.outcomes().into_iter().filter_map(|o| o.as_ref().err()).for_each(|e| note_principal(&mut principal, e));
                 let put_refused = matches!(&trip.write, Err(ExportError::PermissionDenied { permission, .. }) if permission == "s3:PutObject");
+                get_refused = matches!(&trip.read, Some(Err(ExportError::PermissionDenied { permission, .. })) if permission == "s3:GetObject");
+                if put_refused {
+                    kms_skip = Some("s3:PutObject was refused for the probe object");
+                }
                 results.extend(trip.results(&ROUND_TRIP, failure));
                 self.multipart_checks(put_refused, &mut results, &mut principal).await;
             }
         }
         if let Some(key) = &self.kms_key {
-            self.kms_checks(key, halt, &mut results, &mut principal).await;
+            if let Some(left) = self.kms_checks(key, kms_skip, get_refused, &mut results, &mut principal).await {
+                // Named where the round trip names its own left-behind object.
+                if let Some(ProbeOutcome::Fail { detail, .. }) = results.iter_mut().find(|r| r.check == ROUND_TRIP.delete.0).map(|r| &mut r.outcome) {
+                    detail.push_str(&format!(" (the KMS probe object {left} was left behind too; delete it by hand)"));
+                }
+            }
         }
         ProbeReport { destination: self.destination(), principal, results }
     }
