@@ -343,3 +343,23 @@ pub async fn list(home: &Home) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub async fn add_project(home: &Home, project: &str, org: &str, portfolio: bool) -> Result<ExitCode> {
+    let p = home.control.add_project(&exporter::control::projects::Project::new(project, org, portfolio)?).await?;
+    println!("project {} registered for organisation {}{}", p.project_id, p.org_id, if p.portfolio { " (portfolio: its connections are refused)" } else { "" });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn list_projects(home: &Home) -> Result<ExitCode> {
+    println!("{:<20} {:<20} KIND", "PROJECT", "ORG");
+    for p in home.control.list_projects().await? {
+        println!("{:<20} {:<20} {}", p.project_id, p.org_id, if p.portfolio { "portfolio" } else { "standard" });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn remove_project(home: &Home, project: &str) -> Result<ExitCode> {
+    let p = home.control.remove_project(project).await?;
+    println!("project {} (organisation {}) removed from the registry", p.project_id, p.org_id);
+    Ok(ExitCode::SUCCESS)
+}

@@ -180,6 +180,11 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     let web = connection_json("acme-web", "42", "187520", &dest_a, "exports", filter);
     let app = connection_json("acme-app", "42", "187521", &dest_a, "exports", "");
     let globex = connection_json("globex-main", "77", "300001", &dest_b, "amplitude", r#","export":{"events":true,"merged_ids":true}"#);
+    // The operator's project registry: whose each project is, and which is a portfolio.
+    for (project, org, portfolio) in [("187520", "42", false), ("187521", "42", false), ("300001", "77", false), ("999999", "42", true)] {
+        home.control.add_project(&exporter::control::projects::Project::new(project, org, portfolio)?).await?;
+    }
+    println!("   registered projects 187520, 187521 (org 42), 300001 (org 77) and portfolio 999999 (org 42)");
     let prober = exporter::runtime::function_env::FactoryProber::new(home.cloud.clone());
     for doc in [&web, &app, &globex] {
         let conn = Connection::from_json(doc)?;
@@ -195,10 +200,13 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     // What the product refuses, with the message a user would see.
     // The same folder spelled another way is the same claim.
     let intruder = connection_json("globex-steal", "77", "300001", &dest_a.join("..").join("acme-analytics"), "x", "");
-    let portfolio = connection_json("acme-portfolio", "42", "999999", &dest_a, "exports", r#","project_kind":"portfolio""#);
+    let portfolio = connection_json("acme-portfolio", "42", "999999", &dest_a, "exports", "");
+    let foreign = connection_json("globex-peek", "77", "187520", &dest_b, "peek", "");
     let hostile = connection_json("acme-hostile", "42", "187520", &dest_a, "../../etc", "");
     let mut checks = Checks { failures: Vec::new(), passed: 0 };
-    for (what, doc) in [("another org's bucket", intruder), ("a portfolio project", portfolio), ("a hostile prefix", hostile)] {
+    for (what, doc) in
+        [("another org's bucket", intruder), ("a portfolio project", portfolio), ("another org's project", foreign), ("a hostile prefix", hostile)]
+    {
         let result = async {
             let conn = Connection::from_json(&doc)?;
             exporter::control::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, created).await

@@ -104,6 +104,11 @@ enum Command {
         #[command(subcommand)]
         action: ConnectionAction,
     },
+    /// The project registry: which organisation owns each project, and portfolios.
+    Projects {
+        #[command(subcommand)]
+        action: ProjectAction,
+    },
     /// Benchmark: generate one hour, export it, report events/s, MB/s and peak RSS.
     Bench {
         #[arg(long, default_value_t = 1_000_000)]
@@ -116,6 +121,25 @@ enum Command {
         /// Keep the generated lake here (default: a temporary folder).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ProjectAction {
+    /// Registers a project as belonging to an organisation (connections are refused for
+    /// unregistered projects, other organisations' projects and portfolios).
+    Add {
+        project: String,
+        #[arg(long)]
+        org: String,
+        /// The project is a portfolio (its connections are refused).
+        #[arg(long)]
+        portfolio: bool,
+    },
+    List,
+    /// Unregisters a project that no connection uses.
+    Remove {
+        project: String,
     },
 }
 
@@ -176,6 +200,14 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
         Command::Verify { connection } => commands::verify(&open(cli.cloud).await?, &connection).await,
         Command::Policy { connection, role_template, account } => {
             commands::policy(&open(cli.cloud).await?, &connection, role_template.as_deref(), account.as_deref()).await
+        }
+        Command::Projects { action } => {
+            let home = open(cli.cloud).await?;
+            match action {
+                ProjectAction::Add { project, org, portfolio } => commands::add_project(&home, &project, &org, portfolio).await,
+                ProjectAction::List => commands::list_projects(&home).await,
+                ProjectAction::Remove { project } => commands::remove_project(&home, &project).await,
+            }
         }
         Command::Connections { action } => {
             let home = open(cli.cloud).await?;

@@ -90,8 +90,22 @@ async fn exportctl_manages_connections_of_a_deployed_stack() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("s3:PutObject") && text(&out).contains("all checks passed"));
 
+    // The project registry decides whose a project is: unregistered is refused, naming the
+    // command that registers it; another organisation's project is refused.
+    let out = stack.run(&["connections", "create", conn_path]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("projects add 187520 --org 42"), "{}", text(&out));
+    assert!(stack.run(&["projects", "add", "187520", "--org", "41"]).status.success());
+    let out = stack.run(&["connections", "create", conn_path]);
+    assert!(text(&out).contains("does not belong to organisation 42"), "{}", text(&out));
+    assert!(stack.run(&["projects", "remove", "187520"]).status.success());
+    assert!(stack.run(&["projects", "add", "187520", "--org", "42"]).status.success());
+    assert!(text(&stack.run(&["projects", "list"])).contains("187520"));
+
     let out = stack.run(&["connections", "create", conn_path]);
     assert!(out.status.success(), "{}", text(&out));
+    let out = stack.run(&["projects", "remove", "187520"]);
+    assert!(!out.status.success() && text(&out).contains("used by connection"), "{}", text(&out));
     let name = exporter::adapters::aws::scheduler::hourly_schedule_name(&id);
     let schedule = scheduler.get_schedule().name(&name).group_name(&group).send().await.expect("hourly schedule created");
     assert_eq!(schedule.state().map(|s| s.as_str()), Some("ENABLED"));

@@ -64,6 +64,7 @@ fn connections_create_refuses_an_admin_or_creator_that_is_not_one_address_and_st
             r#"admins[0]: "Data Team <team@example.com>" is not a single email address (it has angle brackets"#,
         ),
     ];
+    assert!(exportctl(&home, &["projects", "add", "187520", "--org", "42"]).status.success());
     for (i, (admins, creator, expected)) in cases.iter().enumerate() {
         let conn = serde_json::json!({"id": format!("c{i}"), "org_id": "42", "project_id": "187520",
             "destination": {"type": "local", "path": dest, "prefix": "exports"}, "admins": admins, "creator": creator});

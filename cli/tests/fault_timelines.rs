@@ -66,6 +66,7 @@ impl World {
             "destination": {"type": "local", "path": w.dest, "prefix": "exports"}, "admins": ["admin@example.com"], "creator": "owner@example.com"});
         let file = w.home.parent().unwrap().join("conn.json");
         std::fs::write(&file, conn.to_string()).unwrap();
+        w.ok(&["projects", "add", PROJECT, "--org", "42"], "2020-01-25T00:05:00Z");
         w.ok(&["connections", "create", file.to_str().unwrap()], "2020-01-25T00:05:00Z");
         w
     }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use exporter::adapters::local::cipher::LocalCipher;
 use exporter::adapters::local::store::LocalStore;
 use exporter::control::connection::Connection;
+use exporter::control::projects::Project;
 use exporter::control::store::ControlStore;
 use exporter::export::generate::{generate_hour, generate_merges, Generated, HourSpec};
 use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets};
@@ -53,8 +54,12 @@ pub async fn claims_cover_every_spelling_of_a_destination(store: Arc<dyn ObjectS
     let cipher = Arc::new(LocalCipher::open_or_create(keys.path().join("secret.key")).expect("cipher"));
     let control = ControlStore::new(store, cipher);
     let now = chrono::Utc::now();
+    // Each organisation connects its own project (the registry says whose it is).
+    for (project, org) in [("101", "1"), ("102", "2")] {
+        control.add_project(&Project::new(project, org, false).unwrap()).await.expect("register project");
+    }
     let conn = |id: &str, org: &str, destination: serde_json::Value| {
-        let doc = serde_json::json!({"id": id, "org_id": org, "project_id": "187520", "creator": "owner@example.com", "destination": destination});
+        let doc = serde_json::json!({"id": id, "org_id": org, "project_id": format!("10{org}"), "creator": "owner@example.com", "destination": destination});
         Connection::from_json(&doc.to_string()).expect("valid connection")
     };
     let local = |path: &str| serde_json::json!({"type": "local", "path": path});

@@ -8,6 +8,7 @@ use exporter::adapters::azure::store::AzureStore;
 use exporter::adapters::local::cipher::LocalCipher;
 use exporter::adapters::local::memory::MemoryStore;
 use exporter::control::connection::Connection;
+use exporter::control::projects::Project;
 use exporter::control::secret::{Secret, SecretBinding};
 use exporter::control::store::ControlStore;
 use exporter::ports::ObjectStore;
@@ -131,10 +132,13 @@ async fn a_sealed_secret_copied_into_another_connection_does_not_open() {
     let control = ControlStore::new(Arc::new(MemoryStore::new("control")), Arc::new(kms));
     let doc = |id: &str, org: &str, container: &str| {
         format!(
-            r#"{{"id":"{id}","org_id":"{org}","project_id":"1","creator":"a@b.co","destination":{{"type":"azure","account_url":"https://acme.blob.core.windows.net","container":"{container}","sas_token":"{}"}}}}"#,
+            r#"{{"id":"{id}","org_id":"{org}","project_id":"{org}","creator":"a@b.co","destination":{{"type":"azure","account_url":"https://acme.blob.core.windows.net","container":"{container}","sas_token":"{}"}}}}"#,
             secret.expose()
         )
     };
+    for org in ["1", "2"] {
+        control.add_project(&Project::new(org, org, false).unwrap()).await.unwrap();
+    }
     control.create_connection(Connection::from_json(&doc("victim", "1", "events")).unwrap(), chrono::Utc::now()).await.unwrap();
     control.create_connection(Connection::from_json(&doc("thief", "2", "mine")).unwrap(), chrono::Utc::now()).await.unwrap();
     assert_eq!(control.get_connection("victim").await.unwrap().destination.secrets_mut()[0].1.expose(), secret.expose());

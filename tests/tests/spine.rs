@@ -9,6 +9,7 @@ use chrono::Utc;
 use exporter::adapters::local::memory::{MemoryOp, MemoryStore};
 use exporter::adapters::local::store::LocalStore;
 use exporter::control::connection::Connection;
+use exporter::control::projects::Project;
 use exporter::delivery::backfill::BackfillRequest;
 use exporter::delivery::failure::system_clock;
 use exporter::delivery::retry::RetryPolicy;
@@ -279,10 +280,13 @@ async fn buckets_belong_to_the_first_org_and_unknown_connections_are_refused() {
     let dest = dir.path().join("dest");
     let doc = |id: &str, org: &str, prefix: &str| {
         format!(
-            r#"{{"id":"{id}","org_id":"{org}","project_id":"1","creator":"a@b.co","destination":{{"type":"local","path":"{}","prefix":"{prefix}"}}}}"#,
+            r#"{{"id":"{id}","org_id":"{org}","project_id":"{org}","creator":"a@b.co","destination":{{"type":"local","path":"{}","prefix":"{prefix}"}}}}"#,
             dest.display()
         )
     };
+    for org in ["1", "2"] {
+        home.control.add_project(&Project::new(org, org, false).unwrap()).await.unwrap();
+    }
     home.control.create_connection(Connection::from_json(&doc("first", "1", "p1")).unwrap(), Utc::now()).await.unwrap();
     // same org, another project/prefix in the same bucket: fine
     home.control.create_connection(Connection::from_json(&doc("second", "1", "p2")).unwrap(), Utc::now()).await.unwrap();
@@ -307,6 +311,7 @@ async fn azure_secrets_are_sealed_in_the_control_store_and_never_printed() {
     );
     let conn = Connection::from_json(&doc).unwrap();
     assert!(!format!("{conn:?}").contains(secret), "Debug shows the secret");
+    home.control.add_project(&Project::new("5", "9", false).unwrap()).await.unwrap();
     home.control.create_connection(conn, Utc::now()).await.unwrap();
     let stored = std::fs::read_to_string(dir.path().join("control/connections/az.json")).unwrap();
     assert!(!stored.contains(secret), "the stored connection holds the plain secret");
@@ -402,6 +407,7 @@ async fn a_run_short_of_time_hands_the_hours_it_cannot_start_to_one_time_schedul
         r#"{{"id":"c1","org_id":"1","project_id":"187520","creator":"a@b.co","created":"2020-01-25T00:05:00Z","destination":{{"type":"local","path":"{}"}}}}"#,
         dest.display()
     );
+    home.control.add_project(&Project::new("187520", "1", false).unwrap()).await.unwrap();
     home.control.create_connection(Connection::from_json(&doc).unwrap(), at).await.unwrap();
     // Four owed hours (00..03), and a deadline already too close to start a second one.
     let payload = serde_json::json!({"connection_id": "c1", "scheduled_time": "2020-01-25T04:20:00Z"});

@@ -21,6 +21,7 @@ pub async fn create_connection(
     now: DateTime<Utc>,
 ) -> Result<(Connection, Vec<ProbeReport>)> {
     conn.validate()?;
+    control.check_project(&conn).await?;
     for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
         prober.admit(dest)?;
     }

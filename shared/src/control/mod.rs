@@ -6,6 +6,7 @@ pub mod claim;
 pub mod connection;
 pub mod ledger;
 pub mod lifecycle;
+pub mod projects;
 pub mod runs;
 pub mod secret;
 pub mod store;

@@ -6,6 +6,7 @@
 //! claims/{kind}/{canonical location}.json  which organisation owns a bucket, container or folder
 //! runs/{id}/{yyyy-MM-ddTHH}/{mode}-{attempt}.json   one record per run (idempotent key)
 //! status/{id}.json                          watermark, lag, failing state, last error, gap
+//! projects/{project_id}.json                the project registry (see `projects`)
 //! ```
 
 use std::sync::Arc;
@@ -169,6 +170,7 @@ impl ControlStore {
     /// the cloud clients): see `lifecycle`.
     pub async fn create_connection(&self, mut conn: Connection, now: DateTime<Utc>) -> Result<Connection> {
         conn.validate()?;
+        self.check_project(&conn).await?;
         if self.store.head(&connection_key(&conn.id)).await?.is_some() {
             return Err(ExportError::Conflict {
                 what: format!("connection {} already exists; pick another id or delete it first (`exportctl connections delete {}`)", conn.id, conn.id),
