@@ -79,12 +79,7 @@ async fn an_alias_that_does_not_exist_is_refused_and_its_connection_not_created(
     eprintln!("{}", report.table());
     // (The KMS checks go through S3, and moto's S3 does not look the key up, so only the
     // resolution fails here; on AWS the S3 put would name the missing key too.)
-    assert_eq!(
-        report.missing(),
-        vec!["kms_key_arn as a key ARN (the alias could not be resolved)".to_string()],
-        "{}",
-        report.table()
-    );
+    assert_eq!(report.missing(), vec!["kms_key_arn as a key ARN (the alias could not be resolved)".to_string()], "{}", report.table());
     assert!(report.table().contains("Give the key's ARN"), "{}", report.table());
     let (_, alias) = key_with_alias(&cfg).await;
     let ok = probe_destination(&s3_dest(&bucket, &alias), "187520", &ctx).await;
