@@ -344,9 +344,25 @@ pub async fn list(home: &Home) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Registers a project; on a deployed stack also makes its IAM role (trusting the function
+/// roles), so the operator has nothing left to create by hand.
 pub async fn add_project(home: &Home, project: &str, org: &str, portfolio: bool) -> Result<ExitCode> {
     let p = home.control.add_project(&exporter::control::projects::Project::new(project, org, portfolio)?).await?;
     println!("project {} registered for organisation {}{}", p.project_id, p.org_id, if p.portfolio { " (portfolio: its connections are refused)" } else { "" });
+    if home.embedded.is_none() && !p.portfolio {
+        let aws = home.cloud.aws.as_ref().ok_or_else(|| ExportError::Internal("a deployed stack without AWS clients".into()))?;
+        let Some(role_arn) = aws.project_role_arn(&p.project_id).await? else {
+            // Without a template exports run with the functions' own credentials.
+            println!("no project role: EXPORT_PROJECT_ROLE_ARN_TEMPLATE is not set, so exports run with the functions' own role");
+            return Ok(ExitCode::SUCCESS);
+        };
+        let roles = exporter::adapters::aws::iam::ProjectRoles::new(
+            aws_sdk_iam::Client::new(aws.sdk_config()),
+            exporter::adapters::aws::iam::ProjectRoles::trusted_from_env(),
+        )?;
+        let created = roles.ensure(&role_arn, &p.project_id, &p.org_id).await?;
+        println!("role {role_arn} {} (trusted by the export functions)", if created { "created" } else { "brought up to date" });
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -197,3 +197,83 @@ async fn exportctl_manages_connections_of_a_deployed_stack() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("not found"));
 }
+
+/// `projects add` on a deployed stack registers the project and creates its IAM role,
+/// trusting the two function roles, with S3 object actions and KMS through S3 only; again,
+/// it brings the role up to date; without the function roles it refuses, naming the setting.
+#[tokio::test(flavor = "multi_thread")]
+async fn projects_add_on_a_deployed_stack_creates_the_project_role() {
+    let url = moto_url();
+    let cfg = admin_config(&url);
+    let control = unique_name("ctl");
+    create_bucket(&cfg, &control).await;
+    let secrets_key = create_kms_key(&cfg).await;
+    let project = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000_000);
+    let functions = [format!("arn:aws:iam::{ACCOUNT}:role/stack-HourlyExportRole"), format!("arn:aws:iam::{ACCOUNT}:role/stack-BackfillRole")];
+    let env = |function_roles: &str| -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", url.as_str()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("EXPORT_CONTROL_BUCKET", &control),
+            ("EXPORT_LAKE_BUCKET", &control),
+            ("EXPORT_RETRY_GROUP", "retries"),
+            ("EXPORT_HOURLY_GROUP", "hourly"),
+            ("EXPORT_SCHEDULER_ROLE_ARN", &format!("arn:aws:iam::{ACCOUNT}:role/scheduler-invoke")),
+            ("EXPORT_TARGET_ARN", &format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:hourly-export")),
+            ("EXPORT_SES_SENDER", "exports@example.com"),
+            ("EXPORT_SECRETS_KEY_ARN", &secrets_key),
+            ("EXPORT_PROJECT_ROLE_ARN_TEMPLATE", "arn:aws:iam::{account}:role/event-export-project-{project_id}"),
+            ("EXPORT_FUNCTION_ROLE_ARNS", function_roles),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let stack = Stack { env: env(""), dir: tempfile::tempdir().unwrap() };
+    let out = stack.run(&["projects", "add", &project, "--org", "42"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("EXPORT_FUNCTION_ROLE_ARNS") && text(&out).contains("FunctionRoleArns"), "{}", text(&out));
+
+    let stack = Stack { env: env(&functions.join(",")), dir: tempfile::tempdir().unwrap() };
+    let out = stack.run(&["projects", "add", &project, "--org", "42"]);
+    assert!(out.status.success() && text(&out).contains("created"), "{}", text(&out));
+    let iam = aws_sdk_iam::Client::new(&cfg);
+    let name = format!("event-export-project-{project}");
+    let role = iam.get_role().role_name(&name).send().await.expect("project role created");
+    let trust = urlencoding_decode(role.role().unwrap().assume_role_policy_document().unwrap());
+    let trust: serde_json::Value = serde_json::from_str(&trust).unwrap();
+    assert_eq!(trust["Statement"][0]["Principal"]["AWS"], serde_json::json!(functions), "{trust}");
+    let policy = iam.get_role_policy().role_name(&name).policy_name("event-export-destinations").send().await.expect("permissions policy");
+    let policy = urlencoding_decode(policy.policy_document());
+    assert!(policy.contains("s3:PutObject") && policy.contains("kms:ViaService"), "{policy}");
+
+    let out = stack.run(&["projects", "add", &project, "--org", "42"]);
+    assert!(out.status.success() && text(&out).contains("brought up to date"), "{}", text(&out));
+    assert!(text(&stack.run(&["projects", "list"])).contains(&project));
+}
+
+/// IAM returns policy documents URL-encoded.
+fn urlencoding_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}

@@ -1,10 +1,11 @@
 //! Amazon Web Services: S3 destinations and the lake (`s3`), their access probe (`probe`),
 //! error classification (`errors` for S3, `service_errors` for the control-plane services),
-//! KMS sealing and key alias resolution (`kms_keys`), SES mail, EventBridge Scheduler, Lambda invocation, and the shared SDK
+//! KMS sealing and key alias resolution (`kms_keys`), project roles (`iam`), SES mail, EventBridge Scheduler, Lambda invocation, and the shared SDK
 //! configuration and role assumption (`context`).
 
 pub mod context;
 pub mod errors;
+pub mod iam;
 pub mod kms;
 pub mod kms_keys;
 pub mod lambda;
