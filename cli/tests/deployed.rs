@@ -32,6 +32,30 @@ impl Stack {
     }
 }
 
+/// The settings a deployed stack gives exportctl (as its outputs would), plus `extra`.
+fn stack_env(url: &str, control: &str, lake: &str, hourly_group: &str, secrets_key: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let scheduler_role = format!("arn:aws:iam::{ACCOUNT}:role/scheduler-invoke");
+    let target = format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:hourly-export");
+    [
+        ("AWS_ENDPOINT_URL", url),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("EXPORT_CONTROL_BUCKET", control),
+        ("EXPORT_LAKE_BUCKET", lake),
+        ("EXPORT_RETRY_GROUP", "retries"),
+        ("EXPORT_HOURLY_GROUP", hourly_group),
+        ("EXPORT_SCHEDULER_ROLE_ARN", &scheduler_role),
+        ("EXPORT_TARGET_ARN", &target),
+        ("EXPORT_SES_SENDER", "exports@example.com"),
+        ("EXPORT_SECRETS_KEY_ARN", secrets_key),
+    ]
+    .iter()
+    .chain(extra)
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -54,24 +78,7 @@ async fn exportctl_manages_connections_of_a_deployed_stack() {
     generate_hour(&lake_store, &spec).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let env: Vec<(String, String)> = [
-        ("AWS_ENDPOINT_URL", url.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("EXPORT_CONTROL_BUCKET", &control),
-        ("EXPORT_LAKE_BUCKET", &lake),
-        ("EXPORT_RETRY_GROUP", "retries"),
-        ("EXPORT_HOURLY_GROUP", &group),
-        ("EXPORT_SCHEDULER_ROLE_ARN", &format!("arn:aws:iam::{ACCOUNT}:role/scheduler-invoke")),
-        ("EXPORT_TARGET_ARN", &format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:hourly-export")),
-        ("EXPORT_SES_SENDER", "exports@example.com"),
-        ("EXPORT_SECRETS_KEY_ARN", &secrets_key),
-        ("BACKFILL_FUNCTION", "backfill"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let env = stack_env(&url, &control, &lake, &group, &secrets_key, &[("BACKFILL_FUNCTION", "backfill")]);
     let stack = Stack { env, dir };
     let id = unique_name("conn").replace('-', "_");
     let conn_file = stack.dir.path().join("conn.json");
@@ -210,26 +217,16 @@ async fn projects_add_on_a_deployed_stack_creates_the_project_role() {
     let secrets_key = create_kms_key(&cfg).await;
     let project = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() % 1_000_000_000_000);
     let functions = [format!("arn:aws:iam::{ACCOUNT}:role/stack-HourlyExportRole"), format!("arn:aws:iam::{ACCOUNT}:role/stack-BackfillRole")];
-    let env = |function_roles: &str| -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", url.as_str()),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-            ("EXPORT_CONTROL_BUCKET", &control),
-            ("EXPORT_LAKE_BUCKET", &control),
-            ("EXPORT_RETRY_GROUP", "retries"),
-            ("EXPORT_HOURLY_GROUP", "hourly"),
-            ("EXPORT_SCHEDULER_ROLE_ARN", &format!("arn:aws:iam::{ACCOUNT}:role/scheduler-invoke")),
-            ("EXPORT_TARGET_ARN", &format!("arn:aws:lambda:us-east-1:{ACCOUNT}:function:hourly-export")),
-            ("EXPORT_SES_SENDER", "exports@example.com"),
-            ("EXPORT_SECRETS_KEY_ARN", &secrets_key),
-            ("EXPORT_PROJECT_ROLE_ARN_TEMPLATE", "arn:aws:iam::{account}:role/event-export-project-{project_id}"),
-            ("EXPORT_FUNCTION_ROLE_ARNS", function_roles),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    let template = "arn:aws:iam::{account}:role/event-export-project-{project_id}";
+    let env = |function_roles: &str| {
+        stack_env(
+            &url,
+            &control,
+            &control,
+            "hourly",
+            &secrets_key,
+            &[("EXPORT_PROJECT_ROLE_ARN_TEMPLATE", template), ("EXPORT_FUNCTION_ROLE_ARNS", function_roles)],
+        )
     };
     let stack = Stack { env: env(""), dir: tempfile::tempdir().unwrap() };
     let out = stack.run(&["projects", "add", &project, "--org", "42"]);

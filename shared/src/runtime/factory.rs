@@ -147,8 +147,7 @@ pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &Cloud
                     }
                 }
             };
-            let kms = key.as_deref().map(|arn| aws.kms_client(key_region(arn).unwrap_or(region), &identity));
-            let probe = S3Probe::new(aws.s3_client(region, &identity), kms, bucket, prefix, key.as_deref(), identity.principal.clone()).with_preamble(preamble);
+            let probe = S3Probe::new(aws.s3_client(region, &identity), bucket, prefix, key.as_deref(), identity.principal.clone()).with_preamble(preamble);
             let mut report = probe.probe().await;
             report.results.extend(alias_check);
             report

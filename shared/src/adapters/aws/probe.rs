@@ -47,15 +47,8 @@ pub struct S3Probe {
 }
 
 impl S3Probe {
-    /// `_kms` is no longer used: the key is probed through S3 (see the module doc).
-    pub fn new(
-        s3: aws_sdk_s3::Client,
-        _kms: Option<aws_sdk_kms::Client>,
-        bucket: &str,
-        prefix: &str,
-        kms_key: Option<&str>,
-        principal: Option<String>,
-    ) -> Self {
+    /// The key, if any, is probed through S3 (see the module doc), so no KMS client is needed.
+    pub fn new(s3: aws_sdk_s3::Client, bucket: &str, prefix: &str, kms_key: Option<&str>, principal: Option<String>) -> Self {
         let store = S3Store::new(s3, bucket).with_kms_key(kms_key.map(str::to_string)).with_principal(principal.clone());
         S3Probe { store, prefix: prefix.trim_matches('/').to_string(), kms_key: kms_key.map(str::to_string), principal, preamble: Vec::new() }
     }
