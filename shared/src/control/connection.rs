@@ -387,7 +387,8 @@ fn validate_id(field: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
-fn validate_numeric_id(field: &str, id: &str) -> Result<()> {
+/// A numeric Amplitude id (project or organisation).
+pub(crate) fn validate_numeric_id(field: &str, id: &str) -> Result<()> {
     if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ExportError::invalid_config(field, format!("{id:?} is not a numeric id"), "Use the numeric id from the project's settings."));
     }

@@ -10,8 +10,8 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::control::connection::Connection;
-use crate::control::store::ControlStore;
+use crate::control::connection::{validate_numeric_id, Connection};
+use crate::control::store::{read_json, ControlStore};
 use crate::error::{ExportError, Result};
 use crate::ports::CreateOutcome;
 
@@ -27,11 +27,8 @@ pub struct Project {
 
 impl Project {
     pub fn new(project_id: &str, org_id: &str, portfolio: bool) -> Result<Self> {
-        for (field, id) in [("project_id", project_id), ("org_id", org_id)] {
-            if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(ExportError::invalid_config(field, format!("{id:?} is not a numeric id"), "Use the numeric id from the project's settings."));
-            }
-        }
+        validate_numeric_id("project_id", project_id)?;
+        validate_numeric_id("org_id", org_id)?;
         Ok(Project { project_id: project_id.into(), org_id: org_id.into(), portfolio })
     }
 }
@@ -62,12 +59,7 @@ impl ControlStore {
     }
 
     pub async fn get_project(&self, project_id: &str) -> Result<Option<Project>> {
-        let key = project_key(project_id);
-        match self.store().get(&key).await {
-            Ok(body) => serde_json::from_slice(&body).map(Some).map_err(|e| ExportError::Corrupt { what: key, detail: e.to_string() }),
-            Err(ExportError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        read_json(self.store().as_ref(), &project_key(project_id)).await
     }
 
     pub async fn list_projects(&self) -> Result<Vec<Project>> {

@@ -152,6 +152,15 @@ struct Claim {
     location: Option<String>,
 }
 
+/// A JSON document of the control store, or `None` when it is absent.
+pub async fn read_json<T: serde::de::DeserializeOwned>(store: &dyn ObjectStore, key: &str) -> Result<Option<T>> {
+    match store.get(key).await {
+        Ok(body) => serde_json::from_slice(&body).map(Some).map_err(|e| corrupt(key, e)),
+        Err(ExportError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn corrupt(what: &str, e: impl std::fmt::Display) -> ExportError {
     ExportError::Corrupt { what: what.to_string(), detail: e.to_string() }
 }
@@ -219,11 +228,7 @@ impl ControlStore {
     }
 
     async fn read_claim(&self, key: &str) -> Result<Option<Claim>> {
-        match self.store.get(key).await {
-            Ok(body) => serde_json::from_slice(&body).map(Some).map_err(|e| corrupt(key, e)),
-            Err(ExportError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        read_json(self.store.as_ref(), key).await
     }
 
     pub async fn save_connection(&self, conn: &Connection) -> Result<()> {

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::access::probe::ProbeReport;
 use crate::control::connection::{Connection, Destination};
 use crate::control::ledger::{HourLedger, OwedHour, OwedState};
+use crate::control::store::read_json;
 use crate::delivery::notify::{compose_failure_email, deliver, FailedHour, FailureNotice, RefusedRecipient};
 use crate::delivery::retry::{handoff, HourRequest, RetryPolicy};
 use crate::error::{ExportError, Result};
@@ -187,11 +188,7 @@ impl FailureHandler {
 
     /// The open episode of a connection, if it is failing.
     pub async fn episode(&self, connection_id: &str) -> Result<Option<Episode>> {
-        match self.control.get(&episode_key(connection_id)).await {
-            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| ExportError::Corrupt { what: episode_key(connection_id), detail: e.to_string() }),
-            Err(ExportError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        read_json(self.control.as_ref(), &episode_key(connection_id)).await
     }
 
     fn ledger(&self) -> HourLedger {
