@@ -47,6 +47,10 @@ pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>) 
         creator: "bench@example.com".into(),
         complete_markers: true,
         timestamp_format: Default::default(),
+        format: Default::default(),
+        layout: Default::default(),
+        webhook: None,
+        failure_webhook: None,
         enabled: true,
         created: None,
     };

@@ -213,6 +213,10 @@ async fn events_and_merged_ids_go_to_two_containers_of_one_connection() {
         creator: "owner@example.com".into(),
         complete_markers: true,
         timestamp_format: Default::default(),
+        format: Default::default(),
+        layout: Default::default(),
+        webhook: None,
+        failure_webhook: None,
         enabled: true,
         created: None,
     };

@@ -32,7 +32,7 @@ async fn key_with_alias(cfg: &SdkConfig) -> (String, String) {
 }
 
 fn s3_dest(bucket: &str, key: &str) -> Destination {
-    Destination::S3 { bucket: bucket.into(), prefix: "exports".into(), region: moto::REGION.into(), kms_key_arn: Some(key.into()) }
+    Destination::aws_s3(bucket, "exports", moto::REGION, Some(key.into()))
 }
 
 #[tokio::test]

@@ -36,7 +36,7 @@ fn role_arn(project_id: &str) -> String {
 }
 
 fn s3_dest(bucket: &str, kms: Option<&str>) -> Destination {
-    Destination::S3 { bucket: bucket.into(), prefix: "exports/amplitude".into(), region: moto::REGION.into(), kms_key_arn: kms.map(str::to_string) }
+    Destination::aws_s3(bucket, "exports/amplitude", moto::REGION, kms.map(str::to_string))
 }
 
 /// The exporter's base identity: may assume any project role, nothing else.
@@ -210,6 +210,10 @@ async fn export_to_a_bucket_the_role_cannot_write_names_the_permission_and_leave
         creator: "owner@example.com".into(),
         complete_markers: true,
         timestamp_format: Default::default(),
+        format: Default::default(),
+        layout: Default::default(),
+        webhook: None,
+        failure_webhook: None,
         enabled: true,
         created: None,
     };

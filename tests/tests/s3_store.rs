@@ -17,7 +17,7 @@ use integration_tests::emulators::{moto_url, unique_name};
 use integration_tests::moto::{self, admin_config, create_bucket, create_kms_key, s3_client, ROLE_TEMPLATE};
 
 fn s3_dest(bucket: &str, kms: Option<String>) -> Destination {
-    Destination::S3 { bucket: bucket.into(), prefix: "exports".into(), region: moto::REGION.into(), kms_key_arn: kms }
+    Destination::aws_s3(bucket, "exports", moto::REGION, kms)
 }
 
 /// A context whose project writes go through AssumeRole on `event-export-project-{id}`.
@@ -240,6 +240,10 @@ async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
         creator: "owner@example.com".into(),
         complete_markers: true,
         timestamp_format: Default::default(),
+        format: Default::default(),
+        layout: Default::default(),
+        webhook: None,
+        failure_webhook: None,
         enabled: true,
         created: None,
     };

@@ -46,7 +46,7 @@ pub struct S3Policies {
 /// given as an alias ARN is refused: the identity policy names the key in `Resource`,
 /// where IAM never matches an alias (resolve it first with [`resolve_kms_key`]).
 pub fn s3_policies(dest: &Destination, role_arn: &str) -> Result<S3Policies> {
-    let Destination::S3 { bucket, prefix, region, kms_key_arn } = dest else {
+    let Destination::S3 { bucket, prefix, region, kms_key_arn, .. } = dest else {
         return Err(not_s3());
     };
     validate_role_principal(role_arn)?;
@@ -182,7 +182,7 @@ pub async fn resolve_connection_keys(conn: &Connection, resolver: &dyn KeyResolv
 /// The KMS statement goes in the key's own policy, where `Resource` is `*`, so a connection
 /// that names its key by an alias still gets it.
 pub fn fix_statement(dest: &Destination, role_arn: &str, permission: &str) -> Result<Option<Value>> {
-    let Destination::S3 { bucket, prefix, region, kms_key_arn } = dest else {
+    let Destination::S3 { bucket, prefix, region, kms_key_arn, .. } = dest else {
         return Err(not_s3());
     };
     validate_role_principal(role_arn)?;
@@ -321,7 +321,7 @@ mod tests {
     const ROLE: &str = "arn:aws:iam::123456789012:role/event-export-project-187520";
 
     fn dest(prefix: &str, kms: Option<&str>) -> Destination {
-        Destination::S3 { bucket: "acme-events".into(), prefix: prefix.into(), region: "us-east-1".into(), kms_key_arn: kms.map(str::to_string) }
+        Destination::aws_s3("acme-events", prefix, "us-east-1", kms.map(str::to_string))
     }
 
     fn actions(s: &Value) -> Vec<String> {

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::control::secret::Secret;
 use crate::error::{ExportError, Result};
 use crate::export::filter::Filter;
+use crate::export::format::PartFormat;
+use crate::export::layout::LayoutKind;
 use crate::export::timestamp::TimestampFormat;
 
 /// Kind of Amplitude project; portfolio projects aggregate others and are refused.
@@ -29,6 +31,14 @@ pub struct DataKinds {
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
 }
 
 impl Default for DataKinds {
@@ -150,6 +160,18 @@ pub enum Destination {
         /// SSE-KMS key; every put then carries `aws:kms` and this key.
         #[serde(default)]
         kms_key_arn: Option<String>,
+        /// An S3-compatible store (Cloudflare R2, MinIO, GCS's XML API, Backblaze, Ceph):
+        /// its `https://` endpoint. No project role applies there: the access keys do.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint_url: Option<String>,
+        /// `https://endpoint/bucket/key` instead of `https://bucket.endpoint/key`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        force_path_style: bool,
+        /// Access key of an S3-compatible store (sealed like Azure secrets with its secret).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        access_key_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret_access_key: Option<Secret>,
     },
     Azure {
         /// `https://{account}.blob.core.windows.net` (or an emulator's URL).
@@ -177,6 +199,20 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// An Amazon S3 destination, reached through the project role.
+    pub fn aws_s3(bucket: impl Into<String>, prefix: impl Into<String>, region: impl Into<String>, kms_key_arn: Option<String>) -> Self {
+        Destination::S3 {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            region: region.into(),
+            kms_key_arn,
+            endpoint_url: None,
+            force_path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
+
     pub fn prefix(&self) -> &str {
         match self {
             Destination::S3 { prefix, .. } | Destination::Azure { prefix, .. } | Destination::Local { prefix, .. } => prefix,
@@ -190,7 +226,8 @@ impl Destination {
             Destination::Azure { client_secret, sas_token, .. } => {
                 [("client_secret", client_secret), ("sas_token", sas_token)].into_iter().filter_map(|(name, s)| s.as_mut().map(|s| (name, s))).collect()
             }
-            Destination::S3 { .. } | Destination::Local { .. } => Vec::new(),
+            Destination::S3 { secret_access_key, .. } => secret_access_key.iter_mut().map(|s| ("secret_access_key", s)).collect(),
+            Destination::Local { .. } => Vec::new(),
         }
     }
 
@@ -219,8 +256,16 @@ impl Destination {
     fn validate(&self, field: &str) -> Result<()> {
         validate_prefix(&format!("{field}.prefix"), self.prefix())?;
         match self {
-            Destination::S3 { bucket, region, kms_key_arn, .. } => {
+            Destination::S3 { bucket, region, kms_key_arn, endpoint_url, force_path_style, access_key_id, secret_access_key, .. } => {
                 validate_bucket_name(&format!("{field}.bucket"), bucket)?;
+                validate_s3_compatible(
+                    field,
+                    endpoint_url.as_deref(),
+                    *force_path_style,
+                    access_key_id.as_deref(),
+                    secret_access_key.as_ref(),
+                    kms_key_arn.is_some(),
+                )?;
                 if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
                     return Err(ExportError::invalid_config(
                         format!("{field}.region"),
@@ -288,6 +333,15 @@ impl Destination {
     }
 }
 
+/// A connection's webhook for "Hour Exported" events: each POST carries an HMAC-SHA256
+/// signature made with `secret`, so the receiver knows the event is ours.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    pub url: String,
+    pub secret: Secret,
+}
+
 /// A connection as stored in the control store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -314,6 +368,19 @@ pub struct Connection {
     /// `amplitude` (`2020-11-24 09:59:55.977000`, the default) or `iso8601` (`...T...`).
     #[serde(default)]
     pub timestamp_format: TimestampFormat,
+    /// Event parts as `json` (gzipped JSON lines, the default) or `parquet`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub format: PartFormat,
+    /// `amplitude` (flat, the default) or `hive` (`dt=yyyy-MM-dd/hour=HH/` folders).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub layout: LayoutKind,
+    /// Where an "Hour Exported" event is also POSTed, signed with the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Webhook>,
+    /// A Slack-compatible incoming-webhook URL that failure notices are posted to as text.
+    /// The URL is its own credential, so it is sealed like a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_webhook: Option<Secret>,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// RFC 3339 creation time; set by the control store when absent.
@@ -357,11 +424,42 @@ impl Connection {
             validate_email(&format!("admins[{i}]"), email)?;
         }
         validate_email("creator", &self.creator)?;
+        if let Some(hook) = &self.webhook {
+            validate_http_url("webhook.url", &hook.url)?;
+            if hook.secret.expose().len() < 16 {
+                return Err(ExportError::invalid_config(
+                    "webhook.secret",
+                    "is shorter than 16 characters",
+                    "Give a random secret of at least 16 characters (e.g. `openssl rand -hex 32`); the receiver checks each POST's signature with it.",
+                ));
+            }
+        }
+        if let Some(url) = &self.failure_webhook {
+            validate_http_url("failure_webhook", url.expose())?;
+        }
         Ok(())
     }
 
     pub fn compiled_filter(&self) -> Result<Option<Filter>> {
         self.filter.as_ref().map(Filter::parse).transpose()
+    }
+
+    /// Every secret the connection holds, by field path (`destination.sas_token`,
+    /// `webhook.secret`, ...): sealed in the control store, opened to use them.
+    pub fn secrets_mut(&mut self) -> Vec<(String, &mut Secret)> {
+        let mut out = Vec::new();
+        let destinations =
+            std::iter::once(("destination", &mut self.destination)).chain(self.merged_ids_destination.iter_mut().map(|d| ("merged_ids_destination", d)));
+        for (field, dest) in destinations {
+            out.extend(dest.secrets_mut().into_iter().map(|(name, s)| (format!("{field}.{name}"), s)));
+        }
+        if let Some(hook) = &mut self.webhook {
+            out.push(("webhook.secret".to_string(), &mut hook.secret));
+        }
+        if let Some(url) = &mut self.failure_webhook {
+            out.push(("failure_webhook".to_string(), url));
+        }
+        out
     }
 
     pub fn merged_ids_destination(&self) -> &Destination {
@@ -378,6 +476,63 @@ impl Connection {
         }
         out
     }
+}
+
+/// The fields that only make sense together for an S3-compatible store.
+fn validate_s3_compatible(field: &str, endpoint_url: Option<&str>, path_style: bool, key_id: Option<&str>, secret: Option<&Secret>, kms: bool) -> Result<()> {
+    let Some(url) = endpoint_url else {
+        if key_id.is_some() || secret.is_some() {
+            return Err(ExportError::invalid_config(
+                format!("{field}.access_key_id"),
+                "access keys are for S3-compatible stores (with endpoint_url); Amazon S3 is written through the project's IAM role",
+                "Remove access_key_id and secret_access_key, and grant the project role access (see `exportctl policy`).",
+            ));
+        }
+        if path_style {
+            return Err(ExportError::invalid_config(
+                format!("{field}.force_path_style"),
+                "applies only with endpoint_url",
+                "Remove force_path_style for Amazon S3, or give the store's endpoint_url.",
+            ));
+        }
+        return Ok(());
+    };
+    validate_http_url(&format!("{field}.endpoint_url"), url)?;
+    let parsed = url::Url::parse(url).expect("checked above");
+    if !matches!(parsed.path(), "" | "/") {
+        return Err(ExportError::invalid_config(
+            format!("{field}.endpoint_url"),
+            format!("{url:?} has a path; the bucket goes in `bucket`, folders in `prefix`"),
+            "Give only the endpoint, e.g. https://<account>.r2.cloudflarestorage.com.",
+        ));
+    }
+    if kms {
+        return Err(ExportError::invalid_config(
+            format!("{field}.kms_key_arn"),
+            "SSE-KMS uses AWS KMS, which an S3-compatible store cannot call",
+            "Remove kms_key_arn; use the store's own encryption at rest.",
+        ));
+    }
+    match (key_id, secret) {
+        (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.is_empty() => Ok(()),
+        _ => Err(ExportError::invalid_config(
+            format!("{field}.access_key_id"),
+            "an S3-compatible store needs access_key_id and secret_access_key (no IAM role applies there)",
+            "Create an access key with write access to the bucket in the store's console and give both fields.",
+        )),
+    }
+}
+
+/// An http(s) URL with a host and no credentials in it.
+fn validate_http_url(field: &str, url: &str) -> Result<()> {
+    let parsed = url::Url::parse(url).map_err(|e| ExportError::invalid_config(field, format!("is not a URL ({e})"), "Give an https:// URL."))?;
+    if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none_or(str::is_empty) {
+        return Err(ExportError::invalid_config(field, format!("{} is not an http(s) URL with a host", parsed.scheme()), "Give an https:// URL."));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.fragment().is_some() {
+        return Err(ExportError::invalid_config(field, "has user info or a fragment", "Give the URL without user:password@ or #fragment."));
+    }
+    Ok(())
 }
 
 fn validate_id(field: &str, id: &str) -> Result<()> {
@@ -644,7 +799,7 @@ mod tests {
 
     #[test]
     fn kms_key_arns_are_key_or_alias_arns() {
-        let s3 = |key: &str| Destination::S3 { bucket: "acme-events".into(), prefix: String::new(), region: "us-east-1".into(), kms_key_arn: Some(key.into()) };
+        let s3 = |key: &str| Destination::aws_s3("acme-events", "", "us-east-1", Some(key.into()));
         for good in [
             "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
             "arn:aws:kms:us-east-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab",

@@ -135,10 +135,6 @@ fn claim_key(dest: &Destination) -> String {
 }
 
 /// A connection's destinations with their field names (the secrets' bindings name them).
-fn destinations_mut(conn: &mut Connection) -> impl Iterator<Item = (&'static str, &mut Destination)> {
-    std::iter::once(("destination", &mut conn.destination)).chain(conn.merged_ids_destination.iter_mut().map(|d| ("merged_ids_destination", d)))
-}
-
 fn legacy_claim_key(dest: &Destination) -> Option<String> {
     claim::legacy_claim_id(dest).map(|id| format!("claims/{id}.json"))
 }
@@ -233,11 +229,9 @@ impl ControlStore {
 
     pub async fn save_connection(&self, conn: &Connection) -> Result<()> {
         let mut stored = conn.clone();
-        for (dest_field, dest) in destinations_mut(&mut stored) {
-            for (name, secret) in dest.secrets_mut() {
-                let binding = SecretBinding::new(&conn.id, format!("{dest_field}.{name}"));
-                *secret = Secret::new(self.cipher.seal(secret, &binding).await?);
-            }
+        for (field, secret) in stored.secrets_mut() {
+            let binding = SecretBinding::new(&conn.id, field);
+            *secret = Secret::new(self.cipher.seal(secret, &binding).await?);
         }
         let body = serde_json::to_vec_pretty(&stored).expect("connection serialises");
         self.store.put(&connection_key(&conn.id), Bytes::from(body)).await
@@ -258,11 +252,9 @@ impl ControlStore {
         if conn.id != id {
             return Err(corrupt(&key, format!("holds connection {:?}", conn.id)));
         }
-        for (dest_field, dest) in destinations_mut(&mut conn) {
-            for (name, secret) in dest.secrets_mut() {
-                let binding = SecretBinding::new(id, format!("{dest_field}.{name}"));
-                *secret = self.cipher.open(secret.expose(), &binding).await?;
-            }
+        for (field, secret) in conn.secrets_mut() {
+            let binding = SecretBinding::new(id, field);
+            *secret = self.cipher.open(secret.expose(), &binding).await?;
         }
         conn.validate()?;
         Ok(conn)

@@ -166,11 +166,11 @@ pub struct HourReport {
 }
 
 pub fn events_layout(conn: &Connection) -> ExportLayout {
-    ExportLayout::new(conn.destination.prefix(), &conn.project_id, &conn.org_id)
+    ExportLayout::new(conn.destination.prefix(), &conn.project_id, &conn.org_id).with(conn.layout, conn.format)
 }
 
 pub fn merged_ids_layout(conn: &Connection) -> ExportLayout {
-    ExportLayout::new(conn.merged_ids_destination().prefix(), &conn.project_id, &conn.org_id)
+    ExportLayout::new(conn.merged_ids_destination().prefix(), &conn.project_id, &conn.org_id).with(conn.layout, conn.format)
 }
 
 /// Where this connection's complete marker for `hour` lives.

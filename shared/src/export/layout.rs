@@ -1,12 +1,32 @@
 //! Where things live: export keys (the contract warehouses load) and lake folders.
 //!
 //! ```text
-//! P/A/A_D_H#n.json.gz     event parts       P/A/A_D_H_complete    complete marker
-//! P/-O/-O_D_H.json.gz     merged IDs        (H is 0-23, not zero-padded)
+//! amplitude (default)                      hive
+//! P/A/A_D_H#n.json.gz     event parts      P/A/dt=D/hour=HH/A_D_H#n.json.gz
+//! P/A/A_D_H_complete      complete marker  P/A/dt=D/hour=HH/_A_D_H_complete
+//! P/-O/-O_D_H.json.gz     merged IDs       P/-O/dt=D/hour=HH/-O_D_H.json.gz
 //! ```
+//!
+//! H is 0-23, not zero-padded; HH is zero-padded. Parquet parts end in `.parquet` instead
+//! of `.json.gz`. In hive folders the marker starts with `_`, the prefix Hive, Spark,
+//! Athena and Glue treat as hidden, so a table over the folders never reads it as data.
 
+use serde::{Deserialize, Serialize};
+
+use crate::export::format::PartFormat;
 use crate::hour::UtcHour;
 use crate::ports::join_key;
+
+/// How export files are arranged under the prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LayoutKind {
+    /// Amplitude's flat folders (`P/A/A_D_H#n.json.gz`): the default, byte for byte.
+    #[default]
+    Amplitude,
+    /// Hive-style partitions (`P/A/dt=yyyy-MM-dd/hour=HH/A_D_H#n...`) engines prune by.
+    Hive,
+}
 
 /// Export file names of one project (events) and its organisation (merged IDs) under a prefix.
 #[derive(Debug, Clone)]
@@ -14,51 +34,93 @@ pub struct ExportLayout {
     prefix: String,
     project_id: String,
     org_id: String,
+    kind: LayoutKind,
+    format: PartFormat,
 }
 
 impl ExportLayout {
+    /// The default: Amplitude's flat folders and gzipped JSON parts.
     pub fn new(prefix: &str, project_id: impl ToString, org_id: impl ToString) -> Self {
-        ExportLayout { prefix: prefix.trim_matches('/').to_string(), project_id: project_id.to_string(), org_id: org_id.to_string() }
+        ExportLayout {
+            prefix: prefix.trim_matches('/').to_string(),
+            project_id: project_id.to_string(),
+            org_id: org_id.to_string(),
+            kind: LayoutKind::default(),
+            format: PartFormat::default(),
+        }
     }
 
-    fn events_dir(&self) -> String {
+    /// The same names arranged as `kind` says, with parts in `format`.
+    pub fn with(mut self, kind: LayoutKind, format: PartFormat) -> Self {
+        self.kind = kind;
+        self.format = format;
+        self
+    }
+
+    pub fn kind(&self) -> LayoutKind {
+        self.kind
+    }
+
+    pub fn format(&self) -> PartFormat {
+        self.format
+    }
+
+    /// `P/A`: the folder a table over the connection's events reads.
+    pub fn events_dir(&self) -> String {
         join_key(&self.prefix, &self.project_id)
     }
 
-    fn merges_dir(&self) -> String {
+    /// `P/-O`: the folder of the organisation's merged IDs.
+    pub fn merges_dir(&self) -> String {
         join_key(&self.prefix, &format!("-{}", self.org_id))
+    }
+
+    /// The folder of one hour's files under `dir`: `dir` itself, or `dir/dt=D/hour=HH`.
+    fn hour_dir(&self, dir: String, hour: UtcHour) -> String {
+        match self.kind {
+            LayoutKind::Amplitude => dir,
+            LayoutKind::Hive => format!("{dir}/dt={}/hour={}", hour.date_str(), hour.hour_padded()),
+        }
+    }
+
+    /// `_` before a marker in hive folders (hidden from engines), nothing in flat ones.
+    fn marker_lead(&self) -> &'static str {
+        match self.kind {
+            LayoutKind::Amplitude => "",
+            LayoutKind::Hive => "_",
+        }
     }
 
     /// `P/A/A_D_H#` — every part of the hour starts with this (and no other hour's does,
     /// because `#` follows the unpadded hour).
     pub fn part_prefix(&self, hour: UtcHour) -> String {
-        format!("{}/{}_{}#", self.events_dir(), self.project_id, hour.file_stem())
+        format!("{}/{}_{}#", self.hour_dir(self.events_dir(), hour), self.project_id, hour.file_stem())
     }
 
-    /// `P/A/A_D_H#n.json.gz`
+    /// `P/A/A_D_H#n.json.gz` (or `.parquet`)
     pub fn part_key(&self, hour: UtcHour, part: u32) -> String {
-        format!("{}{part}.json.gz", self.part_prefix(hour))
+        format!("{}{part}{}", self.part_prefix(hour), self.format.extension())
     }
 
     /// `P/A/A_D_H_complete`
     pub fn complete_key(&self, hour: UtcHour) -> String {
-        format!("{}/{}_{}_complete", self.events_dir(), self.project_id, hour.file_stem())
+        format!("{}/{}{}_{}_complete", self.hour_dir(self.events_dir(), hour), self.marker_lead(), self.project_id, hour.file_stem())
     }
 
     /// `P/-O/-O_D_H.json.gz`
     pub fn merged_ids_key(&self, hour: UtcHour) -> String {
-        format!("{}/-{}_{}.json.gz", self.merges_dir(), self.org_id, hour.file_stem())
+        format!("{}/-{}_{}.json.gz", self.hour_dir(self.merges_dir(), hour), self.org_id, hour.file_stem())
     }
 
     /// `P/-O/-O_D_H_complete`: the marker of a connection that exports merged IDs only.
     pub fn merged_ids_complete_key(&self, hour: UtcHour) -> String {
-        format!("{}/-{}_{}_complete", self.merges_dir(), self.org_id, hour.file_stem())
+        format!("{}/{}-{}_{}_complete", self.hour_dir(self.merges_dir(), hour), self.marker_lead(), self.org_id, hour.file_stem())
     }
 
     /// The part number of a key under [`Self::part_prefix`], if it is a part.
     pub fn part_number(&self, hour: UtcHour, key: &str) -> Option<u32> {
         let rest = key.strip_prefix(&self.part_prefix(hour))?;
-        let digits = rest.strip_suffix(".json.gz")?;
+        let digits = rest.strip_suffix(self.format.extension())?;
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
             return None;
         }
@@ -95,6 +157,21 @@ mod tests {
         let ten = UtcHour::parse("2020-01-05T10").unwrap();
         assert_eq!(l.part_number(one, &l.part_key(ten, 0)), None);
         assert!(!l.part_key(ten, 0).starts_with(&l.part_prefix(one)));
+    }
+
+    #[test]
+    fn hive_folders_hold_the_same_names_and_a_hidden_marker() {
+        let h = UtcHour::parse("2020-01-05T04").unwrap();
+        let l = ExportLayout::new("exports", "187520", "42").with(LayoutKind::Hive, PartFormat::Parquet);
+        assert_eq!(l.part_key(h, 3), "exports/187520/dt=2020-01-05/hour=04/187520_2020-01-05_4#3.parquet");
+        assert_eq!(l.part_number(h, &l.part_key(h, 3)), Some(3));
+        assert_eq!(l.part_number(h, "exports/187520/dt=2020-01-05/hour=04/187520_2020-01-05_4#3.json.gz"), None);
+        assert_eq!(l.complete_key(h), "exports/187520/dt=2020-01-05/hour=04/_187520_2020-01-05_4_complete");
+        assert_eq!(l.merged_ids_key(h), "exports/-42/dt=2020-01-05/hour=04/-42_2020-01-05_4.json.gz");
+        assert_eq!(l.merged_ids_complete_key(h), "exports/-42/dt=2020-01-05/hour=04/_-42_2020-01-05_4_complete");
+        assert!(!l.complete_key(h).starts_with(&l.part_prefix(h)));
+        let flat = ExportLayout::new("exports", "187520", "42").with(LayoutKind::Amplitude, PartFormat::Parquet);
+        assert_eq!(flat.part_key(h, 0), "exports/187520/187520_2020-01-05_4#0.parquet");
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! then the `_complete` manifest. Everything here is pure domain: it reaches storage only
 //! through [`crate::ports::ObjectStore`].
 
+pub mod columns;
 pub mod dedup;
 pub mod filter;
+pub mod format;
 pub mod generate;
 pub mod hour_export;
 pub mod lake;

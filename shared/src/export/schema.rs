@@ -72,7 +72,7 @@ const N: usize = EXPORT_FIELDS.len();
 
 /// How a field's raw value is checked and converted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum FieldKind {
     Timestamp,
     Int,
     Float,
@@ -86,17 +86,18 @@ enum Kind {
     Any,
 }
 
-const fn kind_of(i: usize) -> Kind {
+/// The kind of export field `i` (see [`EXPORT_FIELDS`]).
+pub const fn field_kind(i: usize) -> FieldKind {
     match i {
-        0 | 7 | 11 | 12 | 19 | 28 | 48 => Kind::Timestamp,
-        1 | 3 | 10 | 29 | 44 => Kind::Int,
-        27 | 30 => Kind::Float,
-        15 | 42 => Kind::Bool,
-        17 | 18 | 34 | 35 | 36 => Kind::Dict,
-        6 => Kind::Uuid,
-        46 => Kind::Scalar,
-        23 => Kind::Any,
-        _ => Kind::Str,
+        0 | 7 | 11 | 12 | 19 | 28 | 48 => FieldKind::Timestamp,
+        1 | 3 | 10 | 29 | 44 => FieldKind::Int,
+        27 | 30 => FieldKind::Float,
+        15 | 42 => FieldKind::Bool,
+        17 | 18 | 34 | 35 | 36 => FieldKind::Dict,
+        6 => FieldKind::Uuid,
+        46 => FieldKind::Scalar,
+        23 => FieldKind::Any,
+        _ => FieldKind::Str,
     }
 }
 
@@ -311,8 +312,8 @@ impl Normalizer {
             out.line.extend_from_slice(name.as_bytes());
             out.line.extend_from_slice(b"\":");
             let start = out.line.len();
-            match kind_of(i) {
-                Kind::Timestamp => match times[i] {
+            match field_kind(i) {
+                FieldKind::Timestamp => match times[i] {
                     Some(t) => {
                         out.line.push(b'"');
                         write_export_timestamp(&mut out.line, t, self.timestamps);
@@ -320,7 +321,7 @@ impl Normalizer {
                     }
                     None => out.line.extend_from_slice(b"null"),
                 },
-                Kind::Uuid => self.write_uuid(&raw, text, &mut out.line),
+                FieldKind::Uuid => self.write_uuid(&raw, text, &mut out.line),
                 _ if i == APP && is_null(raw.slots[i]) => out.line.extend_from_slice(self.project_id.as_bytes()),
                 kind => write_value(name, kind, raw.slots[i], &mut out.line)?,
             }
@@ -402,15 +403,15 @@ fn is_integer_text(s: &str) -> bool {
 }
 
 /// Writes one (non-timestamp) field's export value.
-fn write_value(name: &str, kind: Kind, raw: Option<&RawValue>, out: &mut Vec<u8>) -> Result<(), InvalidReason> {
+fn write_value(name: &str, kind: FieldKind, raw: Option<&RawValue>, out: &mut Vec<u8>) -> Result<(), InvalidReason> {
     let Some(raw) = raw.map(RawValue::get).filter(|r| *r != "null") else {
         out.extend_from_slice(b"null");
         return Ok(());
     };
     let first = raw.as_bytes()[0];
     match kind {
-        Kind::Any => out.extend_from_slice(raw.as_bytes()),
-        Kind::Str | Kind::Uuid => match first {
+        FieldKind::Any => out.extend_from_slice(raw.as_bytes()),
+        FieldKind::Str | FieldKind::Uuid => match first {
             b'"' => out.extend_from_slice(raw.as_bytes()),
             b'{' | b'[' => return Err(wrong(name, "a string", raw)),
             _ => {
@@ -420,7 +421,7 @@ fn write_value(name: &str, kind: Kind, raw: Option<&RawValue>, out: &mut Vec<u8>
                 out.push(b'"');
             }
         },
-        Kind::Int => {
+        FieldKind::Int => {
             if is_integer_text(raw) {
                 out.extend_from_slice(raw.as_bytes());
             } else {
@@ -430,7 +431,7 @@ fn write_value(name: &str, kind: Kind, raw: Option<&RawValue>, out: &mut Vec<u8>
                 }
             }
         }
-        Kind::Float => match first {
+        FieldKind::Float => match first {
             b'-' | b'0'..=b'9' => out.extend_from_slice(raw.as_bytes()),
             b'"' => match raw_string(raw).and_then(|s| s.trim().parse::<f64>().ok()).filter(|f| f.is_finite()) {
                 Some(f) => out.extend_from_slice(serde_json::to_string(&f).expect("finite").as_bytes()),
@@ -438,21 +439,21 @@ fn write_value(name: &str, kind: Kind, raw: Option<&RawValue>, out: &mut Vec<u8>
             },
             _ => return Err(wrong(name, "a number", raw)),
         },
-        Kind::Bool => match raw {
+        FieldKind::Bool => match raw {
             "true" | "false" => out.extend_from_slice(raw.as_bytes()),
             "\"true\"" => out.extend_from_slice(b"true"),
             "\"false\"" => out.extend_from_slice(b"false"),
             _ => return Err(wrong(name, "a boolean", raw)),
         },
-        Kind::Dict => match first {
+        FieldKind::Dict => match first {
             b'{' => out.extend_from_slice(raw.as_bytes()),
             _ => return Err(wrong(name, "an object", raw)),
         },
-        Kind::Scalar => match first {
+        FieldKind::Scalar => match first {
             b'{' | b'[' => return Err(wrong(name, "a single value", raw)),
             _ => out.extend_from_slice(raw.as_bytes()),
         },
-        Kind::Timestamp => unreachable!("timestamps are parsed by parse_time"),
+        FieldKind::Timestamp => unreachable!("timestamps are parsed by parse_time"),
     }
     Ok(())
 }

@@ -110,7 +110,7 @@ pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &Cloud
         return single_failure(dest, None, "destination admitted", "a destination this deployment may write to", &e);
     }
     match dest {
-        Destination::S3 { bucket, prefix, region, kms_key_arn } => {
+        Destination::S3 { bucket, prefix, region, kms_key_arn, .. } => {
             let aws = match ctx.aws() {
                 Ok(a) => a,
                 Err(e) => return single_failure(dest, None, "aws configured", "AWS credentials", &e),
