@@ -19,6 +19,7 @@ use crate::control::connection::Connection;
 use crate::error::{ExportError, Result};
 use crate::export::dedup::Deduplicator;
 use crate::export::filter::Filter;
+use crate::export::format::PartFormat;
 use crate::export::lake::{list_hour_files, read_files_blocking, InvalidRecord, LakeItem};
 use crate::export::layout::{lake_events_prefix, lake_merges_prefix, ExportLayout};
 use crate::export::manifest::{DataReport, LakeInput, Manifest};
@@ -432,7 +433,7 @@ async fn export_events(
     mut dedup: Deduplicator,
 ) -> Result<DataReport> {
     let layout = events_layout(conn);
-    let (mut writer, uploader) = PartWriter::start(targets.events.clone(), settings.pool.clone(), settings.gzip_level);
+    let (mut writer, uploader) = PartWriter::start(targets.events.clone(), settings.pool.clone(), settings.gzip_level, conn.format);
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
     let normalizer = Normalizer::new(&conn.project_id, conn.timestamp_format);
@@ -468,7 +469,7 @@ async fn export_events(
                 next_part += 1;
             }
             event.line.push(b'\n');
-            writer.write_line(&event.line)?;
+            writer.write_event(&event)?;
             if writer.uncompressed_len() >= part_size {
                 report.files.extend(writer.close()?);
                 crash_point("between_parts");
@@ -494,7 +495,7 @@ fn line_or_record<'a>(report: &mut DataReport, item: LakeItem<'a>) -> Option<(&'
 
 async fn export_merged_ids(conn: &Connection, targets: &ExportTargets, hour: UtcHour, settings: &ExportSettings, files: Vec<ObjectMeta>) -> Result<DataReport> {
     let key = merged_ids_layout(conn).merged_ids_key(hour);
-    let (mut writer, uploader) = PartWriter::start(targets.merged_ids.clone(), settings.pool.clone(), settings.gzip_level);
+    let (mut writer, uploader) = PartWriter::start(targets.merged_ids.clone(), settings.pool.clone(), settings.gzip_level, PartFormat::Json);
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
     let file_key = key.clone();

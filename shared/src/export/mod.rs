@@ -14,6 +14,7 @@ pub mod layout;
 pub mod manifest;
 pub mod merged_ids;
 pub mod part_writer;
+pub mod parquet_parts;
 pub mod parts;
 pub mod schema;
 pub mod timestamp;

@@ -53,6 +53,11 @@ impl CompressionPool {
     pub fn threads(&self) -> usize {
         self.threads
     }
+
+    /// Runs `op` inside the pool, so its parallel iterators use the pool's threads.
+    pub fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(op)
+    }
 }
 
 /// Counts and checksum of one finished part.

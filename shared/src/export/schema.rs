@@ -211,9 +211,18 @@ impl<'de> Deserialize<'de> for Key<'de> {
 pub struct ExportEvent {
     pub line: Vec<u8>,
     spans: Vec<(u32, u32)>,
+    /// The timestamp fields as numbers, in [`TIMESTAMP_FIELDS`] order (typed columns use
+    /// them instead of parsing the text back).
+    times: [Option<Micros>; TIMESTAMP_FIELDS.len()],
 }
 
 impl ExportEvent {
+    /// Microseconds since the epoch of timestamp field `index` (an index into
+    /// [`EXPORT_FIELDS`]), `None` when null or not a timestamp field.
+    pub fn timestamp(&self, index: usize) -> Option<Micros> {
+        TIMESTAMP_FIELDS.iter().position(|&i| i == index).and_then(|slot| self.times[slot])
+    }
+
     /// Raw JSON text of a field's value in the export line.
     pub fn field_json(&self, index: usize) -> &[u8] {
         let (a, b) = self.spans[index];
@@ -300,6 +309,9 @@ impl Normalizer {
         }
         if times[EVENT_TIME].is_none() {
             times[EVENT_TIME] = derive_event_time(times[CLIENT_EVENT_TIME], times[SERVER_RECEIVED_TIME], times[CLIENT_UPLOAD_TIME])?;
+        }
+        for (slot, &i) in TIMESTAMP_FIELDS.iter().enumerate() {
+            out.times[slot] = times[i];
         }
         out.line.clear();
         out.spans.clear();
@@ -397,9 +409,10 @@ fn raw_string(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     serde_json::from_str::<String>(raw).ok().map(std::borrow::Cow::Owned)
 }
 
+/// A 64-bit integer (every id column is BIGINT in Amplitude's schema and INT64 in Parquet).
 fn is_integer_text(s: &str) -> bool {
     let digits = s.strip_prefix('-').unwrap_or(s);
-    !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit())
+    !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit()) && s.parse::<i64>().is_ok()
 }
 
 /// Writes one (non-timestamp) field's export value.
