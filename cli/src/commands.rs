@@ -8,6 +8,7 @@ use exporter::access::policy::{role_arn_from_template, s3_policies, DEFAULT_ROLE
 use exporter::control::connection::Connection;
 use exporter::control::lifecycle;
 use exporter::delivery::backfill::{progress, BackfillRequest};
+use exporter::export::ddl::{table_ddl, DdlOptions, Engine};
 use exporter::export::generate::{generate_hour, generate_merges, HourSpec};
 use exporter::export::hour_export::ExportMode;
 use exporter::hour::{HourRange, UtcHour};
@@ -309,6 +310,17 @@ pub async fn policy(home: &Home, id_or_file: &str, template: Option<&str>, accou
             "this connection has no S3 destination; for Azure, assign the service principal the Storage Blob Data Contributor role on the container",
         ));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the statements that read a connection's export as tables in `engine`.
+pub async fn ddl(home: &Home, id_or_file: &str, engine: &str) -> Result<ExitCode> {
+    let engine = Engine::parse(engine)?;
+    let conn = load(home, id_or_file).await?;
+    // Athena's partition projection starts on the first day any run exported, so hours
+    // backfilled before the connection was created are in range.
+    let first_hour = home.control.list_runs(&conn.id).await?.iter().map(|r| r.hour).min();
+    print!("{}", table_ddl(&conn, engine, &DdlOptions { first_hour })?);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "exportctl", version, about = "Hourly event export: connections, verify, policy, export, backfill, status, demo, bench")]
+#[command(name = "exportctl", version, about = "Hourly event export: connections, verify, policy, ddl, export, backfill, status, demo, bench")]
 struct Cli {
     /// Home folder of embedded mode (lake, control store, schedules, outbox).
     #[arg(long, env = "EXPORT_HOME", default_value = ".exporter-home", global = true)]
@@ -98,6 +98,13 @@ enum Command {
         role_template: Option<String>,
         #[arg(long, env = "EXPORT_AWS_ACCOUNT_ID")]
         account: Option<String>,
+    },
+    /// Prints the SQL that reads a connection's export as tables (events, merged IDs) in one
+    /// engine: athena, duckdb, snowflake or bigquery.
+    Ddl {
+        connection: String,
+        #[arg(long)]
+        engine: String,
     },
     /// Connection lifecycle.
     Connections {
@@ -201,6 +208,7 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
         Command::Policy { connection, role_template, account } => {
             commands::policy(&open(cli.cloud).await?, &connection, role_template.as_deref(), account.as_deref()).await
         }
+        Command::Ddl { connection, engine } => commands::ddl(&open(cli.cloud).await?, &connection, &engine).await,
         Command::Projects { action } => {
             let home = open(cli.cloud).await?;
             match action {

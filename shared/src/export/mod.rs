@@ -4,6 +4,7 @@
 //! through [`crate::ports::ObjectStore`].
 
 pub mod columns;
+pub mod ddl;
 pub mod dedup;
 pub mod filter;
 pub mod format;
