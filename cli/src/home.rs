@@ -24,7 +24,7 @@ use exporter::ports::Invoker;
 use exporter::ports::ObjectStore;
 use exporter::runtime::embedded::EmbeddedHome;
 use exporter::runtime::factory::{open_own_bucket, CloudContext};
-use exporter::runtime::function_env::{FactoryProber, FunctionConfig};
+use exporter::runtime::function_env::{cloud_announcer, FactoryProber, FunctionConfig};
 use exporter::{ExportError, Result};
 
 pub struct Home {
@@ -125,6 +125,8 @@ async fn open_deployed() -> Result<Home> {
     let lake = open_own_bucket(&cloud, &config.lake_bucket, &config.region)?;
     let scheduler = Arc::new(EventBridgeScheduler::new(aws_sdk_scheduler::Client::new(&sdk), config.scheduler.clone()));
     let clock = system_clock();
+    // Hours exported from here announce themselves like the functions' (EXPORT_EVENT_BUS_NAME).
+    let (announcer, webhooks) = cloud_announcer(&config, &sdk)?;
     let runner = Arc::new(RunService {
         control: control.clone(),
         ledger: HourLedger::new(control.store().clone()),
@@ -133,6 +135,7 @@ async fn open_deployed() -> Result<Home> {
         settings: ExportSettings::standard()?,
         clock: clock.clone(),
         policy: config.run_policy,
+        announcer,
     });
     let failure = FailureHandler {
         control: control.store().clone(),
@@ -140,6 +143,7 @@ async fn open_deployed() -> Result<Home> {
         mailer: Arc::new(SesMailer::new(aws_sdk_ses::Client::new(&sdk), config.ses_sender.clone())),
         prober: Arc::new(FactoryProber::new(cloud.clone())),
         status: Some(Arc::new(control.clone())),
+        webhooks: Some(webhooks),
         policy: config.retry,
         clock,
     };

@@ -10,6 +10,8 @@
 //!   [`Invoker`] hands a backfill piece to another invocation.
 //! - [`AccessProbe`] and [`DestinationProber`] run the access checks of a destination;
 //!   [`KeyResolver`] finds the KMS key an alias names.
+//! - [`HourEventSink`] publishes "Hour Exported" events (EventBridge, a folder in embedded
+//!   mode); [`WebhookPoster`] POSTs them, and failure notices, to connections' webhooks.
 
 use std::pin::Pin;
 
@@ -20,6 +22,7 @@ use futures::Stream;
 use crate::access::probe::ProbeReport;
 use crate::control::connection::{Connection, Destination};
 use crate::control::secret::{Secret, SecretBinding};
+use crate::delivery::hour_event::HourExported;
 use crate::delivery::notify::Email;
 use crate::delivery::retry::PlannedRetry;
 use crate::error::Result;
@@ -174,6 +177,47 @@ pub trait DestinationProber: Send + Sync {
     fn admit(&self, dest: &Destination) -> Result<()>;
 
     async fn probe(&self, conn: &Connection, dest: &Destination) -> ProbeReport;
+}
+
+/// Publishes "Hour Exported" events to the stack's event bus (EventBridge in the cloud, the
+/// home's `events/` folder in embedded mode). Publishing the same event again is allowed
+/// (at-least-once): receivers recognise it by its id.
+#[async_trait]
+pub trait HourEventSink: Send + Sync + std::fmt::Debug {
+    /// Where events go, for messages (`EventBridge bus X`, a folder).
+    fn describe(&self) -> String;
+    /// One attempt to publish; `Err` when the bus did not take the event.
+    async fn publish(&self, event: &HourExported) -> Result<()>;
+}
+
+/// One POST to a webhook.
+#[derive(Clone, Copy)]
+pub struct WebhookPost<'a> {
+    /// How messages name the hook (`webhook of connection c1`): never its URL, which for a
+    /// failure webhook is a credential.
+    pub label: &'a str,
+    pub url: &'a str,
+    /// JSON body, sent as is.
+    pub body: &'a [u8],
+    /// Signs the POST (HMAC-SHA256 over timestamp and body) when given.
+    pub signing_secret: Option<&'a Secret>,
+    /// Sent as a header so receivers can drop a delivery they already have.
+    pub event_id: Option<&'a str>,
+}
+
+impl std::fmt::Debug for WebhookPost<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookPost").field("label", &self.label).field("bytes", &self.body.len()).field("event_id", &self.event_id).finish()
+    }
+}
+
+/// POSTs JSON to connections' webhooks (over HTTPS; plain http only for emulators).
+#[async_trait]
+pub trait WebhookPoster: Send + Sync + std::fmt::Debug {
+    /// One POST, bounded by the adapter's timeouts. `Ok` on a 2xx answer; a retryable
+    /// `Err` (`Transient`) for timeouts, network failures, 408, 429 and 5xx; otherwise the
+    /// receiver refused and sending again will not help. No error names the URL.
+    async fn post(&self, post: &WebhookPost<'_>) -> Result<()>;
 }
 
 /// Reads a whole stream into memory (for small objects and tests).

@@ -99,6 +99,7 @@ fn handler(cfg: &SdkConfig, sender: &str, schedules: &std::path::Path) -> Failur
         mailer: Arc::new(SesMailer::new(aws_sdk_ses::Client::new(cfg), sender)),
         prober: Arc::new(FactoryProber::new(CloudContext::local_only())),
         status: None,
+        webhooks: None,
         policy: RetryPolicy::default(),
         clock: Arc::new(move || at),
     }

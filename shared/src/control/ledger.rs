@@ -10,7 +10,8 @@
 //!
 //! An hour enters the ledger when a scheduled run registers it (from the start of the
 //! connection's creation day) or when any run starts on it; it leaves only when its complete
-//! marker is written ([`HourLedger::complete`]). Giving up retries never removes it. The
+//! marker is written and its "Hour Exported" event published ([`HourLedger::complete`]).
+//! Giving up retries never removes it. The
 //! watermark is derived: the hour before the oldest owed hour.
 //!
 //! **Leases** give one writer per hour. Each run announces itself with a create-only object
@@ -75,6 +76,10 @@ pub struct OwedHour {
     /// Retries are over; the hour stays owed and every hourly run tries it again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub retries_exhausted: bool,
+    /// The hour is exported (marker and ledger manifest written) but its "Hour Exported"
+    /// event, of this mode, is not published yet: the next run publishes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_pending: Option<ExportMode>,
 }
 
 impl OwedHour {
@@ -91,6 +96,7 @@ impl OwedHour {
             blame: None,
             next_retry: None,
             retries_exhausted: false,
+            event_pending: None,
         }
     }
 
@@ -254,8 +260,14 @@ impl HourLedger {
 
     /// The hour's marker is written: record its manifest and take the hour off the ledger.
     pub async fn complete(&self, conn: &str, manifest: &Manifest) -> Result<()> {
-        Self::ours(self.store.put(&complete_key(conn, manifest.hour), Bytes::from(manifest.to_json())).await)?;
+        self.record_manifest(conn, manifest).await?;
         Self::ours(self.store.delete(&owed_key(conn, manifest.hour)).await)
+    }
+
+    /// Records what the hour's marker says without taking the hour off the ledger (its
+    /// event is still to publish): the next run finds the hour done and owed.
+    pub async fn record_manifest(&self, conn: &str, manifest: &Manifest) -> Result<()> {
+        Self::ours(self.store.put(&complete_key(conn, manifest.hour), Bytes::from(manifest.to_json())).await)
     }
 
     /// Tries to become the hour's only writer until `now + ttl`.

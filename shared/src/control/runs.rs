@@ -15,6 +15,7 @@ use crate::control::connection::Connection;
 use crate::control::ledger::{new_run_id, HourLedger, Lease, LeaseOutcome, OwedHour, OwedState};
 use crate::control::store::{ControlStore, Gap, RunOutcome, RunRecord};
 use crate::delivery::failure::{Clock, HourRunner, HourSummary};
+use crate::delivery::hour_event::{Announcement, HourAnnouncer, HourExported};
 use crate::delivery::invocation::ScheduledRunner;
 use crate::delivery::retry::HourRequest;
 use crate::error::{ExportError, Result};
@@ -115,12 +116,25 @@ pub struct RunService {
     pub settings: ExportSettings,
     pub clock: Clock,
     pub policy: RunPolicy,
+    /// Publishes each completed hour's "Hour Exported" event.
+    pub announcer: HourAnnouncer,
 }
 
 impl std::fmt::Debug for RunService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunService").field("lake", &self.lake).field("settings", &self.settings).field("policy", &self.policy).finish()
+        f.debug_struct("RunService")
+            .field("lake", &self.lake)
+            .field("settings", &self.settings)
+            .field("policy", &self.policy)
+            .field("announcer", &self.announcer)
+            .finish()
     }
+}
+
+/// What a run under the lease did: the export's report and what became of the hour's event.
+struct LeasedRun {
+    report: HourReport,
+    announcement: Option<Announcement>,
 }
 
 /// The run's lease, checked before each destructive or final write.
@@ -181,10 +195,10 @@ impl RunService {
         let released = self.ledger.release(&conn.id, &lease, self.now()).await;
         let result = self.record(conn, req, &run_id, started, result).await;
         released?;
-        result
+        result.map(|r| r.report)
     }
 
-    async fn run_leased(&self, conn: &Connection, req: &HourRequest, lease: &Lease) -> Result<HourReport> {
+    async fn run_leased(&self, conn: &Connection, req: &HourRequest, lease: &Lease) -> Result<LeasedRun> {
         let hour = req.hour;
         let completed = self.ledger.complete_manifest(&conn.id, hour).await?;
         let was_owed = self.ledger.owed_hour(&conn.id, hour).await?;
@@ -195,17 +209,23 @@ impl RunService {
             (ExportMode::Late, None, None) => ExportMode::Recurring,
             (mode, _, _) => mode,
         };
+        // The mode of the export that wrote the marker, for an event published by a later run.
+        let owed_event_mode = was_owed.as_ref().map(|o| o.event_pending.unwrap_or(o.mode));
         if mode == ExportMode::Recurring {
             if let Some(manifest) = completed {
-                // Done already: a record left owed by an interrupted bookkeeping step goes too.
-                if was_owed.is_some() {
-                    self.ledger.complete(&conn.id, &manifest).await?;
-                }
-                return Ok(HourReport { hour, skipped: true, manifest: Some(manifest), late: None });
+                let report = HourReport { hour, skipped: true, manifest: Some(manifest.clone()), late: None };
+                // Done already. Still owed: an interrupted bookkeeping step, or an event the
+                // bus did not take; publish (same id as before) and take the hour off.
+                let Some(owed) = was_owed else {
+                    return Ok(LeasedRun { report, announcement: None });
+                };
+                let announcement = self.announce_and_complete(conn, &manifest, owed_event_mode.unwrap_or(mode), owed).await?;
+                return Ok(LeasedRun { report, announcement: Some(announcement) });
             }
         }
         // Owed from now until its marker is written, whatever happens to this run.
         let restorable = was_owed.is_none() && completed.is_some();
+        let was_owed_before = was_owed.is_some();
         let mut owed = was_owed.unwrap_or_else(|| OwedHour::pending(hour, mode));
         owed.state = OwedState::Exporting;
         owed.run_id = Some(lease.run_id.clone());
@@ -233,16 +253,62 @@ impl RunService {
             }
             Err(e) => return Err(e),
         };
-        match &report.manifest {
-            Some(m) => self.ledger.complete(&conn.id, m).await?,
-            // Skipped on a marker whose manifest is unreadable: the marker still says done.
-            None => self.ledger.complete(&conn.id, &crate::export::manifest::Manifest::empty(conn, hour)).await?,
+        let Some(manifest) = report.manifest.clone() else {
+            // Skipped on a marker whose manifest is unreadable: the marker still says done,
+            // but there is nothing to announce.
+            tracing::warn!(connection = %conn.id, hour = %hour, "the hour's marker is unreadable; no Hour Exported event is published for it");
+            self.ledger.complete(&conn.id, &crate::export::manifest::Manifest::empty(conn, hour)).await?;
+            return Ok(LeasedRun { report, announcement: None });
+        };
+        // Announced: every hour this run wrote, and an hour whose marker this run found while
+        // the ledger did not know it complete (its writer may have died before publishing).
+        // A late run that found nothing new, on an hour not owed, announces nothing.
+        if report.skipped && completed.is_some() && !was_owed_before {
+            self.ledger.complete(&conn.id, &manifest).await?;
+            return Ok(LeasedRun { report, announcement: None });
         }
-        Ok(report)
+        let event_mode = if report.skipped { owed_event_mode.unwrap_or(mode) } else { mode };
+        let announcement = self.announce_and_complete(conn, &manifest, event_mode, owed).await?;
+        Ok(LeasedRun { report, announcement: Some(announcement) })
+    }
+
+    /// Publishes the hour's event, after its marker and before the hour leaves the ledger:
+    /// a run that dies in between leaves the hour owed, and the next run publishes again,
+    /// with the same id. When the bus does not take it (after brief retries) the export
+    /// stands, the ledger records the manifest, and the hour stays owed with its event
+    /// pending, so the next run (finding the hour done) only publishes.
+    async fn announce_and_complete(
+        &self,
+        conn: &Connection,
+        manifest: &crate::export::manifest::Manifest,
+        mode: ExportMode,
+        mut owed: OwedHour,
+    ) -> Result<Announcement> {
+        let event = HourExported::from_manifest(conn, manifest, mode);
+        let announcement = self.announcer.announce(conn, &event).await;
+        if announcement.published() {
+            self.ledger.complete(&conn.id, manifest).await?;
+            return Ok(announcement);
+        }
+        self.ledger.record_manifest(&conn.id, manifest).await?;
+        let error = announcement.bus.as_ref().and_then(|b| b.error.clone()).unwrap_or_default();
+        owed.state = OwedState::Pending;
+        owed.run_id = None;
+        // Nothing is left to write: the next run finds the hour done and only publishes.
+        owed.mode = ExportMode::Recurring;
+        owed.allow_empty_lake = false;
+        owed.event_pending = Some(mode);
+        owed.error_kind = Some("EventNotPublished".into());
+        owed.last_error =
+            Some(format!("the hour is exported, but its Hour Exported event {} is not published yet (the next run publishes it): {error}", event.id));
+        owed.blame = Some("internal".into());
+        owed.next_retry = None;
+        self.ledger.save_owed(&conn.id, &owed).await?;
+        Ok(announcement)
     }
 
     /// Writes the run record and the status line of a finished run.
-    async fn record(&self, conn: &Connection, req: &HourRequest, run_id: &str, started: DateTime<Utc>, result: Result<HourReport>) -> Result<HourReport> {
+    async fn record(&self, conn: &Connection, req: &HourRequest, run_id: &str, started: DateTime<Utc>, result: Result<LeasedRun>) -> Result<LeasedRun> {
         let mut record = RunRecord {
             connection_id: conn.id.clone(),
             hour: req.hour,
@@ -259,8 +325,9 @@ impl RunService {
             invalid_locations: Vec::new(),
             error_kind: None,
             error: None,
+            announcement: result.as_ref().ok().and_then(|r| r.announcement.clone()),
         };
-        match &result {
+        match result.as_ref().map(|r| &r.report) {
             Ok(report) if report.skipped => record.outcome = RunOutcome::Skipped,
             Ok(report) => {
                 record.outcome = RunOutcome::Exported;

@@ -69,6 +69,10 @@ pub struct RunRecord {
     pub error_kind: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What became of the hour's "Hour Exported" event (bus, webhook), when the run
+    /// published one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announcement: Option<crate::delivery::hour_event::Announcement>,
 }
 
 /// What `exportctl status` shows for a connection.

@@ -9,6 +9,9 @@
 //!   invocation that created it sends. Concurrent hours failing together, and Lambda or
 //!   the scheduler delivering an event twice, therefore send one email, not one per hour.
 //! - The next success closes the episode, so a later breakage is a new episode.
+//! - A connection with a `failure_webhook` also gets the notice as Slack-compatible text,
+//!   once per episode, after the email (a webhook that fails never holds the email back, and
+//!   its outcome is kept in the episode).
 //!
 //! Failing hours are owed hours of the hour ledger (`ledger`), in state `failing` with
 //! their attempts, last error, blame and next retry; giving up ends the retries, never the
@@ -26,13 +29,15 @@ use crate::access::probe::ProbeReport;
 use crate::control::connection::{Connection, Destination};
 use crate::control::ledger::{HourLedger, OwedHour, OwedState};
 use crate::control::store::read_json;
-use crate::delivery::notify::{compose_failure_email, deliver, FailedHour, FailureNotice, RefusedRecipient};
+use crate::delivery::hour_event::{post_with_backoff, Backoff, ChannelOutcome};
+use crate::delivery::notify::{compose_failure_email, compose_failure_text, deliver, FailedHour, FailureNotice, RefusedRecipient};
 use crate::delivery::retry::{handoff, HourRequest, RetryPolicy};
 use crate::error::{ExportError, Result};
 use crate::hour::{HourRange, UtcHour};
 use crate::ports::RetryScheduler;
 use crate::ports::{CreateOutcome, ObjectStore};
 use crate::ports::{DestinationProber, Mailer};
+use crate::ports::{WebhookPost, WebhookPoster};
 
 /// An episode whose email was claimed but never marked sent after this long is taken
 /// over: the invocation that claimed it died between the claim and the send.
@@ -115,6 +120,8 @@ pub struct FailureHandler {
     pub mailer: Arc<dyn Mailer>,
     pub prober: Arc<dyn DestinationProber>,
     pub status: Option<Arc<dyn FailingStatus>>,
+    /// Posts the notice to a connection's `failure_webhook`; `None`: no webhooks here.
+    pub webhooks: Option<Arc<dyn WebhookPoster>>,
     pub policy: RetryPolicy,
     pub clock: Clock,
 }
@@ -171,6 +178,9 @@ pub struct Episode {
     /// The recipients the mail service refused, and why (the others got the email).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<RefusedRecipient>,
+    /// What became of the Slack-style notice to the connection's failure webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_webhook: Option<ChannelOutcome>,
 }
 
 pub fn episode_key(connection_id: &str) -> String {
@@ -357,6 +367,7 @@ impl FailureHandler {
             missing: err.missing_permission().map(|p| vec![p.to_string()]).unwrap_or_default(),
             emailed: Vec::new(),
             refused: Vec::new(),
+            failure_webhook: None,
         };
         match self.control.put_if_absent(&key, to_json(&episode)?).await? {
             CreateOutcome::Created => {}
@@ -415,6 +426,10 @@ impl FailureHandler {
         episode.emailed = delivery.reached();
         episode.refused = delivery.refused.clone();
         self.control.put(&key, to_json(&episode)?).await?;
+        if let Some(outcome) = self.post_failure_webhook(conn, &notice).await {
+            episode.failure_webhook = Some(outcome);
+            self.control.put(&key, to_json(&episode)?).await?;
+        }
         if let Some(status) = &self.status {
             status.mark_failing(&conn.id, episode.since, &err.to_string(), true).await?;
         }
@@ -429,6 +444,24 @@ impl FailureHandler {
             missing = %episode.missing.join(","), recipients = episode.emailed.len(), refused = delivery.refused.len(), "destination inaccessible; admins emailed"
         );
         Ok(Some(message_id))
+    }
+}
+
+impl FailureHandler {
+    /// Posts the notice to the connection's failure webhook, if it has one: bounded in
+    /// time, never raised. The URL is a credential: no log line or error names it.
+    async fn post_failure_webhook(&self, conn: &Connection, notice: &FailureNotice) -> Option<ChannelOutcome> {
+        let (url, poster) = (conn.failure_webhook.as_ref()?, self.webhooks.as_ref()?);
+        let body = serde_json::to_vec(&serde_json::json!({ "text": compose_failure_text(notice) })).expect("notice serialises");
+        let label = format!("failure webhook of connection {}", conn.id);
+        let post = WebhookPost { label: &label, url: url.expose(), body: &body, signing_secret: None, event_id: None };
+        let outcome = post_with_backoff(poster.as_ref(), post, Backoff::WEBHOOK).await;
+        if outcome.delivered {
+            tracing::info!(connection = %conn.id, attempts = outcome.attempts, "failure notice posted to the failure webhook");
+        } else {
+            tracing::warn!(connection = %conn.id, attempts = outcome.attempts, error = outcome.error.as_deref().unwrap_or(""), "failure notice not posted to the failure webhook (the email went out)");
+        }
+        Some(outcome)
     }
 }
 
@@ -556,6 +589,7 @@ mod tests {
             mailer: mail.clone(),
             prober: Arc::new(Probe),
             status: None,
+            webhooks: None,
             policy: RetryPolicy::default(),
             clock: Arc::new(move || *c.lock().unwrap()),
         };

@@ -148,6 +148,40 @@ pub fn compose_failure_email(n: &FailureNotice) -> Email {
     Email { to: n.recipients.clone(), subject, text, html }
 }
 
+/// The failure notice as one Slack-compatible text (incoming webhooks take
+/// `{"text": ...}` with `*bold*` and code blocks): what fails, which permission is missing,
+/// who was refused, the hours waiting and the statement that fixes it.
+pub fn compose_failure_text(n: &FailureNotice) -> String {
+    let missing = n.missing();
+    let mut text = String::new();
+    let what = if missing.is_empty() { "access refused".to_string() } else { format!("missing `{}`", missing.join("`, `")) };
+    let _ = writeln!(text, ":warning: *Event export to {} is failing: {what}*", n.report.destination);
+    let _ = writeln!(text, "The hourly event export of project {} (connection `{}`) cannot write to {}.", n.project_id, n.connection_id, n.report.destination);
+    if !missing.is_empty() {
+        let _ = writeln!(text, "*Missing permission(s):* {}", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "));
+    }
+    if let Some(p) = n.principal() {
+        let _ = writeln!(text, "*Refused principal:* `{p}`");
+    }
+    let failed: Vec<String> =
+        n.report.results.iter().filter(|r| matches!(r.outcome, ProbeOutcome::Fail { .. })).map(|r| format!("{} (`{}`)", r.check, r.permission)).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(text, "*Failed checks:* {}", failed.join(", "));
+    }
+    if let Some(first) = n.failing_hours.first() {
+        let _ = writeln!(text, "*Hours not exported yet:* {} (oldest {} after {} attempt(s))", n.failing_hours.len(), first.hour, first.attempts);
+    }
+    if n.fixes.is_empty() {
+        let _ = writeln!(text, "*What to do:* grant the missing permission(s) on the destination to the refused principal.");
+    }
+    for fix in &n.fixes {
+        let _ = writeln!(text, "*What to do: {}*", fix.title);
+        let _ = writeln!(text, "```\n{}\n```", fix.statement.trim_end());
+    }
+    let _ = writeln!(text, "Once access is granted the next run exports these hours; no other action is needed. The admins got the same notice by email.");
+    text
+}
+
 /// A recipient the mail service would not send to, and its reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefusedRecipient {

@@ -3,8 +3,10 @@
 //! ```text
 //! lake/        the event lake           control/    connections, runs, status
 //! schedules/   hourly + retry schedules outbox/     failure emails as .eml
-//! secret.key   seals connection secrets
+//! events/      "Hour Exported" events   secret.key  seals connection secrets
 //! ```
+//! Connection webhooks are posted to as in the cloud (https only, unless
+//! `EXPORT_ALLOW_EMULATOR_ENDPOINTS=true`).
 //! Backfill "invocations" go to an in-process queue that `drain` runs, like the Lambda
 //! function would run them one by one.
 
@@ -16,20 +18,24 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::adapters::local::cipher::LocalCipher;
+use crate::adapters::local::events::FolderEventSink;
 use crate::adapters::local::outbox::OutboxMailer;
 use crate::adapters::local::scheduler::LocalScheduler;
 use crate::adapters::local::store::LocalStore;
+use crate::adapters::webhook::HttpWebhooks;
 use crate::control::ledger::HourLedger;
 use crate::control::runs::{RunPolicy, RunService};
 use crate::control::store::ControlStore;
 use crate::delivery::backfill::{BackfillContext, FanOut};
 use crate::delivery::failure::{Clock, FailureHandler};
+use crate::delivery::hour_event::HourAnnouncer;
 use crate::delivery::invocation::{handle_backfill, handle_hourly, HourlyResponse, Services};
 use crate::delivery::retry::RetryPolicy;
 use crate::error::Result;
 use crate::export::hour_export::ExportSettings;
 use crate::ports::Invoker;
 use crate::ports::ObjectStore;
+use crate::ports::WebhookPoster;
 use crate::runtime::factory::CloudContext;
 
 /// Sender of embedded-mode emails (they only reach the outbox folder).
@@ -69,6 +75,7 @@ pub struct EmbeddedHome {
     pub control: ControlStore,
     pub scheduler: Arc<LocalScheduler>,
     pub outbox: Arc<OutboxMailer>,
+    pub events: Arc<FolderEventSink>,
     pub runs: RunService,
     pub services: Services,
     pub backfill: BackfillContext,
@@ -83,6 +90,8 @@ impl EmbeddedHome {
         let control = ControlStore::new(control_store.clone(), cipher);
         let scheduler = Arc::new(LocalScheduler::new(dir.join("schedules"))?);
         let outbox = Arc::new(OutboxMailer::new(dir.join("outbox"), EMBEDDED_SENDER)?.with_clock(clock.clone()));
+        let events = Arc::new(FolderEventSink::new(dir.join("events"))?);
+        let webhooks: Arc<dyn WebhookPoster> = Arc::new(HttpWebhooks::from_env()?);
         let cloud = CloudContext::local_only();
         let runs = RunService {
             control: control.clone(),
@@ -92,6 +101,7 @@ impl EmbeddedHome {
             settings,
             clock: clock.clone(),
             policy: RunPolicy::default(),
+            announcer: HourAnnouncer::new(Some(events.clone()), Some(webhooks.clone())),
         };
         let failure = FailureHandler {
             control: control_store.clone(),
@@ -99,6 +109,7 @@ impl EmbeddedHome {
             mailer: outbox.clone(),
             prober: Arc::new(crate::runtime::function_env::FactoryProber::new(cloud)),
             status: Some(Arc::new(control.clone())),
+            webhooks: Some(webhooks),
             policy,
             clock,
         };
@@ -106,7 +117,7 @@ impl EmbeddedHome {
         let services = Services { connections: Arc::new(control.clone()), runner: runner.clone(), scheduled: runner.clone(), failure: failure.clone() };
         let queue = Arc::new(QueueInvoker::default());
         let backfill = BackfillContext { control: control_store, invoker: queue.clone(), runner, failure, fan_out: FanOut::default() };
-        Ok(EmbeddedHome { dir: dir.to_path_buf(), lake, control, scheduler, outbox, runs, services, backfill, queue })
+        Ok(EmbeddedHome { dir: dir.to_path_buf(), lake, control, scheduler, outbox, events, runs, services, backfill, queue })
     }
 
     /// What the hourly schedule of `connection_id` does when it fires at `at`.

@@ -11,6 +11,8 @@
 //! | `EXPORT_SCHEDULER_DLQ_ARN` | optional queue for undeliverable schedule events |
 //! | `EXPORT_SES_SENDER` | verified SES sender of failure emails |
 //! | `EXPORT_SECRETS_KEY_ARN` | KMS key sealing connection secrets |
+//! | `EXPORT_EVENT_BUS_NAME` | EventBridge bus of "Hour Exported" events (unset: none are published) |
+//! | `EXPORT_ALLOW_EMULATOR_ENDPOINTS` | `true`: webhooks may be plain http or local hosts (tests only) |
 //! | `EXPORT_MAX_ATTEMPTS` | attempts per hour (default 5) |
 //! | `EXPORT_SETTLE_MINUTES` | an hour is exportable this long after it ends (default 16) |
 //! | `EXPORT_LEASE_MINUTES` | lease lifetime, longer than the function timeout (default 20) |
@@ -29,21 +31,24 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::access::probe::ProbeReport;
+use crate::adapters::aws::eventbridge::EventBridgeSink;
 use crate::adapters::aws::kms::KmsCipher;
 use crate::adapters::aws::lambda::LambdaInvoker;
 use crate::adapters::aws::scheduler::{EventBridgeScheduler, SchedulerConfig};
 use crate::adapters::aws::ses::SesMailer;
+use crate::adapters::webhook::HttpWebhooks;
 use crate::control::connection::{Connection, Destination};
 use crate::control::ledger::HourLedger;
 use crate::control::runs::{RunPolicy, RunService};
 use crate::control::store::ControlStore;
 use crate::delivery::backfill::{BackfillContext, FanOut};
 use crate::delivery::failure::{system_clock, FailureHandler};
+use crate::delivery::hour_event::HourAnnouncer;
 use crate::delivery::invocation::Services;
 use crate::delivery::retry::RetryPolicy;
 use crate::error::{ExportError, Result};
 use crate::export::hour_export::{ExportSettings, HourLimits};
-use crate::ports::DestinationProber;
+use crate::ports::{DestinationProber, HourEventSink, WebhookPoster};
 use crate::runtime::factory::{open_own_bucket, probe_destination, CloudContext};
 
 /// Settings read from the environment.
@@ -55,6 +60,8 @@ pub struct FunctionConfig {
     pub scheduler: SchedulerConfig,
     pub ses_sender: String,
     pub secrets_key: String,
+    /// The bus "Hour Exported" events go to; `None` publishes none (the template sets it).
+    pub event_bus: Option<String>,
     pub retry: RetryPolicy,
     pub fan_out: FanOut,
     /// The function backfill pieces are handed to.
@@ -143,6 +150,7 @@ impl FunctionConfig {
             },
             ses_sender: var("EXPORT_SES_SENDER")?,
             secrets_key: var("EXPORT_SECRETS_KEY_ARN")?,
+            event_bus: std::env::var("EXPORT_EVENT_BUS_NAME").ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()),
             retry,
             fan_out,
             backfill_function: std::env::var("BACKFILL_FUNCTION").or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME")).ok().filter(|v| !v.is_empty()),
@@ -165,6 +173,17 @@ impl FunctionConfig {
 #[derive(Debug, Clone)]
 pub struct FactoryProber {
     cloud: CloudContext,
+}
+
+/// The "Hour Exported" publisher of a deployed stack: the bus the configuration names, and
+/// connection webhooks; also returns the webhook poster, for failure notices.
+pub fn cloud_announcer(config: &FunctionConfig, sdk: &aws_config::SdkConfig) -> Result<(HourAnnouncer, Arc<dyn WebhookPoster>)> {
+    let bus = config.event_bus.as_ref().map(|name| Arc::new(EventBridgeSink::new(aws_sdk_eventbridge::Client::new(sdk), name.clone())) as Arc<dyn HourEventSink>);
+    if bus.is_none() {
+        tracing::warn!("EXPORT_EVENT_BUS_NAME is not set: no Hour Exported events are published to a bus");
+    }
+    let webhooks: Arc<dyn WebhookPoster> = Arc::new(HttpWebhooks::from_env()?);
+    Ok((HourAnnouncer::new(bus, Some(webhooks.clone())), webhooks))
 }
 
 impl FactoryProber {
@@ -216,6 +235,7 @@ impl FunctionRuntime {
         let clock = system_clock();
         let mut settings = ExportSettings::standard()?;
         settings.limits = config.limits;
+        let (announcer, webhooks) = cloud_announcer(&config, &sdk)?;
         let runner = Arc::new(RunService {
             control: control.clone(),
             ledger: HourLedger::new(control.store().clone()),
@@ -224,6 +244,7 @@ impl FunctionRuntime {
             settings,
             clock: clock.clone(),
             policy: config.run_policy,
+            announcer,
         });
         let failure = FailureHandler {
             control: control.store().clone(),
@@ -231,6 +252,7 @@ impl FunctionRuntime {
             mailer,
             prober: Arc::new(FactoryProber::new(cloud.clone())),
             status: Some(Arc::new(control.clone())),
+            webhooks: Some(webhooks),
             policy: config.retry,
             clock,
         };

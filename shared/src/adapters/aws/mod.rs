@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod errors;
+pub mod eventbridge;
 pub mod iam;
 pub mod kms;
 pub mod kms_keys;
