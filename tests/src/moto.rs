@@ -149,3 +149,43 @@ pub fn without_action(policy: &Value, action: &str) -> Value {
     statements.retain(|s| s["Action"] != Value::Array(vec![]));
     p
 }
+
+/// An EventBridge bus with a rule matching our "Hour Exported" events whose target is a
+/// new SQS queue (so a test can read what the bus delivered); returns the queue URL.
+pub async fn bus_to_queue(cfg: &SdkConfig, bus: &str) -> String {
+    let events = aws_sdk_eventbridge::Client::new(cfg);
+    events.create_event_bus().name(bus).send().await.unwrap_or_else(|e| panic!("create event bus {bus}: {e:?}"));
+    queue_for_bus(cfg, bus).await
+}
+
+/// A rule on an existing `bus` matching source `event-export` and detail-type
+/// `Hour Exported`, targeting a new SQS queue; returns the queue URL.
+pub async fn queue_for_bus(cfg: &SdkConfig, bus: &str) -> String {
+    let events = aws_sdk_eventbridge::Client::new(cfg);
+    let sqs = aws_sdk_sqs::Client::new(cfg);
+    let queue = sqs.create_queue().queue_name(format!("{bus}-q")).send().await.expect("create queue");
+    let url = queue.queue_url().expect("queue url").to_string();
+    let attrs = sqs.get_queue_attributes().queue_url(&url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn).send().await.expect("queue arn");
+    let arn = attrs.attributes().and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)).expect("queue arn").clone();
+    let pattern = serde_json::json!({"source": ["event-export"], "detail-type": ["Hour Exported"]});
+    events.put_rule().name(format!("{bus}-rule")).event_bus_name(bus).event_pattern(pattern.to_string()).send().await.expect("put rule");
+    let target = aws_sdk_eventbridge::types::Target::builder().id("queue").arn(arn).build().expect("target");
+    events.put_targets().rule(format!("{bus}-rule")).event_bus_name(bus).targets(target).send().await.expect("put targets");
+    url
+}
+
+/// Every message waiting on the queue (bodies parsed as JSON), deleting them.
+pub async fn drain_queue(cfg: &SdkConfig, queue_url: &str) -> Vec<Value> {
+    let sqs = aws_sdk_sqs::Client::new(cfg);
+    let mut out = Vec::new();
+    loop {
+        let got = sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).wait_time_seconds(1).send().await.expect("receive");
+        if got.messages().is_empty() {
+            return out;
+        }
+        for m in got.messages() {
+            out.push(serde_json::from_str(m.body().expect("body")).expect("JSON body"));
+            sqs.delete_message().queue_url(queue_url).receipt_handle(m.receipt_handle().expect("handle")).send().await.expect("delete message");
+        }
+    }
+}
