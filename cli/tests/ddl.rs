@@ -1,0 +1,74 @@
+//! `exportctl ddl` through the binary: the connection comes from the home's control store,
+//! Athena's projection starts on the first exported day (a backfill before the connection
+//! existed included), and a wrong engine, connection or destination exits 2 saying why.
+
+use std::process::{Command, Output};
+
+const AT: &str = "2020-01-25T06:30:00Z";
+
+fn exportctl(home: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_exportctl")).arg("--home").arg(home).arg("--at").arg(AT).args(args).output().expect("exportctl runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn ok(home: &std::path::Path, args: &[&str]) -> String {
+    let o = exportctl(home, args);
+    assert!(o.status.success(), "exportctl {args:?} failed:\n{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn ddl_reads_the_stored_connection_and_refuses_what_it_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let dest = dir.path().join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    ok(&home, &["generate", "--project", "187520", "--org", "42", "--from", "2020-01-20T05", "--events-per-hour", "50"]);
+    ok(&home, &["projects", "add", "187520", "--org", "42"]);
+    let conn = serde_json::json!({"id": "acme-lake", "org_id": "42", "project_id": "187520", "created": "2020-01-25T00:05:00Z",
+        "destination": {"type": "local", "path": dest, "prefix": "exports"}, "creator": "owner@example.com", "layout": "hive"});
+    let file = dir.path().join("conn.json");
+    std::fs::write(&file, conn.to_string()).unwrap();
+    ok(&home, &["connections", "create", file.to_str().unwrap()]);
+
+    let duckdb = ok(&home, &["ddl", "acme-lake", "--engine", "duckdb"]);
+    let glob = format!("'{}/exports/187520/dt=*/hour=*/187520_*#*.json.gz'", dest.display());
+    assert!(duckdb.contains(&glob), "{duckdb}");
+    assert!(duckdb.contains("hive_partitioning = true") && duckdb.contains("CREATE OR REPLACE VIEW \"acme_lake_merged_ids\""), "{duckdb}");
+
+    // Athena cannot read a local folder: exit 2, naming the engine that can.
+    let athena = exportctl(&home, &["ddl", "acme-lake", "--engine", "athena"]);
+    assert_eq!(athena.status.code(), Some(2), "{}", text(&athena));
+    assert!(text(&athena).contains("which Athena cannot read: it reads Amazon S3 only. Use --engine duckdb"), "{}", text(&athena));
+
+    // The same connection on S3, from a file: the projection starts on the day the store's
+    // runs first exported (a backfill five days before the connection was created).
+    ok(&home, &["backfill", "acme-lake", "--from", "2020-01-20T05", "--to", "2020-01-20T05"]);
+    let s3 = conn
+        .as_object()
+        .unwrap()
+        .clone()
+        .into_iter()
+        .chain([("destination".to_string(), serde_json::json!({"type": "s3", "bucket": "acme-analytics", "prefix": "exports", "region": "eu-west-1"}))]);
+    let s3_file = dir.path().join("s3.json");
+    std::fs::write(&s3_file, serde_json::Value::Object(s3.collect()).to_string()).unwrap();
+    let athena = ok(&home, &["ddl", s3_file.to_str().unwrap(), "--engine", "athena"]);
+    assert!(athena.contains("'projection.dt.range' = '2020-01-20,NOW'"), "{athena}");
+    assert!(athena.contains("'storage.location.template' = 's3://acme-analytics/exports/187520/dt=${dt}/hour=${hour}/'"), "{athena}");
+
+    for (args, says) in [
+        (
+            ["ddl", "acme-lake", "--engine", "postgres"],
+            "--engine \"postgres\": is not an engine exportctl ddl knows; use athena, duckdb, snowflake or bigquery",
+        ),
+        (["ddl", "no-such-connection", "--engine", "duckdb"], "not found: connection \"no-such-connection\""),
+    ] {
+        let o = exportctl(&home, &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(says), "{args:?}: {}", text(&o));
+        assert!(o.stdout.is_empty(), "{args:?} prints no SQL");
+    }
+}
