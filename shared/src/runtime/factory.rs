@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use crate::access::policy::{is_alias_arn, resolve_kms_key};
 use crate::access::probe::{round_trip, ProbeReport, ProbeResult, RoundTripChecks};
-use crate::adapters::aws::context::{AwsContext, ProjectIdentity};
+use crate::adapters::aws::compatible::{check_endpoint, compatible_probe, compatible_store};
+use crate::adapters::aws::context::{AwsContext, AwsTimeouts, ProjectIdentity};
 use crate::adapters::aws::kms_keys::KmsKeyResolver;
 use crate::adapters::aws::probe::S3Probe;
 use crate::adapters::aws::s3::S3Store;
@@ -22,7 +23,8 @@ use crate::ports::ObjectStore;
 /// Cloud clients and settings shared by every connection in this process.
 #[derive(Clone, Debug, Default)]
 pub struct CloudContext {
-    /// `None` in embedded mode: S3 destinations are then refused with a clear error.
+    /// `None` in embedded mode: Amazon S3 destinations are then refused with a clear error
+    /// (S3-compatible stores need no AWS account and still work).
     pub aws: Option<AwsContext>,
     pub azure: AzureOptions,
     /// Local-folder destinations are served (embedded mode). Off in the deployed
@@ -56,6 +58,9 @@ impl CloudContext {
                 "local folders are served only in embedded mode; a deployed function would write to its own temporary disk and mark the hours exported",
                 "Use an S3 or Azure destination, or run this connection with exportctl in embedded mode.",
             )),
+            // The operator's emulator setting is read once, with the Azure endpoint rules
+            // (EXPORT_ALLOW_EMULATOR_ENDPOINTS): one switch for every emulator.
+            Destination::S3 { endpoint_url: Some(endpoint), .. } => check_endpoint(endpoint, self.azure.endpoints.allow_emulators),
             Destination::Azure { account_url, .. } => {
                 let url = url::Url::parse(account_url.trim_end_matches('/')).map_err(|e| {
                     ExportError::invalid_config("destination.account_url", format!("is not a URL ({e})"), "Use https://{account}.blob.core.windows.net.")
@@ -64,6 +69,12 @@ impl CloudContext {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Limits for clients made without the AWS context (S3-compatible stores): the
+    /// context's when there is one, so both kinds of S3 destination behave alike.
+    fn timeouts(&self) -> aws_config::timeout::TimeoutConfig {
+        self.aws.as_ref().map(AwsContext::timeout_config).unwrap_or_else(|| AwsTimeouts::default().config())
     }
 
     fn aws(&self) -> Result<&AwsContext> {
@@ -82,6 +93,8 @@ impl CloudContext {
 pub async fn open_store(dest: &Destination, project_id: &str, ctx: &CloudContext) -> Result<Arc<dyn ObjectStore>> {
     ctx.admit(dest)?;
     match dest {
+        // Its own endpoint and access key: no project role, no AWS account needed.
+        Destination::S3 { endpoint_url: Some(_), .. } => Ok(Arc::new(compatible_store(dest, ctx.timeouts())?)),
         Destination::S3 { bucket, region, kms_key_arn, .. } => {
             let aws = ctx.aws()?;
             let identity = aws.project_identity(project_id).await?;
@@ -110,6 +123,10 @@ pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &Cloud
         return single_failure(dest, None, "destination admitted", "a destination this deployment may write to", &e);
     }
     match dest {
+        Destination::S3 { endpoint_url: Some(_), .. } => match compatible_probe(dest, ctx.timeouts()) {
+            Ok(probe) => probe.probe().await,
+            Err(e) => single_failure(dest, None, "S3-compatible client configured", "valid endpoint and access key settings", &e),
+        },
         Destination::S3 { bucket, prefix, region, kms_key_arn, .. } => {
             let aws = match ctx.aws() {
                 Ok(a) => a,

@@ -60,7 +60,7 @@ impl Default for AwsTimeouts {
 }
 
 impl AwsTimeouts {
-    fn config(&self) -> TimeoutConfig {
+    pub fn config(&self) -> TimeoutConfig {
         TimeoutConfig::builder()
             .connect_timeout(self.connect)
             .read_timeout(self.first_byte)
@@ -138,6 +138,11 @@ impl AwsContext {
 
     pub fn sdk_config(&self) -> &SdkConfig {
         &self.inner.base
+    }
+
+    /// The limits every client made from this context has (see [`AwsTimeouts`]).
+    pub fn timeout_config(&self) -> TimeoutConfig {
+        self.inner.base.timeout_config().cloned().unwrap_or_else(|| AwsTimeouts::default().config())
     }
 
     /// Whether requests go to an overridden endpoint (emulator) rather than AWS.

@@ -5,6 +5,11 @@
 //! operation, or read from the service's message when AWS names a KMS action), rejected
 //! credentials and missing buckets are named as such, and throttling, 5xx, timeouts and
 //! connection failures are transient.
+//!
+//! On an S3-compatible store (a connection's `endpoint_url`) every such error also names the
+//! endpoint and the access key id (never the secret) and says what to check on that store;
+//! there, a refused connection or an unknown host is the destination being unreachable
+//! (an accessibility error, emailed after the retries), not a hiccup of AWS.
 
 use std::error::Error as StdError;
 
@@ -93,19 +98,85 @@ impl AwsOp {
     }
 }
 
+/// An S3-compatible store's endpoint and the access key that signs for it: what its errors
+/// and probe reports name. It never holds the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompatibleEndpoint {
+    /// `scheme://host[:port]` (no trailing slash).
+    pub url: String,
+    pub access_key_id: String,
+}
+
+impl CompatibleEndpoint {
+    /// `access key AKIA... on https://endpoint`: the identity requests run as.
+    pub fn principal(&self) -> String {
+        format!("access key {} on {}", self.access_key_id, self.url)
+    }
+}
+
 /// What a failed call was doing: the operation, the resource, and who we were.
 #[derive(Debug, Clone)]
 pub struct OpContext {
     pub op: AwsOp,
     /// `s3://bucket/key`, `s3://bucket`, a KMS key ARN or a role ARN.
     pub resource: String,
-    /// The identity the call ran as, when known (the project role ARN).
+    /// The identity the call ran as, when known (the project role ARN, or the access key
+    /// on an S3-compatible store).
     pub principal: Option<String>,
+    /// Set when the call went to an S3-compatible store rather than Amazon S3.
+    pub endpoint: Option<CompatibleEndpoint>,
 }
 
 impl OpContext {
     pub fn new(op: AwsOp, resource: impl Into<String>, principal: Option<&str>) -> Self {
-        OpContext { op, resource: resource.into(), principal: principal.map(str::to_string) }
+        OpContext { op, resource: resource.into(), principal: principal.map(str::to_string), endpoint: None }
+    }
+
+    /// Who answered: `Amazon S3`, `AWS KMS`, ... or the S3-compatible store at its endpoint.
+    fn service(&self) -> String {
+        match &self.endpoint {
+            Some(e) => format!("the S3-compatible store at {}", e.url),
+            None => self.op.service().into(),
+        }
+    }
+
+    /// The call went to an S3-compatible store, signed with its access key.
+    pub fn on_endpoint(mut self, endpoint: Option<&CompatibleEndpoint>) -> Self {
+        if let Some(e) = endpoint {
+            self.principal = Some(e.principal());
+            self.endpoint = Some(e.clone());
+        }
+        self
+    }
+}
+
+/// Why a request never got an answer, as far as the network stack tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkFailure {
+    /// Nothing listens at the address (TCP connection refused).
+    ConnectionRefused,
+    /// The host name does not resolve.
+    UnknownHost,
+    /// Anything else (reset, TLS handshake, ...): worth a retry.
+    Other,
+}
+
+impl NetworkFailure {
+    fn of(err: &(dyn StdError + 'static)) -> Self {
+        if find_in_chain::<std::io::Error>(err).is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return NetworkFailure::ConnectionRefused;
+        }
+        let text = error_chain_text(err).to_ascii_lowercase();
+        if text.contains("connection refused") {
+            NetworkFailure::ConnectionRefused
+        } else if ["dns error", "failed to lookup address", "name or service not known", "nodename nor servname", "no such host"]
+            .iter()
+            .any(|t| text.contains(t))
+        {
+            NetworkFailure::UnknownHost
+        } else {
+            NetworkFailure::Other
+        }
     }
 }
 
@@ -177,8 +248,18 @@ where
         None => (None, None),
     };
     match &err {
-        SdkError::TimeoutError(_) => return ExportError::transient(ctx.op.name(), format!("{} timed out on {}", ctx.op.name(), ctx.resource)),
+        SdkError::TimeoutError(_) => {
+            let on = ctx.endpoint.as_ref().map(|e| format!(" at {}", e.url)).unwrap_or_default();
+            return ExportError::transient(ctx.op.name(), format!("{} timed out on {}{on}", ctx.op.name(), ctx.resource));
+        }
         SdkError::DispatchFailure(d) => {
+            if d.is_user() && ctx.endpoint.is_some() {
+                return ExportError::invalid_config(
+                    "destination.endpoint_url",
+                    format!("{} could not be sent: {}", ctx.op.name(), error_chain_text(&err)),
+                    "Check the endpoint URL of the S3-compatible store.",
+                );
+            }
             if d.is_user() {
                 return ExportError::invalid_config(
                     "aws endpoint",
@@ -188,17 +269,20 @@ where
             }
             if let Some(creds) = credentials_error_text(&err) {
                 return ExportError::BadCredentials {
-                    service: ctx.op.service().into(),
+                    service: ctx.service(),
                     detail: creds,
                     hint: "No usable AWS credentials: check the exporter's role or AWS_* environment.".into(),
                 };
             }
-            return ExportError::transient(ctx.op.name(), format!("could not reach {} for {}: {}", ctx.op.service(), ctx.resource, error_chain_text(&err)));
+            if ctx.endpoint.is_some() {
+                return classify_unreachable(ctx, NetworkFailure::of(&err), &error_chain_text(&err));
+            }
+            return ExportError::transient(ctx.op.name(), format!("could not reach {} for {}: {}", ctx.service(), ctx.resource, error_chain_text(&err)));
         }
         SdkError::ConstructionFailure(_) => {
             if let Some(creds) = credentials_error_text(&err) {
                 return ExportError::BadCredentials {
-                    service: ctx.op.service().into(),
+                    service: ctx.service(),
                     detail: creds,
                     hint: "No usable AWS credentials: check the exporter's role or AWS_* environment.".into(),
                 };
@@ -222,6 +306,81 @@ where
 
 /// Classification from the parts of an error answer; separate so it can be unit-tested.
 pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, message: &str) -> ExportError {
+    match &ctx.endpoint {
+        Some(endpoint) => compatible_answer(endpoint, code.unwrap_or(""), classify_aws_answer(ctx, status, code, message)),
+        None => classify_aws_answer(ctx, status, code, message),
+    }
+}
+
+/// A request that got no answer from an S3-compatible store. A refused connection or an
+/// unknown host is the customer's endpoint being wrong or down: an accessibility failure
+/// (retried, then emailed), unlike the same on Amazon S3, where it is our network's hiccup.
+pub fn classify_unreachable(ctx: &OpContext, failure: NetworkFailure, text: &str) -> ExportError {
+    let Some(endpoint) = &ctx.endpoint else {
+        return ExportError::transient(ctx.op.name(), format!("could not reach {} for {}: {text}", ctx.service(), ctx.resource));
+    };
+    let why = match failure {
+        NetworkFailure::ConnectionRefused => "the connection was refused",
+        NetworkFailure::UnknownHost => "its host name does not resolve",
+        NetworkFailure::Other => {
+            return ExportError::transient(
+                ctx.op.name(),
+                format!("could not reach the S3-compatible store at {} for {} (access key {}): {text}", endpoint.url, ctx.resource, endpoint.access_key_id),
+            )
+        }
+    };
+    ExportError::AccessBlocked {
+        resource: endpoint.url.clone(),
+        detail: format!(
+            "{} on {} with access key {} could not reach the S3-compatible store: {why} ({text}). Check endpoint_url in the connection (scheme, host and port of the store's S3 API) and that the store accepts connections from the exporter",
+            ctx.op.name(),
+            ctx.resource,
+            endpoint.access_key_id
+        ),
+    }
+}
+
+/// The Amazon S3 classification of an answer, reworded for an S3-compatible store: the
+/// endpoint and the access key are named, and the advice is about the store, not IAM.
+fn compatible_answer(endpoint: &CompatibleEndpoint, code: &str, aws: ExportError) -> ExportError {
+    let key = &endpoint.access_key_id;
+    let store = format!("the S3-compatible store at {}", endpoint.url);
+    match aws {
+        ExportError::BadCredentials { detail, .. } => {
+            let hint = if matches!(code, "SignatureDoesNotMatch" | "InvalidSignatureException") {
+                format!("The secret access key does not match access key {key}: fix secret_access_key in the connection (the store shows a secret only when the key is created; make a new key if it is lost).")
+            } else {
+                format!("The store does not know access key {key}: check access_key_id in the connection, that the key was not deleted, and that it belongs to this endpoint ({}).", endpoint.url)
+            };
+            ExportError::BadCredentials { service: store, detail: format!("{detail} (access key {key})"), hint }
+        }
+        ExportError::PermissionDenied { operation, resource, permission, detail, .. } => ExportError::PermissionDenied {
+            operation,
+            resource,
+            permission,
+            principal: Some(endpoint.principal()),
+            detail: format!(
+                "{detail}. IAM policies do not apply on {}: give access key {key} read, write, list and delete on the bucket and prefix in the store's own settings (`exportctl policy` says how)",
+                endpoint.url
+            ),
+        },
+        ExportError::DestinationMissing { resource, .. } => ExportError::DestinationMissing {
+            resource: format!("{resource} on {}", endpoint.url),
+            hint: format!("Create the bucket on that store, or fix bucket and endpoint_url in the connection (requests were signed with access key {key})."),
+        },
+        ExportError::InvalidConfig { field, problem, .. } if field == "destination.region" => ExportError::invalid_config(
+            field,
+            format!("{problem} (on {store}, access key {key})"),
+            "Set region to what the store expects (Cloudflare R2 and Google Cloud Storage: auto; MinIO and Ceph: their configured region, usually us-east-1; Backblaze B2: the region in the endpoint's host).",
+        ),
+        ExportError::Transient { operation, detail } => ExportError::Transient { operation, detail: format!("{detail} (access key {key})") },
+        ExportError::Internal(m) => ExportError::Internal(format!("{m} (access key {key})")),
+        other => other,
+    }
+}
+
+/// Classification of an answer from Amazon S3, KMS or STS.
+fn classify_aws_answer(ctx: &OpContext, status: Option<u16>, code: Option<&str>, message: &str) -> ExportError {
     let op = ctx.op;
     let code_str = code.unwrap_or("");
     // AWS messages end with a period; the error's Display adds its own punctuation.
@@ -237,7 +396,7 @@ pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, 
 
     if CREDENTIAL_CODES.contains(&code_str) {
         return ExportError::BadCredentials {
-            service: op.service().into(),
+            service: ctx.service(),
             detail: format!("{} on {} was refused: {detail}", op.name(), ctx.resource),
             hint: hint_for_credentials(code_str),
         };
@@ -254,7 +413,7 @@ pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, 
     if matches!(code_str, "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException") || status == Some(301) {
         return ExportError::invalid_config(
             "destination.region",
-            format!("{} answered {detail} for {}", op.service(), ctx.resource),
+            format!("{} answered {detail} for {}", ctx.service(), ctx.resource),
             "Set the connection's region to the bucket's region.",
         );
     }
@@ -298,12 +457,13 @@ pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, 
     if TRANSIENT_CODES.contains(&code_str) || status.is_some_and(is_transient_status) {
         return ExportError::transient(
             op.name(),
-            format!("{} on {}: {}", op.service(), ctx.resource, if detail.is_empty() { format!("HTTP {}", status.unwrap_or(0)) } else { detail }),
+            format!("{} on {}: {}", ctx.service(), ctx.resource, if detail.is_empty() { format!("HTTP {}", status.unwrap_or(0)) } else { detail }),
         );
     }
     if status == Some(404) {
         return match op {
-            AwsOp::HeadBucket | AwsOp::GetBucketLocation => ExportError::DestinationMissing {
+            // A listing names no key: what is missing is the bucket.
+            AwsOp::HeadBucket | AwsOp::GetBucketLocation | AwsOp::ListObjects => ExportError::DestinationMissing {
                 resource: bucket_of(&ctx.resource),
                 hint: "Create the bucket, or fix the bucket name and region in the connection.".into(),
             },
@@ -312,7 +472,7 @@ pub fn classify_parts(ctx: &OpContext, status: Option<u16>, code: Option<&str>, 
     }
     ExportError::Internal(format!(
         "{} {} on {} failed unexpectedly (HTTP {}): {}",
-        op.service(),
+        ctx.service(),
         op.name(),
         ctx.resource,
         status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
@@ -432,6 +592,83 @@ mod tests {
             assert!(matches!(e, ExportError::Transient { .. }), "{status} {code:?}: {e:?}");
         }
         assert!(matches!(classify_parts(&ctx(AwsOp::GetObject), Some(404), Some("NoSuchKey"), ""), ExportError::NotFound { .. }));
+    }
+
+    fn r2(op: AwsOp) -> OpContext {
+        let endpoint = CompatibleEndpoint { url: "https://acct.r2.cloudflarestorage.com".into(), access_key_id: "R2KEY0123".into() };
+        OpContext::new(op, "s3://acme-events/exports/1/1_2020-01-01_0#0.json.gz", None).on_endpoint(Some(&endpoint))
+    }
+
+    /// Every refusal from an S3-compatible store names its endpoint and access key and says
+    /// what to check there; the class is the one Amazon S3's same answer has.
+    #[test]
+    fn compatible_store_answers_name_the_endpoint_and_key_and_what_to_do() {
+        // (status, code, expected kind, what the text must also say)
+        type Row = (Option<u16>, Option<&'static str>, &'static str, &'static [&'static str]);
+        let table: [Row; 8] = [
+            (Some(403), Some("InvalidAccessKeyId"), "BadCredentials", &["does not know access key R2KEY0123", "check access_key_id"]),
+            (Some(403), Some("SignatureDoesNotMatch"), "BadCredentials", &["secret access key does not match access key R2KEY0123", "fix secret_access_key"]),
+            (Some(403), Some("AccessDenied"), "PermissionDenied", &["s3:PutObject", "IAM policies do not apply", "exportctl policy"]),
+            (Some(403), None, "PermissionDenied", &["s3:PutObject", "give access key R2KEY0123"]),
+            (
+                Some(404),
+                Some("NoSuchBucket"),
+                "DestinationMissing",
+                &["s3://acme-events on https://acct.r2.cloudflarestorage.com", "fix bucket and endpoint_url"],
+            ),
+            (Some(400), Some("AuthorizationHeaderMalformed"), "InvalidConfig", &["destination.region", "auto"]),
+            (Some(503), Some("SlowDown"), "Transient", &[]),
+            (Some(501), Some("NotImplemented"), "Transient", &[]),
+        ];
+        for (status, code, kind, says) in table {
+            let e = classify_parts(&r2(AwsOp::PutObject), status, code, "refused");
+            let text = e.to_string();
+            assert_eq!(e.kind(), kind, "{code:?}: {text}");
+            assert!(text.contains("R2KEY0123") && text.contains("https://acct.r2.cloudflarestorage.com"), "{code:?} names key and endpoint: {text}");
+            assert!(!text.contains("Amazon S3"), "{code:?} is not Amazon S3: {text}");
+            for s in says {
+                assert!(text.contains(s), "{code:?} says {s:?}: {text}");
+            }
+        }
+        match classify_parts(&r2(AwsOp::DeleteObject), Some(403), Some("AccessDenied"), "") {
+            ExportError::PermissionDenied { principal, permission, .. } => {
+                assert_eq!(principal.as_deref(), Some("access key R2KEY0123 on https://acct.r2.cloudflarestorage.com"));
+                assert_eq!(permission, "s3:DeleteObject");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A missing bucket found by the probe's listing is the bucket, on the endpoint.
+        let e = classify_parts(&r2(AwsOp::ListObjects), Some(404), None, "");
+        assert_eq!(e.kind(), "DestinationMissing", "{e}");
+    }
+
+    #[test]
+    fn an_unreachable_compatible_endpoint_is_the_destination_and_amazon_s3_a_hiccup() {
+        for (failure, says) in [(NetworkFailure::ConnectionRefused, "connection was refused"), (NetworkFailure::UnknownHost, "does not resolve")] {
+            let e = classify_unreachable(&r2(AwsOp::PutObject), failure, "io error");
+            assert_eq!(e.kind(), "AccessBlocked", "{e}");
+            assert!(e.is_accessibility() && e.is_retryable());
+            let text = e.to_string();
+            assert!(text.contains(says) && text.contains("R2KEY0123") && text.contains("https://acct.r2.cloudflarestorage.com"), "{text}");
+            assert!(text.contains("Check endpoint_url"), "{text}");
+        }
+        let e = classify_unreachable(&r2(AwsOp::PutObject), NetworkFailure::Other, "connection reset");
+        assert_eq!(e.kind(), "Transient", "{e}");
+        assert!(e.to_string().contains("R2KEY0123"), "{e}");
+        // Amazon S3: our network, retried without blaming the customer.
+        assert_eq!(classify_unreachable(&ctx(AwsOp::PutObject), NetworkFailure::ConnectionRefused, "refused").kind(), "Transient");
+        // How the network stack's errors are read.
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "nope");
+        assert_eq!(NetworkFailure::of(&refused), NetworkFailure::ConnectionRefused);
+        let dns = std::io::Error::other("dns error: failed to lookup address information: Name or service not known");
+        assert_eq!(NetworkFailure::of(&dns), NetworkFailure::UnknownHost);
+        assert_eq!(NetworkFailure::of(&std::io::Error::other("connection reset by peer")), NetworkFailure::Other);
+    }
+
+    #[test]
+    fn amazon_s3_answers_are_unchanged() {
+        let e = classify_parts(&ctx(AwsOp::PutObject), Some(403), Some("InvalidAccessKeyId"), "x");
+        assert!(e.to_string().contains("Amazon S3") && !e.to_string().contains("S3-compatible"), "{e}");
     }
 
     #[test]

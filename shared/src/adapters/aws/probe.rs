@@ -14,18 +14,25 @@
 //! data key" reads it back (S3 calls kms:Decrypt); S3 names the refused KMS action in its
 //! AccessDenied, which [`classify`] maps to that permission. moto never consults KMS for
 //! SSE-KMS, so there these checks only show that the S3 calls with the key's headers work.
+//!
+//! On an S3-compatible store (R2, MinIO, GCS, ...) the same suite runs against its endpoint
+//! with the connection's access key, with two differences: the bucket is checked by listing
+//! under the prefix (GetBucketLocation needs a bucket-level permission that object-scoped
+//! keys, e.g. GCS's Storage Object Admin, do not have), and there is no KMS key to check.
 
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 
 use crate::access::probe::{round_trip, ProbeOutcome, ProbeReport, ProbeResult, RoundTripChecks, PROBE_DIR};
-use crate::adapters::aws::errors::{classify, AwsOp, OpContext};
+use crate::adapters::aws::errors::{classify, AwsOp, CompatibleEndpoint, OpContext};
 use crate::adapters::aws::s3::S3Store;
 use crate::error::ExportError;
-use crate::ports::{join_key, AccessProbe};
+use crate::ports::{join_key, AccessProbe, ObjectStore};
 
 const BUCKET_CHECK: (&str, &str) = ("bucket reachable", "s3:GetBucketLocation");
+/// On an S3-compatible store the bucket is reached by listing under the prefix.
+const COMPATIBLE_BUCKET_CHECK: (&str, &str) = ("bucket reachable", "s3:ListBucket");
 const ROUND_TRIP: RoundTripChecks = RoundTripChecks {
     write: ("put probe object", "s3:PutObject"),
     read: ("read probe object", "s3:GetObject"),
@@ -53,6 +60,22 @@ impl S3Probe {
         S3Probe { store, prefix: prefix.trim_matches('/').to_string(), kms_key: kms_key.map(str::to_string), principal, preamble: Vec::new() }
     }
 
+    /// Probes an S3-compatible store at `endpoint` (the client must already point there and
+    /// sign with its access key): the access key is the principal reported.
+    pub fn on_compatible_endpoint(mut self, endpoint: CompatibleEndpoint) -> Self {
+        self.principal = Some(endpoint.principal());
+        self.store = self.store.on_compatible_endpoint(endpoint);
+        self
+    }
+
+    fn bucket_check_names(&self) -> (&'static str, &'static str) {
+        if self.store.endpoint().is_some() {
+            COMPATIBLE_BUCKET_CHECK
+        } else {
+            BUCKET_CHECK
+        }
+    }
+
     /// Results placed before the S3 checks (used by the factory for AssumeRole).
     pub fn with_preamble(mut self, results: Vec<ProbeResult>) -> Self {
         self.preamble = results;
@@ -63,17 +86,19 @@ impl S3Probe {
         self.store.bucket()
     }
 
+    /// `s3://bucket/prefix`, or `https://endpoint/bucket/prefix` on an S3-compatible store.
     fn destination(&self) -> String {
+        let base = self.store.describe();
         if self.prefix.is_empty() {
-            format!("s3://{}", self.bucket())
+            base
         } else {
-            format!("s3://{}/{}", self.bucket(), self.prefix)
+            format!("{base}/{}", self.prefix)
         }
     }
 
     fn ctx(&self, op: AwsOp, key: &str) -> OpContext {
         let resource = if key.is_empty() { format!("s3://{}", self.bucket()) } else { format!("s3://{}/{key}", self.bucket()) };
-        OpContext::new(op, resource, self.principal.as_deref())
+        OpContext::new(op, resource, self.principal.as_deref()).on_endpoint(self.store.endpoint())
     }
 
     /// The checks that follow the bucket, skipped for `reason`.
@@ -84,8 +109,23 @@ impl S3Probe {
     }
 
     /// GetBucketLocation rather than HeadBucket: it is the action the generated policy
-    /// grants, and it answers NoSuchBucket with a body.
+    /// grants, and it answers NoSuchBucket with a body. On an S3-compatible store, a
+    /// one-key listing under the prefix (it answers NoSuchBucket with a body too).
     async fn bucket_check(&self) -> Result<(), ExportError> {
+        if self.store.endpoint().is_some() {
+            let prefix = join_key(&self.prefix, "");
+            return self
+                .store
+                .client()
+                .list_objects_v2()
+                .bucket(self.bucket())
+                .prefix(prefix.as_str())
+                .max_keys(1)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(e, &self.ctx(AwsOp::ListObjects, &prefix)));
+        }
         self.store
             .client()
             .get_bucket_location()
@@ -253,9 +293,10 @@ impl AccessProbe for S3Probe {
     async fn probe(&self) -> ProbeReport {
         let mut results = self.preamble.clone();
         let mut principal = self.principal.clone();
+        let bucket_check = self.bucket_check_names();
         if let Some(failed) = results.iter().find(|r| r.failed()) {
             let reason = format!("{} failed", failed.check);
-            results.push(ProbeResult::skipped(BUCKET_CHECK.0, BUCKET_CHECK.1, &reason));
+            results.push(ProbeResult::skipped(bucket_check.0, bucket_check.1, &reason));
             Self::skip_s3_checks(&mut results, &reason);
             if self.kms_key.is_some() {
                 for (check, perm) in KMS_CHECKS {
@@ -274,10 +315,10 @@ impl AccessProbe for S3Probe {
         let mut kms_skip = skip_s3;
         let mut get_refused = false;
         match bucket {
-            Ok(()) => results.push(ProbeResult::pass(BUCKET_CHECK.0, BUCKET_CHECK.1)),
+            Ok(()) => results.push(ProbeResult::pass(bucket_check.0, bucket_check.1)),
             Err(err) => {
                 note_principal(&mut principal, &err);
-                results.push(failure(BUCKET_CHECK.0, BUCKET_CHECK.1, &err));
+                results.push(failure(bucket_check.0, bucket_check.1, &err));
             }
         }
         match skip_s3 {

@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream as S3Body;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use bytes::Bytes;
 
-use crate::adapters::aws::errors::{classify, AwsOp, OpContext};
+use crate::adapters::aws::errors::{classify, AwsOp, CompatibleEndpoint, OpContext};
 use crate::adapters::upload::{BufferedUpload, MultipartTarget};
 use crate::error::{ExportError, Result};
 use crate::ports::{ByteStream, CreateOutcome, ObjectMeta, ObjectStore, StreamingUpload};
@@ -46,6 +47,11 @@ struct Inner {
     kms_key: Option<String>,
     /// The identity requests run as (project role ARN), for error messages.
     principal: Option<String>,
+    /// Set for an S3-compatible store: its errors name the endpoint and access key.
+    endpoint: Option<CompatibleEndpoint>,
+    /// CRC32 checksums on multipart parts. Off for S3-compatible stores, which do not all
+    /// accept the `x-amz-checksum-*` headers.
+    part_checksums: bool,
     part_size: usize,
     concurrency: usize,
 }
@@ -56,6 +62,7 @@ impl std::fmt::Debug for S3Store {
             .field("bucket", &self.inner.bucket)
             .field("kms_key", &self.inner.kms_key)
             .field("principal", &self.inner.principal)
+            .field("endpoint", &self.inner.endpoint)
             .field("part_size", &self.inner.part_size)
             .finish()
     }
@@ -70,6 +77,8 @@ impl S3Store {
                 bucket: bucket.into(),
                 kms_key: None,
                 principal: None,
+                endpoint: None,
+                part_checksums: true,
                 part_size: DEFAULT_PART_SIZE,
                 concurrency: DEFAULT_CONCURRENCY,
             }),
@@ -82,6 +91,8 @@ impl S3Store {
             bucket: arc.bucket.clone(),
             kms_key: arc.kms_key.clone(),
             principal: arc.principal.clone(),
+            endpoint: arc.endpoint.clone(),
+            part_checksums: arc.part_checksums,
             part_size: arc.part_size,
             concurrency: arc.concurrency,
         });
@@ -97,6 +108,22 @@ impl S3Store {
     /// Names the identity requests run as in permission errors.
     pub fn with_principal(self, principal: Option<String>) -> Self {
         self.with(|i| i.principal = principal)
+    }
+
+    /// Marks the store as an S3-compatible one at `endpoint` (the client must already point
+    /// there): errors and the principal name the endpoint and access key, and multipart
+    /// parts carry no checksum headers.
+    pub fn on_compatible_endpoint(self, endpoint: CompatibleEndpoint) -> Self {
+        self.with(|i| {
+            i.principal = Some(endpoint.principal());
+            i.endpoint = Some(endpoint);
+            i.part_checksums = false;
+        })
+    }
+
+    /// The S3-compatible endpoint, when the store is not Amazon S3.
+    pub fn endpoint(&self) -> Option<&CompatibleEndpoint> {
+        self.inner.endpoint.as_ref()
     }
 
     /// Multipart part size (at least 5 MiB, S3's minimum) and parts in flight (at least 1).
@@ -126,7 +153,7 @@ impl S3Store {
 impl Inner {
     fn ctx(&self, op: AwsOp, key: &str) -> OpContext {
         let resource = if key.is_empty() { format!("s3://{}", self.bucket) } else { format!("s3://{}/{key}", self.bucket) };
-        OpContext::new(op, resource, self.principal.as_deref())
+        OpContext::new(op, resource, self.principal.as_deref()).on_endpoint(self.endpoint.as_ref())
     }
 
     async fn put_object(&self, key: &str, body: Bytes, if_none_match: bool) -> std::result::Result<(), ExportError> {
@@ -154,8 +181,12 @@ impl Inner {
 
 #[async_trait]
 impl ObjectStore for S3Store {
+    /// `s3://bucket` on Amazon S3; `https://endpoint/bucket` on an S3-compatible store.
     fn describe(&self) -> String {
-        format!("s3://{}", self.inner.bucket)
+        match &self.inner.endpoint {
+            Some(e) => format!("{}/{}", e.url, self.inner.bucket),
+            None => format!("s3://{}", self.inner.bucket),
+        }
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {
@@ -213,8 +244,20 @@ impl ObjectStore for S3Store {
             Ok(out) => Ok(Some(ObjectMeta { key: key.to_string(), size: out.content_length().unwrap_or(0).max(0) as u64 })),
             Err(e) => {
                 // HEAD answers carry no body, so a missing key is a bare 404.
-                if e.raw_response().map(|r| r.status().as_u16()) == Some(404) && e.as_service_error().is_some_and(|s| s.is_not_found()) {
+                let status = e.raw_response().map(|r| r.status().as_u16());
+                if status == Some(404) && e.as_service_error().is_some_and(|s| s.is_not_found()) {
                     return Ok(None);
+                }
+                // A bare 403 does not say whether the key, the signature or a permission was
+                // refused (a wrong secret would read as a missing s3:GetObject): a one-byte GET
+                // of the same key is answered with the error code.
+                if status == Some(403) && e.code().is_none() {
+                    if let Err(get) = self.inner.client.get_object().bucket(&self.inner.bucket).key(key).range("bytes=0-0").send().await {
+                        return match get_error(get, &self.inner, key) {
+                            ExportError::NotFound { .. } => Ok(None),
+                            other => Err(other),
+                        };
+                    }
                 }
                 match classify(e, &self.inner.ctx(AwsOp::HeadObject, key)) {
                     ExportError::NotFound { .. } => Ok(None),
@@ -285,7 +328,10 @@ impl MultipartTarget for S3Multipart {
 
     async fn start(&self) -> Result<String> {
         let s = &self.store;
-        let mut req = s.client.create_multipart_upload().bucket(&s.bucket).key(&self.key).checksum_algorithm(ChecksumAlgorithm::Crc32);
+        let mut req = s.client.create_multipart_upload().bucket(&s.bucket).key(&self.key);
+        if s.part_checksums {
+            req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
+        }
         if let Some(k) = &s.kms_key {
             req = req.server_side_encryption(ServerSideEncryption::AwsKms).ssekms_key_id(k);
         }
@@ -298,19 +344,11 @@ impl MultipartTarget for S3Multipart {
     async fn put_part(&self, upload_id: &str, number: u32, body: Bytes) -> Result<CompletedPart> {
         let s = &self.store;
         let number = i32::try_from(number).map_err(|_| ExportError::Internal(format!("part number {number} is out of range")))?;
-        let out = s
-            .client
-            .upload_part()
-            .bucket(&s.bucket)
-            .key(&self.key)
-            .upload_id(upload_id)
-            .part_number(number)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32)
-            .content_length(body.len() as i64)
-            .body(S3Body::from(body))
-            .send()
-            .await
-            .map_err(|e| classify(e, &s.ctx(AwsOp::UploadPart, &self.key)))?;
+        let mut req = s.client.upload_part().bucket(&s.bucket).key(&self.key).upload_id(upload_id).part_number(number);
+        if s.part_checksums {
+            req = req.checksum_algorithm(ChecksumAlgorithm::Crc32);
+        }
+        let out = req.content_length(body.len() as i64).body(S3Body::from(body)).send().await.map_err(|e| classify(e, &s.ctx(AwsOp::UploadPart, &self.key)))?;
         Ok(CompletedPart::builder()
             .part_number(number)
             .set_e_tag(out.e_tag().map(str::to_string))
