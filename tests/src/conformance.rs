@@ -47,8 +47,10 @@ pub async fn store_conformance(store: Arc<dyn ObjectStore>, big_upload_bytes: us
 }
 
 /// A control store on this store: one organisation's claim covers every spelling of its
-/// folder or container (dot segments, repeated and trailing slashes, host case, default
-/// ports), distinct places never collide, and deleting the connection releases the claim.
+/// folder, container or S3-compatible bucket (dot segments, repeated and trailing slashes,
+/// host case, default ports), distinct places never collide (an S3-compatible store's
+/// bucket is not the Amazon S3 bucket of that name), and deleting the connection releases
+/// the claim.
 pub async fn claims_cover_every_spelling_of_a_destination(store: Arc<dyn ObjectStore>) {
     let keys = tempfile::tempdir().expect("temp dir");
     let cipher = Arc::new(LocalCipher::open_or_create(keys.path().join("secret.key")).expect("cipher"));
@@ -81,6 +83,34 @@ pub async fn claims_cover_every_spelling_of_a_destination(store: Arc<dyn ObjectS
         refused(control.create_connection(conn(&format!("claims-b{}", 4 + i), "2", azure(spelling)), now).await, spelling);
     }
     control.create_connection(conn("claims-b6", "2", azure("http://localhost:10001/devstoreaccount1")), now).await.expect("another port is another place");
+
+    // S3-compatible stores: the endpoint's host (any case, default port or not) and the
+    // bucket are the place; bucket `x` there is not bucket `x` on Amazon S3.
+    let aws = |bucket: &str| serde_json::json!({"type": "s3", "bucket": bucket, "region": "us-east-1"});
+    let compatible = |endpoint: &str, bucket: &str| {
+        serde_json::json!({"type": "s3", "bucket": bucket, "region": "auto", "endpoint_url": endpoint, "force_path_style": true,
+            "access_key_id": "AKIAEXAMPLE", "secret_access_key": "example-secret"})
+    };
+    control
+        .create_connection(conn("claims-a5", "1", compatible("https://acct.r2.cloudflarestorage.com", "shared-name")), now)
+        .await
+        .expect("org 1 claims it on R2");
+    for (i, spelling) in ["https://ACCT.R2.cloudflarestorage.com/", "https://acct.r2.cloudflarestorage.com:443", "https://acct.r2.cloudflarestorage.com."]
+        .into_iter()
+        .enumerate()
+    {
+        refused(control.create_connection(conn(&format!("claims-b{}", 10 + i), "2", compatible(spelling, "shared-name")), now).await, spelling);
+    }
+    control.create_connection(conn("claims-b13", "2", aws("shared-name")), now).await.expect("the same bucket name on Amazon S3 is another place");
+    control
+        .create_connection(conn("claims-b14", "2", compatible("https://acct.r2.cloudflarestorage.com:8443", "shared-name")), now)
+        .await
+        .expect("another port is another place");
+    control
+        .create_connection(conn("claims-b15", "2", compatible("https://other.r2.cloudflarestorage.com", "shared-name")), now)
+        .await
+        .expect("another endpoint is another place");
+    refused(control.create_connection(conn("claims-a6", "1", aws("shared-name")), now).await, "org 2 owns the Amazon S3 bucket");
 
     // Same organisation, another spelling: allowed; the claim is released only with the last user.
     control.create_connection(conn("claims-a4", "1", local("/t/dest/")), now).await.expect("same org may share its folder");

@@ -9,9 +9,12 @@ use sha2::{Digest, Sha256};
 use crate::control::connection::Destination;
 
 /// The one spelling of the place a destination writes to (its bucket, container or folder,
-/// without the prefix): `s3://bucket`, `https://host[:port]/path/container`, `file:///a/b`.
+/// without the prefix): `s3://bucket` (Amazon S3), `https://host[:port]/bucket` (an
+/// S3-compatible store: bucket `x` on R2 is not bucket `x` on AWS),
+/// `https://host[:port]/path/container`, `file:///a/b`.
 pub fn canonical_location(dest: &Destination) -> String {
     match dest {
+        Destination::S3 { bucket, endpoint_url: Some(endpoint), .. } => format!("{}/{}", canonical_account(endpoint), bucket.to_ascii_lowercase()),
         Destination::S3 { bucket, .. } => format!("s3://{}", bucket.to_ascii_lowercase()),
         Destination::Azure { account_url, container, .. } => format!("{}/{}", canonical_account(account_url), container.to_ascii_lowercase()),
         Destination::Local { path, .. } => format!("file://{}", canonical_path(path)),
@@ -19,12 +22,16 @@ pub fn canonical_location(dest: &Destination) -> String {
 }
 
 /// The control-store key part of a destination's claim (without the scheme). S3 bucket names are already
-/// canonical and key-safe, so they stay readable as `s3/{bucket}`. Azure and local claims
-/// are a readable slug plus a digest of the canonical location: the slug may fold
-/// different characters together, the digest never does.
+/// canonical and key-safe, so they stay readable as `s3/{bucket}`. Azure, local and
+/// S3-compatible claims (`s3-compatible/`, endpoint host and port and bucket) are a
+/// readable slug plus a digest of the canonical location without its scheme: the slug may
+/// fold different characters together, the digest never does.
 pub fn claim_id(dest: &Destination) -> String {
     let location = canonical_location(dest);
     match dest {
+        Destination::S3 { endpoint_url: Some(_), .. } => {
+            format!("s3-compatible/{}", slug_and_digest(location.split_once("://").map_or(&location[..], |(_, rest)| rest)))
+        }
         Destination::S3 { bucket, .. } => format!("s3/{}", bucket.to_ascii_lowercase()),
         Destination::Azure { .. } => format!("azure/{}", slug_and_digest(location.split_once("://").map_or(&location[..], |(_, rest)| rest))),
         Destination::Local { .. } => format!("local/{}", slug_and_digest(location.trim_start_matches("file://"))),
@@ -44,9 +51,10 @@ pub fn legacy_claim_id(dest: &Destination) -> Option<String> {
     }
 }
 
-/// `scheme://host[:port]/path` of an account URL: scheme and host lower case (a trailing
-/// dot dropped), web ports removed, `.`/`..` resolved, empty segments and trailing slash
-/// dropped. Azure account names are lower case, so the path (an emulator's account) is too.
+/// `scheme://host[:port]/path` of an account (or S3-compatible endpoint) URL: scheme and
+/// host lower case (a trailing dot dropped), web ports removed, `.`/`..` resolved, empty
+/// segments and trailing slash dropped. Azure account names are lower case, so the path
+/// (an emulator's account) is too; an S3 endpoint has no path.
 fn canonical_account(account_url: &str) -> String {
     let Ok(url) = url::Url::parse(account_url.trim()) else {
         // Validation refuses such URLs before a claim is made; keep a stable spelling anyway.
@@ -141,9 +149,55 @@ mod tests {
         assert_eq!(legacy_claim_id(&local("/a/b_c")), legacy_claim_id(&local("/a_b/c")));
     }
 
+    fn compatible(endpoint: &str, bucket: &str) -> Destination {
+        Destination::S3 {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            region: "auto".into(),
+            kms_key_arn: None,
+            endpoint_url: Some(endpoint.into()),
+            force_path_style: true,
+            access_key_id: Some("AKIAEXAMPLE".into()),
+            secret_access_key: Some(crate::control::secret::Secret::new("s")),
+        }
+    }
+
+    #[test]
+    fn s3_compatible_claims_name_the_endpoint_and_amazon_claims_stay_as_they_were() {
+        // Amazon S3 claims are unchanged: stored claims keep protecting their buckets.
+        assert_eq!(claim_id(&Destination::aws_s3("Acme-Events", "p", "us-east-1", None)), "s3/acme-events");
+        assert_eq!(canonical_location(&Destination::aws_s3("acme-events", "", "us-east-1", None)), "s3://acme-events");
+        let r2 = compatible("https://acct.r2.cloudflarestorage.com", "acme-events");
+        assert_eq!(canonical_location(&r2), "https://acct.r2.cloudflarestorage.com/acme-events");
+        assert!(claim_id(&r2).starts_with("s3-compatible/acct.r2.cloudflarestorage.com_acme-events."), "{}", claim_id(&r2));
+        assert_ne!(claim_id(&r2), claim_id(&Destination::aws_s3("acme-events", "", "us-east-1", None)), "bucket x on R2 is not bucket x on AWS");
+        for spelling in [
+            "https://ACCT.R2.cloudflarestorage.com/",
+            "https://acct.r2.cloudflarestorage.com:443",
+            "https://acct.r2.cloudflarestorage.com.",
+            "http://acct.r2.cloudflarestorage.com:80",
+        ] {
+            assert_eq!(claim_id(&compatible(spelling, "acme-events")), claim_id(&r2), "{spelling}");
+        }
+        for other in [
+            compatible("https://acct.r2.cloudflarestorage.com:8443", "acme-events"),
+            compatible("https://other.r2.cloudflarestorage.com", "acme-events"),
+            compatible("https://acct.r2.cloudflarestorage.com", "acme-events2"),
+        ] {
+            assert_ne!(claim_id(&other), claim_id(&r2), "{}", canonical_location(&other));
+        }
+        assert_eq!(legacy_claim_id(&r2), None);
+    }
+
     #[test]
     fn claim_ids_are_key_safe() {
-        for d in [azure("http://[::1]:10000/acct"), local("/weird path/with%25/and#hash"), azure("https://xn--bcher-kva.example")] {
+        for d in [
+            azure("http://[::1]:10000/acct"),
+            local("/weird path/with%25/and#hash"),
+            azure("https://xn--bcher-kva.example"),
+            compatible("http://[::1]:9000", "b"),
+            compatible("https://bücher.example:9000", "b"),
+        ] {
             let id = claim_id(&d);
             assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b)), "{id}");
         }
