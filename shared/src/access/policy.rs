@@ -3,6 +3,11 @@
 //! needs, on exactly the bucket and prefix, to the project's role (never an account root),
 //! plus the same statements as an identity policy (attached to the role itself when the
 //! bucket is in the exporter's own account, and what the moto tests enforce).
+//!
+//! An S3-compatible store (a destination with `endpoint_url`: R2, MinIO, GCS, B2, Ceph)
+//! authorises the connection's access key, not an AWS role: IAM policies do not apply
+//! there, and [`s3_compatible_grants`] says instead what the key needs and how each store
+//! grants it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -46,6 +51,13 @@ pub struct S3Policies {
 /// given as an alias ARN is refused: the identity policy names the key in `Resource`,
 /// where IAM never matches an alias (resolve it first with [`resolve_kms_key`]).
 pub fn s3_policies(dest: &Destination, role_arn: &str) -> Result<S3Policies> {
+    if let Some(grants) = s3_compatible_grants(dest) {
+        return Err(ExportError::invalid_config(
+            "destination.endpoint_url",
+            "IAM policies do not apply to an S3-compatible store: it authorises the connection's access key, not the project's IAM role",
+            grants,
+        ));
+    }
     let Destination::S3 { bucket, prefix, region, kms_key_arn, .. } = dest else {
         return Err(not_s3());
     };
@@ -212,6 +224,70 @@ fn s3_statements(bucket: &str, prefix: &str) -> Vec<Value> {
     ]
 }
 
+/// For an S3-compatible destination, what its access key needs and how the store grants
+/// it (IAM policies do not apply there); `None` for Amazon S3 and other destinations.
+/// This is what `exportctl policy` prints for such a destination.
+pub fn s3_compatible_grants(dest: &Destination) -> Option<String> {
+    let Destination::S3 { bucket, prefix, endpoint_url: Some(endpoint), access_key_id, .. } = dest else {
+        return None;
+    };
+    let key = access_key_id.as_deref().unwrap_or("(access_key_id)");
+    let prefix = prefix.trim_matches('/');
+    let endpoint = endpoint.trim().trim_end_matches('/');
+    let host = url::Url::parse(endpoint).ok().and_then(|u| u.host_str().map(|h| h.trim_end_matches('.').to_ascii_lowercase())).unwrap_or_default();
+    let scope = if prefix.is_empty() { format!("every object of bucket {bucket}") } else { format!("the objects under {prefix}/ in bucket {bucket}") };
+    let mut text = format!(
+        "IAM policies do not apply: {endpoint} is an S3-compatible store, not Amazon S3. It authorises the access key {key}, \
+         not the project's IAM role, so no bucket policy, IAM policy or KMS key policy is generated for it.\n\
+         \n\
+         The access key needs, on {scope}:\n\
+         - write objects: PutObject and multipart uploads (create, upload part, complete, abort)\n\
+         - read objects: GetObject, HeadObject (an hour whose complete marker is there is skipped)\n\
+         - list objects: ListObjectsV2 under the prefix\n\
+         - delete objects: DeleteObject (a re-exported hour replaces its parts)\n\
+         Nothing else: no bucket administration, and no other bucket.\n\
+         \n"
+    );
+    let r2 = format!(
+        "Cloudflare R2: create an R2 API token (R2 > Manage API tokens) with the \"Object Read & Write\" permission, \
+         applied to bucket {bucket} only. Its Access Key ID and Secret Access Key go in access_key_id and secret_access_key; \
+         region is auto.\n"
+    );
+    let gcs = format!(
+        "Google Cloud Storage (XML API with HMAC keys): create an HMAC key for a service account (Cloud Storage > Settings > \
+         Interoperability) and give that service account Storage Object Admin (roles/storage.objectAdmin) on bucket {bucket} only:\n\
+         \x20 gcloud storage buckets add-iam-policy-binding gs://{bucket} --member=serviceAccount:SERVICE_ACCOUNT_EMAIL --role=roles/storage.objectAdmin\n\
+         The HMAC key's access id and secret go in access_key_id and secret_access_key; region is auto.\n"
+    );
+    let b2 = format!(
+        "Backblaze B2: an application key restricted to bucket {bucket}{}, with Read and Write access.\n",
+        if prefix.is_empty() { String::new() } else { format!(" and the file name prefix {prefix}/") }
+    );
+    // The S3 policy language MinIO (and Ceph RGW) evaluate, scoped to the bucket and prefix.
+    let scoped = json!({ "Version": "2012-10-17", "Statement": s3_statements(bucket, prefix) });
+    let minio = format!(
+        "MinIO (and Ceph RGW, as a bucket policy naming the key's user): attach this policy, scoped to the bucket and prefix, to the access key's user:\n\
+         \x20 mc admin policy create ALIAS event-export-{bucket} policy.json\n\
+         \x20 mc admin policy attach ALIAS event-export-{bucket} --user {key}\n\
+         policy.json:\n{}\n",
+        serde_json::to_string_pretty(&scoped).unwrap_or_default()
+    );
+    if host.ends_with(".r2.cloudflarestorage.com") {
+        text.push_str(&r2);
+    } else if host == "storage.googleapis.com" {
+        text.push_str(&gcs);
+    } else if host.ends_with(".backblazeb2.com") {
+        text.push_str(&b2);
+    } else {
+        text.push_str("How each store grants it:\n");
+        for part in [&minio, &r2, &gcs, &b2] {
+            text.push_str(part);
+            text.push('\n');
+        }
+    }
+    Some(text.trim_end().to_string())
+}
+
 /// The principal must be a role, never an account (`:root` or a bare account id), which
 /// would grant every identity in that account.
 fn validate_role_principal(role_arn: &str) -> Result<()> {
@@ -260,6 +336,19 @@ pub fn role_arn_of(principal: &str) -> String {
 /// and a key policy statement for S3 (naming the refused role, not its session), an
 /// `az role assignment` for Azure.
 pub fn fixes_for(dest: &Destination, principal: Option<&str>, missing: &[String]) -> Vec<PolicyFix> {
+    if let Some(grants) = s3_compatible_grants(dest) {
+        // The store's own settings fix a refusal, not an IAM statement.
+        return match dest {
+            Destination::S3 { bucket, access_key_id, .. } if missing.iter().any(|m| m.starts_with("s3:")) => vec![PolicyFix {
+                title: format!(
+                    "IAM policies do not apply to this S3-compatible store: give the access key {} read, write, list and delete on bucket {bucket}",
+                    access_key_id.as_deref().unwrap_or_default()
+                ),
+                statement: grants,
+            }],
+            _ => Vec::new(),
+        };
+    }
     match dest {
         Destination::S3 { bucket, kms_key_arn, .. } => {
             let Some(principal) = principal else {
@@ -460,6 +549,49 @@ mod tests {
         assert!(fix_statement(&d, ROLE, "s3:PutObject").unwrap().is_some());
         let fixes = fixes_for(&d, Some(ROLE), &["s3:PutObject".to_string(), "kms:Decrypt".to_string()]);
         assert_eq!(fixes.len(), 2, "{fixes:?}");
+    }
+
+    fn compatible(endpoint: &str) -> Destination {
+        Destination::S3 {
+            bucket: "acme-events".into(),
+            prefix: "exports/".into(),
+            region: "auto".into(),
+            kms_key_arn: None,
+            endpoint_url: Some(endpoint.into()),
+            force_path_style: true,
+            access_key_id: Some("KEYID123".into()),
+            secret_access_key: Some(crate::control::secret::Secret::new("the-secret-value")),
+        }
+    }
+
+    #[test]
+    fn s3_compatible_stores_get_the_access_keys_grants_not_iam_policies() {
+        let r2 = compatible("https://acct.r2.cloudflarestorage.com");
+        let text = s3_compatible_grants(&r2).unwrap();
+        assert!(text.starts_with("IAM policies do not apply: https://acct.r2.cloudflarestorage.com is an S3-compatible store"), "{text}");
+        assert!(text.contains("KEYID123") && !text.contains("the-secret-value"), "{text}");
+        assert!(text.contains("the objects under exports/ in bucket acme-events"), "{text}");
+        assert!(text.contains("\"Object Read & Write\"") && !text.contains("mc admin"), "R2 only: {text}");
+        let gcs = s3_compatible_grants(&compatible("https://storage.googleapis.com")).unwrap();
+        assert!(gcs.contains("roles/storage.objectAdmin") && gcs.contains("gs://acme-events") && !gcs.contains("R2"), "{gcs}");
+        // An unknown host (MinIO, Ceph, ...): every store's way, MinIO's policy scoped to the prefix.
+        let minio = s3_compatible_grants(&compatible("https://minio.acme.example:9000")).unwrap();
+        assert!(minio.contains("mc admin policy attach ALIAS event-export-acme-events --user KEYID123"), "{minio}");
+        assert!(
+            minio.contains("arn:aws:s3:::acme-events/exports/*") && minio.contains("Object Read & Write") && minio.contains("Storage Object Admin"),
+            "{minio}"
+        );
+        assert_eq!(s3_compatible_grants(&dest("exports", None)), None);
+
+        let err = s3_policies(&r2, ROLE).unwrap_err();
+        assert_eq!(err.kind(), "InvalidConfig");
+        assert!(err.to_string().contains("IAM policies do not apply") && err.to_string().contains("Object Read & Write"), "{err}");
+        // The email's fix: the store's own grants, not a bucket policy naming a role.
+        let fixes = fixes_for(&r2, Some("access key KEYID123 on https://acct.r2.cloudflarestorage.com"), &["s3:PutObject".to_string()]);
+        assert_eq!(fixes.len(), 1, "{fixes:?}");
+        assert!(fixes[0].title.contains("IAM policies do not apply") && fixes[0].title.contains("KEYID123"), "{fixes:?}");
+        assert!(!fixes[0].statement.contains("\"Principal\""), "{fixes:?}");
+        assert!(fixes_for(&r2, None, &["valid credentials".to_string()]).is_empty(), "a wrong key is fixed in the connection, not by a grant");
     }
 
     /// Answers from a table; counts the questions.
