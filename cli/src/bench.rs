@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use exporter::adapters::local::store::LocalStore;
 use exporter::control::connection::{Connection, DataKinds, Destination, ProjectKind};
+use exporter::export::format::PartFormat;
 use exporter::export::generate::{generate_hour, HourSpec};
 use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets, DEFAULT_PART_SIZE};
 use exporter::hour::UtcHour;
@@ -25,7 +26,7 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>) -> Result<ExitCode> {
+pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>, format: PartFormat) -> Result<ExitCode> {
     let temp = tempfile::tempdir().map_err(|e| exporter::ExportError::io("temporary folder", e))?;
     let root = dir.unwrap_or_else(|| temp.path().to_path_buf());
     let lake = Arc::new(LocalStore::new(root.join("lake"))?);
@@ -47,7 +48,7 @@ pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>) 
         creator: "bench@example.com".into(),
         complete_markers: true,
         timestamp_format: Default::default(),
-        format: Default::default(),
+        format,
         layout: Default::default(),
         webhook: None,
         failure_webhook: None,
@@ -63,17 +64,21 @@ pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>) 
     let rss = peak_rss().unwrap_or(0);
     let data = report.manifest.as_ref().and_then(|m| m.events.clone()).expect("events exported");
     let out_bytes: u64 = data.files.iter().map(|f| f.bytes).sum();
-    let json_bytes: u64 = data.files.iter().map(|f| f.uncompressed_bytes).sum();
+    // gzip parts: the JSON's size; Parquet parts: the uncompressed column data's.
+    let uncompressed: u64 = data.files.iter().map(|f| f.uncompressed_bytes).sum();
     let mb = |b: u64| b as f64 / 1e6;
     println!("events           {}", data.accounting.exported);
     println!("time             {seconds:.2} s");
     println!("events/s         {:.0}", data.accounting.exported as f64 / seconds);
     println!("in  (lake, gz)   {:.1} MB  {:.1} MB/s", mb(generated.bytes), mb(generated.bytes) / seconds);
     println!("in  (raw JSON)   {:.1} MB  {:.1} MB/s", mb(generated.raw_bytes), mb(generated.raw_bytes) / seconds);
-    println!("out (JSON)       {:.1} MB  {:.1} MB/s", mb(json_bytes), mb(json_bytes) / seconds);
-    println!("out (gzip)       {:.1} MB  {:.1} MB/s", mb(out_bytes), mb(out_bytes) / seconds);
+    println!("out (uncompr.)   {:.1} MB  {:.1} MB/s", mb(uncompressed), mb(uncompressed) / seconds);
+    println!("out ({format:<7})    {:.1} MB  {:.1} MB/s", mb(out_bytes), mb(out_bytes) / seconds);
     println!("parts            {}", data.files.len());
-    println!("gzip level       {level}, threads {}", settings.pool.threads());
+    match format {
+        PartFormat::Json => println!("gzip level       {level}, threads {}", settings.pool.threads()),
+        PartFormat::Parquet => println!("parquet          zstd level {}, threads {}", exporter::export::parquet_parts::ZSTD_LEVEL, settings.pool.threads()),
+    }
     println!("peak RSS         {:.1} MiB", rss as f64 / (1024.0 * 1024.0));
     if data.accounting.exported != events {
         eprintln!("error: exported {} of {events} events", data.accounting.exported);

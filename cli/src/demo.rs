@@ -3,8 +3,9 @@
 //! merges, an empty hour), creates connections (one with a filter), runs the hourly
 //! schedules, runs an overlapping backfill, takes one destination folder away for longer
 //! than the whole retry schedule (the one email, the owed hours, the recovery), prints the
-//! destination tree, the status table and the accounting, and checks its own output: it
-//! exits non-zero if anything is off.
+//! destination tree, the status table and the accounting, shows the DuckDB statement that
+//! reads the Parquet + hive connection, and checks its own output: it exits non-zero if
+//! anything is off.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -15,7 +16,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use exporter::control::connection::Connection;
+use exporter::export::columns::{export_columns, ColumnType};
+use exporter::export::format::PartFormat;
 use exporter::export::generate::{generate_hour, generate_merges, write_raw_event, Generated, HourSpec};
+use exporter::export::hour_export::events_layout;
 use exporter::export::manifest::Manifest;
 use exporter::export::schema::{EXPORT_FIELDS, TIMESTAMP_FIELDS};
 use exporter::hour::{HourRange, UtcHour};
@@ -28,6 +32,9 @@ use crate::home::Home;
 
 /// The default export timestamp form, exactly: a space, six fractional digits, no zone.
 const EXACT_TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.6f";
+
+/// The demo's connections, in the order the schedules fire.
+const CONNECTIONS: [&str; 4] = ["acme-web", "acme-app", "globex-main", "acme-lake"];
 
 /// Written into a demo folder so a second run may safely wipe it.
 const DEMO_MARK: &str = ".exportctl-demo";
@@ -95,7 +102,7 @@ async fn replay_step(home: &Home, at: DateTime<Utc>, quiet_success: bool, checks
     let embedded = home.embedded("demo")?;
     let mut responses = Vec::new();
     if at.minute() == exporter::delivery::schedule::HOURLY_MINUTE {
-        for id in ["acme-web", "acme-app", "globex-main"] {
+        for id in CONNECTIONS {
             responses.push(embedded.fire_hourly(id, at).await);
         }
     }
@@ -171,8 +178,9 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     println!("\n== 2. Connections");
     let dest_a = dir.join("destinations/acme-analytics");
     let dest_b = dir.join("destinations/globex-lake");
+    let dest_c = dir.join("destinations/acme-lakehouse");
     // Destination folders behave like buckets: they exist before a connection points at them.
-    for d in [&dest_a, &dest_b] {
+    for d in [&dest_a, &dest_b, &dest_c] {
         std::fs::create_dir_all(d).map_err(|e| ExportError::io(d.display().to_string(), e))?;
     }
     let created = replay.0.lock().expect("clock").to_owned();
@@ -180,13 +188,15 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     let web = connection_json("acme-web", "42", "187520", &dest_a, "exports", filter);
     let app = connection_json("acme-app", "42", "187521", &dest_a, "exports", "");
     let globex = connection_json("globex-main", "77", "300001", &dest_b, "amplitude", r#","export":{"events":true,"merged_ids":true}"#);
+    // Lake-ready: the same project's events as Parquet in dt=/hour= folders engines prune by.
+    let lakehouse = connection_json("acme-lake", "42", "187520", &dest_c, "events", r#","format":"parquet","layout":"hive""#);
     // The operator's project registry: whose each project is, and which is a portfolio.
     for (project, org, portfolio) in [("187520", "42", false), ("187521", "42", false), ("300001", "77", false), ("999999", "42", true)] {
         home.control.add_project(&exporter::control::projects::Project::new(project, org, portfolio)?).await?;
     }
     println!("   registered projects 187520, 187521 (org 42), 300001 (org 77) and portfolio 999999 (org 42)");
     let prober = exporter::runtime::function_env::FactoryProber::new(home.cloud.clone());
-    for doc in [&web, &app, &globex] {
+    for doc in [&web, &app, &globex, &lakehouse] {
         let conn = Connection::from_json(doc)?;
         let (conn, reports) = exporter::control::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, created).await?;
         println!(
@@ -276,18 +286,21 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     }
     println!("   after the recovery every owed hour is exported; the email's promise held");
 
-    println!("\n== 5. Destination tree");
-    for d in [&dest_a, &dest_b] {
+    println!("\n== 6. Destination tree");
+    for d in [&dest_a, &dest_b, &dest_c] {
         print_tree(d)?;
     }
 
-    println!("\n== 6. Status");
+    println!("\n== 7. Status");
     print!("{}", crate::commands::status_table(&home, time("2020-01-25T11:20:00Z")).await?);
 
-    println!("\n== 7. Accounting (read = exported + filtered + duplicates + invalid)");
-    verify_exports(&home, &dest_a, &dest_b, &hours, &generated, &mut checks).await?;
+    println!("\n== 8. Accounting (read = exported + filtered + duplicates + invalid)");
+    let exported = verify_exports(&home, &dir.join("destinations"), &hours, &generated, &mut checks).await?;
 
-    println!("\n== 8. Self-check");
+    println!("\n== 9. The Parquet + hive connection as a table (exportctl ddl acme-lake --engine duckdb)");
+    show_duckdb_table(&home, exported.get("acme-lake").copied().unwrap_or(0), &mut checks).await?;
+
+    println!("\n== 10. Self-check");
     if checks.failures.is_empty() {
         println!("   all {} checks passed", checks.passed);
         println!("\nEverything is in {}", dir.display());
@@ -357,12 +370,12 @@ fn part_digests(root: &Path) -> Result<BTreeMap<PathBuf, String>> {
     Ok(out)
 }
 
-/// `A_yyyy-MM-dd_H#n.json.gz` with H 0-23 unpadded.
-fn is_part_name(name: &str, project: &str) -> bool {
+/// `A_yyyy-MM-dd_H#n.json.gz` (or `.parquet`) with H 0-23 unpadded.
+fn is_part_name(name: &str, project: &str, format: PartFormat) -> bool {
     let Some(rest) = name.strip_prefix(&format!("{project}_")) else {
         return false;
     };
-    let Some(rest) = rest.strip_suffix(".json.gz") else {
+    let Some(rest) = rest.strip_suffix(format.extension()) else {
         return false;
     };
     let Some((stem, n)) = rest.split_once('#') else {
@@ -373,19 +386,24 @@ fn is_part_name(name: &str, project: &str) -> bool {
 
 async fn verify_exports(
     home: &Home,
-    dest_a: &Path,
-    dest_b: &Path,
+    destinations: &Path,
     hours: &HourRange,
     generated: &BTreeMap<(String, UtcHour), Generated>,
     checks: &mut Checks,
-) -> Result<()> {
+) -> Result<BTreeMap<String, u64>> {
+    let mut exported_by_connection = BTreeMap::new();
     println!("   {:<12} {:<14} {:>6} {:>8} {:>8} {:>10} {:>7}  PARTS", "CONNECTION", "HOUR", "READ", "EXPORTED", "FILTERED", "DUPLICATES", "INVALID");
     for conn in home.control.list_connections().await? {
-        let root = if conn.id == "globex-main" { dest_b } else { dest_a };
-        let base = root.join(conn.destination.prefix()).join(&conn.project_id);
+        let exporter::control::connection::Destination::Local { path, .. } = &conn.destination else {
+            checks.check(false, || format!("{}: the demo's destinations are local folders", conn.id));
+            continue;
+        };
+        let root = Path::new(path);
+        checks.check(root.starts_with(destinations), || format!("{}: {} is outside the demo", conn.id, root.display()));
+        let layout = events_layout(&conn);
         let mut seen = HashSet::new();
         for hour in hours.hours() {
-            let marker = base.join(format!("{}_{}_complete", conn.project_id, hour.file_stem()));
+            let marker = root.join(layout.complete_key(hour));
             let Ok(text) = std::fs::read(&marker) else {
                 checks.check(false, || format!("{}: no complete marker for {hour}", conn.id));
                 continue;
@@ -422,7 +440,8 @@ async fn verify_exports(
             let mut counted = 0u64;
             for file in &events.files {
                 let name = file.key.rsplit('/').next().unwrap_or("");
-                checks.check(is_part_name(name, &conn.project_id), || format!("bad part name {}", file.key));
+                checks.check(is_part_name(name, &conn.project_id, conn.format), || format!("bad part name {}", file.key));
+                checks.check(file.key.starts_with(&layout.part_prefix(hour)), || format!("{} is not in {}'s folder for {hour}", file.key, conn.id));
                 let path = root.join(&file.key);
                 let bytes = match std::fs::read(&path) {
                     Ok(b) => b,
@@ -432,21 +451,14 @@ async fn verify_exports(
                     }
                 };
                 checks.check(hex::encode(Sha256::digest(&bytes)) == file.sha256, || format!("{}: sha256 differs from the manifest", file.key));
-                for line in BufReader::new(flate2::read::GzDecoder::new(&bytes[..])).lines() {
-                    let line = line.map_err(|e| ExportError::io(file.key.clone(), e))?;
-                    let obj: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(&line) {
-                        Ok(o) => o,
-                        Err(e) => {
-                            checks.check(false, || format!("{}: a line is not a JSON object: {e}", file.key));
-                            continue;
-                        }
-                    };
+                for obj in part_records(&file.key, &bytes, conn.format, checks)? {
                     counted += 1;
                     if counted == 1 {
                         let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
                         checks.check(keys == EXPORT_FIELDS, || format!("{}: fields are not the export schema in order", file.key));
                     }
-                    // Every timestamp in the exact export form, which readers parse as a timestamp.
+                    // Every timestamp in the exact export form, which readers parse as a timestamp
+                    // (Parquet's typed timestamps are rendered in the same form).
                     for field in TIMESTAMP_FIELDS.map(|i| EXPORT_FIELDS[i]) {
                         let ok = match &obj[field] {
                             serde_json::Value::Null => true,
@@ -464,12 +476,82 @@ async fn verify_exports(
                 }
             }
             checks.check(counted == acc.exported, || format!("{} {hour}: {counted} lines in parts, manifest says {}", conn.id, acc.exported));
+            *exported_by_connection.entry(conn.id.clone()).or_insert(0) += acc.exported;
             if let Some(merged) = &manifest.merged_ids {
-                checks.check(merged.files.iter().all(|f| f.key.contains(&format!("/-{}/-{}_{}.json.gz", conn.org_id, conn.org_id, hour.file_stem()))), || {
-                    format!("{} {hour}: merged IDs misnamed", conn.id)
-                });
+                let expected = exporter::export::hour_export::merged_ids_layout(&conn).merged_ids_key(hour);
+                checks.check(merged.files.iter().all(|f| f.key == expected), || format!("{} {hour}: merged IDs misnamed (expected {expected})", conn.id));
             }
         }
     }
+    Ok(exported_by_connection)
+}
+
+/// The records of one part as JSON objects: its lines, or its Parquet rows rendered the
+/// way the JSON export writes them (timestamps in the export form, JSON columns parsed).
+fn part_records(key: &str, bytes: &[u8], format: PartFormat, checks: &mut Checks) -> Result<Vec<serde_json::Map<String, serde_json::Value>>> {
+    let mut out = Vec::new();
+    match format {
+        PartFormat::Json => {
+            for line in BufReader::new(flate2::read::GzDecoder::new(bytes)).lines() {
+                let line = line.map_err(|e| ExportError::io(key.to_string(), e))?;
+                match serde_json::from_str(&line) {
+                    Ok(o) => out.push(o),
+                    Err(e) => checks.check(false, || format!("{key}: a line is not a JSON object: {e}")),
+                }
+            }
+        }
+        PartFormat::Parquet => {
+            use arrow_array::{Array, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+            let broken = |e: &dyn std::fmt::Display| ExportError::Corrupt { what: key.to_string(), detail: e.to_string() };
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(Bytes::copy_from_slice(bytes)).map_err(|e| broken(&e))?;
+            let documented = exporter::export::parquet_parts::arrow_schema();
+            checks.check(reader.schema() == &documented, || format!("{key}: the Parquet schema is not the documented one"));
+            for batch in reader.build().map_err(|e| broken(&e))? {
+                let batch = batch.map_err(|e| broken(&e))?;
+                for r in 0..batch.num_rows() {
+                    let mut obj = serde_json::Map::new();
+                    for (i, column) in export_columns().enumerate() {
+                        let a = batch.column(i).as_any();
+                        let value = if batch.column(i).is_null(r) {
+                            serde_json::Value::Null
+                        } else {
+                            match column.column_type {
+                                ColumnType::Timestamp => {
+                                    let micros = a.downcast_ref::<TimestampMicrosecondArray>().map(|t| t.value(r)).unwrap_or(i64::MIN);
+                                    DateTime::from_timestamp_micros(micros).map(|t| t.format(EXACT_TIMESTAMP).to_string().into()).unwrap_or_default()
+                                }
+                                ColumnType::Int64 => a.downcast_ref::<Int64Array>().map(|v| v.value(r).into()).unwrap_or_default(),
+                                ColumnType::Float64 => a.downcast_ref::<Float64Array>().map(|v| v.value(r).into()).unwrap_or_default(),
+                                ColumnType::Boolean => a.downcast_ref::<BooleanArray>().map(|v| v.value(r).into()).unwrap_or_default(),
+                                ColumnType::Json => a.downcast_ref::<StringArray>().and_then(|v| serde_json::from_str(v.value(r)).ok()).unwrap_or_default(),
+                                ColumnType::String => a.downcast_ref::<StringArray>().map(|v| v.value(r).into()).unwrap_or_default(),
+                            }
+                        };
+                        obj.insert(column.name.to_string(), value);
+                    }
+                    out.push(obj);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Prints the DuckDB statement `exportctl ddl` gives for the Parquet + hive connection and
+/// the count it must return: every event its markers account for (the test suite runs the
+/// statement in DuckDB and compares).
+async fn show_duckdb_table(home: &Home, exported: u64, checks: &mut Checks) -> Result<()> {
+    use exporter::export::ddl::{table_ddl, DdlOptions, Engine};
+    let conn = home.control.get_connection("acme-lake").await?;
+    let ddl = table_ddl(&conn, Engine::DuckDb, &DdlOptions::default())?;
+    for line in ddl.lines() {
+        println!("   {line}");
+    }
+    let Some(view) = ddl.lines().find_map(|l| l.strip_prefix("CREATE OR REPLACE VIEW ")).and_then(|rest| rest.split_whitespace().next()) else {
+        checks.check(false, || "the DuckDB statement creates no view".into());
+        return Ok(());
+    };
+    println!("   SELECT count(*) FROM {view};  -- {exported} events, as the hours' markers account for");
+    checks.check(exported > 0, || "the Parquet connection exported nothing".into());
     Ok(())
 }

@@ -128,7 +128,14 @@ enum Command {
         /// Keep the generated lake here (default: a temporary folder).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Part format: json (gzipped JSON lines) or parquet.
+        #[arg(long, default_value = "json", value_parser = parse_format)]
+        format: exporter::export::format::PartFormat,
     },
+}
+
+fn parse_format(text: &str) -> Result<exporter::export::format::PartFormat, String> {
+    serde_json::from_value(serde_json::Value::from(text)).map_err(|_| format!("{text:?} is not a part format: use json or parquet"))
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,7 +196,7 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
     let open = |cloud: bool| home::open(&cli.home, cloud, clock.clone());
     match cli.command {
         Command::Demo { dir } => demo::run(&dir).await,
-        Command::Bench { events, level, threads, dir } => bench::run(events, level, threads, dir).await,
+        Command::Bench { events, level, threads, dir, format } => bench::run(events, level, threads, dir, format).await,
         Command::Generate { project, org, from, to, events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed } => {
             let home = open(cli.cloud).await?;
             commands::generate(&home, &project, org.as_deref(), &from, to.as_deref(), events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed)

@@ -1,6 +1,9 @@
 """Reads the demo's destinations the way an analyst would: DuckDB's read_json_auto with no
-options. Fails (exit 1) unless every populated timestamp column is typed TIMESTAMP and the
-event count equals the sum of `exported` over the hours' complete markers.
+options for gzipped JSON parts, read_parquet with hive_partitioning for Parquet parts in
+dt=/hour= folders. Fails (exit 1) unless every populated timestamp column is typed as a
+timestamp, the Parquet columns have their documented types, the event count equals the sum
+of `exported` over the hours' complete markers, and a WHERE on dt and hour returns exactly
+that hour's events.
 
 Usage: python read-demo-with-duckdb.py DEMO_DIR
 """
@@ -17,13 +20,58 @@ TIMESTAMP_COLUMNS = [
 ]
 
 
-def exported_by_markers(dest):
-    total = 0
+# The documented Parquet types (shared/src/export/columns.rs), as DuckDB names them.
+PARQUET_TYPES = {
+    "event_time": "TIMESTAMP WITH TIME ZONE",
+    "server_upload_time": "TIMESTAMP WITH TIME ZONE",
+    "amplitude_id": "BIGINT",
+    "$schema": "BIGINT",
+    "session_id": "BIGINT",
+    "paying": "BOOLEAN",
+    "location_lat": "DOUBLE",
+    "event_properties": "VARCHAR",
+    "uuid": "VARCHAR",
+    "dt": "DATE",
+    # `hour=03` is zero-padded, so DuckDB's detection keeps it VARCHAR (`hour = 3` still
+    # compares); `exportctl ddl` declares it INTEGER with hive_types.
+    "hour": "VARCHAR",
+}
+
+
+def markers(dest):
+    """(hour key 'YYYY-MM-DD_H', exported) of every complete marker under dest."""
+    out = []
     for marker in glob.glob(os.path.join(dest, "**", "*_complete"), recursive=True):
         with open(marker) as f:
-            events = json.load(f).get("events") or {}
-        total += events.get("accounting", {}).get("exported", 0)
-    return total
+            manifest = json.load(f)
+        events = manifest.get("events") or {}
+        out.append((manifest.get("hour"), events.get("accounting", {}).get("exported", 0)))
+    return out
+
+
+def exported_by_markers(dest):
+    return sum(n for _, n in markers(dest))
+
+
+def read_parquet_hive(con, dest, failures):
+    parts = os.path.join(dest, "**", "*#*.parquet")
+    source = f"read_parquet('{parts}', hive_partitioning = true)"
+    types = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    for column, expected in PARQUET_TYPES.items():
+        if types.get(column) != expected:
+            failures.append(f"{dest}: Parquet column {column} is typed {types.get(column)}, not {expected}")
+    rows = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+    expected = exported_by_markers(dest)
+    if rows != expected or expected == 0:
+        failures.append(f"{dest}: DuckDB reads {rows} Parquet events, the complete markers say {expected}")
+    # Partition pruning: one hour by its dt= and hour= folders.
+    hour, in_hour = max(markers(dest), key=lambda m: (m[1], m[0]))
+    day, h = hour[:10], int(hour[11:13])
+    pruned = con.execute(f"SELECT count(*), min(event_time)::VARCHAR, max(event_time)::VARCHAR FROM {source} WHERE dt = DATE '{day}' AND hour = {h}").fetchone()
+    if pruned[0] != in_hour:
+        failures.append(f"{dest}: WHERE dt = '{day}' AND hour = {h} returns {pruned[0]} events, the marker says {in_hour}")
+    print(f"duckdb {duckdb.__version__}: {os.path.basename(dest)}: {rows} Parquet events (markers: {expected}); "
+          f"dt = {day} AND hour = {h}: {pruned[0]} events (marker: {in_hour}); event_time {types.get('event_time')}")
 
 
 def main(demo_dir):
@@ -33,6 +81,9 @@ def main(demo_dir):
         failures.append(f"no destinations under {demo_dir}/destinations")
     con = duckdb.connect()
     for dest in destinations:
+        if glob.glob(os.path.join(dest, "**", "*#*.parquet"), recursive=True):
+            read_parquet_hive(con, dest, failures)
+            continue
         # Event parts only: `**/*.json.gz` would also match the merged-IDs files.
         parts = os.path.join(dest, "**", "*#*.json.gz")
         source = f"read_json_auto('{parts}')"

@@ -114,7 +114,8 @@ async fn parquet_parts_hold_exactly_what_the_json_parts_hold_and_re_export_byte_
     let parquet_conn = conn(r#","format":"parquet","layout":"hive""#);
     let part_bytes = 1 << 20;
     let json = export_hour(&json_conn, &targets(&lake, &json_dest), hour(), ExportMode::Replace, &settings(part_bytes, 2)).await.unwrap().manifest.unwrap();
-    let parquet = export_hour(&parquet_conn, &targets(&lake, &parquet_dest), hour(), ExportMode::Replace, &settings(part_bytes, 2)).await.unwrap().manifest.unwrap();
+    let parquet =
+        export_hour(&parquet_conn, &targets(&lake, &parquet_dest), hour(), ExportMode::Replace, &settings(part_bytes, 2)).await.unwrap().manifest.unwrap();
 
     let (json_events, parquet_events) = (json.events.unwrap(), parquet.events.clone().unwrap());
     assert_eq!(json_events.accounting, parquet_events.accounting, "the same accounting whatever the format");
@@ -153,9 +154,16 @@ async fn late_files_become_new_parquet_parts_and_a_replace_folds_them_back() {
     let exported = parquet_rows(&dest.get(&first.events.as_ref().unwrap().files[0].key).await.unwrap());
     let (device, insert) = (export_index("device_id"), export_index("$insert_id"));
     let late_line = |d: &Value, i: &Value| {
-        format!(r#"{{"event_type":"late","device_id":{d},"$insert_id":{i},"client_event_time":"2020-01-25 17:59:00","server_received_time":"2020-01-25 18:03:00","client_upload_time":"2020-01-25 18:02:59"}}"#)
+        format!(
+            r#"{{"event_type":"late","device_id":{d},"$insert_id":{i},"client_event_time":"2020-01-25 17:59:00","server_received_time":"2020-01-25 18:03:00","client_upload_time":"2020-01-25 18:02:59"}}"#
+        )
     };
-    let body = [late_line(&exported[0][device], &exported[0][insert]), late_line(&exported[1][device], &exported[1][insert]), late_line(&Value::from("new-device"), &Value::from("new-insert"))].join("\n");
+    let body = [
+        late_line(&exported[0][device], &exported[0][insert]),
+        late_line(&exported[1][device], &exported[1][insert]),
+        late_line(&Value::from("new-device"), &Value::from("new-insert")),
+    ]
+    .join("\n");
     lake.put("events/187520/2020-01-25/17/zz-late.json", Bytes::from(body)).await.unwrap();
 
     let report = export_hour(&c, &targets(&lake, &dest), hour(), ExportMode::Late, &s).await.unwrap();

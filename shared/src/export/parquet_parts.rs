@@ -88,7 +88,13 @@ impl ColumnBuilder {
     fn append(&mut self, event: &ExportEvent, index: usize, json_column: bool) -> Result<()> {
         let raw = event.field_json(index);
         let null = raw == b"null";
-        let unconvertible = || ExportError::Internal(format!("export field {} holds {} where its column type needs otherwise", EXPORT_FIELDS[index], String::from_utf8_lossy(&raw[..raw.len().min(40)])));
+        let unconvertible = || {
+            ExportError::Internal(format!(
+                "export field {} holds {} where its column type needs otherwise",
+                EXPORT_FIELDS[index],
+                String::from_utf8_lossy(&raw[..raw.len().min(40)])
+            ))
+        };
         match self {
             ColumnBuilder::Timestamp(b) => b.append_option(event.timestamp(index)),
             ColumnBuilder::Int(b) if null => b.append_null(),
@@ -256,7 +262,8 @@ fn encode_file(
     let mut open: Option<Vec<ArrowColumnWriter>> = None;
     let mut row_groups = 0usize;
     let close_group = |file: &mut SerializedFileWriter<HashingSink>, writers: Vec<ArrowColumnWriter>| -> Result<()> {
-        let chunks = pool.install(|| writers.into_par_iter().map(ArrowColumnWriter::close).collect::<std::result::Result<Vec<_>, _>>()).map_err(parquet_error)?;
+        let chunks =
+            pool.install(|| writers.into_par_iter().map(ArrowColumnWriter::close).collect::<std::result::Result<Vec<_>, _>>()).map_err(parquet_error)?;
         let mut group = file.next_row_group().map_err(parquet_error)?;
         for chunk in chunks {
             chunk.append_to_row_group(&mut group).map_err(parquet_error)?;
