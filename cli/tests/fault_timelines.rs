@@ -371,6 +371,19 @@ fn kill_9_at_each_step_of_a_replace_is_repaired_by_the_next_tick() {
 }
 
 #[test]
+fn a_plain_export_after_a_replace_died_finishes_the_replace_instead_of_calling_the_hour_done() {
+    let mut w = World::new("2020-01-25T03..2020-01-25T03", 600);
+    w.env.push(("EXPORT_PART_SIZE_BYTES".into(), "200000".into()));
+    w.replay("2020-01-25T04:20:00Z", "2020-01-25T04:20:00Z", |_| {});
+    kill_at(&w, &["export", CONN, "--hour", "2020-01-25T03", "--mode", "replace"], "2020-01-25T05:00:00Z", "after_marker_delete");
+    assert!(w.marker(h("2020-01-25T03")).is_none(), "the replace died with the marker deleted");
+    // Not the hourly schedule but an operator's plain (recurring) export, once the lease expired.
+    w.ok(&["export", CONN, "--hour", "2020-01-25T03"], "2020-01-25T05:25:00Z");
+    assert!(w.marker(h("2020-01-25T03")).is_some(), "the hour was left without its marker");
+    w.assert_complete_and_consistent(HourRange::parse("2020-01-25T03", "2020-01-25T03").unwrap());
+}
+
+#[test]
 fn two_writers_of_one_hour_with_a_late_file_between_their_starts_never_disagree_with_the_parts() {
     let mut w = World::new("2020-01-25T03..2020-01-25T03", 300);
     w.env.push(("EXPORT_PART_SIZE_BYTES".into(), "150000".into()));

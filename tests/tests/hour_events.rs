@@ -51,11 +51,7 @@ fn logs() -> Arc<Mutex<Vec<u8>>> {
     LOGS.get_or_init(|| {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let sink = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_writer(move || LogWriter(sink.clone()))
-            .finish();
+        let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(move || LogWriter(sink.clone())).finish();
         tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
         buf
     })
@@ -220,7 +216,8 @@ async fn an_exported_hour_reaches_a_queue_through_an_eventbridge_rule_with_the_s
     assert_eq!(e["accounting"]["events"], json!({"read": 3000, "exported": 3000, "filtered": 0, "duplicates": 0, "invalid": 0}));
     let merged = &e["merged_ids"];
     assert_eq!((merged["key"].as_str(), merged["records"].as_u64()), (Some("exports/-42/-42_2020-01-25_0.json.gz"), Some(20)));
-    let merged_object = s3.get_object().bucket(&bucket).key("exports/-42/-42_2020-01-25_0.json.gz").send().await.unwrap().body.collect().await.unwrap().into_bytes();
+    let merged_object =
+        s3.get_object().bucket(&bucket).key("exports/-42/-42_2020-01-25_0.json.gz").send().await.unwrap().body.collect().await.unwrap().into_bytes();
     assert_eq!(merged["sha256"].as_str().unwrap(), sha256_hex(&merged_object));
     let first_id = e["id"].as_str().unwrap().to_string();
     let record = bed.announcement().await;
@@ -239,7 +236,8 @@ async fn an_exported_hour_reaches_a_queue_through_an_eventbridge_rule_with_the_s
     assert_eq!((again[0]["id"].as_str(), again[0]["mode"].as_str()), (Some(first_id.as_str()), Some("replace")));
 
     // A late lake file: a new part, a new manifest, a new id.
-    let late = HourSpec { project_id: PROJECT.into(), hour: hour(), events: 10, events_per_file: 10, duplicate_every: 0, invalid_every: 0, seed: 99, gzip: false };
+    let late =
+        HourSpec { project_id: PROJECT.into(), hour: hour(), events: 10, events_per_file: 10, duplicate_every: 0, invalid_every: 0, seed: 99, gzip: false };
     let late_dir = MemoryStore::new("late");
     generate_hour(&late_dir, &late).await.unwrap();
     for meta in late_dir.list("").await.unwrap() {
@@ -287,6 +285,40 @@ async fn a_missing_bus_does_not_fail_the_export_and_the_next_run_publishes_the_e
     assert_eq!(events[0]["id"].as_str().unwrap(), hour_event_id("c1", hour(), &manifest), "the event of the hour as exported");
     assert_eq!(std::fs::metadata(&part).unwrap().modified().unwrap(), written, "not exported again");
     assert!(bed.ledger().owed("c1").await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_replace_keeps_the_waiting_event_and_the_next_run_publishes_it() {
+    let admin = admin_config(&moto_url());
+    let bus = unique_name("refused");
+    let mut bed = Bed::new(600).await;
+    bed.rewire(bus_announcer(&bus), None);
+    let conn = bed.connect(bed.local_dest(), json!({})).await;
+    assert!(bed.run(&conn, ExportMode::Recurring).await.succeeded());
+    assert_eq!(bed.ledger().owed("c1").await.unwrap()[0].event_pending, Some(ExportMode::Recurring));
+
+    // The lake hour expires; a backfill of it is refused before anything is written.
+    for folder in [format!("events/{PROJECT}/2020-01-25/00/"), "merges/42/2020-01-25/00/".to_string()] {
+        for file in bed.home.lake.list(&folder).await.unwrap() {
+            bed.home.lake.delete(&file.key).await.unwrap();
+        }
+    }
+    let refused = bed.run(&conn, ExportMode::Replace).await;
+    assert!(!refused.succeeded(), "an empty lake under a replace is refused: {refused:?}");
+    let owed = bed.ledger().owed("c1").await.unwrap();
+    assert_eq!(owed.len(), 1);
+    assert_eq!(
+        (owed[0].mode, owed[0].event_pending),
+        (ExportMode::Recurring, Some(ExportMode::Recurring)),
+        "the refusal must not turn the waiting event into a replace: {:?}",
+        owed[0]
+    );
+
+    // The bus appears: the next hourly run publishes the hour as it was exported.
+    let queue = bus_to_queue(&admin, &bus).await;
+    bed.home.fire_hourly("c1", t("2020-01-25T01:25:00Z")).await.unwrap();
+    assert_eq!(hour_events(&queue).await.len(), 1);
+    assert!(bed.ledger().owed("c1").await.unwrap().is_empty(), "the hour leaves the ledger once its event is out");
 }
 
 /// A bus that never answers on its first use (the run then dies: its future is dropped).
@@ -371,7 +403,10 @@ async fn receiver(answers: Vec<Option<u16>>) -> (String, Arc<Mutex<Vec<Received>
                     buf.extend_from_slice(&chunk[..r]);
                     if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                         let head = String::from_utf8_lossy(&buf[..i]).to_string();
-                        let len = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())).unwrap_or(0);
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
+                            .unwrap_or(0);
                         break (i + 4, len);
                     }
                 };
@@ -432,7 +467,8 @@ async fn the_webhook_gets_the_signed_event_and_a_flaky_one_gets_it_on_the_third_
     assert_eq!(posts[0].headers[ID_HEADER], posts[2].headers[ID_HEADER], "every attempt carries the same id");
     assert_eq!((event["hour"].as_str(), event["connection_id"].as_str()), (Some(HOUR), Some("c1")));
     // The same event is the embedded bus's file.
-    let file: Value = serde_json::from_slice(&std::fs::read(bed.home.events.dir().join(format!("c1/{HOUR}_{}.json", event["id"].as_str().unwrap()))).unwrap()).unwrap();
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(bed.home.events.dir().join(format!("c1/{HOUR}_{}.json", event["id"].as_str().unwrap()))).unwrap()).unwrap();
     assert_eq!(file["detail"], event);
     let record = bed.announcement().await;
     assert_eq!(record["webhook"], json!({"delivered": true, "attempts": 3}));

@@ -206,6 +206,9 @@ impl RunService {
         // request never downgrades a pending replace), and late data needs an exported hour.
         let mode = match (req.mode, &was_owed, &completed) {
             (ExportMode::Late, Some(owed), _) if owed.mode != ExportMode::Late => owed.mode,
+            // A replace that died (its marker may be gone, its parts half rewritten) is
+            // finished as a replace, whoever asks for the hour next.
+            (ExportMode::Recurring, Some(owed), _) if owed.mode == ExportMode::Replace && owed.event_pending.is_none() => ExportMode::Replace,
             (ExportMode::Late, None, None) => ExportMode::Recurring,
             (mode, _, _) => mode,
         };
@@ -225,6 +228,8 @@ impl RunService {
         }
         // Owed from now until its marker is written, whatever happens to this run.
         let restorable = was_owed.is_none() && completed.is_some();
+        // An exported hour whose event still waits: a refused export leaves it just so.
+        let waiting_event = was_owed.clone().filter(|o| o.event_pending.is_some() && completed.is_some());
         let was_owed_before = was_owed.is_some();
         let mut owed = was_owed.unwrap_or_else(|| OwedHour::pending(hour, mode));
         owed.state = OwedState::Exporting;
@@ -244,10 +249,13 @@ impl RunService {
             Ok(report) => report,
             // Refused before anything was written (an empty lake under a replace, an hour
             // over the limits): a complete hour whose marker is still in place stays complete.
-            Err(e) if restorable && !e.is_retryable() => {
+            Err(e) if (restorable || waiting_event.is_some()) && !e.is_retryable() => {
                 let (marker_store, marker_key) = marker_location(conn, &targets, hour);
                 if let (Some(m), true) = (&completed, !conn.complete_markers || marker_store.head(&marker_key).await?.is_some()) {
-                    self.ledger.complete(&conn.id, m).await?;
+                    match waiting_event {
+                        Some(waiting) => self.ledger.save_owed(&conn.id, &waiting).await?,
+                        None => self.ledger.complete(&conn.id, m).await?,
+                    }
                 }
                 return Err(e);
             }
