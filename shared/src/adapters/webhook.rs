@@ -21,7 +21,8 @@ use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use url::{Host, Url};
 
 use crate::adapters::azure::endpoint::{EndpointRules, ALLOW_EMULATOR_ENV};
@@ -39,22 +40,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// HMAC-SHA256 (RFC 2104) of the concatenated `parts`.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for part in parts {
+        mac.update(part);
     }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    for p in parts {
-        inner.update(p);
-    }
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    mac.finalize().into_bytes().into()
 }
 
 /// The signature header's value for `body` sent at `timestamp` (Unix seconds).
@@ -93,7 +83,9 @@ impl HttpWebhooks {
             ExportError::invalid_config(
                 label,
                 problem,
-                format!("Give an https:// URL on a public host; plain http and local addresses are accepted only when the operator sets {ALLOW_EMULATOR_ENV}=true."),
+                format!(
+                    "Give an https:// URL on a public host; plain http and local addresses are accepted only when the operator sets {ALLOW_EMULATOR_ENV}=true."
+                ),
             )
         };
         let parsed = Url::parse(url).map_err(|_| refuse("is not a URL"))?;
@@ -191,7 +183,10 @@ mod tests {
     #[test]
     fn hmac_matches_rfc_4231() {
         // Test cases 2 and 6 (a key longer than the block).
-        assert_eq!(hex::encode(hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"])), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            hex::encode(hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"])),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
         assert_eq!(
             hex::encode(hmac_sha256(&[0xaa; 131], &[b"Test Using Larger Than Block-Size Key - Hash Key First"])),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
