@@ -237,7 +237,8 @@ impl Destination {
         crate::control::claim::claim_id(self)
     }
 
-    /// `s3://bucket/prefix`, `azure://account/container/prefix`, `file:///path/prefix`.
+    /// `s3://bucket/prefix` (`https://endpoint/bucket/prefix` for an S3-compatible store),
+    /// `azure://account/container/prefix`, `file:///path/prefix`.
     pub fn describe(&self) -> String {
         let with_prefix = |base: String, prefix: &str| {
             if prefix.is_empty() {
@@ -247,6 +248,7 @@ impl Destination {
             }
         };
         match self {
+            Destination::S3 { bucket, prefix, endpoint_url: Some(endpoint), .. } => with_prefix(format!("{}/{bucket}", endpoint.trim_end_matches('/')), prefix),
             Destination::S3 { bucket, prefix, .. } => with_prefix(format!("s3://{bucket}"), prefix),
             Destination::Azure { account_url, container, prefix, .. } => with_prefix(format!("{}/{container}", account_url.trim_end_matches('/')), prefix),
             Destination::Local { path, prefix } => with_prefix(format!("file://{path}"), prefix),
@@ -512,6 +514,15 @@ fn validate_s3_compatible(field: &str, endpoint_url: Option<&str>, path_style: b
             "SSE-KMS uses AWS KMS, which an S3-compatible store cannot call",
             "Remove kms_key_arn; use the store's own encryption at rest.",
         ));
+    }
+    if let Some(id) = key_id {
+        if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b)) {
+            return Err(ExportError::invalid_config(
+                format!("{field}.access_key_id"),
+                "is not an access key id (letters, digits and + / = _ - only, at most 128)",
+                "Paste the access key id exactly as the store shows it.",
+            ));
+        }
     }
     match (key_id, secret) {
         (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.is_empty() => Ok(()),

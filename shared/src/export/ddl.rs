@@ -71,6 +71,9 @@ pub struct DdlOptions {
 /// The statements that read `conn`'s export as tables in `engine`, with a comment header
 /// naming every placeholder (`<...>`) the user fills in.
 pub fn table_ddl(conn: &Connection, engine: Engine, options: &DdlOptions) -> Result<String> {
+    for (field, dest) in std::iter::once(("destination", &conn.destination)).chain(conn.merged_ids_destination.iter().map(|d| ("merged_ids_destination", d))) {
+        refuse_unquotable(field, dest)?;
+    }
     let tables = tables(conn);
     // Parquet parts carry typed timestamps; the text form matters to JSON parts only.
     let timestamps = match conn.format {
@@ -230,6 +233,26 @@ fn first_day(conn: &Connection, options: &DdlOptions) -> String {
 }
 
 /// `'text'` with quotes doubled: a SQL string literal in every engine here.
+/// Every value printed into the statements comes from the connection: one that could end
+/// a string literal or a comment in some engine (quotes, backslashes, backticks, line
+/// breaks) is refused rather than escaped four ways.
+fn refuse_unquotable(field: &str, dest: &Destination) -> Result<()> {
+    let mut values = vec![("", dest.describe())];
+    if let Destination::S3 { access_key_id: Some(key), .. } = dest {
+        values.push((".access_key_id", key.clone()));
+    }
+    for (name, value) in values {
+        if let Some(c) = value.chars().find(|c| c.is_control() || matches!(c, '\'' | '"' | '\\' | '`')) {
+            return Err(ExportError::invalid_config(
+                format!("{field}{name}"),
+                format!("holds {c:?}, which cannot be written safely into SQL for every engine"),
+                "Use a bucket, container, folder and prefix without quotes, backslashes, backticks or control characters.",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
@@ -642,6 +665,23 @@ mod tests {
 
     fn ddl(conn: &Connection, engine: Engine) -> Result<String> {
         table_ddl(conn, engine, &DdlOptions::default())
+    }
+
+    #[test]
+    fn values_that_could_break_out_of_a_literal_or_comment_are_refused() {
+        let hostile = [
+            (r#"{"type":"local","path":"/data/it's","prefix":"exports"}"#, "destination"),
+            (r#"{"type":"local","path":"/data/a\nCOPY (SELECT 1) TO '/tmp/x';","prefix":"exports"}"#, "destination"),
+            (r#"{"type":"local","path":"/data/back\\slash","prefix":"exports"}"#, "destination"),
+            (r#"{"type":"local","path":"/data/tick`","prefix":"exports"}"#, "destination"),
+        ];
+        for (destination, field) in hostile {
+            let conn = connection(destination, "json", "hive", "amplitude");
+            for engine in Engine::ALL {
+                let err = ddl(&conn, engine).unwrap_err().to_string();
+                assert!(err.contains(field) && err.contains("cannot be written safely"), "{engine:?} {destination}: {err}");
+            }
+        }
     }
 
     /// Every engine × format × layout: the statement names the right files, types, quoting
