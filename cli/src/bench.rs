@@ -73,7 +73,7 @@ pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>, 
     println!("in  (lake, gz)   {:.1} MB  {:.1} MB/s", mb(generated.bytes), mb(generated.bytes) / seconds);
     println!("in  (raw JSON)   {:.1} MB  {:.1} MB/s", mb(generated.raw_bytes), mb(generated.raw_bytes) / seconds);
     println!("out (uncompr.)   {:.1} MB  {:.1} MB/s", mb(uncompressed), mb(uncompressed) / seconds);
-    println!("out ({format:<7})    {:.1} MB  {:.1} MB/s", mb(out_bytes), mb(out_bytes) / seconds);
+    println!("{:<17}{:.1} MB  {:.1} MB/s", format!("out ({format})"), mb(out_bytes), mb(out_bytes) / seconds);
     println!("parts            {}", data.files.len());
     match format {
         PartFormat::Json => println!("gzip level       {level}, threads {}", settings.pool.threads()),

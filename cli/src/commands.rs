@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use exporter::access::policy::{role_arn_from_template, s3_policies, DEFAULT_ROLE_TEMPLATE};
-use exporter::control::connection::Connection;
+use exporter::control::connection::{Connection, Destination};
 use exporter::control::lifecycle;
 use exporter::delivery::backfill::{progress, BackfillRequest};
 use exporter::export::ddl::{table_ddl, DdlOptions, Engine};
@@ -283,19 +283,28 @@ pub async fn verify(home: &Home, id_or_file: &str) -> Result<ExitCode> {
 
 pub async fn policy(home: &Home, id_or_file: &str, template: Option<&str>, account: Option<&str>) -> Result<ExitCode> {
     let conn = load(home, id_or_file).await?;
-    let role_arn = match (project_principal(&conn.project_id, &home.cloud).await?, account) {
-        (Some(arn), _) => arn,
-        (None, Some(account)) => role_arn_from_template(template.unwrap_or(DEFAULT_ROLE_TEMPLATE), account, &conn.project_id),
-        (None, None) => {
-            return Err(ExportError::invalid_input(
-                "policy",
-                "the project role's account is unknown; pass --account 111122223333 (and --role-template if you changed the role naming) or use --cloud",
-            ))
-        }
-    };
+    let destinations: Vec<&Destination> = std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()).collect();
+    // S3-compatible stores: IAM does not apply; say what their access key needs instead.
     let mut printed = false;
-    for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
-        if matches!(dest, exporter::control::connection::Destination::S3 { .. }) {
+    for dest in &destinations {
+        if let Some(grants) = exporter::access::policy::s3_compatible_grants(dest) {
+            println!("# {}\n{grants}", dest.describe());
+            printed = true;
+        }
+    }
+    let amazon_s3: Vec<&&Destination> =
+        destinations.iter().filter(|d| matches!(d, Destination::S3 { .. }) && exporter::access::policy::s3_compatible_grants(d).is_none()).collect();
+    if !amazon_s3.is_empty() {
+        let role_arn =
+            match (project_principal(&conn.project_id, &home.cloud).await?, account) {
+                (Some(arn), _) => arn,
+                (None, Some(account)) => role_arn_from_template(template.unwrap_or(DEFAULT_ROLE_TEMPLATE), account, &conn.project_id),
+                (None, None) => return Err(ExportError::invalid_input(
+                    "policy",
+                    "the project role's account is unknown; pass --account 111122223333 (and --role-template if you changed the role naming) or use --cloud",
+                )),
+            };
+        for dest in amazon_s3 {
             let p = s3_policies(dest, &role_arn)?;
             println!("# Bucket policy for {}\n{}", dest.describe(), serde_json::to_string_pretty(&p.bucket_policy).expect("json"));
             if let Some(k) = &p.kms_key_policy_statement {
