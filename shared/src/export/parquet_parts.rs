@@ -356,9 +356,9 @@ mod tests {
                     9_000_000_000i64 + i as i64,
                     i % 60,
                     i % 60,
-                    if i % 3 == 0 { "null" } else if i % 2 == 0 { "true" } else { "false" },
+                    if i.is_multiple_of(3) { "null" } else if i.is_multiple_of(2) { "true" } else { "false" },
                     i % 90,
-                    if i % 2 == 0 { "null" } else { "0.5" },
+                    if i.is_multiple_of(2) { "null" } else { "0.5" },
                 );
                 let mut event = ExportEvent::default();
                 normalizer.normalize(line.as_bytes(), &mut event).unwrap();
@@ -429,14 +429,14 @@ mod tests {
                 assert_eq!(times.value(r), expected_time.timestamp_micros(), "row {i}");
                 assert_eq!(ids.value(r), 9_000_000_000 + i as i64);
                 assert_eq!(schema_col.value(r), 12);
-                assert_eq!(paying.is_null(r), i % 3 == 0);
-                if i % 3 != 0 {
-                    assert_eq!(paying.value(r), i % 2 == 0);
+                assert_eq!(paying.is_null(r), i.is_multiple_of(3));
+                if !i.is_multiple_of(3) {
+                    assert_eq!(paying.value(r), i.is_multiple_of(2));
                 }
                 assert_eq!(lat.value(r), (i % 90) as f64 + 0.25);
                 assert_eq!(names.value(r), format!("play \"{i}\""), "escapes are decoded");
                 assert_eq!(serde_json::from_str::<serde_json::Value>(props.value(r)).unwrap(), serde_json::json!({"n": i, "k": "v"}));
-                assert_eq!(rate.is_null(r), i % 2 == 0);
+                assert_eq!(rate.is_null(r), i.is_multiple_of(2));
                 assert!(user_id.is_null(r));
             }
             row += batch.num_rows();

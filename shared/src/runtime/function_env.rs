@@ -178,7 +178,8 @@ pub struct FactoryProber {
 /// The "Hour Exported" publisher of a deployed stack: the bus the configuration names, and
 /// connection webhooks; also returns the webhook poster, for failure notices.
 pub fn cloud_announcer(config: &FunctionConfig, sdk: &aws_config::SdkConfig) -> Result<(HourAnnouncer, Arc<dyn WebhookPoster>)> {
-    let bus = config.event_bus.as_ref().map(|name| Arc::new(EventBridgeSink::new(aws_sdk_eventbridge::Client::new(sdk), name.clone())) as Arc<dyn HourEventSink>);
+    let bus =
+        config.event_bus.as_ref().map(|name| Arc::new(EventBridgeSink::new(aws_sdk_eventbridge::Client::new(sdk), name.clone())) as Arc<dyn HourEventSink>);
     if bus.is_none() {
         tracing::warn!("EXPORT_EVENT_BUS_NAME is not set: no Hour Exported events are published to a bus");
     }
