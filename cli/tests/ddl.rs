@@ -72,3 +72,20 @@ fn ddl_reads_the_stored_connection_and_refuses_what_it_cannot_write() {
         assert!(o.stdout.is_empty(), "{args:?} prints no SQL");
     }
 }
+
+#[test]
+fn policy_for_an_s3_compatible_store_says_iam_does_not_apply_and_needs_no_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let conn = serde_json::json!({"id": "acme-r2", "org_id": "42", "project_id": "187520", "creator": "owner@example.com",
+        "destination": {"type": "s3", "bucket": "acme-analytics", "prefix": "exports", "region": "auto",
+                        "endpoint_url": "https://0123456789abcdef.r2.cloudflarestorage.com",
+                        "access_key_id": "R2KEYID0123", "secret_access_key": "r2-secret-never-printed"}});
+    let file = dir.path().join("r2.json");
+    std::fs::write(&file, conn.to_string()).unwrap();
+    // No --account and no --cloud: no role is looked up for a store IAM does not govern.
+    let out = ok(&home, &["policy", file.to_str().unwrap()]);
+    assert!(out.contains("https://0123456789abcdef.r2.cloudflarestorage.com/acme-analytics/exports"), "{out}");
+    assert!(out.contains("IAM policies do not apply"), "{out}");
+    assert!(!out.contains("r2-secret-never-printed"), "{out}");
+}
