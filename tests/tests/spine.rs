@@ -172,6 +172,24 @@ async fn recurring_skips_and_replace_removes_stale_parts() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_replace_whose_event_files_expired_keeps_the_events_though_merges_remain() {
+    let w = World::new();
+    let body = [event("d1", "a", "open"), event("d2", "b", "open")].join("\n");
+    w.lake_file("x.json", body.as_bytes()).await;
+    exporter::export::generate::generate_merges(w.lake.as_ref(), "42", UtcHour::parse(HOUR).unwrap(), 5, 1).await.unwrap();
+    let c = conn("");
+    w.export(&c, ExportMode::Recurring, &settings(1 << 20, 1)).await.unwrap();
+    assert_eq!(w.exported_lines().await.len(), 2);
+
+    // The event files expire; the organisation's merge files of the hour are still there.
+    w.lake.delete("events/187520/2020-01-25/17/x.json").await.unwrap();
+    let err = w.export(&c, ExportMode::Replace, &settings(1 << 20, 1)).await.unwrap_err().to_string();
+    assert!(err.contains("1 event part(s) while the lake has no event files") && err.contains("nothing was deleted"), "{err}");
+    assert_eq!(w.exported_lines().await.len(), 2, "the exported events are still there");
+    assert!(w.dest.keys().contains(&"exports/187520/187520_2020-01-25_17_complete".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_refused_write_fails_the_hour_and_leaves_no_marker() {
     let w = World::new();
     w.lake_file("x.json", event("d", "i", "e").as_bytes()).await;

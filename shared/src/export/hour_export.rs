@@ -315,29 +315,34 @@ async fn refuse_empty_replace(
     merge_files: &[ObjectMeta],
     options: &ExportOptions,
 ) -> Result<()> {
-    let lake_empty = event_files.iter().chain(merge_files).all(|f| f.size == 0);
-    if !lake_empty || options.allow_empty_lake {
+    if options.allow_empty_lake {
         return Ok(());
     }
+    // Each kind on its own: expired event files beside surviving merge files must not
+    // erase the hour's events (nor the other way round).
+    let empty = |files: &[ObjectMeta]| files.iter().all(|f| f.size == 0);
+    let mut held = Vec::new();
+    if conn.export.events && empty(event_files) {
+        let parts = targets.events.list(&events_layout(conn).part_prefix(hour)).await?.len();
+        if parts > 0 {
+            held.push(format!("{parts} event part(s) while the lake has no event files"));
+        }
+    }
+    if conn.export.merged_ids && empty(merge_files) && targets.merged_ids.head(&merged_ids_layout(conn).merged_ids_key(hour)).await?.is_some() {
+        held.push("its merged-IDs file while the lake has no merge files".to_string());
+    }
     let (marker_store, marker_key) = marker_location(conn, targets, hour);
-    let mut held = 0usize;
-    if conn.export.events {
-        held += targets.events.list(&events_layout(conn).part_prefix(hour)).await?.len();
+    if held.is_empty() && empty(event_files) && empty(merge_files) && conn.complete_markers && marker_store.head(&marker_key).await?.is_some() {
+        held.push("its complete marker while the lake has no files at all".to_string());
     }
-    if conn.export.merged_ids && targets.merged_ids.head(&merged_ids_layout(conn).merged_ids_key(hour)).await?.is_some() {
-        held += 1;
-    }
-    if conn.complete_markers && marker_store.head(&marker_key).await?.is_some() {
-        held += 1;
-    }
-    if held == 0 {
+    if held.is_empty() {
         return Ok(());
     }
     Err(ExportError::Conflict {
         what: format!(
-            "refusing to replace {hour}: the lake has no data for this hour (expired by the lake's retention, or a wrong lake prefix) \
-             while the destination holds {held} file(s) for it; nothing was deleted. If the hour is really empty, \
-             run the backfill again with --allow-empty-lake"
+            "refusing to replace {hour}: the destination holds {} for this hour (expired by the lake's retention, or a wrong lake prefix); \
+             nothing was deleted. If the hour is really empty, run the backfill again with --allow-empty-lake",
+            held.join(", and ")
         ),
     })
 }
