@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod azure;
 pub mod http_errors;
+pub mod internal_hosts;
 pub mod local;
 pub mod upload;
 pub mod webhook;

@@ -17,16 +17,16 @@
 //! local receivers). Redirects are not followed. No error or log names a URL: a failure
 //! webhook's URL is a credential.
 
-use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use url::{Host, Url};
+use url::Url;
 
 use crate::adapters::azure::endpoint::{EndpointRules, ALLOW_EMULATOR_ENV};
 use crate::adapters::http_errors::{error_chain_text, is_transient_status};
+use crate::adapters::internal_hosts::is_internal_host;
 use crate::error::{ExportError, Result};
 use crate::ports::{WebhookPost, WebhookPoster};
 
@@ -98,36 +98,11 @@ impl HttpWebhooks {
         if parsed.scheme() != "https" {
             return Err(refuse("is not an https:// URL"));
         }
-        let local = match parsed.host() {
-            Some(Host::Domain(d)) => {
-                let d = d.trim_end_matches('.').to_ascii_lowercase();
-                d == "localhost" || d.ends_with(".localhost") || d.ends_with(".internal")
-            }
-            Some(Host::Ipv4(ip)) => is_local(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => is_local(IpAddr::V6(ip)),
-            None => true,
-        };
+        let local = is_internal_host(&parsed);
         if local {
             return Err(refuse("names a local, private or link-local host"));
         }
         Ok(parsed)
-    }
-}
-
-/// Loopback, private, link-local (the instance metadata address), unspecified, CGNAT.
-fn is_local(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_local(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            v6.is_loopback() || v6.is_unspecified() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
-        }
     }
 }
 

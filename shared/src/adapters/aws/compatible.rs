@@ -11,18 +11,17 @@
 //! 169.254.169.254). Plain http and local hosts are accepted only with the operator's
 //! emulator setting (`EXPORT_ALLOW_EMULATOR_ENDPOINTS`, the one Azure emulators use).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
-use url::{Host, Url};
+use url::Url;
 
 use crate::adapters::aws::errors::CompatibleEndpoint;
 use crate::adapters::aws::probe::S3Probe;
 use crate::adapters::aws::s3::S3Store;
 use crate::adapters::azure::endpoint::ALLOW_EMULATOR_ENV;
+use crate::adapters::internal_hosts::is_internal_host;
 use crate::control::connection::Destination;
 use crate::error::{ExportError, Result};
 
@@ -55,12 +54,7 @@ pub fn check_endpoint(endpoint_url: &str, allow_emulators: bool) -> Result<()> {
             format!("Use the store's https:// endpoint; plain http is accepted only for emulators ({ALLOW_EMULATOR_ENV})."),
         ));
     }
-    let internal = match url.host() {
-        Some(Host::Domain(_)) => host == "localhost" || host.ends_with(".localhost"),
-        Some(Host::Ipv4(ip)) => internal_v4(ip),
-        Some(Host::Ipv6(ip)) => internal_v6(ip),
-        None => true,
-    };
+    let internal = is_internal_host(&url);
     if internal {
         return Err(ExportError::invalid_config(
             FIELD,
@@ -69,19 +63,6 @@ pub fn check_endpoint(endpoint_url: &str, allow_emulators: bool) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn internal_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    // 100.64.0.0/10 is carrier-grade NAT space: as internal as 10/8 for the exporter.
-    ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast() || (a == 100 && (64..128).contains(&b))
-}
-
-fn internal_v6(ip: Ipv6Addr) -> bool {
-    if let Some(v4) = ip.to_ipv4_mapped() {
-        return internal_v4(v4);
-    }
-    ip.is_loopback() || ip.is_unspecified() || ip.is_unique_local() || ip.is_unicast_link_local()
 }
 
 /// `scheme://host[:port]`: how an endpoint is named in messages (nothing else of the
