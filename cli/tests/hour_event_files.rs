@@ -71,3 +71,39 @@ fn a_tick_leaves_one_event_file_per_exported_hour_and_a_redelivery_adds_none() {
     assert_eq!(event_files(&home), files);
     assert_eq!(files.iter().map(|f| std::fs::read(f).unwrap()).collect::<Vec<_>>(), before);
 }
+
+#[test]
+fn a_webhook_the_exporter_would_never_post_to_is_refused_at_create_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let dest = dir.path().join("dest");
+    std::fs::create_dir_all(&dest).unwrap();
+    let at = "2020-01-25T00:05:00Z";
+    exportctl(&home, &["projects", "add", PROJECT, "--org", "42"], at);
+    let secret = "a-webhook-secret-of-enough-length";
+    for (field, extra, says) in [
+        ("webhook.url", serde_json::json!({"webhook": {"url": "http://hooks.example.com/x", "secret": secret}}), "is not an https:// URL"),
+        ("webhook.url", serde_json::json!({"webhook": {"url": "https://169.254.169.254/latest", "secret": secret}}), "local, private or link-local"),
+        ("failure_webhook", serde_json::json!({"failure_webhook": "https://localhost/services/T0/B0/never-shown"}), "local, private or link-local"),
+    ] {
+        let mut conn = serde_json::json!({"id": "c1", "org_id": "42", "project_id": PROJECT, "created": at,
+            "destination": {"type": "local", "path": dest, "prefix": "exports"}, "creator": "owner@example.com"});
+        conn.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let file = dir.path().join("conn.json");
+        std::fs::write(&file, conn.to_string()).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_exportctl"))
+            .arg("--home")
+            .arg(&home)
+            .arg("--at")
+            .arg(at)
+            .args(["connections", "create", file.to_str().unwrap()])
+            .env_remove("EXPORT_ALLOW_EMULATOR_ENDPOINTS")
+            .output()
+            .unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "{field}: {text}");
+        assert!(text.contains(field) && text.contains(says), "{field}: {text}");
+        assert!(!text.contains("never-shown"), "a failure webhook URL is a credential: {text}");
+        assert!(!home.join("control/connections/c1.json").exists(), "{field}: nothing is stored");
+    }
+}

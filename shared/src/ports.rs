@@ -176,6 +176,10 @@ pub trait DestinationProber: Send + Sync {
     /// account URL off the provider's hosts; a local folder in a deployed function).
     fn admit(&self, dest: &Destination) -> Result<()>;
 
+    /// Refuses, before anything is stored, a webhook URL this process would never post to
+    /// (plain http, a host inside our network); `field` names it in the error.
+    fn admit_webhook(&self, field: &str, url: &str) -> Result<()>;
+
     async fn probe(&self, conn: &Connection, dest: &Destination) -> ProbeReport;
 }
 

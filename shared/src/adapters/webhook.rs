@@ -79,31 +79,37 @@ impl HttpWebhooks {
 
     /// Refuses, before any request, a URL this process must not post to.
     fn admit(&self, label: &str, url: &str) -> Result<Url> {
-        let refuse = |problem: &str| {
-            ExportError::invalid_config(
-                label,
-                problem,
-                format!(
-                    "Give an https:// URL on a public host; plain http and local addresses are accepted only when the operator sets {ALLOW_EMULATOR_ENV}=true."
-                ),
-            )
-        };
-        let parsed = Url::parse(url).map_err(|_| refuse("is not a URL"))?;
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(refuse("has user info"));
-        }
-        if self.allow_local {
-            return if matches!(parsed.scheme(), "https" | "http") { Ok(parsed) } else { Err(refuse("is not an http(s) URL")) };
-        }
-        if parsed.scheme() != "https" {
-            return Err(refuse("is not an https:// URL"));
-        }
-        let local = is_internal_host(&parsed);
-        if local {
-            return Err(refuse("names a local, private or link-local host"));
-        }
-        Ok(parsed)
+        admit_webhook_url(label, url, self.allow_local)
     }
+}
+
+/// Refuses a webhook URL this process must not post to (before any request: at create and
+/// at each send). `allow_local`: the operator's emulator setting.
+pub fn admit_webhook_url(label: &str, url: &str, allow_local: bool) -> Result<Url> {
+    let refuse = |problem: &str| {
+        ExportError::invalid_config(
+            label,
+            problem,
+            format!(
+                "Give an https:// URL on a public host; plain http and local addresses are accepted only when the operator sets {ALLOW_EMULATOR_ENV}=true."
+            ),
+        )
+    };
+    let parsed = Url::parse(url).map_err(|_| refuse("is not a URL"))?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(refuse("has user info"));
+    }
+    if allow_local {
+        return if matches!(parsed.scheme(), "https" | "http") { Ok(parsed) } else { Err(refuse("is not an http(s) URL")) };
+    }
+    if parsed.scheme() != "https" {
+        return Err(refuse("is not an https:// URL"));
+    }
+    let local = is_internal_host(&parsed);
+    if local {
+        return Err(refuse("names a local, private or link-local host"));
+    }
+    Ok(parsed)
 }
 
 /// `text` with the URL and its path removed (both may carry the credential).

@@ -25,6 +25,12 @@ pub async fn create_connection(
     for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
         prober.admit(dest)?;
     }
+    if let Some(hook) = &conn.webhook {
+        prober.admit_webhook("webhook.url", &hook.url)?;
+    }
+    if let Some(url) = &conn.failure_webhook {
+        prober.admit_webhook("failure_webhook", url.expose())?;
+    }
     let mut reports = vec![prober.probe(&conn, &conn.destination).await];
     if let Some(d) = &conn.merged_ids_destination {
         reports.push(prober.probe(&conn, d).await);

@@ -552,6 +552,10 @@ mod tests {
             Ok(())
         }
 
+        fn admit_webhook(&self, _field: &str, _url: &str) -> Result<()> {
+            Ok(())
+        }
+
         async fn probe(&self, _c: &Connection, d: &Destination) -> ProbeReport {
             ProbeReport {
                 destination: d.describe(),

@@ -199,6 +199,11 @@ impl DestinationProber for FactoryProber {
         self.cloud.admit(dest)
     }
 
+    fn admit_webhook(&self, field: &str, url: &str) -> Result<()> {
+        // The same rule, and the same operator setting, as each send (`HttpWebhooks::from_env`).
+        crate::adapters::webhook::admit_webhook_url(field, url, crate::adapters::azure::endpoint::EndpointRules::from_env()?.allow_emulators).map(|_| ())
+    }
+
     async fn probe(&self, conn: &Connection, dest: &Destination) -> ProbeReport {
         probe_destination(dest, &conn.project_id, &self.cloud).await
     }
