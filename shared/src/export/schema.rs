@@ -572,6 +572,18 @@ mod tests {
     }
 
     #[test]
+    fn ids_beyond_64_bits_are_invalid_records_naming_the_field() {
+        let n = Normalizer::new("187520", TimestampFormat::Amplitude);
+        let mut out = ExportEvent::default();
+        for (field, value) in [("amplitude_id", "9999999999999999999"), ("session_id", "\"-9223372036854775809\""), ("event_id", "18446744073709551615")] {
+            let line = format!(r#"{{"event_type":"x","{field}":{value}}}"#);
+            let err = n.normalize(line.as_bytes(), &mut out).unwrap_err().0;
+            assert!(err.contains(field) && err.contains("an integer"), "{field}: {err}");
+        }
+        n.normalize(br#"{"event_type":"x","amplitude_id":9223372036854775807,"session_id":-9223372036854775808}"#, &mut out).unwrap();
+    }
+
+    #[test]
     fn timestamps_follow_the_connection_format_and_schema_is_an_integer() {
         let line = r#"{"client_event_time":"2020-11-24T09:59:55.977Z","$schema":"12"}"#;
         let amplitude = norm(line).unwrap();
