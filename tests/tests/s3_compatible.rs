@@ -116,16 +116,7 @@ async fn recording_relay(upstream: &str) -> (u16, RequestLog) {
 }
 
 fn compatible_dest(endpoint: &str, bucket: &str, path_style: bool, key_id: &str, secret: &str) -> Destination {
-    Destination::S3 {
-        bucket: bucket.into(),
-        prefix: PREFIX.into(),
-        region: moto::REGION.into(),
-        kms_key_arn: None,
-        endpoint_url: Some(endpoint.into()),
-        force_path_style: path_style,
-        access_key_id: Some(key_id.into()),
-        secret_access_key: Some(Secret::new(secret)),
-    }
+    Destination::s3_compatible(endpoint, bucket, PREFIX, moto::REGION, path_style, key_id, Secret::new(secret))
 }
 
 /// No AWS context at all (as in embedded mode), emulator endpoints allowed or not.

@@ -552,16 +552,7 @@ mod tests {
     }
 
     fn compatible(endpoint: &str) -> Destination {
-        Destination::S3 {
-            bucket: "acme-events".into(),
-            prefix: "exports/".into(),
-            region: "auto".into(),
-            kms_key_arn: None,
-            endpoint_url: Some(endpoint.into()),
-            force_path_style: true,
-            access_key_id: Some("KEYID123".into()),
-            secret_access_key: Some(crate::control::secret::Secret::new("the-secret-value")),
-        }
+        Destination::s3_compatible(endpoint, "acme-events", "exports/", "auto", true, "KEYID123", crate::control::secret::Secret::new("the-secret-value"))
     }
 
     #[test]

@@ -150,16 +150,7 @@ mod tests {
     }
 
     fn compatible(endpoint: &str, bucket: &str) -> Destination {
-        Destination::S3 {
-            bucket: bucket.into(),
-            prefix: String::new(),
-            region: "auto".into(),
-            kms_key_arn: None,
-            endpoint_url: Some(endpoint.into()),
-            force_path_style: true,
-            access_key_id: Some("AKIAEXAMPLE".into()),
-            secret_access_key: Some(crate::control::secret::Secret::new("s")),
-        }
+        Destination::s3_compatible(endpoint, bucket, "", "auto", true, "AKIAEXAMPLE", crate::control::secret::Secret::new("s"))
     }
 
     #[test]

@@ -213,6 +213,29 @@ impl Destination {
         }
     }
 
+    /// An S3-compatible store at `endpoint_url`, written with its own access key (see
+    /// [`Destination::S3`]); `region` is what the store expects (`auto` for R2 and GCS).
+    pub fn s3_compatible(
+        endpoint_url: impl Into<String>,
+        bucket: impl Into<String>,
+        prefix: impl Into<String>,
+        region: impl Into<String>,
+        force_path_style: bool,
+        access_key_id: impl Into<String>,
+        secret_access_key: Secret,
+    ) -> Self {
+        Destination::S3 {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            region: region.into(),
+            kms_key_arn: None,
+            endpoint_url: Some(endpoint_url.into()),
+            force_path_style,
+            access_key_id: Some(access_key_id.into()),
+            secret_access_key: Some(secret_access_key),
+        }
+    }
+
     pub fn prefix(&self) -> &str {
         match self {
             Destination::S3 { prefix, .. } | Destination::Azure { prefix, .. } | Destination::Local { prefix, .. } => prefix,

@@ -230,7 +230,6 @@ impl RunService {
         let restorable = was_owed.is_none() && completed.is_some();
         // An exported hour whose event still waits: a refused export leaves it just so.
         let waiting_event = was_owed.clone().filter(|o| o.event_pending.is_some() && completed.is_some());
-        let was_owed_before = was_owed.is_some();
         let mut owed = was_owed.unwrap_or_else(|| OwedHour::pending(hour, mode));
         owed.state = OwedState::Exporting;
         owed.run_id = Some(lease.run_id.clone());
@@ -271,7 +270,7 @@ impl RunService {
         // Announced: every hour this run wrote, and an hour whose marker this run found while
         // the ledger did not know it complete (its writer may have died before publishing).
         // A late run that found nothing new, on an hour not owed, announces nothing.
-        if report.skipped && completed.is_some() && !was_owed_before {
+        if report.skipped && restorable {
             self.ledger.complete(&conn.id, &manifest).await?;
             return Ok(LeasedRun { report, announcement: None });
         }

@@ -206,16 +206,15 @@ mod tests {
 
     #[test]
     fn stores_name_the_endpoint_and_key_never_the_secret() {
-        let dest = Destination::S3 {
-            bucket: "acme-events".into(),
-            prefix: "exports".into(),
-            region: "auto".into(),
-            kms_key_arn: None,
-            endpoint_url: Some("https://ACCT.r2.cloudflarestorage.com/".into()),
-            force_path_style: true,
-            access_key_id: Some("AKIAEXAMPLEKEY".into()),
-            secret_access_key: Some(crate::control::secret::Secret::new("very-secret-value")),
-        };
+        let dest = Destination::s3_compatible(
+            "https://ACCT.r2.cloudflarestorage.com/",
+            "acme-events",
+            "exports",
+            "auto",
+            true,
+            "AKIAEXAMPLEKEY",
+            crate::control::secret::Secret::new("very-secret-value"),
+        );
         let timeouts = TimeoutConfig::builder().build();
         let store = compatible_store(&dest, timeouts.clone()).unwrap();
         use crate::ports::ObjectStore;
