@@ -7,14 +7,12 @@ use chrono::{DateTime, Utc};
 use exporter::access::policy::{role_arn_from_template, s3_policies, DEFAULT_ROLE_TEMPLATE};
 use exporter::control::connection::{Connection, Destination};
 use exporter::control::lifecycle;
-use exporter::delivery::backfill::{progress, BackfillRequest};
 use exporter::export::ddl::{table_ddl, DdlOptions, Engine};
 use exporter::export::generate::{generate_hour, generate_merges, HourSpec};
 use exporter::export::hour_export::ExportMode;
 use exporter::hour::{HourRange, UtcHour};
 use exporter::runtime::factory::{probe_destination, project_principal};
 use exporter::{ExportError, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::home::Home;
 
@@ -76,66 +74,6 @@ pub async fn export(home: &Home, id: &str, hour: &str, mode: &str, allow_empty_l
     Ok(if response.hours.iter().all(|h| h.succeeded()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-pub async fn backfill(home: &Home, id: &str, from: &str, to: &str, allow_empty_lake: bool) -> Result<ExitCode> {
-    let range = HourRange::parse(from, to)?;
-    // A fresh id per command: running the same range again is a new backfill, while the
-    // function's own redeliveries (same id) resume it without starting pieces twice.
-    let backfill_id =
-        format!("{id}-{}-{}-{}", range.from.start().format("%Y%m%dT%H"), range.to.start().format("%Y%m%dT%H"), exporter::control::ledger::new_run_id());
-    let payload = serde_json::json!({"connection_id": id, "from": range.from.to_string(), "to": range.to.to_string(),
-        "backfill_id": backfill_id, "allow_empty_lake": allow_empty_lake});
-    let req = BackfillRequest::from_payload(&payload)?;
-    let bar = ProgressBar::new(range.len());
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} hours {msg}").expect("template"));
-    let control = home.control.store().clone();
-    let backfill_id = req.id();
-    let update = |bar: &ProgressBar| {
-        let control = control.clone();
-        let id = backfill_id.clone();
-        let bar = bar.clone();
-        async move {
-            if let Ok(p) = progress(control.as_ref(), &id).await {
-                bar.set_position(p.done_hours);
-                bar.set_message(format!("{} events, {} invocations", p.events_exported, p.invocations));
-            }
-        }
-    };
-    match (&home.embedded, &home.backfill_function) {
-        (Some(embedded), _) => embedded.backfill(payload, || {}).await?,
-        (None, Some(function)) => {
-            // Deployed: the function fans out on its own; follow its progress records.
-            function.invoke_async(&payload).await?;
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(6 * 3600);
-            loop {
-                update(&bar).await;
-                let p = progress(control.as_ref(), &backfill_id).await?;
-                if p.is_finished() || std::time::Instant::now() > deadline {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-            }
-        }
-        (None, None) => return Err(ExportError::invalid_config("BACKFILL_FUNCTION", "is not set", "Set it to the backfill function's name (a stack output).")),
-    }
-    update(&bar).await;
-    bar.finish();
-    let p = progress(control.as_ref(), &backfill_id).await?;
-    println!(
-        "backfill {backfill_id}: {}/{} hours exported, {} events, {} invocations ({} asynchronous)",
-        p.exported_hours, p.total_hours, p.events_exported, p.invocations, p.async_invocations
-    );
-    if !p.failed_hours.is_empty() {
-        println!("failed hours (each is retried when its error can go away; `exportctl status` lists what is owed):");
-        let runs = home.control.list_runs(id).await?;
-        for hour in &p.failed_hours {
-            let error = runs.iter().rev().find(|r| r.hour == *hour && r.error.is_some()).and_then(|r| r.error.clone()).unwrap_or_default();
-            println!("  {hour}: {error}");
-        }
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// Fires everything due at `at`: each enabled connection's hourly schedule, then the due
 /// retries. A connection that errors is reported and the others still run.
 pub async fn tick(home: &Home, at: DateTime<Utc>) -> Result<ExitCode> {
@@ -160,68 +98,6 @@ pub async fn tick(home: &Home, at: DateTime<Utc>) -> Result<ExitCode> {
         report(&format!("retry {name}"), r);
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
-}
-
-/// The status table (also used by the demo): the watermark derived from the hour ledger,
-/// the owed hours (oldest first), whose side the last failure was on, and any gap.
-pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
-    let ledger = exporter::control::ledger::HourLedger::new(home.control.store().clone());
-    let mut out =
-        format!("{:<16} {:<8} {:<8} {:<15} {:<15} {:>5} {:>5}  {}\n", "CONNECTION", "PROJECT", "ENABLED", "WATERMARK", "LAST EXPORTED", "LAG", "OWED", "STATE");
-    for conn in home.control.list_connections().await? {
-        let s = home.control.status(&conn.id).await?;
-        let owed = ledger.owed(&conn.id).await?;
-        let watermark = ledger.watermark(&conn.id).await?;
-        let show = |h: Option<UtcHour>| h.map(|h| h.to_string()).unwrap_or_else(|| "-".into());
-        let failing = owed.iter().filter(|h| h.state == exporter::control::ledger::OwedState::Failing).count();
-        let mut state = match (&s.failing_since, failing) {
-            (Some(since), _) => {
-                format!("FAILING ({}) since {since}: {}", s.last_error_blame.as_deref().unwrap_or("destination"), s.last_error.clone().unwrap_or_default())
-            }
-            (None, n) if n > 0 => {
-                format!("retrying {n} hour(s) ({}): {}", s.last_error_blame.as_deref().unwrap_or("destination"), s.last_error.clone().unwrap_or_default())
-            }
-            _ => "ok".into(),
-        };
-        if let Some(gap) = &s.gap {
-            state.push_str(&format!("; gap {} — run: {}", gap.range, gap.backfill_command));
-        }
-        out.push_str(&format!(
-            "{:<16} {:<8} {:<8} {:<15} {:<15} {:>5} {:>5}  {}\n",
-            conn.id,
-            conn.project_id,
-            conn.enabled,
-            show(watermark),
-            show(s.last_exported_hour),
-            s.lag_hours(now).map(|l| format!("{l}h")).unwrap_or_else(|| "-".into()),
-            owed.len(),
-            state
-        ));
-        if !owed.is_empty() {
-            let listed: Vec<String> = owed
-                .iter()
-                .take(12)
-                .map(|h| {
-                    let state = format!("{:?}", h.state).to_lowercase();
-                    let detail = match (h.attempts, h.retries_exhausted, h.next_retry) {
-                        (0, _, _) => String::new(),
-                        (n, true, _) => format!(" ({n} attempts, retries over: every hourly run tries again)"),
-                        (n, false, Some(at)) => format!(" ({n} attempts, next retry {})", at.format("%Y-%m-%dT%H:%M")),
-                        (n, false, None) => format!(" ({n} attempts)"),
-                    };
-                    format!("{} {state}{detail}", h.hour)
-                })
-                .collect();
-            let more = if owed.len() > 12 { format!(", ... {} more", owed.len() - 12) } else { String::new() };
-            out.push_str(&format!("  owed: {}{more}\n", listed.join(", ")));
-        }
-    }
-    Ok(out)
-}
-
-pub async fn status(home: &Home, now: DateTime<Utc>) -> Result<ExitCode> {
-    print!("{}", status_table(home, now).await?);
-    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {

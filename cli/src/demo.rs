@@ -263,7 +263,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
         if !status_shown && at >= time("2020-01-25T08:45:00Z") {
             status_shown = true;
             println!("   status at 08:45 (the owed hours are listed, none dropped):");
-            for line in crate::commands::status_table(&home, at).await?.lines() {
+            for line in crate::status::status_table(&home, at).await?.lines() {
                 println!("     {line}");
             }
         }
@@ -292,7 +292,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     }
 
     println!("\n== 7. Status");
-    print!("{}", crate::commands::status_table(&home, time("2020-01-25T11:20:00Z")).await?);
+    print!("{}", crate::status::status_table(&home, time("2020-01-25T11:20:00Z")).await?);
 
     println!("\n== 8. Accounting (read = exported + filtered + duplicates + invalid)");
     let exported = verify_exports(&home, &dir.join("destinations"), &hours, &generated, &mut checks).await?;

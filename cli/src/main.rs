@@ -2,10 +2,12 @@
 //! folder with no cloud; `--cloud` opens S3/Azure destinations with the environment's
 //! credentials.
 
+mod backfill;
 mod bench;
 mod commands;
 mod demo;
 mod home;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -206,10 +208,10 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
             commands::export(&open(cli.cloud).await?, &connection, &hour, &mode, allow_empty_lake).await
         }
         Command::Backfill { connection, from, to, allow_empty_lake } => {
-            commands::backfill(&open(cli.cloud).await?, &connection, &from, &to, allow_empty_lake).await
+            backfill::backfill(&open(cli.cloud).await?, &connection, &from, &to, allow_empty_lake).await
         }
         Command::Tick => commands::tick(&open(cli.cloud).await?, clock()).await,
-        Command::Status => commands::status(&open(cli.cloud).await?, clock()).await,
+        Command::Status => status::status(&open(cli.cloud).await?, clock()).await,
         Command::Runs { connection } => commands::runs(&open(cli.cloud).await?, &connection).await,
         Command::Verify { connection } => commands::verify(&open(cli.cloud).await?, &connection).await,
         Command::Policy { connection, role_template, account } => {

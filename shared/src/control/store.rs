@@ -115,6 +115,20 @@ impl ConnectionStatus {
     }
 }
 
+/// A connection file that cannot be read, by id, with why.
+#[derive(Debug)]
+pub struct UnreadableConnection {
+    pub id: String,
+    pub error: ExportError,
+}
+
+/// The connections of the control store: the readable ones and, apart, the unreadable ones.
+#[derive(Debug, Default)]
+pub struct ConnectionScan {
+    pub readable: Vec<Connection>,
+    pub unreadable: Vec<UnreadableConnection>,
+}
+
 /// Access to the control store.
 #[derive(Debug, Clone)]
 pub struct ControlStore {
@@ -262,6 +276,26 @@ impl ControlStore {
         }
         conn.validate()?;
         Ok(conn)
+    }
+
+    /// Every stored connection, the unreadable ones apart (a corrupt file, a secret that does
+    /// not open, a file that no longer validates): one bad connection never hides the others.
+    /// Failures of the control store itself are still errors.
+    pub async fn scan_connections(&self) -> Result<ConnectionScan> {
+        let mut scan = ConnectionScan::default();
+        for meta in self.store.list("connections/").await? {
+            let Some(id) = meta.key.strip_prefix("connections/").and_then(|k| k.strip_suffix(".json")) else {
+                continue;
+            };
+            match self.get_connection(id).await {
+                Ok(conn) => scan.readable.push(conn),
+                // Deleted between list and get.
+                Err(ExportError::NotFound { .. }) => {}
+                Err(e @ (ExportError::Transient { .. } | ExportError::OurInfrastructure { .. } | ExportError::Io { .. })) => return Err(e),
+                Err(error) => scan.unreadable.push(UnreadableConnection { id: id.to_string(), error }),
+            }
+        }
+        Ok(scan)
     }
 
     pub async fn list_connections(&self) -> Result<Vec<Connection>> {

@@ -8,183 +8,25 @@
 //! matches the stored parts (names, counts, sha256), every lake event is exported exactly
 //! once across all parts (uuids counted), and the accounting balances.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+//!
+//! The timelines of "no hour is lost in silence" live in one file per concern beside this one.
 
-use chrono::{DateTime, Duration, Utc};
-use exporter::export::manifest::Manifest;
-use exporter::export::schema::{EXPORT_FIELDS, TIMESTAMP_FIELDS};
+mod world;
+
+mod backfills;
+mod key_space;
+mod operator_plane;
+mod poison;
+mod silence;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use chrono::Duration;
 use exporter::hour::{HourRange, UtcHour};
 use sha2::{Digest, Sha256};
-
-const PROJECT: &str = "187520";
-/// The default export timestamp form, exactly (a space, six fractional digits, no zone).
-const EXACT_TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.6f";
-const CONN: &str = "c1";
-
-/// One embedded home with a lake, one local destination and one connection.
-struct World {
-    _dir: tempfile::TempDir,
-    home: PathBuf,
-    dest: PathBuf,
-    env: Vec<(String, String)>,
-}
-
-fn t(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-}
-
-fn h(s: &str) -> UtcHour {
-    UtcHour::parse(s).unwrap()
-}
-
-fn rfc(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-impl World {
-    /// A connection created at 2020-01-25T00:05 (it owes hours from 00:00 that day) and a
-    /// lake with `events` events in each of `hours`.
-    fn new(hours: &str, events: u64) -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let home = dir.path().join("home");
-        let dest = dir.path().join("dest");
-        std::fs::create_dir_all(&dest).unwrap();
-        let w = World { home, dest, env: Vec::new(), _dir: dir };
-        let (from, to) = hours.split_once("..").unwrap();
-        w.ok(
-            &["generate", "--project", PROJECT, "--from", from, "--to", to, "--events-per-hour", &events.to_string(), "--merges-per-hour", "0"],
-            "2020-01-25T00:05:00Z",
-        );
-        let conn = serde_json::json!({"id": CONN, "org_id": "42", "project_id": PROJECT, "created": "2020-01-25T00:05:00Z",
-            "destination": {"type": "local", "path": w.dest, "prefix": "exports"}, "admins": ["admin@example.com"], "creator": "owner@example.com"});
-        let file = w.home.parent().unwrap().join("conn.json");
-        std::fs::write(&file, conn.to_string()).unwrap();
-        w.ok(&["projects", "add", PROJECT, "--org", "42"], "2020-01-25T00:05:00Z");
-        w.ok(&["connections", "create", file.to_str().unwrap()], "2020-01-25T00:05:00Z");
-        w
-    }
-
-    fn command(&self, args: &[&str], at: &str) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_exportctl"));
-        c.arg("--home").arg(&self.home).arg("--at").arg(at).args(args).env_remove("EXPORT_PAUSE_AT");
-        c.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        c
-    }
-
-    fn run(&self, args: &[&str], at: &str) -> Output {
-        self.command(args, at).output().expect("exportctl runs")
-    }
-
-    fn ok(&self, args: &[&str], at: &str) -> String {
-        let o = self.run(args, at);
-        assert!(o.status.success(), "exportctl {args:?} at {at} failed:\n{}", text(&o));
-        text(&o)
-    }
-
-    /// Ticks every five minutes from `from` to `to` (inclusive); `each` runs before a tick.
-    fn replay(&self, from: &str, to: &str, mut each: impl FnMut(DateTime<Utc>)) {
-        let mut at = t(from);
-        while at <= t(to) {
-            each(at);
-            self.run(&["tick"], &rfc(at));
-            at += Duration::minutes(5);
-        }
-    }
-
-    fn lake_hour_dir(&self, hour: UtcHour) -> PathBuf {
-        self.home.join("lake").join(exporter::export::layout::lake_events_prefix(PROJECT, hour))
-    }
-
-    fn part_dir(&self) -> PathBuf {
-        self.dest.join("exports").join(PROJECT)
-    }
-
-    fn marker(&self, hour: UtcHour) -> Option<Manifest> {
-        let path = self.part_dir().join(format!("{PROJECT}_{}_complete", hour.file_stem()));
-        std::fs::read(path).ok().map(|b| serde_json::from_slice(&b).expect("manifest"))
-    }
-
-    fn emails(&self) -> usize {
-        std::fs::read_dir(self.home.join("outbox")).map(|d| d.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count()).unwrap_or(0)
-    }
-
-    fn dest_snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        let mut out = BTreeMap::new();
-        let mut todo = vec![self.dest.clone()];
-        while let Some(d) = todo.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                if e.path().is_dir() {
-                    todo.push(e.path());
-                } else {
-                    out.insert(e.path(), std::fs::read(e.path()).unwrap());
-                }
-            }
-        }
-        out
-    }
-
-    /// Lines of every lake file of `hour` (the generator writes each event once).
-    fn lake_lines(&self, hour: UtcHour) -> u64 {
-        let mut n = 0;
-        for e in std::fs::read_dir(self.lake_hour_dir(hour)).into_iter().flatten().flatten() {
-            let bytes = std::fs::read(e.path()).unwrap();
-            let mut s = String::new();
-            if e.path().to_string_lossy().ends_with(".gz") {
-                flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_string(&mut s).unwrap();
-            } else {
-                s = String::from_utf8(bytes).unwrap();
-            }
-            n += s.lines().filter(|l| !l.trim().is_empty()).count() as u64;
-        }
-        n
-    }
-
-    /// The end-of-scenario check over `hours`: a marker per hour whose manifest matches the
-    /// stored parts exactly, every lake event exported once, the accounting balanced, and
-    /// nothing owed any more.
-    fn assert_complete_and_consistent(&self, hours: HourRange) {
-        for hour in hours.hours() {
-            // Exactly once within the hour (the generator may reuse ids across hours).
-            let mut uuids = BTreeSet::new();
-            let manifest = self.marker(hour).unwrap_or_else(|| panic!("no complete marker for {hour}"));
-            assert!(manifest.balances(), "{hour}: accounting does not balance: {manifest:?}");
-            let events = manifest.events.clone().expect("events report");
-            let stored: BTreeSet<String> = std::fs::read_dir(self.part_dir())
-                .unwrap()
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&format!("{PROJECT}_{}#", hour.file_stem())))
-                .collect();
-            let listed: BTreeSet<String> = events.files.iter().map(|f| f.key.rsplit('/').next().unwrap().to_string()).collect();
-            assert_eq!(stored, listed, "{hour}: the manifest's parts are not the stored parts");
-            let mut lines = 0;
-            for f in &events.files {
-                let bytes = std::fs::read(self.dest.join(&f.key)).unwrap();
-                assert_eq!(hex::encode(Sha256::digest(&bytes)), f.sha256, "{}: sha256 differs from the manifest", f.key);
-                let mut n = 0;
-                for line in BufReader::new(flate2::read::GzDecoder::new(&bytes[..])).lines() {
-                    let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-                    assert_timestamps_exact(&v, EXACT_TIMESTAMP);
-                    assert!(uuids.insert(v["uuid"].as_str().unwrap().to_string()), "{hour}: event {} exported twice", v["uuid"]);
-                    n += 1;
-                }
-                assert_eq!(n, f.events, "{}: line count differs from the manifest", f.key);
-                lines += n;
-            }
-            assert_eq!(lines, events.accounting.exported, "{hour}: parts hold {lines} events, manifest says {}", events.accounting.exported);
-            assert_eq!(lines, self.lake_lines(hour), "{hour}: every lake event exactly once");
-        }
-        let status = self.ok(&["status"], "2020-01-25T23:59:00Z");
-        assert!(!status.contains("owed:"), "hours still owed:\n{status}");
-    }
-}
+use world::*;
 
 #[test]
 fn an_outage_longer_than_the_whole_retry_schedule_loses_no_hour_and_sends_one_true_email() {
@@ -253,28 +95,6 @@ fn a_lake_file_landing_after_the_marker_is_exported_as_a_new_part_and_nothing_re
     assert_eq!(check.accounting.exported, w.lake_lines(hour));
 }
 
-/// Every timestamp field of an exported line is null or exactly `format` (26 characters).
-fn assert_timestamps_exact(line: &serde_json::Value, format: &str) {
-    for field in TIMESTAMP_FIELDS.map(|i| EXPORT_FIELDS[i]) {
-        match &line[field] {
-            serde_json::Value::Null => {}
-            serde_json::Value::String(s) => {
-                assert!(s.len() == 26 && chrono::NaiveDateTime::parse_from_str(s, format).is_ok(), "{field}: {s:?} is not {format}")
-            }
-            other => panic!("{field}: {other} is not a timestamp string"),
-        }
-    }
-}
-
-fn first_lake_line(w: &World, hour: UtcHour) -> String {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(w.lake_hour_dir(hour)).unwrap().flatten().map(|e| e.path()).collect();
-    files.sort();
-    let bytes = std::fs::read(&files[0]).unwrap();
-    let mut s = String::new();
-    flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_string(&mut s).unwrap();
-    s.lines().next().unwrap().to_string()
-}
-
 #[test]
 fn open_and_future_hours_are_refused_and_nothing_is_written() {
     let w = World::new("2020-01-25T05..2020-01-25T06", 50);
@@ -337,24 +157,6 @@ fn a_retry_firing_while_the_connection_is_disabled_is_not_lost() {
 }
 
 /// Starts exportctl paused at `step` (see `exporter::export::hour_export::crash_point`) and kills it
-/// with SIGKILL once it says it is there.
-fn kill_at(w: &World, args: &[&str], at: &str, step: &str) {
-    let mut child: Child = w.command(args, at).env("EXPORT_PAUSE_AT", step).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut seen = String::new();
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains(&format!("paused at {step}")) {
-            break;
-        }
-    }
-    assert!(seen.contains("paused at"), "exportctl never reached {step}:\n{seen}");
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-}
-
 #[test]
 fn kill_9_at_each_step_of_a_replace_is_repaired_by_the_next_tick() {
     for step in ["after_marker_delete", "between_parts", "before_stale_delete", "before_marker"] {

@@ -1,0 +1,4 @@
+//! Fault timelines: backfills.
+
+#[allow(unused_imports)]
+use crate::world::*;

@@ -1,0 +1,4 @@
+//! Fault timelines: key_space.
+
+#[allow(unused_imports)]
+use crate::world::*;

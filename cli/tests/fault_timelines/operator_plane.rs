@@ -1,0 +1,4 @@
+//! Fault timelines: operator_plane.
+
+#[allow(unused_imports)]
+use crate::world::*;

@@ -1,0 +1,4 @@
+//! Fault timelines: poison.
+
+#[allow(unused_imports)]
+use crate::world::*;

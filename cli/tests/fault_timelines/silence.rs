@@ -1,0 +1,4 @@
+//! Fault timelines: silence.
+
+#[allow(unused_imports)]
+use crate::world::*;
