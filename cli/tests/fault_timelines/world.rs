@@ -179,6 +179,24 @@ impl World {
         }
         let status = self.ok(&["status"], "2020-01-25T23:59:00Z");
         assert!(!status.contains("owed:"), "hours still owed:\n{status}");
+        self.assert_status_ok("2020-01-25T23:59:00Z");
+    }
+
+    /// The STATE column of connection `conn` in `exportctl status` at `at` (everything after
+    /// the OWED column).
+    pub fn state(&self, conn: &str, at: &str) -> String {
+        let status = self.ok(&["status"], at);
+        state_in(&status, conn).unwrap_or_else(|| panic!("{conn} is not in the status table:\n{status}"))
+    }
+
+    /// Status tells the truth at the end of a timeline: every connection's STATE is `ok`.
+    pub fn assert_status_ok(&self, at: &str) {
+        let status = self.ok(&["status"], at);
+        for line in status.lines().skip(1).filter(|l| !l.starts_with(' ')) {
+            let id = line.split_whitespace().next().unwrap_or_default();
+            let state = state_in(&status, id).unwrap_or_default();
+            assert!(state == "ok", "{id}: STATE is not ok at {at}:\n{status}");
+        }
     }
 }
 
@@ -224,3 +242,9 @@ pub fn kill_at(w: &World, args: &[&str], at: &str, step: &str) {
     child.wait().unwrap();
 }
 
+
+/// The STATE of `conn` in a status table: the columns after CONNECTION, PROJECT, ENABLED,
+/// WATERMARK, LAST EXPORTED, LAG and OWED.
+pub fn state_in(status: &str, conn: &str) -> Option<String> {
+    status.lines().find(|l| l.split_whitespace().next() == Some(conn)).map(|l| l.split_whitespace().skip(7).collect::<Vec<_>>().join(" "))
+}
