@@ -85,6 +85,12 @@ pub enum ExportError {
     /// customer's destination: retried, alarmed to the operators, never emailed to the customer.
     #[error("internal failure of our {component} (operators are alerted; the destination is not at fault): {detail}")]
     OurInfrastructure { component: String, detail: String },
+
+    /// A run that held the hour's lease ended without a result (its lease expired with the
+    /// hour still exporting): killed by the function timeout or out of memory, most likely.
+    /// Counted as a failed attempt of ours; retried on the schedule, then alarmed.
+    #[error("the run {run_id} that started exporting hour {hour} at {since} stopped without a result (timeout or out of memory?); its lease expired at {until}")]
+    RunStopped { hour: String, run_id: String, since: String, until: String },
 }
 
 /// How the run that hit an error should proceed.
@@ -127,7 +133,8 @@ impl ExportError {
             | ExportError::Corrupt { .. }
             | ExportError::Io { .. }
             | ExportError::Internal(_)
-            | ExportError::OurInfrastructure { .. } => ErrorClass::Other,
+            | ExportError::OurInfrastructure { .. }
+            | ExportError::RunStopped { .. } => ErrorClass::Other,
         }
     }
 
@@ -158,6 +165,7 @@ impl ExportError {
             ExportError::Io { .. } => "Io",
             ExportError::Internal(_) => "Internal",
             ExportError::OurInfrastructure { .. } => "OurInfrastructure",
+            ExportError::RunStopped { .. } => "RunStopped",
         }
     }
 
@@ -194,6 +202,7 @@ impl ExportError {
             Io { path, source } => Io { path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) },
             Internal(m) => Internal(m.clone()),
             OurInfrastructure { component, detail } => OurInfrastructure { component: component.clone(), detail: detail.clone() },
+            RunStopped { hour, run_id, since, until } => RunStopped { hour: hour.clone(), run_id: run_id.clone(), since: since.clone(), until: until.clone() },
         }
     }
 
@@ -201,7 +210,7 @@ impl ExportError {
     /// request or connection), or "destination".
     pub fn blame(&self) -> &'static str {
         match self {
-            ExportError::OurInfrastructure { .. } | ExportError::Internal(_) | ExportError::Corrupt { .. } => "internal",
+            ExportError::OurInfrastructure { .. } | ExportError::Internal(_) | ExportError::Corrupt { .. } | ExportError::RunStopped { .. } => "internal",
             e if e.class() == ErrorClass::Invalid => "configuration",
             _ => "destination",
         }

@@ -24,7 +24,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 
 use chrono::Duration;
-use exporter::hour::{HourRange, UtcHour};
+use exporter::hour::HourRange;
 use sha2::{Digest, Sha256};
 use world::*;
 
@@ -166,8 +166,10 @@ fn kill_9_at_each_step_of_a_replace_is_repaired_by_the_next_tick() {
         w.replay("2020-01-25T04:20:00Z", "2020-01-25T04:20:00Z", |_| {});
         assert!(w.marker(h("2020-01-25T03")).unwrap().events.unwrap().files.len() >= 3, "{step}: several parts");
         kill_at(&w, &["export", CONN, "--hour", "2020-01-25T03", "--mode", "replace"], "2020-01-25T05:00:00Z", step);
-        // The killed run's lease expires after 20 minutes; the next hourly run repairs the hour.
-        w.replay("2020-01-25T05:20:00Z", "2020-01-25T05:20:00Z", |_| {});
+        // The killed run's lease expires after 20 minutes: the next hourly run counts the
+        // death as a failed attempt, and its retry, 5 minutes later, repairs the hour.
+        w.replay("2020-01-25T05:20:00Z", "2020-01-25T05:25:00Z", |_| {});
+        assert!(w.ok(&["runs", CONN], "2020-01-25T05:30:00Z").contains("stopped without a result"), "{step}: the death is a run record");
         w.assert_complete_and_consistent(HourRange::parse("2020-01-25T00", "2020-01-25T04").unwrap());
     }
 }

@@ -80,6 +80,15 @@ pub struct OwedHour {
     /// event, of this mode, is not published yet: the next run publishes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_pending: Option<ExportMode>,
+    /// When the run named by `run_id` started exporting (state `exporting`): a run whose
+    /// lease has expired since is dead, and its death is counted as a failed attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exporting_since: Option<DateTime<Utc>>,
+    /// Trying again the same way cannot help (the error cannot go away by retrying, or the
+    /// hour stopped its run on every attempt): hourly runs leave it alone and status shows
+    /// it as broken, with the command that exports it, until an operator's request runs it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parked: bool,
 }
 
 impl OwedHour {
@@ -97,12 +106,17 @@ impl OwedHour {
             next_retry: None,
             retries_exhausted: false,
             event_pending: None,
+            exporting_since: None,
+            parked: false,
         }
     }
 
     /// Whether an hourly run at `now` should export this hour itself rather than leave it
     /// to a retry schedule that is still to fire (a few minutes of slack cover a late firing).
     pub fn due_for_hourly_run(&self, now: DateTime<Utc>) -> bool {
+        if self.parked {
+            return false;
+        }
         match self.state {
             OwedState::Pending | OwedState::Exporting => true,
             OwedState::Failing => self.retries_exhausted || self.next_retry.is_none_or(|t| t + Duration::minutes(15) <= now),
@@ -302,13 +316,61 @@ impl HourLedger {
         }
     }
 
-    /// Whether `lease` is still the run's own and unexpired at `now`.
+    /// Whether `lease` is still the run's own and unexpired at `now`: its announcement is
+    /// still there, and no other run has announced itself since the lease ran out (a run that
+    /// stalled past its lease, whose hour was taken over, has lost it even if its own clock
+    /// says otherwise).
     pub async fn still_holds(&self, conn: &str, lease: &Lease, now: DateTime<Utc>) -> Result<bool> {
         if now >= lease.expires {
             return Ok(false);
         }
+        let mine = format!("/{}.json", lease.run_id);
+        let mut found = false;
+        for meta in Self::ours(self.store.list(&lease_dir(conn, lease.hour)).await)? {
+            if meta.key.ends_with(&mine) {
+                found = true;
+            } else if let Some(other) = self.read::<Lease>(&meta.key).await? {
+                if other.since >= lease.expires {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Extends a lease the run still holds to `now + ttl`; `false` when it is lost.
+    pub async fn renew(&self, conn: &str, lease: &mut Lease, now: DateTime<Utc>, ttl: Duration) -> Result<bool> {
+        if !self.still_holds(conn, lease, now).await? {
+            return Ok(false);
+        }
+        let renewed = Lease { expires: lease.expires.max(now + ttl), ..lease.clone() };
         let key = format!("{}{}.json", lease_dir(conn, lease.hour), lease.run_id);
-        Ok(Self::ours(self.store.head(&key).await)?.is_some())
+        Self::ours(self.store.put(&key, json(&renewed)).await)?;
+        *lease = renewed;
+        Ok(true)
+    }
+
+    /// The owed hours whose exporting run is dead at `now`: it started more than `ttl` ago
+    /// and holds no unexpired lease (it was killed, timed out or ran out of memory before it
+    /// could record a result).
+    pub async fn dead_runs(&self, conn: &str, now: DateTime<Utc>, ttl: Duration) -> Result<Vec<(OwedHour, Lease)>> {
+        let mut dead = Vec::new();
+        for owed in self.owed(conn).await? {
+            let (OwedState::Exporting, Some(run_id)) = (owed.state, owed.run_id.clone()) else {
+                continue;
+            };
+            let key = format!("{}{run_id}.json", lease_dir(conn, owed.hour));
+            let lease = self.read::<Lease>(&key).await?;
+            let since = owed.exporting_since.or(lease.as_ref().map(|l| l.since));
+            let alive = lease.as_ref().is_some_and(|l| l.expires > now);
+            let old_enough = since.is_none_or(|s| s + ttl <= now);
+            if !alive && old_enough {
+                let since = since.unwrap_or(now - ttl);
+                let lease = lease.unwrap_or(Lease { hour: owed.hour, run_id, since, expires: since + ttl });
+                dead.push((owed, lease));
+            }
+        }
+        Ok(dead)
     }
 
     /// Gives the hour back (and sweeps announcements of runs that died).

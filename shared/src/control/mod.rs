@@ -4,6 +4,8 @@
 
 pub mod claim;
 pub mod connection;
+pub mod fenced_store;
+pub mod health;
 pub mod ledger;
 pub mod lifecycle;
 pub mod projects;

@@ -12,11 +12,12 @@ use chrono::{DateTime, Utc};
 use chrono::Duration;
 
 use crate::control::connection::Connection;
+use crate::control::fenced_store::FencedStore;
 use crate::control::ledger::{new_run_id, HourLedger, Lease, LeaseOutcome, OwedHour, OwedState};
 use crate::control::store::{ControlStore, Gap, RunOutcome, RunRecord};
 use crate::delivery::failure::{Clock, HourRunner, HourSummary};
 use crate::delivery::hour_event::{Announcement, HourAnnouncer, HourExported};
-use crate::delivery::invocation::ScheduledRunner;
+use crate::delivery::invocation::{HourlyPlan, ScheduledRunner, StoppedRun};
 use crate::delivery::retry::HourRequest;
 use crate::error::{ExportError, Result};
 use crate::export::hour_export::{export_hour_with, marker_location, ExportMode, ExportOptions, ExportSettings, ExportTargets, HourReport, WriteGuard};
@@ -41,6 +42,10 @@ pub struct RunPolicy {
     pub catch_up_hours: i64,
     /// Completed hours a scheduled run checks for late lake files.
     pub late_window_hours: i64,
+    /// Days behind the late window that the daily sweep checks for late lake files: each
+    /// scheduled run checks the hours 24, 48, ... this many days behind its own hour, so
+    /// every hour of the range is checked once a day (set it to the lake's retention).
+    pub late_sweep_days: i64,
     /// A run starts no new hour with less than this time left before its deadline.
     pub reserve: Duration,
 }
@@ -52,10 +57,18 @@ impl Default for RunPolicy {
             lease: Duration::minutes(crate::control::ledger::DEFAULT_LEASE_MINUTES),
             catch_up_hours: MAX_CATCH_UP_HOURS,
             late_window_hours: 24,
+            late_sweep_days: DEFAULT_LATE_SWEEP_DAYS,
             reserve: Duration::seconds(120),
         }
     }
 }
+
+/// Default days of the late-file sweep: a lake retention of 30 days.
+pub const DEFAULT_LATE_SWEEP_DAYS: i64 = 30;
+
+/// An owed hour counts as behind once it is this long past its settle time: the hourly
+/// schedule fires a few minutes past the hour.
+pub const BEHIND_GRACE_MINUTES: i64 = 15;
 
 /// Default settle delay: a Firehose buffer of 900 s plus a minute of delivery.
 pub const DEFAULT_SETTLE_MINUTES: i64 = 16;
@@ -137,23 +150,28 @@ struct LeasedRun {
     announcement: Option<Announcement>,
 }
 
-/// The run's lease, checked before each destructive or final write.
+/// The run's lease, checked (and renewed) before every write to the destination.
 struct LeaseGuard {
     ledger: HourLedger,
     connection_id: String,
-    lease: Lease,
+    lease: tokio::sync::Mutex<Lease>,
+    ttl: Duration,
     clock: Clock,
 }
 
 #[async_trait]
 impl WriteGuard for LeaseGuard {
     async fn check(&self) -> Result<()> {
-        if self.ledger.still_holds(&self.connection_id, &self.lease, (self.clock)()).await? {
+        let mut lease = self.lease.lock().await;
+        if self.ledger.renew(&self.connection_id, &mut lease, (self.clock)(), self.ttl).await? {
             return Ok(());
         }
         Err(ExportError::transient(
-            format!("export of {}", self.lease.hour),
-            format!("this run's lease (run {}) expired before it finished; it stopped writing and the hour stays owed", self.lease.run_id),
+            format!("export of {}", lease.hour),
+            format!(
+                "this run's lease (run {}) ran out before it finished (another run may hold the hour now); it stopped writing and the hour stays owed",
+                lease.run_id
+            ),
         ))
     }
 }
@@ -233,17 +251,26 @@ impl RunService {
         let mut owed = was_owed.unwrap_or_else(|| OwedHour::pending(hour, mode));
         owed.state = OwedState::Exporting;
         owed.run_id = Some(lease.run_id.clone());
+        owed.exporting_since = Some(lease.since);
+        owed.parked = false;
         if owed.mode != ExportMode::Replace {
             owed.mode = mode;
         }
         owed.allow_empty_lake |= req.allow_empty_lake;
         self.ledger.save_owed(&conn.id, &owed).await?;
 
-        let options = ExportOptions {
-            allow_empty_lake: req.allow_empty_lake,
-            guard: Some(Arc::new(LeaseGuard { ledger: self.ledger.clone(), connection_id: conn.id.clone(), lease: lease.clone(), clock: self.clock.clone() })),
-        };
-        let targets = self.targets(conn).await?;
+        let guard: Arc<dyn WriteGuard> = Arc::new(LeaseGuard {
+            ledger: self.ledger.clone(),
+            connection_id: conn.id.clone(),
+            lease: tokio::sync::Mutex::new(lease.clone()),
+            ttl: self.policy.lease,
+            clock: self.clock.clone(),
+        });
+        let options = ExportOptions { allow_empty_lake: req.allow_empty_lake, guard: Some(guard.clone()) };
+        let mut targets = self.targets(conn).await?;
+        // Every write to the destination is fenced by the lease, not only the final ones.
+        targets.events = FencedStore::wrap(targets.events, guard.clone());
+        targets.merged_ids = FencedStore::wrap(targets.merged_ids, guard);
         let report = match export_hour_with(conn, &targets, hour, mode, &self.settings, &options, completed.clone()).await {
             Ok(report) => report,
             // Refused before anything was written (an empty lake under a replace, an hour
@@ -316,28 +343,16 @@ impl RunService {
 
     /// Writes the run record and the status line of a finished run.
     async fn record(&self, conn: &Connection, req: &HourRequest, run_id: &str, started: DateTime<Utc>, result: Result<LeasedRun>) -> Result<LeasedRun> {
-        let mut record = RunRecord {
-            connection_id: conn.id.clone(),
-            hour: req.hour,
-            mode: req.mode,
-            attempt: req.attempt,
-            run_id: Some(run_id.to_string()),
-            started,
-            ended: self.now(),
-            outcome: RunOutcome::Failed,
-            events: Default::default(),
-            merged_ids: Default::default(),
-            files: Vec::new(),
-            invalid_records: 0,
-            invalid_locations: Vec::new(),
-            error_kind: None,
-            error: None,
-            announcement: result.as_ref().ok().and_then(|r| r.announcement.clone()),
-        };
+        let mut record = RunRecord::new(conn.id.clone(), req, started, self.now());
+        record.run_id = Some(run_id.to_string());
+        record.announcement = result.as_ref().ok().and_then(|r| r.announcement.clone());
         match result.as_ref().map(|r| &r.report) {
             Ok(report) if report.skipped => record.outcome = RunOutcome::Skipped,
             Ok(report) => {
                 record.outcome = RunOutcome::Exported;
+                if let Some(late) = &report.late {
+                    record.late_lake_files = late.lake_inputs.iter().map(|i| i.key.clone()).collect();
+                }
                 let (events, merged) = match (&report.late, &report.manifest) {
                     (Some(late), _) => (Some(late), None),
                     (None, Some(m)) => (m.events.as_ref(), m.merged_ids.as_ref()),
@@ -392,9 +407,11 @@ impl RunService {
     }
 
     /// The hours a schedule firing at `scheduled_time` takes on: registers owed hours up to
-    /// the latest settled hour, finds late lake files in recently completed hours, and
-    /// returns the owed hours due now (oldest first) and the late hours.
-    pub async fn plan_scheduled(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<(Vec<PlannedHour>, Option<Gap>)> {
+    /// the latest settled hour, counts the runs that died on an hour as failed attempts
+    /// (each recorded as a run), finds late lake files (events and merges) in the late window
+    /// and in the hours the daily sweep checks, and returns the owed hours due now (oldest
+    /// first), the late hours and the dead runs.
+    pub async fn plan_scheduled(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<ScheduledPlan> {
         let now = self.now();
         if scheduled_time > now + Duration::minutes(5) {
             return Err(ExportError::invalid_input(
@@ -409,51 +426,104 @@ impl RunService {
         let registration = self.ledger.register_through(&conn.id, first_owed_hour(conn, target), target, self.policy.catch_up_hours).await?;
         let gap =
             registration.gap.map(|range| Gap { range, backfill_command: format!("exportctl backfill {} --from {} --to {}", conn.id, range.from, range.to) });
+        let mut stopped = Vec::new();
+        for (owed, lease) in self.ledger.dead_runs(&conn.id, now, self.policy.lease).await? {
+            let mut request = HourRequest::new(conn.id.clone(), owed.hour, owed.mode, owed.attempts + 1);
+            request.allow_empty_lake = owed.allow_empty_lake;
+            let error = ExportError::RunStopped {
+                hour: owed.hour.to_string(),
+                run_id: lease.run_id.clone(),
+                since: lease.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                until: lease.expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            };
+            self.record_stopped(conn, &request, &lease, &error).await?;
+            stopped.push(StoppedRun { request, error });
+        }
         let mut planned = Vec::new();
         for owed in self.ledger.owed(&conn.id).await? {
-            if owed.hour <= target && owed.due_for_hourly_run(now) {
+            if owed.hour <= target && owed.due_for_hourly_run(now) && !stopped.iter().any(|s: &StoppedRun| s.request.hour == owed.hour) {
                 let mut request = HourRequest::new(conn.id.clone(), owed.hour, owed.mode, owed.attempts + 1);
                 request.allow_empty_lake = owed.allow_empty_lake;
                 planned.push(PlannedHour { request, owed: Some(owed) });
             }
         }
-        if conn.export.events {
-            for hour in HourRange::new(target.plus(1 - self.policy.late_window_hours.max(1)), target)?.hours() {
-                let Some(manifest) = self.ledger.complete_manifest(&conn.id, hour).await? else {
-                    continue;
-                };
-                if has_late_files(self.lake.as_ref(), conn, &manifest).await? {
-                    planned.push(PlannedHour { request: HourRequest::new(conn.id.clone(), hour, ExportMode::Late, 1), owed: None });
-                }
+        let window_start = target.plus(1 - self.policy.late_window_hours.max(1));
+        let mut checked: Vec<UtcHour> = HourRange::new(window_start, target)?.hours().collect();
+        checked.extend((1..=self.policy.late_sweep_days.max(0)).map(|days| target.plus(-24 * days)).filter(|h| *h < window_start));
+        for hour in checked {
+            if planned.iter().any(|p| p.request.hour == hour) || stopped.iter().any(|s| s.request.hour == hour) {
+                continue;
             }
+            let Some(manifest) = self.ledger.complete_manifest(&conn.id, hour).await? else {
+                continue;
+            };
+            let late = late_lake_files(self.lake.as_ref(), conn, &manifest).await?;
+            if late.is_empty() {
+                continue;
+            }
+            if hour < window_start {
+                // Later than the window the contract promises: exported all the same, and our
+                // operators learn that the ingestion tier delivers this late.
+                tracing::warn!(
+                    connection = %conn.id, hour = %hour, files = late.len(), first = %late[0], operator_alert = true,
+                    "lake files landed more than {} hours after their hour; the sweep found them and they are exported as late parts",
+                    self.policy.late_window_hours
+                );
+            }
+            planned.push(PlannedHour { request: HourRequest::new(conn.id.clone(), hour, ExportMode::Late, 1), owed: None });
         }
-        Ok((planned, gap))
+        Ok(ScheduledPlan { hours: planned, stopped, gap })
     }
 
-    /// Keeps the status's derived fields (watermark, gap) in step with the ledger.
+    /// Records the run that died on an hour as a failed attempt, under its own run id.
+    async fn record_stopped(&self, conn: &Connection, req: &HourRequest, lease: &Lease, error: &ExportError) -> Result<()> {
+        let mut record = RunRecord::new(conn.id.clone(), req, lease.since, lease.expires);
+        record.run_id = Some(lease.run_id.clone());
+        record.outcome = RunOutcome::Failed;
+        record.error_kind = Some(error.kind().to_string());
+        record.error = Some(error.to_string());
+        self.control.put_run_if_absent(&record).await
+    }
+
+    /// Keeps the status's derived fields in step with the ledger: the watermark, and the gap
+    /// (a new one from registration, or the old one less the hours completed since, so a
+    /// filled gap disappears).
     pub async fn refresh_status(&self, conn: &Connection, gap: Option<Gap>) -> Result<()> {
         let watermark = self.ledger.watermark(&conn.id).await?;
+        let gap = match gap {
+            Some(gap) => Some(gap),
+            None => match self.control.status(&conn.id).await?.gap {
+                Some(old) => crate::control::health::remaining_gap(&self.ledger, &conn.id, old).await?,
+                None => None,
+            },
+        };
         self.control
             .update_status(&conn.id, |s| {
                 s.watermark = watermark;
-                if gap.is_some() {
-                    s.gap = gap;
-                }
+                s.gap = gap;
             })
             .await
             .map(|_| ())
     }
 }
 
-/// Whether the lake holds event files for the manifest's hour that it does not list.
-async fn has_late_files(lake: &dyn ObjectStore, conn: &Connection, manifest: &crate::export::manifest::Manifest) -> Result<bool> {
-    let Some(events) = &manifest.events else {
-        return Ok(false);
-    };
-    let files = crate::export::lake::list_hour_files(lake, &crate::export::layout::lake_events_prefix(&conn.project_id, manifest.hour))
-        .await
-        .map_err(|e| e.ours("event lake"))?;
-    Ok(files.iter().any(|f| !events.lake_inputs.iter().any(|i| i.key == f.key)))
+/// The lake files of the manifest's hour, events and merges, that its export did not
+/// consume (late data). Reports that do not list their inputs (older manifests) say nothing.
+pub async fn late_lake_files(lake: &dyn ObjectStore, conn: &Connection, manifest: &crate::export::manifest::Manifest) -> Result<Vec<String>> {
+    use crate::export::layout::{lake_events_prefix, lake_merges_prefix};
+    let mut late = Vec::new();
+    let kinds = [
+        (conn.export.events, &manifest.events, lake_events_prefix(&conn.project_id, manifest.hour)),
+        (conn.export.merged_ids, &manifest.merged_ids, lake_merges_prefix(&conn.org_id, manifest.hour)),
+    ];
+    for (wanted, report, prefix) in kinds {
+        let Some(report) = report.as_ref().filter(|r| wanted && r.knows_its_inputs()) else {
+            continue;
+        };
+        let files = crate::export::lake::list_hour_files(lake, &prefix).await.map_err(|e| e.ours("event lake"))?;
+        late.extend(files.into_iter().filter(|f| !report.lake_inputs.iter().any(|i| i.key == f.key)).map(|f| f.key));
+    }
+    Ok(late)
 }
 
 fn summary(report: &HourReport) -> HourSummary {
@@ -473,12 +543,21 @@ impl HourRunner for RunService {
     }
 }
 
+/// What a scheduled run takes on (see [`RunService::plan_scheduled`]).
+#[derive(Debug)]
+pub struct ScheduledPlan {
+    pub hours: Vec<PlannedHour>,
+    /// Runs that died on an hour since the last look: failed attempts to handle.
+    pub stopped: Vec<StoppedRun>,
+    pub gap: Option<Gap>,
+}
+
 #[async_trait]
 impl ScheduledRunner for RunService {
-    async fn plan(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<Vec<HourRequest>> {
-        let (planned, gap) = self.plan_scheduled(conn, scheduled_time).await?;
-        self.refresh_status(conn, gap).await?;
-        Ok(planned.into_iter().map(|p| p.request).collect())
+    async fn plan(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<HourlyPlan> {
+        let plan = self.plan_scheduled(conn, scheduled_time).await?;
+        self.refresh_status(conn, plan.gap).await?;
+        Ok(HourlyPlan { requests: plan.hours.into_iter().map(|p| p.request).collect(), stopped: plan.stopped })
     }
 
     async fn finish(&self, conn: &Connection) -> Result<()> {

@@ -73,6 +73,35 @@ pub struct RunRecord {
     /// published one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub announcement: Option<crate::delivery::hour_event::Announcement>,
+    /// The lake files a late run found after the hour's marker and exported (events and
+    /// merges), so a very late delivery is named where an operator looks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late_lake_files: Vec<String>,
+}
+
+impl RunRecord {
+    /// A run of `req` from `started` to `ended`, failed until told otherwise.
+    pub fn new(connection_id: String, req: &crate::delivery::retry::HourRequest, started: DateTime<Utc>, ended: DateTime<Utc>) -> Self {
+        RunRecord {
+            connection_id,
+            hour: req.hour,
+            mode: req.mode,
+            attempt: req.attempt,
+            run_id: None,
+            started,
+            ended,
+            outcome: RunOutcome::Failed,
+            events: Default::default(),
+            merged_ids: Default::default(),
+            files: Vec::new(),
+            invalid_records: 0,
+            invalid_locations: Vec::new(),
+            error_kind: None,
+            error: None,
+            announcement: None,
+            late_lake_files: Vec::new(),
+        }
+    }
 }
 
 /// What `exportctl status` shows for a connection.

@@ -30,9 +30,11 @@ use crate::control::connection::{Connection, Destination};
 use crate::control::ledger::{HourLedger, OwedHour, OwedState};
 use crate::control::store::read_json;
 use crate::delivery::hour_event::{post_with_backoff, Backoff, ChannelOutcome};
+use crate::delivery::invocation::Deferred;
 use crate::delivery::notify::{compose_failure_email, compose_failure_text, deliver, FailedHour, FailureNotice, RefusedRecipient};
 use crate::delivery::retry::{handoff, HourRequest, RetryPolicy};
 use crate::error::{ExportError, Result};
+use crate::export::hour_export::ExportMode;
 use crate::hour::{HourRange, UtcHour};
 use crate::ports::RetryScheduler;
 use crate::ports::{CreateOutcome, ObjectStore};
@@ -223,6 +225,39 @@ impl FailureHandler {
             .collect())
     }
 
+    /// Failing hours whose retry schedule has not fired yet, as the requests that retry them
+    /// now: once a run reaches the destination again, they need not wait for their schedule
+    /// (which later finds them done).
+    pub async fn waiting_retries(&self, conn: &Connection) -> Result<Vec<HourRequest>> {
+        let now = self.now();
+        Ok(self
+            .ledger()
+            .owed(&conn.id)
+            .await?
+            .into_iter()
+            // Only the destination's failures: a run that reached it proves them gone; ours
+            // (a lake object, a run that died) keep their schedule.
+            .filter(|h| h.state == OwedState::Failing && !h.parked && !h.due_for_hourly_run(now) && h.blame.as_deref() == Some("destination"))
+            .map(|h| {
+                let mut req = HourRequest::new(conn.id.clone(), h.hour, h.mode, h.attempts + 1);
+                req.allow_empty_lake = h.allow_empty_lake;
+                req
+            })
+            .collect())
+    }
+
+    /// A retry not run because the destination still fails its probe: its schedule is
+    /// spent, so the hour is left to the hourly runs, which export it once the probe passes.
+    pub async fn leave_to_hourly_runs(&self, conn: &Connection, req: &HourRequest) -> Result<()> {
+        let ledger = self.ledger();
+        if let Some(mut owed) = ledger.owed_hour(&conn.id, req.hour).await? {
+            owed.next_retry = None;
+            owed.retries_exhausted = true;
+            ledger.save_owed(&conn.id, &owed).await?;
+        }
+        Ok(())
+    }
+
     /// Hands an hour this invocation has no time to start to a one-time schedule; the
     /// hour stays owed either way.
     pub async fn hand_off(&self, conn: &Connection, req: &HourRequest) -> Result<HourResult> {
@@ -308,6 +343,13 @@ impl FailureHandler {
         }
 
         if !err.is_retryable() {
+            if self.ledger().owed_hour(&conn.id, req.hour).await?.is_some_and(|h| h.parked) {
+                // Loud once: the hour waits for an operator instead of failing every hour.
+                tracing::error!(
+                    connection = %conn.id, hour = %req.hour, attempt = req.attempt, outcome = "parked", operator_alert = true, error_kind = err.kind(), error = %err,
+                    "the hour cannot be exported as it is; it waits, shown as broken in status, until an operator exports it"
+                );
+            }
             return Ok(AfterFailure::NotRetryable);
         }
         if let Some(plan) = plan {
@@ -324,7 +366,11 @@ impl FailureHandler {
             });
         }
         if !err.is_accessibility() {
-            tracing::warn!(connection = %conn.id, hour = %req.hour, attempt = req.attempt, outcome = "gave_up", error_kind = err.kind(), "last attempt failed");
+            // Not the customer's to fix: the last attempt is our operators' alarm.
+            tracing::error!(
+                connection = %conn.id, hour = %req.hour, attempt = req.attempt, outcome = "gave_up", operator_alert = true, error_kind = err.kind(), error = %err,
+                "last attempt failed; the hour stays owed and is shown in status"
+            );
             return Ok(AfterFailure::GaveUp { accessibility: false, email: None });
         }
         let email = self.notify_once(conn, req, err, now).await?;
@@ -338,8 +384,10 @@ impl FailureHandler {
         let ledger = self.ledger();
         let existing = ledger.owed_hour(&conn.id, req.hour).await?;
         // Not owed and nothing to owe: a request that cannot succeed, or a failure after
-        // the hour was completed (bookkeeping, a racing second run).
-        if existing.is_none() && (!err.is_retryable() || ledger.complete_manifest(&conn.id, req.hour).await?.is_some()) {
+        // the hour was completed (bookkeeping, a racing second run). A late export that
+        // fails is owed all the same: its late files must not wait in silence.
+        let late = req.mode == ExportMode::Late;
+        if existing.is_none() && (!err.is_retryable() || (!late && ledger.complete_manifest(&conn.id, req.hour).await?.is_some())) {
             return Ok(());
         }
         let mut owed = existing.unwrap_or_else(|| OwedHour::pending(req.hour, req.mode));
@@ -351,7 +399,47 @@ impl FailureHandler {
         owed.blame = Some(err.blame().to_string());
         owed.next_retry = next_retry;
         owed.retries_exhausted = next_retry.is_none();
+        owed.exporting_since = None;
+        // Trying again the same way cannot help: the hour waits, shown as broken with the
+        // command that exports it, instead of costing a full attempt every hour for ever.
+        owed.parked = !err.is_retryable() || (matches!(err, ExportError::RunStopped { .. }) && next_retry.is_none());
         ledger.save_owed(&conn.id, &owed).await
+    }
+
+    /// Before a scheduled run exports anything for a connection whose destination stayed
+    /// inaccessible (its failure email is out): one probe. While it still fails, the owed
+    /// hours wait (`Some`) and cost nothing more; once it passes, the run exports them.
+    pub async fn probe_if_known_dead(&self, conn: &Connection, hours_waiting: usize) -> Result<Option<Deferred>> {
+        let Some(episode) = self.episode(&conn.id).await?.filter(|e| e.emailed_at.is_some()) else {
+            return Ok(None);
+        };
+        let mut still_failing = Vec::new();
+        let mut destinations = Vec::new();
+        if conn.export.events || conn.merged_ids_destination.is_none() {
+            destinations.push(&conn.destination);
+        }
+        if let Some(merged) = conn.merged_ids_destination.as_ref().filter(|_| conn.export.merged_ids) {
+            destinations.push(merged);
+        }
+        for dest in destinations {
+            let report = self.prober.probe(conn, dest).await;
+            if !report.all_passed() {
+                still_failing.push(format!("{}: {}", report.destination, report.missing().join(", ")));
+            }
+        }
+        if still_failing.is_empty() {
+            tracing::info!(connection = %conn.id, outcome = "probe_passed", "the destination passes its probe again; exporting the owed hours");
+            return Ok(None);
+        }
+        let message = format!(
+            "the destination still fails its probe ({}); the owed hours wait and are exported by the first hourly run whose probe passes",
+            still_failing.join("; ")
+        );
+        if let Some(status) = &self.status {
+            status.mark_failing(&conn.id, episode.since, &message, true).await?;
+        }
+        tracing::warn!(connection = %conn.id, outcome = "deferred", hours_waiting, still_failing = %still_failing.join("; "), "destination still inaccessible; probed once, exported nothing");
+        Ok(Some(Deferred { still_failing, hours_waiting }))
     }
 
     /// Opens the failing episode (create-only) and, if this call opened it, probes the

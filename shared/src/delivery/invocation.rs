@@ -33,9 +33,34 @@ pub trait ConnectionSource: Send + Sync {
 /// hours with late lake files. Each is then run like any other hour.
 #[async_trait]
 pub trait ScheduledRunner: Send + Sync {
-    async fn plan(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<Vec<HourRequest>>;
+    async fn plan(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<HourlyPlan>;
     /// After the planned hours ran: refresh the derived status (watermark).
     async fn finish(&self, conn: &Connection) -> Result<()>;
+}
+
+/// What a scheduled run takes on: the hours to run now, and the runs found dead.
+#[derive(Debug, Default)]
+pub struct HourlyPlan {
+    pub requests: Vec<HourRequest>,
+    pub stopped: Vec<StoppedRun>,
+}
+
+/// A run that died on an hour (its lease expired with the hour still exporting): a failed
+/// attempt, `request` being the attempt that follows it.
+#[derive(Debug)]
+pub struct StoppedRun {
+    pub request: HourRequest,
+    pub error: ExportError,
+}
+
+/// An hourly run that exported nothing because the destination, whose failure email is
+/// out, still fails its probe: one probe instead of an export attempt per owed hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deferred {
+    /// The destinations probed and what still fails there.
+    pub still_failing: Vec<String>,
+    /// Owed hours that wait for the destination.
+    pub hours_waiting: usize,
 }
 
 /// The hourly-export function's event.
@@ -120,6 +145,12 @@ impl HourlyEvent {
 pub struct HourlyResponse {
     pub connection_id: String,
     pub hours: Vec<HourResult>,
+    /// Runs found dead on an hour, each counted as a failed attempt.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stopped: Vec<HourResult>,
+    /// Set when the destination still fails its probe and nothing was exported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<Deferred>,
 }
 
 /// Everything the functions need, built once per process.
@@ -152,32 +183,82 @@ pub async fn load_enabled(connections: &dyn ConnectionSource, id: &str) -> Resul
 pub async fn handle_hourly(services: &Services, payload: &serde_json::Value, stop_starting: Option<DateTime<Utc>>) -> Result<HourlyResponse> {
     let event = HourlyEvent::from_payload(payload)?;
     let conn = load_enabled(services.connections.as_ref(), event.connection_id()).await?;
-    let requests = match event {
-        HourlyEvent::Hour(req) => vec![req],
+    let scheduled = matches!(event, HourlyEvent::Scheduled { .. });
+    let plan = match event {
+        HourlyEvent::Hour(req) => HourlyPlan { requests: vec![req], stopped: Vec::new() },
         HourlyEvent::Scheduled { scheduled_time, .. } => services.scheduled.plan(&conn, scheduled_time).await?,
     };
-    let mut hours = Vec::with_capacity(requests.len());
+    let mut response = HourlyResponse { connection_id: conn.id.clone(), hours: Vec::new(), stopped: Vec::new(), deferred: None };
     let mut first_error = None;
-    for (i, req) in requests.iter().enumerate() {
-        if i > 0 && stop_starting.is_some_and(|t| Utc::now() >= t) {
-            hours.push(services.failure.hand_off(&conn, req).await?);
-            continue;
-        }
-        // One hour whose failure could not be handled must not cost the others their turn.
-        match services.failure.process_hour(services.runner.as_ref(), &conn, req).await {
-            Ok(result) => hours.push(result),
+    // A run that died is a failed attempt: retried on the schedule, alarmed after the last.
+    for dead in &plan.stopped {
+        match services.failure.on_failure(&conn, &dead.request, &dead.error).await {
+            Ok(after) => response.stopped.push(HourResult {
+                request: dead.request.clone(),
+                exported: None,
+                error_kind: Some(dead.error.kind().into()),
+                error: Some(dead.error.to_string()),
+                after_failure: Some(after),
+            }),
             Err(e) => {
-                tracing::error!(connection = %conn.id, hour = %req.hour, error_kind = e.kind(), error = %e, "failure handling failed; the hour stays owed");
+                tracing::error!(connection = %conn.id, hour = %dead.request.hour, error_kind = e.kind(), error = %e, "failure handling of a dead run failed; the hour stays owed");
                 first_error.get_or_insert(e);
             }
         }
+    }
+    // A destination known dead (its failure email is out) costs one probe per hourly run
+    // and per retry, not an export attempt per owed hour; an operator's own request still runs.
+    let retry = plan.requests.iter().all(|r| r.attempt > 1);
+    if (scheduled || retry) && !plan.requests.is_empty() {
+        response.deferred = services.failure.probe_if_known_dead(&conn, plan.requests.len()).await?;
+        if response.deferred.is_some() && !scheduled {
+            for req in &plan.requests {
+                services.failure.leave_to_hourly_runs(&conn, req).await?;
+            }
+        }
+    }
+    let requests = if response.deferred.is_some() { Vec::new() } else { plan.requests };
+    run_requests(services, &conn, &requests, stop_starting, &mut response, &mut first_error).await?;
+    // The destination works again (an hour was exported): the hours still waiting for
+    // their retry schedule go now, so a recovered destination shows as recovered at once.
+    if scheduled && response.hours.iter().any(|h| h.exported.as_ref().is_some_and(|e| !e.skipped)) {
+        let mut waiting = services.failure.waiting_retries(&conn).await?;
+        // Only hours that failed before this run: one that just failed keeps its schedule.
+        waiting.retain(|w| !response.hours.iter().any(|h| h.request.hour == w.hour));
+        run_requests(services, &conn, &waiting, stop_starting, &mut response, &mut first_error).await?;
     }
     services.scheduled.finish(&conn).await?;
     // Reported after every hour had its turn, so the event is delivered again.
     if let Some(e) = first_error {
         return Err(e);
     }
-    Ok(HourlyResponse { connection_id: conn.id, hours })
+    Ok(response)
+}
+
+/// Runs `requests` in order, handing those it has no time to start to one-time schedules.
+async fn run_requests(
+    services: &Services,
+    conn: &Connection,
+    requests: &[HourRequest],
+    stop_starting: Option<DateTime<Utc>>,
+    response: &mut HourlyResponse,
+    first_error: &mut Option<ExportError>,
+) -> Result<()> {
+    for req in requests {
+        if !response.hours.is_empty() && stop_starting.is_some_and(|t| Utc::now() >= t) {
+            response.hours.push(services.failure.hand_off(conn, req).await?);
+            continue;
+        }
+        // One hour whose failure could not be handled must not cost the others their turn.
+        match services.failure.process_hour(services.runner.as_ref(), conn, req).await {
+            Ok(result) => response.hours.push(result),
+            Err(e) => {
+                tracing::error!(connection = %conn.id, hour = %req.hour, error_kind = e.kind(), error = %e, "failure handling failed; the hour stays owed");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Handles one backfill event.

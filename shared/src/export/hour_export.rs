@@ -62,70 +62,7 @@ pub struct ExportSettings {
     pub limits: HourLimits,
 }
 
-/// What one run can handle, to refuse an hour up front rather than time out on it forever.
-/// Estimated from the lake listing: compressed lake bytes at `lake_bytes_per_second`, and
-/// de-duplication memory from the number of events the bytes hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HourLimits {
-    /// Seconds one run may spend on an hour (`None`: unbounded, e.g. embedded mode).
-    pub seconds: Option<u64>,
-    /// Memory available for one hour's de-duplication set (`None`: unbounded).
-    pub memory_bytes: Option<u64>,
-    /// Measured throughput on compressed lake input (see the README's benchmark).
-    pub lake_bytes_per_second: u64,
-}
-
-impl Default for HourLimits {
-    fn default() -> Self {
-        HourLimits { seconds: None, memory_bytes: None, lake_bytes_per_second: LAKE_BYTES_PER_SECOND }
-    }
-}
-
-/// Compressed lake bytes one run reads per second (about 110k events/s at ~1 KB per event
-/// and the ~5x gzip ratio of the lake, with headroom for a slower destination).
-pub const LAKE_BYTES_PER_SECOND: u64 = 15_000_000;
-/// A gzipped lake file holds about this many times its size in JSON.
-const LAKE_GZIP_RATIO: u64 = 6;
-/// Bytes of raw JSON per event, and bytes of the de-duplication set per event.
-const BYTES_PER_EVENT: u64 = 1_000;
-const DEDUP_BYTES_PER_EVENT: u64 = 24;
-
-impl HourLimits {
-    /// Refuses an hour whose estimated cost exceeds the limits, naming size and setting.
-    pub fn check(&self, hour: UtcHour, files: &[ObjectMeta]) -> Result<()> {
-        let compressed: u64 = files.iter().map(|f| f.size).sum();
-        let raw: u64 = files.iter().map(|f| if f.key.ends_with(".gz") { f.size * LAKE_GZIP_RATIO } else { f.size }).sum();
-        let events = raw / BYTES_PER_EVENT;
-        let mb = |b: u64| b as f64 / 1e6;
-        if let Some(seconds) = self.seconds {
-            let needed = compressed / self.lake_bytes_per_second.max(1);
-            if needed > seconds {
-                return Err(ExportError::invalid_config(
-                    "EXPORT_HOUR_SECONDS",
-                    format!(
-                        "hour {hour} has {:.1} MB of lake files ({} files, about {events} events); at {:.0} MB/s that needs about {needed} s, more than the {seconds} s one run may take",
-                        mb(compressed), files.len(), mb(self.lake_bytes_per_second)
-                    ),
-                    "Raise the function's Timeout in the template and EXPORT_HOUR_SECONDS with it (at most 900 s on Lambda), or export this hour with `exportctl export --cloud` from a machine without that limit.",
-                ));
-            }
-        }
-        if let Some(memory) = self.memory_bytes {
-            let needed = events * DEDUP_BYTES_PER_EVENT;
-            if needed > memory {
-                return Err(ExportError::invalid_config(
-                    "EXPORT_HOUR_MEMORY_MB",
-                    format!(
-                        "hour {hour} has about {events} events ({:.1} MB of lake files); de-duplicating them needs about {:.0} MB, more than the {:.0} MB available",
-                        mb(compressed), mb(needed), mb(memory)
-                    ),
-                    "Raise the function's MemorySize in the template (EXPORT_HOUR_MEMORY_MB follows it), or export this hour with `exportctl export --cloud`.",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
+pub use crate::export::limits::{HourLimits, LAKE_BYTES_PER_SECOND};
 
 /// Default roll-over: 128 MiB of JSON per part (about 15 MiB gzipped).
 pub const DEFAULT_PART_SIZE: u64 = 128 << 20;
@@ -211,14 +148,20 @@ impl ExportOptions {
 
 /// Crash points for the fault-timeline tests: with `EXPORT_PAUSE_AT=<step>` in the
 /// environment the exporter stops at that step (prints `paused at <step>` on stderr and
-/// waits), so a test can kill -9 it exactly there. Steps: `after_marker_delete`,
-/// `between_parts`, `before_stale_delete`, `before_marker`.
+/// waits), so a test can kill -9 it exactly there; with `EXPORT_PAUSE_UNTIL=<file>` as well
+/// it goes on once that file exists (a run that stalled and wakes up). Steps:
+/// `after_marker_delete`, `between_parts`, `before_stale_delete`, `before_marker`.
 pub fn crash_point(step: &str) {
     static PAUSE_AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     if PAUSE_AT.get_or_init(|| std::env::var("EXPORT_PAUSE_AT").ok()).as_deref() == Some(step) {
         eprintln!("paused at {step}");
+        let until = std::env::var_os("EXPORT_PAUSE_UNTIL").map(std::path::PathBuf::from);
         loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
+            match &until {
+                Some(file) if file.exists() => return,
+                Some(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                None => std::thread::sleep(std::time::Duration::from_secs(3600)),
+            }
         }
     }
 }
@@ -266,7 +209,7 @@ pub async fn export_hour_with(
     if mode == ExportMode::Late {
         return export_late(conn, targets, hour, settings, filter, event_files, prior, options).await;
     }
-    settings.limits.check(hour, &event_files)?;
+    settings.limits.check(hour, &event_files, prior.as_ref().and_then(|m| m.events.as_ref()))?;
     if mode == ExportMode::Replace {
         refuse_empty_replace(conn, targets, hour, &event_files, &merge_files, options).await?;
         if conn.complete_markers {
@@ -388,7 +331,10 @@ async fn export_late(
     if new.is_empty() {
         return Ok(HourReport { hour, skipped: true, manifest: Some(prior), late: None });
     }
-    settings.limits.check(hour, &new)?;
+    // The whole hour is read again (the de-duplication replays the old files), so the
+    // whole hour is what must fit, not only the new files.
+    let whole: Vec<ObjectMeta> = old.iter().chain(new.iter()).cloned().collect();
+    settings.limits.check(hour, &whole, Some(&before))?;
     let dedup = replay_dedup(conn, targets, old).await?;
     let first_part = before.files.iter().filter_map(|f| f.part).max().map_or(0, |p| p + 1);
     let late = export_events(conn, targets, hour, filter, settings, new, first_part, dedup).await?;

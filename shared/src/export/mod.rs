@@ -12,6 +12,7 @@ pub mod generate;
 pub mod hour_export;
 pub mod lake;
 pub mod layout;
+pub mod limits;
 pub mod manifest;
 pub mod merged_ids;
 pub mod parquet_parts;

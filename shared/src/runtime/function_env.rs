@@ -17,7 +17,8 @@
 //! | `EXPORT_SETTLE_MINUTES` | an hour is exportable this long after it ends (default 16) |
 //! | `EXPORT_LEASE_MINUTES` | lease lifetime, longer than the function timeout (default 20) |
 //! | `EXPORT_RESERVE_SECONDS` | no new hour starts with less time left than this (default 120; 0 turns it off) |
-//! | `EXPORT_LATE_WINDOW_HOURS` | completed hours checked for late lake files (default 24) |
+//! | `EXPORT_LATE_WINDOW_HOURS` | completed hours checked for late lake files by every run (default 24) |
+//! | `EXPORT_LATE_SWEEP_DAYS` | days behind that window the daily sweep checks for late lake files; set it to the lake's retention (default 30) |
 //! | `EXPORT_HOUR_SECONDS` | time one run may spend on an hour (default 780) |
 //! | `EXPORT_HOUR_MEMORY_MB` | memory for one hour's de-duplication (default: function memory less 256 MB) |
 //! | `EXPORT_RETRY_FIRST_DELAY_SECONDS` | wait before attempt 2 (default 300) |
@@ -95,9 +96,13 @@ fn run_policy_from(lookup: &dyn Fn(&str) -> Option<String>) -> Result<RunPolicy>
     }
     let reserve: i64 = num_from(lookup, "EXPORT_RESERVE_SECONDS", d.reserve.num_seconds())?;
     let late_window_hours: i64 = num_from(lookup, "EXPORT_LATE_WINDOW_HOURS", d.late_window_hours)?;
-    for (name, value, least) in
-        [("EXPORT_SETTLE_MINUTES", settle, 0), ("EXPORT_RESERVE_SECONDS", reserve, 0), ("EXPORT_LATE_WINDOW_HOURS", late_window_hours, 1)]
-    {
+    let late_sweep_days: i64 = num_from(lookup, "EXPORT_LATE_SWEEP_DAYS", d.late_sweep_days)?;
+    for (name, value, least) in [
+        ("EXPORT_SETTLE_MINUTES", settle, 0),
+        ("EXPORT_RESERVE_SECONDS", reserve, 0),
+        ("EXPORT_LATE_WINDOW_HOURS", late_window_hours, 1),
+        ("EXPORT_LATE_SWEEP_DAYS", late_sweep_days, 0),
+    ] {
         if value < least {
             return Err(ExportError::invalid_config(name, format!("{value} is below {least}"), format!("Use {least} or more.")));
         }
@@ -107,6 +112,7 @@ fn run_policy_from(lookup: &dyn Fn(&str) -> Option<String>) -> Result<RunPolicy>
         lease: chrono::Duration::minutes(lease),
         reserve: chrono::Duration::seconds(reserve),
         late_window_hours,
+        late_sweep_days,
         ..d
     })
 }
@@ -241,6 +247,10 @@ impl FunctionRuntime {
         let clock = system_clock();
         let mut settings = ExportSettings::standard()?;
         settings.limits = config.limits;
+        if with_backfill {
+            // A backfill piece exports this many hours at once: they share the memory.
+            settings.limits.concurrent_hours = config.fan_out.parallel as u64;
+        }
         let (announcer, webhooks) = cloud_announcer(&config, &sdk)?;
         let runner = Arc::new(RunService {
             control: control.clone(),
