@@ -89,7 +89,9 @@ pub enum ExportError {
     /// A run that held the hour's lease ended without a result (its lease expired with the
     /// hour still exporting): killed by the function timeout or out of memory, most likely.
     /// Counted as a failed attempt of ours; retried on the schedule, then alarmed.
-    #[error("the run {run_id} that started exporting hour {hour} at {since} stopped without a result (timeout or out of memory?); its lease expired at {until}")]
+    #[error(
+        "the run {run_id} that started exporting hour {hour} at {since} stopped without a result (timeout or out of memory?); its lease expired at {until}"
+    )]
     RunStopped { hour: String, run_id: String, since: String, until: String },
 }
 

@@ -63,7 +63,10 @@ fn a_run_that_dies_is_a_failed_attempt_and_an_hour_that_kills_every_run_waits_fo
     // Every death was counted: five attempts on the retry schedule (5, 15, 45, 135 min
     // after each death is seen), then no blind retries.
     assert_eq!(kills.len(), 5, "runs started on the hour: {kills:?}");
-    assert!(state_after_first_death.starts_with("RETRYING 1 hour(s)") && state_after_first_death.contains("stopped without a result"), "{state_after_first_death}");
+    assert!(
+        state_after_first_death.starts_with("RETRYING 1 hour(s)") && state_after_first_death.contains("stopped without a result"),
+        "{state_after_first_death}"
+    );
     let stopped: Vec<_> = run_records(&w).into_iter().filter(|r| r["error_kind"] == "RunStopped").collect();
     assert_eq!(stopped.len(), 5, "each death is a run record");
     assert!(stopped.iter().all(|r| r["error"].as_str().unwrap().contains("timeout or out of memory?")));

@@ -200,7 +200,6 @@ impl World {
     }
 }
 
-
 /// Every timestamp field of an exported line is null or exactly `format` (26 characters).
 pub fn assert_timestamps_exact(line: &serde_json::Value, format: &str) {
     for field in TIMESTAMP_FIELDS.map(|i| EXPORT_FIELDS[i]) {
@@ -223,7 +222,6 @@ pub fn first_lake_line(w: &World, hour: UtcHour) -> String {
     s.lines().next().unwrap().to_string()
 }
 
-
 /// with SIGKILL once it says it is there.
 pub fn kill_at(w: &World, args: &[&str], at: &str, step: &str) {
     let mut child: Child = w.command(args, at).env("EXPORT_PAUSE_AT", step).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
@@ -241,7 +239,6 @@ pub fn kill_at(w: &World, args: &[&str], at: &str, step: &str) {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 }
-
 
 /// The STATE of `conn` in a status table: the columns after CONNECTION, PROJECT, ENABLED,
 /// WATERMARK, LAST EXPORTED, LAG and OWED.

@@ -175,7 +175,7 @@ mod tests {
 
     fn conn() -> Connection {
         serde_json::from_value(serde_json::json!({"id": "c1", "org_id": "42", "project_id": "187520",
-            "destination": {"type": "local", "path": "/tmp/dest", "prefix": "exports"}, "admins": ["admin@example.com"]}))
+            "destination": {"type": "local", "path": "/tmp/dest", "prefix": "exports"}, "admins": ["admin@example.com"], "creator": "owner@example.com"}))
         .unwrap()
     }
 

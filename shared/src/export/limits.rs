@@ -81,7 +81,8 @@ impl HourLimits {
             let share = memory / at_once;
             let needed = events * DEDUP_BYTES_PER_EVENT;
             if needed > share {
-                let sharing = if at_once > 1 { format!(" (the {:.0} MB of the function shared by {at_once} hours exported at once)", mb(memory)) } else { String::new() };
+                let sharing =
+                    if at_once > 1 { format!(" (the {:.0} MB of the function shared by {at_once} hours exported at once)", mb(memory)) } else { String::new() };
                 return Err(ExportError::invalid_config(
                     "EXPORT_HOUR_MEMORY_MB",
                     format!(
