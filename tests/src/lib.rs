@@ -5,3 +5,4 @@ pub mod azurite;
 pub mod conformance;
 pub mod emulators;
 pub mod moto;
+pub mod relay;

@@ -12,7 +12,7 @@
 //! the SDK addresses an IP endpoint path-style whatever the setting.)
 
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use exporter::access::policy::{s3_compatible_grants, s3_policies};
@@ -34,86 +34,12 @@ use exporter::runtime::function_env::FactoryProber;
 use exporter::{ExportError, UtcHour};
 use integration_tests::emulators::{moto_auth_url, moto_url, unique_name};
 use integration_tests::moto::{self, admin_config, create_bucket, create_user, moto_enforceable, AuthArmed};
+use integration_tests::relay::recording_relay;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROJECT: &str = "187520";
 const ORG: &str = "42";
 const PREFIX: &str = "exports";
-
-/// What the relay saw: one (method, path, host) per request.
-#[derive(Clone, Default)]
-struct RequestLog(Arc<Mutex<Vec<Vec<u8>>>>);
-
-impl RequestLog {
-    fn requests(&self) -> Vec<(String, String, String)> {
-        let mut out = Vec::new();
-        for conn in self.0.lock().unwrap().iter() {
-            let text = String::from_utf8_lossy(conn);
-            let mut lines = text.split("\r\n");
-            while let Some(line) = lines.next() {
-                let mut parts = line.split(' ');
-                let (Some(method), Some(path), Some("HTTP/1.1")) = (parts.next(), parts.next(), parts.next()) else { continue };
-                if !["GET", "PUT", "POST", "DELETE", "HEAD"].contains(&method) {
-                    continue;
-                }
-                let host = lines.by_ref().take_while(|l| !l.is_empty()).find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("host").then(|| value.trim().to_string())
-                });
-                out.push((method.to_string(), path.to_string(), host.unwrap_or_default()));
-            }
-        }
-        out
-    }
-}
-
-/// A TCP relay on 127.0.0.1 to `upstream` (`http://host:port`) that keeps every byte the
-/// client sent. Returns its port and log; it runs until the test's runtime ends.
-async fn recording_relay(upstream: &str) -> (u16, RequestLog) {
-    let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let log = RequestLog::default();
-    let conns = log.0.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((client, _)) = listener.accept().await else { return };
-            let upstream = upstream.clone();
-            let conns = conns.clone();
-            tokio::spawn(async move {
-                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
-                let (mut client_read, mut client_write) = client.into_split();
-                let (mut server_read, mut server_write) = server.into_split();
-                let index = {
-                    let mut all = conns.lock().unwrap();
-                    all.push(Vec::new());
-                    all.len() - 1
-                };
-                let upward = async {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let n = match client_read.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        conns.lock().unwrap()[index].extend_from_slice(&buf[..n]);
-                        if server_write.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = server_write.shutdown().await;
-                };
-                let downward = async {
-                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-                    let _ = client_write.shutdown().await;
-                };
-                tokio::join!(upward, downward);
-            });
-        }
-    });
-    (port, log)
-}
 
 fn compatible_dest(endpoint: &str, bucket: &str, path_style: bool, key_id: &str, secret: &str) -> Destination {
     Destination::s3_compatible(endpoint, bucket, PREFIX, moto::REGION, path_style, key_id, Secret::new(secret))
