@@ -390,6 +390,12 @@ impl FailureHandler {
         if existing.is_none() && (!err.is_retryable() || (!late && ledger.complete_manifest(&conn.id, req.hour).await?.is_some())) {
             return Ok(());
         }
+        // An exported hour whose event still waits, and a request on it refused before
+        // anything was written (a replace over an expired lake): the hour stays as it was,
+        // so the next run publishes its event.
+        if existing.as_ref().is_some_and(|o| o.event_pending.is_some()) && !err.is_retryable() {
+            return Ok(());
+        }
         let mut owed = existing.unwrap_or_else(|| OwedHour::pending(req.hour, req.mode));
         owed.state = OwedState::Failing;
         owed.run_id = None;
