@@ -20,3 +20,4 @@ pub mod part_writer;
 pub mod parts;
 pub mod schema;
 pub mod timestamp;
+pub mod value_limits;

@@ -84,7 +84,8 @@ impl ColumnBuilder {
     }
 
     /// Appends export field `index` of `event`. The normaliser has already checked every
-    /// value against its kind, so a value that does not convert is a bug, not bad input.
+    /// value against its kind and against what Parquet and strict readers accept
+    /// ([`crate::export::value_limits`]), so a value that does not convert is a bug, not bad input.
     fn append(&mut self, event: &ExportEvent, index: usize, json_column: bool) -> Result<()> {
         let raw = event.field_json(index);
         let null = raw == b"null";

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::export::filter::{FilterSubject, Scope};
 use crate::export::timestamp::{parse_micros, write_export_timestamp, Micros, TimestampFormat, TIMESTAMP_RANGE};
+use crate::export::value_limits::{check_float, check_string, check_value, field_at, Refusal, MAX_STRING_BYTES};
 
 /// The export fields, in the order every export line has them.
 pub const EXPORT_FIELDS: [&str; 49] = [
@@ -297,10 +298,23 @@ impl Normalizer {
 
     /// Normalises one raw line into `out` (reused between calls to avoid allocation).
     pub fn normalize(&self, raw_line: &[u8], out: &mut ExportEvent) -> Result<(), InvalidReason> {
-        let text = std::str::from_utf8(raw_line).map_err(|_| InvalidReason("line is not valid UTF-8".into()))?;
+        let text = std::str::from_utf8(raw_line).map_err(|e| {
+            let at = e.valid_up_to();
+            let what = format!("invalid UTF-8 (byte 0x{:02x} at byte {} of the line); the line must be UTF-8 text", raw_line[at], at + 1);
+            InvalidReason(match field_at(raw_line, at) {
+                Some(field) => format!("field {field:?}: {what}"),
+                None => what,
+            })
+        })?;
         let raw: RawEvent<'_> = serde_json::from_str(text).map_err(|e| {
-            let what = if text.trim_start().starts_with('{') { "malformed JSON" } else { "not a JSON object" };
-            InvalidReason(format!("{what}: {e}"))
+            if !text.trim_start().starts_with('{') {
+                return InvalidReason(format!("not a JSON object: {e}"));
+            }
+            // One line, so the column is the byte where serde_json stopped.
+            InvalidReason(match field_at(text.as_bytes(), e.column()) {
+                Some(field) => format!("field {field:?}: malformed JSON: {e}"),
+                None => format!("malformed JSON: {e}"),
+            })
         })?;
         // Timestamps first: event_time (field 7) derives from fields that come after it.
         let mut times: [Option<Micros>; N] = [None; N];
@@ -333,7 +347,7 @@ impl Normalizer {
                     }
                     None => out.line.extend_from_slice(b"null"),
                 },
-                FieldKind::Uuid => self.write_uuid(&raw, text, &mut out.line),
+                FieldKind::Uuid => self.write_uuid(&raw, text, &mut out.line)?,
                 _ if i == APP && is_null(raw.slots[i]) => out.line.extend_from_slice(self.project_id.as_bytes()),
                 kind => write_value(name, kind, raw.slots[i], &mut out.line)?,
             }
@@ -343,11 +357,12 @@ impl Normalizer {
         Ok(())
     }
 
-    fn write_uuid(&self, raw: &RawEvent<'_>, text: &str, out: &mut Vec<u8>) {
+    fn write_uuid(&self, raw: &RawEvent<'_>, text: &str, out: &mut Vec<u8>) -> Result<(), InvalidReason> {
         if let Some(v) = raw.slots[UUID] {
             if v.get().starts_with('"') {
+                check_string(v.get()).map_err(|r| InvalidReason(r.for_field("uuid")))?;
                 out.extend_from_slice(v.get().as_bytes());
-                return;
+                return Ok(());
             }
         }
         let mut h = Sha256::new();
@@ -375,6 +390,7 @@ impl Normalizer {
             out.extend_from_slice(part.as_bytes());
         }
         out.push(b'"');
+        Ok(())
     }
 }
 
@@ -415,20 +431,31 @@ fn is_integer_text(s: &str) -> bool {
     !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit()) && s.parse::<i64>().is_ok()
 }
 
-/// Writes one (non-timestamp) field's export value.
+/// Writes one (non-timestamp) field's export value. Every value written is one that strict
+/// JSON readers and the Parquet column of its field accept ([`crate::export::value_limits`]).
 fn write_value(name: &str, kind: FieldKind, raw: Option<&RawValue>, out: &mut Vec<u8>) -> Result<(), InvalidReason> {
     let Some(raw) = raw.map(RawValue::get).filter(|r| *r != "null") else {
         out.extend_from_slice(b"null");
         return Ok(());
     };
+    let refused = |r: Refusal| InvalidReason(r.for_field(name));
     let first = raw.as_bytes()[0];
     match kind {
-        FieldKind::Any => out.extend_from_slice(raw.as_bytes()),
+        FieldKind::Any => {
+            check_value(raw).map_err(refused)?;
+            out.extend_from_slice(raw.as_bytes())
+        }
         FieldKind::Str | FieldKind::Uuid => match first {
-            b'"' => out.extend_from_slice(raw.as_bytes()),
+            b'"' => {
+                check_string(raw).map_err(refused)?;
+                out.extend_from_slice(raw.as_bytes())
+            }
             b'{' | b'[' => return Err(wrong(name, "a string", raw)),
             _ => {
                 // numbers and booleans become their text, losslessly
+                if raw.len() > MAX_STRING_BYTES {
+                    return Err(wrong(name, &format!("a value of at most {MAX_STRING_BYTES} bytes"), raw));
+                }
                 out.push(b'"');
                 out.extend_from_slice(raw.as_bytes());
                 out.push(b'"');
@@ -438,14 +465,21 @@ fn write_value(name: &str, kind: FieldKind, raw: Option<&RawValue>, out: &mut Ve
             if is_integer_text(raw) {
                 out.extend_from_slice(raw.as_bytes());
             } else {
-                match raw_string(raw) {
-                    Some(s) if is_integer_text(s.trim()) => out.extend_from_slice(s.trim().as_bytes()),
-                    _ => return Err(wrong(name, "an integer", raw)),
+                // A numeric string is written as its number, in JSON's form ("007" is 7).
+                match raw_string(raw).and_then(|s| s.trim().parse::<i64>().ok().filter(|_| is_integer_text(s.trim()))) {
+                    Some(n) => {
+                        use std::io::Write as _;
+                        write!(out, "{n}").expect("writing to a Vec");
+                    }
+                    None => return Err(wrong(name, "an integer", raw)),
                 }
             }
         }
         FieldKind::Float => match first {
-            b'-' | b'0'..=b'9' => out.extend_from_slice(raw.as_bytes()),
+            b'-' | b'0'..=b'9' => {
+                check_float(raw).map_err(refused)?;
+                out.extend_from_slice(raw.as_bytes())
+            }
             b'"' => match raw_string(raw).and_then(|s| s.trim().parse::<f64>().ok()).filter(|f| f.is_finite()) {
                 Some(f) => out.extend_from_slice(serde_json::to_string(&f).expect("finite").as_bytes()),
                 None => return Err(wrong(name, "a number", raw)),
@@ -459,12 +493,18 @@ fn write_value(name: &str, kind: FieldKind, raw: Option<&RawValue>, out: &mut Ve
             _ => return Err(wrong(name, "a boolean", raw)),
         },
         FieldKind::Dict => match first {
-            b'{' => out.extend_from_slice(raw.as_bytes()),
+            b'{' => {
+                check_value(raw).map_err(refused)?;
+                out.extend_from_slice(raw.as_bytes())
+            }
             _ => return Err(wrong(name, "an object", raw)),
         },
         FieldKind::Scalar => match first {
             b'{' | b'[' => return Err(wrong(name, "a single value", raw)),
-            _ => out.extend_from_slice(raw.as_bytes()),
+            _ => {
+                check_value(raw).map_err(refused)?;
+                out.extend_from_slice(raw.as_bytes())
+            }
         },
         FieldKind::Timestamp => unreachable!("timestamps are parsed by parse_time"),
     }
