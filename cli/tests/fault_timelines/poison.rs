@@ -125,7 +125,8 @@ fn exported(w: &World, prefix: &str, hour: UtcHour) -> (Manifest, Vec<Row>) {
         } else {
             for line in BufReader::new(flate2::read::GzDecoder::new(&bytes[..])).lines() {
                 let line = line.unwrap();
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: a strict reader refuses an exported line ({e}): {line:.200}", f.key));
+                let v: serde_json::Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: a strict reader refuses an exported line ({e}): {line:.200}", f.key));
                 assert_timestamps_exact(&v, EXACT_TIMESTAMP);
                 rows.push((v["uuid"].as_str().unwrap().to_string(), v["$insert_id"].as_str().unwrap().to_string()));
             }

@@ -83,6 +83,20 @@ pub fn check_float(raw: &str) -> Result<(), Refusal> {
 }
 
 /// Shown in reasons: at most 40 characters of a value.
+/// The end of the string token that starts (with its quote) at `start`: past its closing
+/// quote, or the end of the input.
+fn string_token_end(b: &[u8], start: usize) -> usize {
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
 fn shown(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let mut out: String = text.chars().take(40).collect();
@@ -165,7 +179,8 @@ impl Walk<'_> {
                 b',' => self.i += 1,
                 b'"' => {
                     let start = self.i;
-                    self.string().map_err(|r| r.in_key(&self.b[start..self.i.min(self.b.len())]))?;
+                    let b = self.b;
+                    self.string().map_err(|r| r.in_key(&b[start..string_token_end(b, start)]))?;
                     let key = start..self.i;
                     self.keys.push(key.clone());
                     self.skip_ws();
@@ -239,7 +254,11 @@ impl Walk<'_> {
                     let unit = self.hex4(self.i + 2)?;
                     match unit {
                         0xD800..=0xDBFF => {
-                            let low = if self.b.get(self.i + 6) == Some(&b'\\') && self.b.get(self.i + 7) == Some(&b'u') { Some(self.hex4(self.i + 8)?) } else { None };
+                            let low = if self.b.get(self.i + 6) == Some(&b'\\') && self.b.get(self.i + 7) == Some(&b'u') {
+                                Some(self.hex4(self.i + 8)?)
+                            } else {
+                                None
+                            };
                             match low {
                                 Some(0xDC00..=0xDFFF) => {
                                     decoded += 4;
@@ -492,14 +511,17 @@ mod hostile_values {
             (format!(r#""city":"{long}""#), Invalid("city", "longer than the 65535 bytes")),
             (format!(r#""event_properties":{{"log":"{long}"}}"#), Invalid("event_properties", "at .log")),
             (format!(r#""groups":{{"g":{}}}"#, nest(MAX_NESTING_DEPTH)), Invalid("groups", "nested more than 64")),
-            (format!(r#""data":{}"#, nest(200)), Invalid("data", "recursion limit")),
+            (format!(r#""data":{{"d":{}}}"#, nest(200)), Invalid("data", "nested more than 64")),
             // Kept or repaired, and then identical in both formats.
             (r#""session_id":"007""#.into(), Exported("session_id", json!(7))),
             (r#""$schema":" 12 ""#.into(), Exported("$schema", json!(12))),
             (r#""user_id":"\ud83d\ude00\u0000""#.into(), Exported("user_id", json!("\u{1F600}\u{0}"))),
             (r#""location_lat":1e-400"#.into(), Exported("location_lat", json!(0.0))),
             (r#""event_properties":{"big":123456789012345678901234567890}"#.into(), Exported("event_properties", json!({"big": 1.2345678901234568e29}))),
-            (format!(r#""data":{{"d":{}}}"#, nest(MAX_NESTING_DEPTH - 1)), Exported("data", serde_json::from_str(&format!(r#"{{"d":{}}}"#, nest(63))).unwrap())),
+            (
+                format!(r#""data":{{"d":{}}}"#, nest(MAX_NESTING_DEPTH - 1)),
+                Exported("data", serde_json::from_str(&format!(r#"{{"d":{}}}"#, nest(63))).unwrap()),
+            ),
             (format!(r#""city":"{}""#, &long[1..]), Exported("city", json!(&long[1..]))),
         ];
         let mut lines: Vec<(Vec<u8>, Expect)> = rows.into_iter().map(|(fragment, expect)| (fragment.into_bytes(), expect)).collect();
@@ -518,7 +540,10 @@ mod hostile_values {
             .collect()
     }
 
-    fn collected() -> (Arc<Mutex<Vec<u8>>>, impl FnMut(Vec<u8>) -> crate::error::Result<()> + Send + 'static) {
+    /// The bytes an encoder's sink received.
+    type Collected = Arc<Mutex<Vec<u8>>>;
+
+    fn collected() -> (Collected, impl FnMut(Vec<u8>) -> crate::error::Result<()> + Send + 'static) {
         let out = Arc::new(Mutex::new(Vec::new()));
         let sink = out.clone();
         (out, move |chunk: Vec<u8>| {
@@ -585,7 +610,8 @@ mod hostile_values {
                     }
                     let same = match column_type(i) {
                         ColumnType::Timestamp => {
-                            let t = chrono::NaiveDateTime::parse_from_str(json.as_str().unwrap(), "%Y-%m-%d %H:%M:%S%.6f").unwrap().and_utc().timestamp_micros();
+                            let t =
+                                chrono::NaiveDateTime::parse_from_str(json.as_str().unwrap(), "%Y-%m-%d %H:%M:%S%.6f").unwrap().and_utc().timestamp_micros();
                             column.as_any().downcast_ref::<TimestampMicrosecondArray>().unwrap().value(r) == t
                         }
                         ColumnType::Int64 => Some(column.as_any().downcast_ref::<Int64Array>().unwrap().value(r)) == json.as_i64(),
