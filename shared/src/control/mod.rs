@@ -4,6 +4,7 @@
 
 pub mod claim;
 pub mod connection;
+pub mod key_space;
 pub mod ledger;
 pub mod lifecycle;
 pub mod projects;

@@ -191,14 +191,18 @@ impl RunService {
                 })
             }
         };
-        let result = self.run_leased(conn, req, &lease).await;
+        // One owner per key space: a connection whose folders are an older one's fails here, writing nothing.
+        let result = match crate::control::key_space::plan_run(&self.control, conn).await {
+            Ok(key_space) => self.run_leased(conn, req, &lease, key_space).await,
+            Err(e) => Err(e),
+        };
         let released = self.ledger.release(&conn.id, &lease, self.now()).await;
         let result = self.record(conn, req, &run_id, started, result).await;
         released?;
         result.map(|r| r.report)
     }
 
-    async fn run_leased(&self, conn: &Connection, req: &HourRequest, lease: &Lease) -> Result<LeasedRun> {
+    async fn run_leased(&self, conn: &Connection, req: &HourRequest, lease: &Lease, key_space: crate::control::key_space::KeySpacePlan) -> Result<LeasedRun> {
         let hour = req.hour;
         let completed = self.ledger.complete_manifest(&conn.id, hour).await?;
         let was_owed = self.ledger.owed_hour(&conn.id, hour).await?;
@@ -216,7 +220,7 @@ impl RunService {
         let owed_event_mode = was_owed.as_ref().map(|o| o.event_pending.unwrap_or(o.mode));
         if mode == ExportMode::Recurring {
             if let Some(manifest) = completed {
-                let report = HourReport { hour, skipped: true, manifest: Some(manifest.clone()), late: None };
+                let report = HourReport { hour, skipped: true, manifest: Some(manifest.clone()), late: None, late_merged_ids: None };
                 // Done already. Still owed: an interrupted bookkeeping step, or an event the
                 // bus did not take; publish (same id as before) and take the hour off.
                 let Some(owed) = was_owed else {
@@ -242,6 +246,7 @@ impl RunService {
         let options = ExportOptions {
             allow_empty_lake: req.allow_empty_lake,
             guard: Some(Arc::new(LeaseGuard { ledger: self.ledger.clone(), connection_id: conn.id.clone(), lease: lease.clone(), clock: self.clock.clone() })),
+            merged_ids_owner: key_space.merged_ids_owner,
         };
         let targets = self.targets(conn).await?;
         let report = match export_hour_with(conn, &targets, hour, mode, &self.settings, &options, completed.clone()).await {
@@ -339,7 +344,7 @@ impl RunService {
             Ok(report) => {
                 record.outcome = RunOutcome::Exported;
                 let (events, merged) = match (&report.late, &report.manifest) {
-                    (Some(late), _) => (Some(late), None),
+                    (Some(late), _) => (Some(late), report.late_merged_ids.as_ref()),
                     (None, Some(m)) => (m.events.as_ref(), m.merged_ids.as_ref()),
                     (None, None) => (None, None),
                 };
