@@ -89,6 +89,16 @@ pub struct OwedHour {
     /// it as broken, with the command that exports it, until an operator's request runs it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parked: bool,
+    /// The connection's configuration when the hour was parked ([`connection_digest`]): once
+    /// the connection changes (moved to its own prefix, say), hourly runs try the hour again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parked_config: Option<String>,
+}
+
+/// A digest of a connection's configuration, secrets left out (its Debug form redacts them).
+pub fn connection_digest(conn: &crate::control::connection::Connection) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(format!("{conn:?}").as_bytes())[..16])
 }
 
 impl OwedHour {
@@ -108,6 +118,7 @@ impl OwedHour {
             event_pending: None,
             exporting_since: None,
             parked: false,
+            parked_config: None,
         }
     }
 

@@ -1,5 +1,5 @@
-//! A connection's life: create (validate, verify with a test upload, claim, store, hourly
-//! schedule), enable, disable, delete. Every step is idempotent where the cloud may retry.
+//! A connection's life: create (validate, refuse a key space another connection writes,
+//! verify with a test upload, claim, store, hourly schedule), enable, disable, delete. Every step is idempotent where the cloud may retry.
 
 use chrono::{DateTime, Utc};
 
@@ -22,6 +22,8 @@ pub async fn create_connection(
 ) -> Result<(Connection, Vec<ProbeReport>)> {
     conn.validate()?;
     control.check_project(&conn).await?;
+    // No two connections write the same keys (see `key_space`): refused before any probe.
+    crate::control::key_space::refuse_coinciding(control, &conn).await?;
     for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
         prober.admit(dest)?;
     }

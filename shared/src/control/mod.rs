@@ -6,6 +6,7 @@ pub mod claim;
 pub mod connection;
 pub mod fenced_store;
 pub mod health;
+pub mod key_space;
 pub mod ledger;
 pub mod lifecycle;
 pub mod projects;

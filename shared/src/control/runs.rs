@@ -209,14 +209,18 @@ impl RunService {
                 })
             }
         };
-        let result = self.run_leased(conn, req, &lease).await;
+        // One owner per key space: a connection whose folders are an older one's fails here, writing nothing.
+        let result = match crate::control::key_space::plan_run(&self.control, conn).await {
+            Ok(key_space) => self.run_leased(conn, req, &lease, key_space).await,
+            Err(e) => Err(e),
+        };
         let released = self.ledger.release(&conn.id, &lease, self.now()).await;
         let result = self.record(conn, req, &run_id, started, result).await;
         released?;
         result.map(|r| r.report)
     }
 
-    async fn run_leased(&self, conn: &Connection, req: &HourRequest, lease: &Lease) -> Result<LeasedRun> {
+    async fn run_leased(&self, conn: &Connection, req: &HourRequest, lease: &Lease, key_space: crate::control::key_space::KeySpacePlan) -> Result<LeasedRun> {
         let hour = req.hour;
         let completed = self.ledger.complete_manifest(&conn.id, hour).await?;
         let was_owed = self.ledger.owed_hour(&conn.id, hour).await?;
@@ -234,7 +238,7 @@ impl RunService {
         let owed_event_mode = was_owed.as_ref().map(|o| o.event_pending.unwrap_or(o.mode));
         if mode == ExportMode::Recurring {
             if let Some(manifest) = completed {
-                let report = HourReport { hour, skipped: true, manifest: Some(manifest.clone()), late: None };
+                let report = HourReport { hour, skipped: true, manifest: Some(manifest.clone()), late: None, late_merged_ids: None };
                 // Done already. Still owed: an interrupted bookkeeping step, or an event the
                 // bus did not take; publish (same id as before) and take the hour off.
                 let Some(owed) = was_owed else {
@@ -266,7 +270,7 @@ impl RunService {
             ttl: self.policy.lease,
             clock: self.clock.clone(),
         });
-        let options = ExportOptions { allow_empty_lake: req.allow_empty_lake, guard: Some(guard.clone()) };
+        let options = ExportOptions { allow_empty_lake: req.allow_empty_lake, guard: Some(guard.clone()), merged_ids_owner: key_space.merged_ids_owner };
         let mut targets = self.targets(conn).await?;
         // Every write to the destination is fenced by the lease, not only the final ones.
         targets.events = FencedStore::wrap(targets.events, guard.clone());
@@ -354,7 +358,7 @@ impl RunService {
                     record.late_lake_files = late.lake_inputs.iter().map(|i| i.key.clone()).collect();
                 }
                 let (events, merged) = match (&report.late, &report.manifest) {
-                    (Some(late), _) => (Some(late), None),
+                    (Some(late), _) => (Some(late), report.late_merged_ids.as_ref()),
                     (None, Some(m)) => (m.events.as_ref(), m.merged_ids.as_ref()),
                     (None, None) => (None, None),
                 };
@@ -440,8 +444,11 @@ impl RunService {
             stopped.push(StoppedRun { request, error });
         }
         let mut planned = Vec::new();
+        let config = crate::control::ledger::connection_digest(conn);
         for owed in self.ledger.owed(&conn.id).await? {
-            if owed.hour <= target && owed.due_for_hourly_run(now) && !stopped.iter().any(|s: &StoppedRun| s.request.hour == owed.hour) {
+            // A parked hour is tried again once the connection has changed since.
+            let changed = owed.parked && owed.parked_config.as_deref() != Some(config.as_str());
+            if owed.hour <= target && (owed.due_for_hourly_run(now) || changed) && !stopped.iter().any(|s: &StoppedRun| s.request.hour == owed.hour) {
                 let mut request = HourRequest::new(conn.id.clone(), owed.hour, owed.mode, owed.attempts + 1);
                 request.allow_empty_lake = owed.allow_empty_lake;
                 planned.push(PlannedHour { request, owed: Some(owed) });

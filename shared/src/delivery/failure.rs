@@ -409,6 +409,7 @@ impl FailureHandler {
         // Trying again the same way cannot help: the hour waits, shown as broken with the
         // command that exports it, instead of costing a full attempt every hour for ever.
         owed.parked = !err.is_retryable() || (matches!(err, ExportError::RunStopped { .. }) && next_retry.is_none());
+        owed.parked_config = owed.parked.then(|| crate::control::ledger::connection_digest(conn));
         ledger.save_owed(&conn.id, &owed).await
     }
 

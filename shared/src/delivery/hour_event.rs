@@ -95,6 +95,10 @@ pub struct HourExported {
     pub parts_omitted: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_ids: Option<MergedIdsFile>,
+    /// The connection whose event carries this hour's merged IDs, when another connection
+    /// of the organisation writes them in this connection's merged-IDs folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_ids_written_by: Option<String>,
     pub accounting: HourAccounting,
 }
 
@@ -153,6 +157,7 @@ impl HourExported {
             parts,
             parts_omitted: 0,
             merged_ids,
+            merged_ids_written_by: manifest.merged_ids_written_by.clone(),
             accounting: HourAccounting {
                 events: manifest.events.as_ref().map(|e| e.accounting.clone()),
                 merged_ids: manifest.merged_ids.as_ref().map(|m| m.accounting.clone()),

@@ -101,6 +101,9 @@ pub struct HourReport {
     pub manifest: Option<Manifest>,
     /// Late mode: what the late files added (new parts and their accounting).
     pub late: Option<DataReport>,
+    /// Late mode: the hour's merged-IDs file as rewritten because late merge files landed
+    /// (every merge record of the hour; `None` when it was not rewritten).
+    pub late_merged_ids: Option<DataReport>,
 }
 
 pub fn events_layout(conn: &Connection) -> ExportLayout {
@@ -135,6 +138,10 @@ pub struct ExportOptions {
     pub allow_empty_lake: bool,
     /// The run's lease on the hour.
     pub guard: Option<Arc<dyn WriteGuard>>,
+    /// Another connection of the organisation writes the merged IDs in this connection's
+    /// merged-IDs folder (one owner per key space, `control::key_space`): this export
+    /// leaves them to it and its manifest names it.
+    pub merged_ids_owner: Option<String>,
 }
 
 impl ExportOptions {
@@ -200,14 +207,14 @@ pub async fn export_hour_with(
                 Ok(body) => serde_json::from_slice(&body).ok(),
                 Err(_) => None,
             };
-            return Ok(HourReport { hour, skipped: true, manifest, late: None });
+            return Ok(HourReport { hour, skipped: true, manifest, late: None, late_merged_ids: None });
         }
     }
     let event_files = if conn.export.events { lake_files(targets.lake.as_ref(), &lake_events_prefix(&conn.project_id, hour)).await? } else { Vec::new() };
     let merge_files = if conn.export.merged_ids { lake_files(targets.lake.as_ref(), &lake_merges_prefix(&conn.org_id, hour)).await? } else { Vec::new() };
 
     if mode == ExportMode::Late {
-        return export_late(conn, targets, hour, settings, filter, event_files, prior, options).await;
+        return export_late(conn, targets, hour, settings, filter, event_files, merge_files, prior, options).await;
     }
     settings.limits.check(hour, &event_files, prior.as_ref().and_then(|m| m.events.as_ref()))?;
     if mode == ExportMode::Replace {
@@ -228,10 +235,13 @@ pub async fn export_hour_with(
         manifest.events = Some(report);
     }
     if conn.export.merged_ids {
-        manifest.merged_ids = Some(export_merged_ids(conn, targets, hour, settings, merge_files).await?);
+        match &options.merged_ids_owner {
+            Some(owner) => manifest.merged_ids_written_by = Some(owner.clone()),
+            None => manifest.merged_ids = Some(export_merged_ids(conn, targets, hour, settings, merge_files).await?),
+        }
     }
     write_marker(conn, marker_store, &marker_key, &manifest, options).await?;
-    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: None })
+    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: None, late_merged_ids: None })
 }
 
 /// The last step of every export: the accounting must balance, then the marker (with the
@@ -301,10 +311,12 @@ async fn delete_stale_parts(conn: &Connection, targets: &ExportTargets, hour: Ut
     Ok(())
 }
 
+/// Late data: exports the lake event files the prior manifest does not list as new parts,
+/// after the existing ones, de-duplicated against every event already exported for the hour;
+/// when merge files landed that the manifest does not list, rewrites the hour's merged-IDs
+/// file from every merge file of the hour (the same bytes a replace would write). Then
+/// rewrites the marker. Existing event parts are never touched.
 #[allow(clippy::too_many_arguments)]
-/// Late data: exports the lake files the prior manifest does not list as new parts, after
-/// the existing ones, de-duplicated against every event already exported for the hour, and
-/// rewrites the marker to list every part. Existing parts are never touched.
 async fn export_late(
     conn: &Connection,
     targets: &ExportTargets,
@@ -312,6 +324,7 @@ async fn export_late(
     settings: &ExportSettings,
     filter: Option<Filter>,
     event_files: Vec<ObjectMeta>,
+    merge_files: Vec<ObjectMeta>,
     prior: Option<Manifest>,
     options: &ExportOptions,
 ) -> Result<HourReport> {
@@ -323,27 +336,60 @@ async fn export_late(
             serde_json::from_slice::<Manifest>(&body).map_err(|e| ExportError::Corrupt { what: marker_key.clone(), detail: e.to_string() })?
         }
     };
-    let Some(before) = prior.events.clone().filter(|e| conn.export.events && e.knows_its_inputs()) else {
-        return Ok(HourReport { hour, skipped: true, manifest: Some(prior), late: None });
+    let events_before = prior.events.clone().filter(|e| conn.export.events && e.knows_its_inputs());
+    let (old, new): (Vec<ObjectMeta>, Vec<ObjectMeta>) = match &events_before {
+        Some(before) => event_files.into_iter().partition(|f| before.lake_inputs.iter().any(|i| i.key == f.key)),
+        None => (Vec::new(), Vec::new()),
     };
-    let consumed: std::collections::HashSet<&str> = before.lake_inputs.iter().map(|i| i.key.as_str()).collect();
-    let (old, new): (Vec<ObjectMeta>, Vec<ObjectMeta>) = event_files.into_iter().partition(|f| consumed.contains(f.key.as_str()));
-    if new.is_empty() {
-        return Ok(HourReport { hour, skipped: true, manifest: Some(prior), late: None });
+    let merges_late = options.merged_ids_owner.is_none() && !unlisted(conn.export.merged_ids, prior.merged_ids.as_ref(), &merge_files).is_empty();
+    if new.is_empty() && !merges_late {
+        return Ok(HourReport { hour, skipped: true, manifest: Some(prior), late: None, late_merged_ids: None });
     }
-    // The whole hour is read again (the de-duplication replays the old files), so the
-    // whole hour is what must fit, not only the new files.
-    let whole: Vec<ObjectMeta> = old.iter().chain(new.iter()).cloned().collect();
-    settings.limits.check(hour, &whole, Some(&before))?;
-    let dedup = replay_dedup(conn, targets, old).await?;
-    let first_part = before.files.iter().filter_map(|f| f.part).max().map_or(0, |p| p + 1);
-    let late = export_events(conn, targets, hour, filter, settings, new, first_part, dedup).await?;
     let mut manifest = prior;
-    let mut events = before;
-    events.extend(late.clone());
-    manifest.events = Some(events);
+    let mut late = DataReport::default();
+    if let (Some(mut events), false) = (events_before, new.is_empty()) {
+        // The whole hour is read again (the de-duplication replays the old files), so the
+        // whole hour is what must fit, not only the new files.
+        let whole: Vec<ObjectMeta> = old.iter().chain(new.iter()).cloned().collect();
+        settings.limits.check(hour, &whole, Some(&events))?;
+        let dedup = replay_dedup(conn, targets, old).await?;
+        let first_part = events.files.iter().filter_map(|f| f.part).max().map_or(0, |p| p + 1);
+        late = export_events(conn, targets, hour, filter, settings, new, first_part, dedup).await?;
+        events.extend(late.clone());
+        manifest.events = Some(events);
+    }
+    let mut late_merged_ids = None;
+    if merges_late {
+        // One file per hour, the name loaders know: rewritten whole, never a second file.
+        options.check().await?;
+        let merged = export_merged_ids(conn, targets, hour, settings, merge_files).await?;
+        manifest.merged_ids = Some(merged.clone());
+        late_merged_ids = Some(merged);
+    }
     write_marker(conn, marker_store, &marker_key, &manifest, options).await?;
-    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: Some(late) })
+    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: Some(late), late_merged_ids })
+}
+
+/// The lake files of one data kind that `report` (what the hour's manifest says was
+/// consumed) does not list: none when the kind is not exported by this connection, or when
+/// the report predates `lake_inputs` and cannot tell.
+fn unlisted<'a>(exported: bool, report: Option<&DataReport>, files: &'a [ObjectMeta]) -> Vec<&'a ObjectMeta> {
+    match report.filter(|r| exported && r.knows_its_inputs()) {
+        Some(r) => files.iter().filter(|f| !r.lake_inputs.iter().any(|i| i.key == f.key)).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// The hour's lake merge files that landed after its manifest was written (not in its
+/// `merged_ids.lake_inputs`): what a late run rewrites the merged-IDs file for. Empty when
+/// the manifest has no merged IDs of its own (another connection writes them, or the
+/// connection exports none).
+pub async fn late_merge_files(lake: &dyn ObjectStore, conn: &Connection, manifest: &Manifest) -> Result<Vec<ObjectMeta>> {
+    if !conn.export.merged_ids || manifest.merged_ids.is_none() {
+        return Ok(Vec::new());
+    }
+    let files = lake_files(lake, &lake_merges_prefix(&conn.org_id, manifest.hour)).await?;
+    Ok(unlisted(true, manifest.merged_ids.as_ref(), &files).into_iter().cloned().collect())
 }
 
 /// The de-duplication set of the events in lake files already exported.

@@ -115,6 +115,11 @@ pub struct Manifest {
     pub events: Option<DataReport>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub merged_ids: Option<DataReport>,
+    /// The connection that writes the organisation's merged IDs in this connection's
+    /// merged-IDs folder, when it is another one (one owner per key space): this hour's
+    /// merged IDs are in that connection's file, and `merged_ids` is absent.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub merged_ids_written_by: Option<String>,
 }
 
 impl Manifest {
@@ -129,6 +134,7 @@ impl Manifest {
             hour,
             events: None,
             merged_ids: None,
+            merged_ids_written_by: None,
         }
     }
 
