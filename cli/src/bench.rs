@@ -54,6 +54,7 @@ pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>, 
         failure_webhook: None,
         enabled: true,
         created: None,
+        owes_from: None,
     };
     let settings = ExportSettings::new(DEFAULT_PART_SIZE, level, threads)?;
     let targets = ExportTargets { lake: lake.clone(), events: dest.clone(), merged_ids: dest.clone() };

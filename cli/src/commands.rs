@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use exporter::access::policy::{role_arn_from_template, s3_policies, DEFAULT_ROLE_TEMPLATE};
 use exporter::control::connection::{Connection, Destination};
 use exporter::control::lifecycle;
+use exporter::control::store::ConnectionFile;
 use exporter::export::ddl::{table_ddl, DdlOptions, Engine};
 use exporter::export::generate::{generate_hour, generate_merges, HourSpec};
 use exporter::export::hour_export::ExportMode;
@@ -101,7 +102,10 @@ pub async fn tick(home: &Home, at: DateTime<Utc>) -> Result<ExitCode> {
 }
 
 pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {
-    home.control.get_connection(id).await?;
+    // The history of a connection whose file cannot be read is still shown.
+    if let ConnectionFile::Unreadable(u) = home.control.connection_file(id).await? {
+        println!("connection {id}: its file cannot be read ({}); its runs as recorded:", u.error);
+    }
     println!(
         "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  ERROR",
         "HOUR", "MODE", "ATTEMPT", "OUTCOME", "READ", "EXPORTED", "FILT", "DUPS", "INVALID"
@@ -212,31 +216,101 @@ pub async fn ddl(home: &Home, id_or_file: &str, engine: &str) -> Result<ExitCode
 pub async fn create(home: &Home, file: &Path, now: DateTime<Utc>) -> Result<ExitCode> {
     let text = std::fs::read_to_string(file).map_err(|e| ExportError::io(file.display().to_string(), e))?;
     let conn = Connection::from_json(&text)?;
+    // Before the test upload: nothing is written for a connection that would be refused.
+    conn.validate_new()?;
+    home.control.check_claimable(&conn).await?;
     let prober = exporter::runtime::function_env::FactoryProber::new(home.cloud.clone());
     let (conn, reports) = lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, now).await?;
     for r in &reports {
         print!("{}", r.table());
     }
     println!("connection {} created for project {} → {}", conn.id, conn.project_id, conn.destination.describe());
+    if let Some(from) = conn.owes_from {
+        println!("it owes the hours from {from}, where the connection that stopped on this place less than 24 hours ago left off");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn set_enabled(home: &Home, id: &str, enabled: bool) -> Result<ExitCode> {
-    let conn = lifecycle::set_enabled(&home.control, home.schedules.as_ref(), id, enabled).await?;
-    println!("connection {} {}", conn.id, if enabled { "enabled" } else { "disabled" });
+/// Enables or disables a connection. Disabling records where it stopped first (a
+/// connection created on its place within 24 hours owes the hours from there). A
+/// connection whose file cannot be read can be disabled (its schedule and the file's
+/// `enabled`), not enabled.
+pub async fn set_enabled(home: &Home, id: &str, enabled: bool, now: DateTime<Utc>) -> Result<ExitCode> {
+    match home.control.connection_file(id).await? {
+        ConnectionFile::Readable(conn) => {
+            if !enabled && conn.enabled {
+                home.control.record_stop(&conn, now).await?;
+            }
+            let conn = lifecycle::set_enabled(&home.control, home.schedules.as_ref(), id, enabled).await?;
+            if enabled {
+                home.control.clear_stop(&conn).await?;
+            }
+            println!("connection {} {}", conn.id, if enabled { "enabled" } else { "disabled" });
+        }
+        ConnectionFile::Unreadable(u) if enabled => {
+            return Err(ExportError::invalid_config(
+                format!("connection {id}"),
+                format!("cannot be enabled: its file cannot be read ({})", u.error),
+                format!("Fix the file, or delete the connection (`exportctl connections delete {id}`) and create it again."),
+            ));
+        }
+        ConnectionFile::Unreadable(u) => {
+            let file_updated = home.control.disable_unreadable_connection(id).await?;
+            home.schedules.put_hourly(id, false).await?;
+            println!(
+                "connection {id} disabled: its hourly schedule is off{} (its file cannot be read: {})",
+                if file_updated { " and its file says enabled: false" } else { "; the file is not JSON, so it was left as it is" },
+                u.error
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn delete(home: &Home, id: &str) -> Result<ExitCode> {
-    let conn = lifecycle::delete_connection(&home.control, home.schedules.as_ref(), id).await?;
-    println!("connection {} deleted (exported files are kept)", conn.id);
+/// Deletes a connection, readable or not. Where it stopped is recorded first, for a
+/// successor on its place within 24 hours.
+pub async fn delete(home: &Home, id: &str, now: DateTime<Utc>) -> Result<ExitCode> {
+    match home.control.connection_file(id).await? {
+        ConnectionFile::Readable(conn) => {
+            home.control.record_stop(&conn, now).await?;
+            let conn = lifecycle::delete_connection(&home.control, home.schedules.as_ref(), id).await?;
+            println!("connection {} deleted (exported files are kept)", conn.id);
+        }
+        ConnectionFile::Unreadable(u) => {
+            let deleted = home.control.delete_unreadable_connection(id, now).await?;
+            home.schedules.delete_hourly(id).await?;
+            println!("connection {id} deleted (its file could not be read: {}; exported files are kept)", u.error);
+            if !deleted.destinations_known {
+                println!("  its file does not say its destinations: only the claims that name it were considered");
+            }
+            for key in &deleted.kept {
+                println!("  claim {key} kept: another connection, or one whose file cannot be read, may still use it");
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every connection; those whose file cannot be read are listed by id with the reason and
+/// whatever their file still says.
 pub async fn list(home: &Home) -> Result<ExitCode> {
+    let scan = home.control.scan_connections().await?;
     println!("{:<16} {:<8} {:<8} {:<8} DESTINATION", "ID", "ORG", "PROJECT", "ENABLED");
-    for c in home.control.list_connections().await? {
+    for c in &scan.readable {
         println!("{:<16} {:<8} {:<8} {:<8} {}", c.id, c.org_id, c.project_id, c.enabled, c.destination.describe());
+    }
+    for u in &scan.unreadable {
+        let o = &u.outline;
+        let known = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+        println!(
+            "{:<16} {:<8} {:<8} {:<8} UNREADABLE: {} — fix the file, or run: exportctl connections delete {}",
+            u.id,
+            known(&o.org_id),
+            known(&o.project_id),
+            o.enabled.map_or_else(|| "?".into(), |e| e.to_string()),
+            u.error,
+            u.id
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,10 @@
 //! folder with no cloud; `--cloud` opens S3/Azure destinations with the environment's
 //! credentials.
 
+// First: its print macros replace the standard ones in every module below.
+#[macro_use]
+mod output;
+
 mod backfill;
 mod bench;
 mod commands;
@@ -168,18 +172,22 @@ enum ConnectionAction {
     Enable {
         id: String,
     },
+    /// Stops a connection's hourly exports (also one whose file cannot be read). A
+    /// connection created on its place within 24 hours owes the hours from where it stopped.
     Disable {
         id: String,
     },
+    /// Deletes a connection (also one whose file cannot be read); exported files stay.
     Delete {
         id: String,
     },
+    /// Every connection, and apart, by id with the reason, those whose file cannot be read.
     List,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("EXPORT_LOG")).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_env("EXPORT_LOG")).with_writer(|| output::LogWriter).init();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
@@ -230,9 +238,9 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
             let home = open(cli.cloud).await?;
             match action {
                 ConnectionAction::Create { file } => commands::create(&home, &file, clock()).await,
-                ConnectionAction::Enable { id } => commands::set_enabled(&home, &id, true).await,
-                ConnectionAction::Disable { id } => commands::set_enabled(&home, &id, false).await,
-                ConnectionAction::Delete { id } => commands::delete(&home, &id).await,
+                ConnectionAction::Enable { id } => commands::set_enabled(&home, &id, true, clock()).await,
+                ConnectionAction::Disable { id } => commands::set_enabled(&home, &id, false, clock()).await,
+                ConnectionAction::Delete { id } => commands::delete(&home, &id, clock()).await,
                 ConnectionAction::List => commands::list(&home).await,
             }
         }

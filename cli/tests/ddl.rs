@@ -29,7 +29,7 @@ fn ddl_reads_the_stored_connection_and_refuses_what_it_cannot_write() {
     ok(&home, &["generate", "--project", "187520", "--org", "42", "--from", "2020-01-20T05", "--events-per-hour", "50"]);
     ok(&home, &["projects", "add", "187520", "--org", "42"]);
     let conn = serde_json::json!({"id": "acme-lake", "org_id": "42", "project_id": "187520", "created": "2020-01-25T00:05:00Z",
-        "destination": {"type": "local", "path": dest, "prefix": "exports"}, "creator": "owner@example.com", "layout": "hive"});
+        "destination": {"type": "local", "path": dest, "prefix": "exports"}, "admins": ["admin@example.com"], "creator": "owner@example.com", "layout": "hive"});
     let file = dir.path().join("conn.json");
     std::fs::write(&file, conn.to_string()).unwrap();
     ok(&home, &["connections", "create", file.to_str().unwrap()]);
@@ -77,7 +77,7 @@ fn ddl_reads_the_stored_connection_and_refuses_what_it_cannot_write() {
 fn policy_for_an_s3_compatible_store_says_iam_does_not_apply_and_needs_no_account() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let conn = serde_json::json!({"id": "acme-r2", "org_id": "42", "project_id": "187520", "creator": "owner@example.com",
+    let conn = serde_json::json!({"id": "acme-r2", "org_id": "42", "project_id": "187520", "admins": ["admin@example.com"], "creator": "owner@example.com",
         "destination": {"type": "s3", "bucket": "acme-analytics", "prefix": "exports", "region": "auto",
                         "endpoint_url": "https://0123456789abcdef.r2.cloudflarestorage.com",
                         "access_key_id": "R2KEYID0123", "secret_access_key": "r2-secret-never-printed"}});

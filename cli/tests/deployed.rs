@@ -178,7 +178,7 @@ async fn exportctl_manages_connections_of_a_deployed_stack() {
         let file = stack.dir.path().join(format!("hostile-{i}.json"));
         std::fs::write(
             &file,
-            format!(r#"{{"id":"{hostile_id}","org_id":"42","project_id":"187520","creator":"owner@example.com","destination":{destination}}}"#),
+            format!(r#"{{"id":"{hostile_id}","org_id":"42","project_id":"187520","admins":["admin@example.com"],"creator":"owner@example.com","destination":{destination}}}"#),
         )
         .unwrap();
         let out = stack.run(&["connections", "create", file.to_str().unwrap()]);
@@ -190,7 +190,7 @@ async fn exportctl_manages_connections_of_a_deployed_stack() {
     // release) is refused when the deployed stack runs it: nothing is marked exported.
     let planted = format!("{id}_planted");
     let doc =
-        format!(r#"{{"id":"{planted}","org_id":"42","project_id":"187520","creator":"owner@example.com","destination":{{"type":"local","path":"/tmp"}}}}"#);
+        format!(r#"{{"id":"{planted}","org_id":"42","project_id":"187520","admins":["admin@example.com"],"creator":"owner@example.com","destination":{{"type":"local","path":"/tmp"}}}}"#);
     s3.put_object().bucket(&control).key(format!("connections/{planted}.json")).body(doc.into_bytes().into()).send().await.unwrap();
     let out = stack.run(&["export", &planted, "--hour", "2020-01-25T17"]);
     assert!(!out.status.success() && text(&out).contains("embedded mode"), "{}", text(&out));

@@ -36,7 +36,7 @@ fn a_tick_leaves_one_event_file_per_exported_hour_and_a_redelivery_adds_none() {
     let at = "2020-01-25T00:05:00Z";
     exportctl(&home, &["generate", "--project", PROJECT, "--from", "2020-01-25T00", "--to", "2020-01-25T01", "--events-per-hour", "300"], at);
     let conn = serde_json::json!({"id": "c1", "org_id": "42", "project_id": PROJECT, "created": at,
-        "destination": {"type": "local", "path": dest, "prefix": "exports"}, "creator": "owner@example.com"});
+        "destination": {"type": "local", "path": dest, "prefix": "exports"}, "admins": ["admin@example.com"], "creator": "owner@example.com"});
     let file = dir.path().join("conn.json");
     std::fs::write(&file, conn.to_string()).unwrap();
     exportctl(&home, &["projects", "add", PROJECT, "--org", "42"], at);
@@ -87,7 +87,7 @@ fn a_webhook_the_exporter_would_never_post_to_is_refused_at_create_and_nothing_i
         ("failure_webhook", serde_json::json!({"failure_webhook": "https://localhost/services/T0/B0/never-shown"}), "local, private or link-local"),
     ] {
         let mut conn = serde_json::json!({"id": "c1", "org_id": "42", "project_id": PROJECT, "created": at,
-            "destination": {"type": "local", "path": dest, "prefix": "exports"}, "creator": "owner@example.com"});
+            "destination": {"type": "local", "path": dest, "prefix": "exports"}, "admins": ["admin@example.com"], "creator": "owner@example.com"});
         conn.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let file = dir.path().join("conn.json");
         std::fs::write(&file, conn.to_string()).unwrap();

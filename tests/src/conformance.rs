@@ -61,7 +61,7 @@ pub async fn claims_cover_every_spelling_of_a_destination(store: Arc<dyn ObjectS
         control.add_project(&Project::new(project, org, false).unwrap()).await.expect("register project");
     }
     let conn = |id: &str, org: &str, destination: serde_json::Value| {
-        let doc = serde_json::json!({"id": id, "org_id": org, "project_id": format!("10{org}"), "creator": "owner@example.com", "destination": destination});
+        let doc = serde_json::json!({"id": id, "org_id": org, "project_id": format!("10{org}"), "admins": ["admin@example.com"], "creator": "owner@example.com", "destination": destination});
         Connection::from_json(&doc.to_string()).expect("valid connection")
     };
     let local = |path: &str| serde_json::json!({"type": "local", "path": path});
@@ -249,7 +249,7 @@ impl ExportFixture {
         let generated = generate_hour(lake.as_ref(), &spec).await.unwrap();
         generate_merges(lake.as_ref(), "42", hour, 30, 5).await.unwrap();
         let conn = Connection::from_json(
-            r#"{"id":"conformance","org_id":"42","project_id":"187520","creator":"c@example.com",
+            r#"{"id":"conformance","org_id":"42","project_id":"187520","admins":["admin@example.com"],"creator":"c@example.com",
                 "destination":{"type":"local","path":"/unused","prefix":"conformance-exports/run"}}"#,
         )
         .unwrap();

@@ -219,6 +219,7 @@ async fn events_and_merged_ids_go_to_two_containers_of_one_connection() {
         failure_webhook: None,
         enabled: true,
         created: None,
+        owes_from: None,
     };
     conn.validate().unwrap();
     oauth.assert_no_secret(&format!("{conn:?}"));

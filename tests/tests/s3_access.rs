@@ -216,6 +216,7 @@ async fn export_to_a_bucket_the_role_cannot_write_names_the_permission_and_leave
         failure_webhook: None,
         enabled: true,
         created: None,
+        owes_from: None,
     };
     conn.validate().unwrap();
     let (_lake_dir, lake) = lake_with_events(&project);

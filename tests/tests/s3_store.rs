@@ -246,6 +246,7 @@ async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
         failure_webhook: None,
         enabled: true,
         created: None,
+        owes_from: None,
     };
     conn.validate().unwrap();
 

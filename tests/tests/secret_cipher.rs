@@ -132,7 +132,7 @@ async fn a_sealed_secret_copied_into_another_connection_does_not_open() {
     let control = ControlStore::new(Arc::new(MemoryStore::new("control")), Arc::new(kms));
     let doc = |id: &str, org: &str, container: &str| {
         format!(
-            r#"{{"id":"{id}","org_id":"{org}","project_id":"{org}","creator":"a@b.co","destination":{{"type":"azure","account_url":"https://acme.blob.core.windows.net","container":"{container}","sas_token":"{}"}}}}"#,
+            r#"{{"id":"{id}","org_id":"{org}","project_id":"{org}","admins":["admin@example.com"],"creator":"a@b.co","destination":{{"type":"azure","account_url":"https://acme.blob.core.windows.net","container":"{container}","sas_token":"{}"}}}}"#,
             secret.expose()
         )
     };

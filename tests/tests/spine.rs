@@ -24,7 +24,7 @@ const HOUR: &str = "2020-01-25T17";
 
 fn conn_json(extra: &str) -> String {
     format!(
-        r#"{{"id":"c1","org_id":"42","project_id":"187520","creator":"owner@example.com",
+        r#"{{"id":"c1","org_id":"42","project_id":"187520","admins":["admin@example.com"],"creator":"owner@example.com",
             "destination":{{"type":"local","path":"/unused","prefix":"exports"}}{extra}}}"#
     )
 }
@@ -298,7 +298,7 @@ async fn buckets_belong_to_the_first_org_and_unknown_connections_are_refused() {
     let dest = dir.path().join("dest");
     let doc = |id: &str, org: &str, prefix: &str| {
         format!(
-            r#"{{"id":"{id}","org_id":"{org}","project_id":"{org}","creator":"a@b.co","destination":{{"type":"local","path":"{}","prefix":"{prefix}"}}}}"#,
+            r#"{{"id":"{id}","org_id":"{org}","project_id":"{org}","admins":["admin@example.com"],"creator":"a@b.co","destination":{{"type":"local","path":"{}","prefix":"{prefix}"}}}}"#,
             dest.display()
         )
     };
@@ -422,7 +422,7 @@ async fn a_run_short_of_time_hands_the_hours_it_cannot_start_to_one_time_schedul
     let dest = dir.path().join("dest");
     std::fs::create_dir_all(&dest).unwrap();
     let doc = format!(
-        r#"{{"id":"c1","org_id":"1","project_id":"187520","creator":"a@b.co","created":"2020-01-25T00:05:00Z","destination":{{"type":"local","path":"{}"}}}}"#,
+        r#"{{"id":"c1","org_id":"1","project_id":"187520","admins":["admin@example.com"],"creator":"a@b.co","created":"2020-01-25T00:05:00Z","destination":{{"type":"local","path":"{}"}}}}"#,
         dest.display()
     );
     home.control.add_project(&Project::new("187520", "1", false).unwrap()).await.unwrap();

@@ -38,6 +38,35 @@ pub fn claim_id(dest: &Destination) -> String {
     }
 }
 
+/// Whether two canonical locations (see [`canonical_location`]) overlap, so that one
+/// organisation's claim on either must keep every other organisation off the other.
+/// Buckets and containers are claimed whole (their prefixes are the owner's to divide), so
+/// they overlap only when they are the same place; a local folder claim covers the folders
+/// inside it and above it, segment by segment (`/data/acme` overlaps `/data` and
+/// `/data/acme/187520`, not its sibling `/data/acme2`).
+pub fn locations_overlap(a: &str, b: &str) -> bool {
+    match (a.strip_prefix("file://"), b.strip_prefix("file://")) {
+        (Some(a), Some(b)) => {
+            let (a, b) = (path_segments(a), path_segments(b));
+            a.starts_with(&b) || b.starts_with(&a)
+        }
+        (None, None) => a == b,
+        _ => false,
+    }
+}
+
+fn path_segments(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// The place a destination's files go, prefix included, as a key-safe id: a connection
+/// that takes over a place from an earlier connection finds its record under this id.
+pub fn place_id(dest: &Destination) -> String {
+    let location = canonical_location(dest);
+    let place = format!("{}/{}", location.split_once("://").map_or(&location[..], |(_, rest)| rest), dest.prefix().trim_matches('/'));
+    slug_and_digest(place.trim_end_matches('/'))
+}
+
 /// The claim id releases before 2026-11 used for Azure and local destinations (raw
 /// strings); still checked so a claim made then keeps protecting its destination.
 pub fn legacy_claim_id(dest: &Destination) -> Option<String> {
@@ -178,6 +207,33 @@ mod tests {
             assert_ne!(claim_id(&other), claim_id(&r2), "{}", canonical_location(&other));
         }
         assert_eq!(legacy_claim_id(&r2), None);
+    }
+
+    #[test]
+    fn a_folder_claim_covers_the_folders_inside_and_above_it_but_not_its_siblings() {
+        let claimed = canonical_location(&local("/data/acme"));
+        let overlaps = |path: &str| locations_overlap(&claimed, &canonical_location(&local(path)));
+        for same_or_nested in ["/data/acme", "/data//acme/", "/data/./acme", "/data/x/../acme", "/data/acme/187520", "/data/acme/a/b/c", "/data", "/", "/data/"] {
+            assert!(overlaps(same_or_nested), "{same_or_nested} overlaps /data/acme");
+        }
+        for apart in ["/data/acme2", "/data/acm", "/data/other/acme", "/acme", "/dat", "/data2/acme"] {
+            assert!(!overlaps(apart), "{apart} does not overlap /data/acme");
+        }
+        // Buckets and containers are claimed whole: only the same one overlaps.
+        let bucket = canonical_location(&Destination::aws_s3("acme-events", "p", "us-east-1", None));
+        assert!(locations_overlap(&bucket, &canonical_location(&Destination::aws_s3("acme-events", "other", "us-east-1", None))));
+        assert!(!locations_overlap(&bucket, &canonical_location(&Destination::aws_s3("acme-events2", "", "us-east-1", None))));
+        assert!(!locations_overlap(&bucket, &claimed));
+        assert!(!locations_overlap(&canonical_location(&azure("http://localhost:10000/acct")), &canonical_location(&azure("http://localhost:10000/acct2"))));
+    }
+
+    #[test]
+    fn a_place_is_the_location_and_the_prefix_in_any_spelling() {
+        let place = |path: &str, prefix: &str| place_id(&Destination::Local { path: path.into(), prefix: prefix.into() });
+        assert_eq!(place("/data/acme", "exports"), place("/data//acme/", "exports/"));
+        assert_ne!(place("/data/acme", "exports"), place("/data/acme", "other"));
+        assert_ne!(place("/data/acme", ""), place("/data/acme", "exports"));
+        assert!(place("/weird path/#", "a/b").bytes().all(|b| b.is_ascii_alphanumeric() || b"-._/".contains(&b)));
     }
 
     #[test]

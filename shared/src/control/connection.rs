@@ -9,6 +9,7 @@ use crate::export::filter::Filter;
 use crate::export::format::PartFormat;
 use crate::export::layout::LayoutKind;
 use crate::export::timestamp::TimestampFormat;
+use crate::hour::UtcHour;
 
 /// Kind of Amplitude project; portfolio projects aggregate others and are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -411,6 +412,12 @@ pub struct Connection {
     /// RFC 3339 creation time; set by the control store when absent.
     #[serde(default)]
     pub created: Option<String>,
+    /// The first hour owed when it is earlier than the creation day: the hour where the
+    /// previous connection on the same place (same organisation and project), disabled or
+    /// deleted less than 24 hours before this one was created, stopped. Set by the control
+    /// store at create; whatever a connection file says here is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owes_from: Option<UtcHour>,
 }
 
 impl Connection {
@@ -461,6 +468,21 @@ impl Connection {
         }
         if let Some(url) = &self.failure_webhook {
             validate_http_url("failure_webhook", url.expose())?;
+        }
+        Ok(())
+    }
+
+    /// The rules a new connection must meet beyond [`Connection::validate`]: someone to tell.
+    /// Stored connections from earlier releases without admins still load (their creator
+    /// is told); new ones are refused.
+    pub fn validate_new(&self) -> Result<()> {
+        self.validate()?;
+        if self.admins.is_empty() {
+            return Err(ExportError::invalid_config(
+                "admins",
+                "lists nobody: a connection needs at least one administrator, who is emailed when its destination fails",
+                "Add the address of at least one administrator, e.g. \"admins\": [\"data-team@example.com\"].",
+            ));
         }
         Ok(())
     }

@@ -75,7 +75,7 @@ impl ControlStore {
     /// Unregisters a project no connection uses.
     pub async fn remove_project(&self, project_id: &str) -> Result<Project> {
         let project = self.get_project(project_id).await?.ok_or_else(|| ExportError::NotFound { what: format!("project {project_id:?}") })?;
-        let users: Vec<String> = self.list_connections().await?.into_iter().filter(|c| c.project_id == project_id).map(|c| c.id).collect();
+        let users = self.connections_using_project(project_id).await?;
         if !users.is_empty() {
             return Err(ExportError::Conflict { what: format!("project {project_id} is used by connection(s) {}; delete them first", users.join(", ")) });
         }
@@ -135,7 +135,7 @@ mod tests {
 
     fn conn(org: &str, project: &str) -> Connection {
         let doc = format!(
-            r#"{{"id":"c{project}","org_id":"{org}","project_id":"{project}","creator":"a@b.co","destination":{{"type":"local","path":"/x{project}"}}}}"#
+            r#"{{"id":"c{project}","org_id":"{org}","project_id":"{project}","admins":["admin@example.com"],"creator":"a@b.co","destination":{{"type":"local","path":"/x{project}"}}}}"#
         );
         Connection::from_json(&doc).unwrap()
     }

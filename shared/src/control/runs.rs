@@ -102,14 +102,19 @@ impl RunPolicy {
 }
 
 /// The first hour a connection owes: the start of its creation day (UTC), as "events
-/// ingested today and moving forward"; `fallback` when the connection has no creation time.
+/// ingested today and moving forward", or the earlier hour it took over from the connection
+/// that stopped on its place (`owes_from`); `fallback` when it has neither.
 pub fn first_owed_hour(conn: &Connection, fallback: UtcHour) -> UtcHour {
-    conn.created
+    let creation_day = conn
+        .created
         .as_deref()
         .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
         .and_then(|t| t.with_timezone(&Utc).date_naive().and_hms_opt(0, 0, 0))
-        .and_then(|t| UtcHour::containing(t.and_utc()).ok())
-        .unwrap_or(fallback)
+        .and_then(|t| UtcHour::containing(t.and_utc()).ok());
+    match (conn.owes_from, creation_day) {
+        (Some(from), Some(day)) => from.min(day),
+        (from, day) => from.or(day).unwrap_or(fallback),
+    }
 }
 
 /// One hour a scheduled run will take on.
