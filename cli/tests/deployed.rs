@@ -189,8 +189,9 @@ async fn exportctl_manages_connections_of_a_deployed_stack() {
     // A local connection already in the control store (written by hand or by an old
     // release) is refused when the deployed stack runs it: nothing is marked exported.
     let planted = format!("{id}_planted");
-    let doc =
-        format!(r#"{{"id":"{planted}","org_id":"42","project_id":"187520","admins":["admin@example.com"],"creator":"owner@example.com","destination":{{"type":"local","path":"/tmp"}}}}"#);
+    let doc = format!(
+        r#"{{"id":"{planted}","org_id":"42","project_id":"187520","admins":["admin@example.com"],"creator":"owner@example.com","destination":{{"type":"local","path":"/tmp"}}}}"#
+    );
     s3.put_object().bucket(&control).key(format!("connections/{planted}.json")).body(doc.into_bytes().into()).send().await.unwrap();
     let out = stack.run(&["export", &planted, "--hour", "2020-01-25T17"]);
     assert!(!out.status.success() && text(&out).contains("embedded mode"), "{}", text(&out));

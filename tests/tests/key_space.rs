@@ -41,6 +41,7 @@ fn connection(id: &str, project: &str, destination: Destination, created: &str) 
         failure_webhook: None,
         enabled: true,
         created: Some(created.into()),
+        owes_from: None,
     }
 }
 

@@ -166,6 +166,7 @@ fn another_organisation_is_refused_every_folder_overlapping_a_claim_and_every_co
     assert!(std::fs::read_dir(&sibling).unwrap().next().is_none(), "nothing written for a refused connection");
     let o = create(&w, &theirs("o-sibling", &sibling), at);
     assert!(o.status.success(), "{}", text(&o));
+    std::fs::create_dir_all(w.dest.join("exports").join("nested")).unwrap();
     let nested = create(&w, &connection_doc("c-nested", "42", PROJECT, &w.dest.join("exports").join("nested"), "", at), at);
     assert!(nested.status.success(), "{}", text(&nested));
 

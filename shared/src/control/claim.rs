@@ -213,7 +213,8 @@ mod tests {
     fn a_folder_claim_covers_the_folders_inside_and_above_it_but_not_its_siblings() {
         let claimed = canonical_location(&local("/data/acme"));
         let overlaps = |path: &str| locations_overlap(&claimed, &canonical_location(&local(path)));
-        for same_or_nested in ["/data/acme", "/data//acme/", "/data/./acme", "/data/x/../acme", "/data/acme/187520", "/data/acme/a/b/c", "/data", "/", "/data/"] {
+        for same_or_nested in ["/data/acme", "/data//acme/", "/data/./acme", "/data/x/../acme", "/data/acme/187520", "/data/acme/a/b/c", "/data", "/", "/data/"]
+        {
             assert!(overlaps(same_or_nested), "{same_or_nested} overlaps /data/acme");
         }
         for apart in ["/data/acme2", "/data/acm", "/data/other/acme", "/acme", "/dat", "/data2/acme"] {

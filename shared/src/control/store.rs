@@ -197,7 +197,8 @@ impl ConnectionOutline {
     /// Whether the connection may hold `claim` (its org's, at `org_id`): yes unless its
     /// file shows another organisation or destinations that do not use it.
     fn may_use_claim(&self, org_id: &str, claim: &str) -> bool {
-        self.org_id.as_deref().is_none_or(|o| o == org_id) && self.destinations.as_ref().is_none_or(|ds| ds.iter().any(|d| claim_key(d) == claim || legacy_claim_key(d).as_deref() == Some(claim)))
+        self.org_id.as_deref().is_none_or(|o| o == org_id)
+            && self.destinations.as_ref().is_none_or(|ds| ds.iter().any(|d| claim_key(d) == claim || legacy_claim_key(d).as_deref() == Some(claim)))
     }
 }
 
@@ -205,7 +206,7 @@ impl ConnectionOutline {
 #[derive(Debug)]
 pub enum ConnectionFile {
     Readable(Box<Connection>),
-    Unreadable(UnreadableConnection),
+    Unreadable(Box<UnreadableConnection>),
 }
 
 /// What deleting an unreadable connection did with the claims it may have held.
@@ -373,8 +374,7 @@ impl ControlStore {
     /// deleted less than 24 hours before `now`. A predecessor that is enabled again has not
     /// stopped; one still disabled is asked its ledger (retries may have exported more).
     async fn succession(&self, conn: &Connection, now: DateTime<Utc>) -> Result<Option<UtcHour>> {
-        let Some(stopped) = read_json::<StoppedConnection>(self.store.as_ref(), &stopped_key(&conn.org_id, &conn.project_id, &conn.destination)).await?
-        else {
+        let Some(stopped) = read_json::<StoppedConnection>(self.store.as_ref(), &stopped_key(&conn.org_id, &conn.project_id, &conn.destination)).await? else {
             return Ok(None);
         };
         let Some(from) = stopped.owed_from_for_successor(now) else {
@@ -463,9 +463,7 @@ impl ControlStore {
     /// written there (the test upload). Create itself checks again as it claims.
     pub async fn check_claimable(&self, conn: &Connection) -> Result<()> {
         for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
-            if self.legacy_claim_of_another(&conn.org_id, dest).await?
-                || self.read_claim(&claim_key(dest)).await?.is_some_and(|c| c.org_id != conn.org_id)
-            {
+            if self.legacy_claim_of_another(&conn.org_id, dest).await? || self.read_claim(&claim_key(dest)).await?.is_some_and(|c| c.org_id != conn.org_id) {
                 return Err(taken(dest));
             }
             if matches!(dest, Destination::Local { .. })
@@ -524,7 +522,7 @@ impl ControlStore {
         match self.open_connection(id, &body).await {
             Ok(conn) => Ok(ConnectionFile::Readable(Box::new(conn))),
             Err(e) if is_store_failure(&e) => Err(e),
-            Err(error) => Ok(ConnectionFile::Unreadable(UnreadableConnection { id: id.to_string(), error, outline: ConnectionOutline::of(&body) })),
+            Err(error) => Ok(ConnectionFile::Unreadable(Box::new(UnreadableConnection { id: id.to_string(), error, outline: ConnectionOutline::of(&body) }))),
         }
     }
 
@@ -564,7 +562,7 @@ impl ControlStore {
             };
             match self.connection_file(id).await {
                 Ok(ConnectionFile::Readable(conn)) => scan.readable.push(*conn),
-                Ok(ConnectionFile::Unreadable(u)) => scan.unreadable.push(u),
+                Ok(ConnectionFile::Unreadable(u)) => scan.unreadable.push(*u),
                 // Deleted between list and get.
                 Err(ExportError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
@@ -614,7 +612,9 @@ impl ControlStore {
                 }
             };
             let used = others.readable.iter().filter(|c| c.id != deleting).any(|c| {
-                std::iter::once(&c.destination).chain(c.merged_ids_destination.iter()).any(|d| claim_key(d) == key || legacy_claim_key(d).as_deref() == Some(&key))
+                std::iter::once(&c.destination)
+                    .chain(c.merged_ids_destination.iter())
+                    .any(|d| claim_key(d) == key || legacy_claim_key(d).as_deref() == Some(&key))
             });
             let maybe_used = others.unreadable.iter().filter(|u| u.id != deleting).find(|u| u.outline.may_use_claim(&org_id, &key));
             if let Some(u) = maybe_used.filter(|_| !used) {
@@ -683,9 +683,7 @@ impl ControlStore {
         }
         candidates.dedup();
         let (released, kept) = self.release_claims(id, candidates).await?;
-        if let (Some(org_id), Some(project_id), Some(dest)) =
-            (&outline.org_id, &outline.project_id, outline.destinations.as_ref().and_then(|d| d.first()))
-        {
+        if let (Some(org_id), Some(project_id), Some(dest)) = (&outline.org_id, &outline.project_id, outline.destinations.as_ref().and_then(|d| d.first())) {
             let watermark = crate::control::ledger::HourLedger::new(self.store.clone()).watermark(id).await?;
             if let Some(resume_from) = watermark.map(|w| w.next()) {
                 let key = stopped_key(org_id, project_id, dest);
@@ -873,7 +871,9 @@ mod tests {
         control.create_connection(local("a2", "1", "/data/acme"), now).await.unwrap();
         control.create_connection(local("a3", "1", "/data/other"), now).await.unwrap();
         // a2 no longer validates (its destinations still read); a3 is not JSON at all.
-        let a2 = String::from_utf8(control.store.get("connections/a2.json").await.unwrap().to_vec()).unwrap().replace("\"creator\": \"a@b.co\"", "\"creator\": \"a b\"");
+        let a2 = String::from_utf8(control.store.get("connections/a2.json").await.unwrap().to_vec())
+            .unwrap()
+            .replace("\"creator\": \"a@b.co\"", "\"creator\": \"a b\"");
         control.store.put("connections/a2.json", Bytes::from(a2)).await.unwrap();
         control.store.put("connections/a3.json", Bytes::from_static(b"{\"id\": \"a3\", tru")).await.unwrap();
 
