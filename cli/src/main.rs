@@ -79,14 +79,19 @@ enum Command {
     },
     /// Re-exports every hour of a range, replacing what is there, with a progress bar.
     Backfill {
-        connection: String,
-        #[arg(long)]
-        from: String,
-        #[arg(long)]
-        to: String,
+        #[arg(required_unless_present = "cancel")]
+        connection: Option<String>,
+        #[arg(long, required_unless_present = "cancel")]
+        from: Option<String>,
+        #[arg(long, required_unless_present = "cancel")]
+        to: Option<String>,
         /// Replace hours even where the lake hour is empty while the destination holds them.
         #[arg(long)]
         allow_empty_lake: bool,
+        /// Stops the running backfill with this id (printed when it starts): pieces and hours
+        /// not started are skipped; what was exported stays.
+        #[arg(long, conflicts_with_all = ["connection", "from", "to", "allow_empty_lake"])]
+        cancel: Option<String>,
     },
     /// Fires what is due at --at (default now): the hourly schedules and the due retries.
     Tick,
@@ -215,7 +220,11 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
         Command::Export { connection, hour, mode, allow_empty_lake } => {
             commands::export(&open(cli.cloud).await?, &connection, &hour, &mode, allow_empty_lake).await
         }
-        Command::Backfill { connection, from, to, allow_empty_lake } => {
+        Command::Backfill { cancel: Some(id), .. } => backfill::cancel(&open(cli.cloud).await?, &id, clock()).await,
+        Command::Backfill { connection, from, to, allow_empty_lake, cancel: None } => {
+            let (Some(connection), Some(from), Some(to)) = (connection, from, to) else {
+                return Err(exporter::ExportError::invalid_input("backfill", "give a connection, --from and --to (or --cancel ID)"));
+            };
             backfill::backfill(&open(cli.cloud).await?, &connection, &from, &to, allow_empty_lake).await
         }
         Command::Tick => commands::tick(&open(cli.cloud).await?, clock()).await,

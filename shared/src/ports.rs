@@ -73,6 +73,13 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// Every object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
 
+    /// The first object in key order whose key starts with `prefix`, or `None`. The cloud
+    /// stores answer it with one request (S3 `MaxKeys=1`, Azure `maxresults=1`) however many
+    /// objects the prefix holds; this default lists them all.
+    async fn first(&self, prefix: &str) -> Result<Option<ObjectMeta>> {
+        Ok(self.list(prefix).await?.into_iter().next())
+    }
+
     /// Deletes an object; deleting a missing object is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
 }

@@ -125,7 +125,11 @@ fn a_replace_over_an_expired_lake_hour_refuses_and_deletes_nothing() {
     let o = w.run(&["backfill", CONN, "--from", "2020-01-25T02", "--to", "2020-01-25T03"], "2020-01-25T05:00:00Z");
     assert!(!o.status.success());
     let out = text(&o);
-    assert!(out.contains("refusing to replace 2020-01-25T02") && out.contains("retention") && out.contains("--allow-empty-lake"), "{out}");
+    // Refused at once: hour 02 is before the first hour the lake still holds.
+    assert!(
+        out.contains("is before 2020-01-25T03, the first hour the event lake holds") && out.contains("retention") && out.contains("--allow-empty-lake"),
+        "{out}"
+    );
     let after = w.dest_snapshot();
     for (k, v) in &before {
         if k.to_string_lossy().contains("2020-01-25_2") {

@@ -18,13 +18,16 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
+use chrono::{DateTime, Utc};
+
 use crate::control::connection::Connection;
-use crate::delivery::failure::{FailureHandler, HourResult, HourRunner};
-use crate::delivery::retry::HourRequest;
+use crate::control::store::read_json;
+use crate::delivery::failure::{AfterFailure, FailureHandler, HourResult, HourRunner};
+use crate::delivery::retry::{retry_id, HourRequest, PlannedRetry};
 use crate::error::{ExportError, Result};
 use crate::export::hour_export::ExportMode;
 use crate::hour::{HourRange, UtcHour};
-use crate::ports::{CreateOutcome, Invoker, ObjectStore};
+use crate::ports::{CreateOutcome, Invoker, ObjectStore, RetryScheduler};
 
 /// How a range is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,13 +197,33 @@ pub struct BackfillRecord {
     pub hours: u64,
 }
 
+/// An hour another run held when the backfill reached it: a one-time schedule replaces it
+/// once that run's lease has ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingHour {
+    pub hour: UtcHour,
+    /// When the replace runs (the holder's lease ends).
+    pub until: DateTime<Utc>,
+    pub schedule: String,
+}
+
+/// An hour that failed, and what happens to it next, in words an operator acts on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedHour {
+    pub hour: UtcHour,
+    pub error_kind: String,
+    pub error: String,
+    pub next: String,
+}
+
 /// What one invocation did with its piece.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PieceRecord {
     pub from: UtcHour,
     pub to: UtcHour,
     pub depth: u32,
-    /// `split` (handed to `children` invocations) or `leaf` (exported here).
+    /// `split` (handed to `children` invocations), `leaf` (exported here) or `cancelled`
+    /// (the backfill was cancelled before the piece started: none of its hours ran).
     pub kind: String,
     #[serde(default)]
     pub children: u32,
@@ -209,9 +232,23 @@ pub struct PieceRecord {
     pub exported: u64,
     #[serde(default)]
     pub events_exported: u64,
-    /// Hours that failed here; each has a retry scheduled (or an email sent).
+    /// Hours that failed here (their details and next step are in `failures`).
     #[serde(default)]
     pub failed: Vec<UtcHour>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<FailedHour>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<WaitingHour>,
+    /// Hours not started because the backfill was cancelled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancelled: Vec<HourRange>,
+}
+
+/// The record of a cancel request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRecord {
+    pub backfill_id: String,
+    pub at: DateTime<Utc>,
 }
 
 /// Progress of a backfill, summed from its records.
@@ -220,10 +257,17 @@ pub struct BackfillProgress {
     pub backfill_id: String,
     /// Hours in the backfill (0 when the backfill is unknown).
     pub total_hours: u64,
-    /// Hours of finished leaves (exported or failed).
+    /// Hours whose fate is known: exported, waiting, failed or cancelled.
     pub done_hours: u64,
     pub exported_hours: u64,
     pub failed_hours: Vec<UtcHour>,
+    pub failures: Vec<FailedHour>,
+    pub waiting: Vec<WaitingHour>,
+    /// Hours not exported because the backfill was cancelled, as merged ranges.
+    pub cancelled: Vec<HourRange>,
+    pub cancelled_hours: u64,
+    /// When a cancel was requested, if it was.
+    pub cancel_requested: Option<DateTime<Utc>>,
     pub events_exported: u64,
     /// Invocations that ran a piece, the first included.
     pub invocations: u64,
@@ -235,10 +279,19 @@ impl BackfillProgress {
     pub fn is_finished(&self) -> bool {
         self.total_hours > 0 && self.done_hours >= self.total_hours
     }
+
+    /// Hours no invocation has reported yet (still running, or queued).
+    pub fn unreported_hours(&self) -> u64 {
+        self.total_hours.saturating_sub(self.done_hours)
+    }
 }
 
 pub fn backfill_key(backfill_id: &str) -> String {
     format!("backfills/{backfill_id}/backfill.json")
+}
+
+pub fn cancel_key(backfill_id: &str) -> String {
+    format!("backfills/{backfill_id}/cancelled.json")
 }
 
 /// The claim that a piece was handed to an invocation (kept apart from the progress records).
@@ -254,43 +307,193 @@ fn json<T: Serialize>(v: &T) -> Result<Bytes> {
     serde_json::to_vec_pretty(v).map(Bytes::from).map_err(|e| ExportError::Internal(format!("backfill record: {e}")))
 }
 
+/// Consecutive hours as ranges (input sorted or not).
+pub fn merge_ranges(mut ranges: Vec<HourRange>) -> Vec<HourRange> {
+    ranges.sort_by_key(|r| r.from);
+    let mut out: Vec<HourRange> = Vec::new();
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.from <= last.to.next() => last.to = last.to.max(r.to),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
 /// Reads a backfill's progress from the control store.
 pub async fn progress(control: &dyn ObjectStore, backfill_id: &str) -> Result<BackfillProgress> {
     let mut p = BackfillProgress { backfill_id: backfill_id.to_string(), ..Default::default() };
-    match control.get(&backfill_key(backfill_id)).await {
-        Ok(b) => {
-            let r: BackfillRecord = serde_json::from_slice(&b).map_err(|e| ExportError::Corrupt { what: backfill_key(backfill_id), detail: e.to_string() })?;
-            p.total_hours = r.hours;
-        }
-        Err(ExportError::NotFound { .. }) => {}
-        Err(e) => return Err(e),
+    if let Some(r) = read_json::<BackfillRecord>(control, &backfill_key(backfill_id)).await? {
+        p.total_hours = r.hours;
     }
+    p.cancel_requested = read_json::<CancelRecord>(control, &cancel_key(backfill_id)).await?.map(|c| c.at);
+    let mut cancelled = Vec::new();
     for meta in control.list(&format!("backfills/{backfill_id}/pieces/")).await? {
-        let b = match control.get(&meta.key).await {
-            Ok(b) => b,
-            Err(ExportError::NotFound { .. }) => continue,
-            Err(e) => return Err(e),
+        let Some(piece) = read_json::<PieceRecord>(control, &meta.key).await? else {
+            continue;
         };
-        let piece: PieceRecord = serde_json::from_slice(&b).map_err(|e| ExportError::Corrupt { what: meta.key.clone(), detail: e.to_string() })?;
         p.invocations += 1;
         if piece.depth > 0 {
             p.async_invocations += 1;
         }
-        if piece.kind == "leaf" {
+        if piece.kind == "leaf" || piece.kind == "cancelled" {
             p.done_hours += piece.hours;
             p.exported_hours += piece.exported;
             p.events_exported += piece.events_exported;
             p.failed_hours.extend(piece.failed);
+            p.failures.extend(piece.failures);
+            p.waiting.extend(piece.waiting);
+            cancelled.extend(piece.cancelled);
         }
     }
     p.failed_hours.sort();
+    p.failures.sort_by_key(|f| f.hour);
+    p.waiting.sort_by_key(|w| w.hour);
+    p.cancelled = merge_ranges(cancelled);
+    p.cancelled_hours = p.cancelled.iter().map(|r| r.len()).sum();
     Ok(p)
+}
+
+/// Asks a backfill to stop: every piece and hour not started yet is skipped (and recorded as
+/// cancelled); what was exported stays. Asking twice keeps the first request's time.
+pub async fn cancel(control: &dyn ObjectStore, backfill_id: &str, at: DateTime<Utc>) -> Result<BackfillProgress> {
+    if !is_valid_backfill_id(backfill_id) {
+        return Err(ExportError::invalid_input("backfill id", format!("{backfill_id:?} is not a backfill id (1-128 letters, digits, '-', '_' or '.')")));
+    }
+    if control.head(&backfill_key(backfill_id)).await?.is_none() {
+        return Err(ExportError::NotFound { what: format!("backfill {backfill_id} (its id is printed when it starts)") });
+    }
+    control.put_if_absent(&cancel_key(backfill_id), json(&CancelRecord { backfill_id: backfill_id.to_string(), at })?).await?;
+    tracing::info!(backfill = %backfill_id, outcome = "cancel_requested", "backfill cancel requested; pieces not started yet are skipped");
+    progress(control, backfill_id).await
+}
+
+async fn is_cancelled(control: &dyn ObjectStore, backfill_id: &str) -> Result<bool> {
+    Ok(control.head(&cancel_key(backfill_id)).await?.is_some())
+}
+
+/// The first hour the lake holds data of `conn` for (events of its project, merges of its
+/// organisation, whichever it exports), or `None` when it holds none.
+///
+/// Lake keys are `events/{project}/{yyyy-MM-dd}/{HH}/...` and `merges/{org}/...`: key order
+/// is time order, so the first key under the project's folder names the first hour. That is
+/// one request ([`ObjectStore::first`]: S3 `MaxKeys=1`, Azure `maxresults=1`), however many
+/// years the lake holds; listing hour by hour would not scale.
+pub async fn first_lake_hour(lake: &dyn ObjectStore, conn: &Connection) -> Result<Option<UtcHour>> {
+    let mut prefixes = Vec::new();
+    if conn.export.events {
+        prefixes.push(format!("events/{}/", conn.project_id));
+    }
+    if conn.export.merged_ids {
+        prefixes.push(format!("merges/{}/", conn.org_id));
+    }
+    let mut first: Option<UtcHour> = None;
+    for prefix in prefixes {
+        let Some(meta) = lake.first(&prefix).await.map_err(|e| e.ours("event lake"))? else {
+            continue;
+        };
+        let hour = hour_of_lake_key(&prefix, &meta.key).ok_or_else(|| ExportError::Corrupt {
+            what: format!("event lake key {}", meta.key),
+            detail: format!("expected {prefix}yyyy-MM-dd/HH/...; the first hour of the lake cannot be told"),
+        })?;
+        first = Some(first.map_or(hour, |f| f.min(hour)));
+    }
+    Ok(first)
+}
+
+fn hour_of_lake_key(prefix: &str, key: &str) -> Option<UtcHour> {
+    let mut parts = key.strip_prefix(prefix)?.split('/');
+    let (date, hour) = (parts.next()?, parts.next()?);
+    UtcHour::parse(&format!("{date}T{hour}")).ok()
+}
+
+/// A backfill covers only hours that can hold data: starting before the connection's first
+/// lake hour (or with an empty lake) is refused before anything is written.
+pub async fn check_within_lake(lake: &dyn ObjectStore, conn: &Connection, range: HourRange) -> Result<()> {
+    let Some(first) = first_lake_hour(lake, conn).await? else {
+        return Err(ExportError::invalid_input(
+            format!("backfill {range}"),
+            format!("the event lake holds no data for project {} yet, so there is nothing to backfill; nothing was exported", conn.project_id),
+        ));
+    };
+    if range.from >= first {
+        return Ok(());
+    }
+    let hint = if range.to >= first {
+        format!("start at the first hour instead: exportctl backfill {} --from {first} --to {}", conn.id, range.to)
+    } else {
+        "the whole range is before it".to_string()
+    };
+    Err(ExportError::invalid_input(
+        format!("backfill `from` {}", range.from),
+        format!(
+            "is before {first}, the first hour the event lake holds for project {}; nothing was exported ({hint}; if the lake's retention removed those hours and they really are empty, add --allow-empty-lake)",
+            conn.project_id
+        ),
+    ))
+}
+
+/// A replace that found its hour held by another run: a one-time schedule replaces it when
+/// the holder's lease ends (named after that time, so waiting again later is a new schedule).
+/// `until` is the lease's end as the busy error gives it.
+pub async fn wait_for_lease(retries: &dyn RetryScheduler, req: &HourRequest, until: &str, now: DateTime<Utc>) -> Result<AfterFailure> {
+    let plan = lease_wait_plan(req, until, now);
+    let outcome = retries.schedule_retry(&plan).await?;
+    tracing::info!(connection = %req.connection_id, hour = %req.hour, outcome = "waits_for_lease", schedule = %plan.id, at = %plan.at,
+        "another run holds the hour; the replace runs when its lease ends");
+    Ok(AfterFailure::RetryScheduled { schedule: plan.id, at: plan.at, attempt: req.attempt, created: outcome == CreateOutcome::Created })
+}
+
+/// The schedule of [`wait_for_lease`]: at the lease's end (a minute from now when the time
+/// is unreadable or past), same attempt, since a busy hour is not a failed attempt.
+pub fn lease_wait_plan(req: &HourRequest, until: &str, now: DateTime<Utc>) -> PlannedRetry {
+    let at = DateTime::parse_from_rfc3339(until).map(|t| t.with_timezone(&Utc)).ok().filter(|t| *t > now).unwrap_or(now + chrono::Duration::minutes(1));
+    let at = DateTime::from_timestamp(at.timestamp(), 0).unwrap_or(at);
+    PlannedRetry { id: format!("{}-w{}", retry_id(req), at.format("%Y%m%dT%H%M%S")), at, request: req.clone() }
+}
+
+/// What became of one hour of a leaf.
+enum HourFate {
+    Exported { events: u64 },
+    Waiting(WaitingHour),
+    Failed(FailedHour),
+    Cancelled(UtcHour),
+}
+
+fn fate(result: HourResult) -> HourFate {
+    let hour = result.request.hour;
+    if let Some(summary) = &result.exported {
+        return HourFate::Exported { events: summary.events_exported };
+    }
+    let kind = result.error_kind.clone().unwrap_or_default();
+    let next = match &result.after_failure {
+        Some(AfterFailure::RetryScheduled { schedule, at, .. }) if kind == "HourBusy" => {
+            return HourFate::Waiting(WaitingHour { hour, until: *at, schedule: schedule.clone() });
+        }
+        Some(AfterFailure::HandedOff { schedule, at }) => {
+            return HourFate::Waiting(WaitingHour { hour, until: *at, schedule: schedule.clone() });
+        }
+        Some(AfterFailure::RetryScheduled { at, attempt, .. }) => {
+            format!("retried at {} (attempt {attempt}) as a replace", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        }
+        Some(AfterFailure::NotRetryable) => {
+            "not retried: retrying cannot fix this error; the hour's earlier export, if any, stands. Fix the cause, then backfill the hour again".to_string()
+        }
+        Some(AfterFailure::GaveUp { .. }) => {
+            "no retries left; the hour stays owed and every hourly run tries it again (`exportctl status` lists it)".to_string()
+        }
+        Some(AfterFailure::LeftToOtherRun) => "another run holds the hour and will finish it; it was not replaced".to_string(),
+        None => "not retried".to_string(),
+    };
+    HourFate::Failed(FailedHour { hour, error_kind: kind, error: result.error.unwrap_or_default(), next })
 }
 
 /// What the backfill function talks to.
 #[derive(Clone)]
 pub struct BackfillContext {
     pub control: Arc<dyn ObjectStore>,
+    /// The event lake: the first hour a backfill may start at is read from it.
+    pub lake: Arc<dyn ObjectStore>,
     pub invoker: Arc<dyn Invoker>,
     pub runner: Arc<dyn HourRunner>,
     pub failure: FailureHandler,
@@ -301,8 +504,29 @@ pub struct BackfillContext {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
 pub enum BackfillOutcome {
-    Split { backfill_id: String, pieces: Vec<HourRange> },
-    Leaf { backfill_id: String, hours: u64, exported: u64, failed: Vec<UtcHour>, events_exported: u64 },
+    Split {
+        backfill_id: String,
+        pieces: Vec<HourRange>,
+    },
+    Leaf {
+        backfill_id: String,
+        hours: u64,
+        exported: u64,
+        failed: Vec<UtcHour>,
+        waiting: Vec<UtcHour>,
+        cancelled: u64,
+        events_exported: u64,
+    },
+    /// The backfill was cancelled before this piece started: none of its hours ran.
+    Cancelled {
+        backfill_id: String,
+        hours: u64,
+    },
+    /// A cancel request (`{"cancel": ID}`) was recorded.
+    CancelRequested {
+        backfill_id: String,
+        progress: BackfillProgress,
+    },
 }
 
 /// Runs one backfill invocation for an enabled connection (the caller has loaded it).
@@ -311,26 +535,40 @@ pub async fn run_backfill(ctx: &BackfillContext, conn: &Connection, req: &Backfi
     let step = ctx.fan_out.plan(range, req.depth)?;
     let id = req.id();
     if req.depth == 0 {
+        // The operator who says the lake hours are really empty may reach before its first hour.
+        if !req.allow_empty_lake {
+            check_within_lake(ctx.lake.as_ref(), conn, range).await?;
+        }
         let record = BackfillRecord { backfill_id: id.clone(), connection_id: conn.id.clone(), from: range.from, to: range.to, hours: range.len() };
         ctx.control.put(&backfill_key(&id), json(&record)?).await?;
+    }
+    let blank = |kind: &str, children: u32| PieceRecord {
+        from: range.from,
+        to: range.to,
+        depth: req.depth,
+        kind: kind.into(),
+        children,
+        hours: range.len(),
+        exported: 0,
+        events_exported: 0,
+        failed: Vec::new(),
+        failures: Vec::new(),
+        waiting: Vec::new(),
+        cancelled: Vec::new(),
+    };
+    if is_cancelled(ctx.control.as_ref(), &id).await? {
+        // Recorded like a leaf, so the progress of a cancelled backfill still adds up.
+        let record = PieceRecord { cancelled: vec![range], ..blank("cancelled", 0) };
+        ctx.control.put(&piece_key(&id, range), json(&record)?).await?;
+        tracing::info!(connection = %conn.id, backfill = %id, range = %range, depth = req.depth, outcome = "cancelled", "backfill cancelled; piece skipped");
+        return Ok(BackfillOutcome::Cancelled { backfill_id: id, hours: range.len() });
     }
     match step {
         Step::Split(pieces) => {
             // The split is recorded before any child starts, and each child is handed out
             // once per backfill (create-only claim): a redelivered split starts no subtree
             // twice, and a failed hand-out gives its claim back so the redelivery retries it.
-            let record = PieceRecord {
-                from: range.from,
-                to: range.to,
-                depth: req.depth,
-                kind: "split".into(),
-                children: pieces.len() as u32,
-                hours: range.len(),
-                exported: 0,
-                events_exported: 0,
-                failed: Vec::new(),
-            };
-            ctx.control.put(&piece_key(&id, range), json(&record)?).await?;
+            ctx.control.put(&piece_key(&id, range), json(&blank("split", pieces.len() as u32))?).await?;
             for piece in &pieces {
                 let claim = handout_key(&id, *piece);
                 if ctx.control.put_if_absent(&claim, Bytes::from_static(b"{}")).await? == CreateOutcome::AlreadyExists {
@@ -347,30 +585,39 @@ pub async fn run_backfill(ctx: &BackfillContext, conn: &Connection, req: &Backfi
         }
         Step::Leaf(range) => {
             let allow_empty_lake = req.allow_empty_lake;
-            let results: Vec<Result<HourResult>> = futures::stream::iter(range.hours())
+            let results: Vec<Result<HourFate>> = futures::stream::iter(range.hours())
                 .map(|hour| {
                     let ctx = ctx.clone();
                     let conn = conn.clone();
+                    let id = id.clone();
                     async move {
+                        // Checked as each hour starts: a cancel stops the hours not begun.
+                        if is_cancelled(ctx.control.as_ref(), &id).await? {
+                            return Ok(HourFate::Cancelled(hour));
+                        }
                         let mut req = HourRequest::new(conn.id.clone(), hour, ExportMode::Replace, 1);
                         req.allow_empty_lake = allow_empty_lake;
-                        ctx.failure.process_hour(ctx.runner.as_ref(), &conn, &req).await
+                        ctx.failure.process_hour(ctx.runner.as_ref(), &conn, &req).await.map(fate)
                     }
                 })
                 .buffer_unordered(ctx.fan_out.parallel)
                 .collect()
                 .await;
-            let mut exported = 0;
-            let mut events = 0;
-            let mut failed = Vec::new();
+            let mut record = blank("leaf", 0);
+            let mut cancelled = Vec::new();
             let mut first_error = None;
             for r in results {
                 match r {
-                    Ok(r) if r.succeeded() => {
-                        exported += 1;
-                        events += r.exported.as_ref().map(|s| s.events_exported).unwrap_or(0);
+                    Ok(HourFate::Exported { events }) => {
+                        record.exported += 1;
+                        record.events_exported += events;
                     }
-                    Ok(r) => failed.push(r.request.hour),
+                    Ok(HourFate::Waiting(w)) => record.waiting.push(w),
+                    Ok(HourFate::Failed(f)) => {
+                        record.failed.push(f.hour);
+                        record.failures.push(f);
+                    }
+                    Ok(HourFate::Cancelled(hour)) => cancelled.push(HourRange { from: hour, to: hour }),
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
@@ -381,22 +628,38 @@ pub async fn run_backfill(ctx: &BackfillContext, conn: &Connection, req: &Backfi
             if let Some(e) = first_error {
                 return Err(e);
             }
-            failed.sort();
-            let record = PieceRecord {
-                from: range.from,
-                to: range.to,
-                depth: req.depth,
-                kind: "leaf".into(),
-                children: 0,
-                hours: range.len(),
-                exported,
-                events_exported: events,
-                failed: failed.clone(),
-            };
+            record.failed.sort();
+            record.failures.sort_by_key(|f| f.hour);
+            record.waiting.sort_by_key(|w| w.hour);
+            record.cancelled = merge_ranges(cancelled);
             ctx.control.put(&piece_key(&id, range), json(&record)?).await?;
-            tracing::info!(connection = %conn.id, backfill = %id, range = %range, depth = req.depth, exported, failed = failed.len(), outcome = "leaf_done", "backfill piece exported");
-            Ok(BackfillOutcome::Leaf { backfill_id: id, hours: range.len(), exported, failed, events_exported: events })
+            let cancelled_hours: u64 = record.cancelled.iter().map(|r| r.len()).sum();
+            tracing::info!(connection = %conn.id, backfill = %id, range = %range, depth = req.depth, exported = record.exported,
+                failed = record.failed.len(), waiting = record.waiting.len(), cancelled = cancelled_hours, outcome = "leaf_done", "backfill piece exported");
+            Ok(BackfillOutcome::Leaf {
+                backfill_id: id,
+                hours: range.len(),
+                exported: record.exported,
+                failed: record.failed,
+                waiting: record.waiting.iter().map(|w| w.hour).collect(),
+                cancelled: cancelled_hours,
+                events_exported: record.events_exported,
+            })
         }
+    }
+}
+
+/// A backfill function payload: a backfill (piece) to run, or `{"cancel": ID}`.
+pub fn cancel_request(payload: &serde_json::Value) -> Result<Option<String>> {
+    let Some(obj) = payload.as_object().filter(|o| o.contains_key("cancel")) else {
+        return Ok(None);
+    };
+    if obj.len() != 1 {
+        return Err(ExportError::invalid_input("backfill payload", "a cancel request is {\"cancel\": \"<backfill id>\"} and nothing else"));
+    }
+    match obj.get("cancel") {
+        Some(serde_json::Value::String(id)) if is_valid_backfill_id(id) => Ok(Some(id.clone())),
+        _ => Err(ExportError::invalid_input("backfill `cancel`", "must be a backfill id (1-128 letters, digits, '-', '_' or '.')")),
     }
 }
 
@@ -473,5 +736,70 @@ mod tests {
         let back = BackfillRequest::from_payload(&serde_json::to_value(&child).unwrap()).unwrap();
         assert_eq!(back.depth, 1);
         assert_eq!(back.id(), ok.id(), "children keep the backfill's id");
+    }
+
+    #[test]
+    fn a_busy_replace_waits_until_the_lease_ends_under_a_name_of_its_own() {
+        let now = DateTime::parse_from_rfc3339("2020-01-25T06:05:00Z").unwrap().with_timezone(&Utc);
+        let req = HourRequest::new("c1", UtcHour::parse("2020-01-25T03").unwrap(), ExportMode::Replace, 1);
+        let plan = lease_wait_plan(&req, "2020-01-25T06:20:00Z", now);
+        assert_eq!(plan.at.to_rfc3339(), "2020-01-25T06:20:00+00:00");
+        assert_eq!(plan.id, "c1-20200125T03-rep-a1-w20200125T062000");
+        assert_eq!(plan.request, req, "a busy hour is not a failed attempt");
+        // Waiting again for a renewed lease is another schedule, not the one being fired.
+        assert_ne!(lease_wait_plan(&req, "2020-01-25T06:40:00Z", now).id, plan.id);
+        // An unreadable or past end waits a minute.
+        assert_eq!(lease_wait_plan(&req, "soon", now).at, now + chrono::Duration::minutes(1));
+        assert_eq!(lease_wait_plan(&req, "2020-01-25T06:00:00Z", now).at, now + chrono::Duration::minutes(1));
+    }
+
+    #[test]
+    fn consecutive_hours_merge_into_ranges() {
+        let one = |s: &str| range(s, s);
+        let merged = merge_ranges(vec![one("2020-01-01T05"), range("2020-01-01T00", "2020-01-01T02"), one("2020-01-01T03"), one("2020-01-01T07")]);
+        assert_eq!(merged, vec![range("2020-01-01T00", "2020-01-01T03"), one("2020-01-01T05"), one("2020-01-01T07")]);
+        assert_eq!(
+            merge_ranges(vec![range("2020-01-01T00", "2020-01-01T09"), range("2020-01-01T02", "2020-01-01T04")]),
+            vec![range("2020-01-01T00", "2020-01-01T09")]
+        );
+        assert!(merge_ranges(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn cancel_payloads_are_checked() {
+        assert_eq!(cancel_request(&serde_json::json!({"cancel": "c1-20200101T00-x"})).unwrap().as_deref(), Some("c1-20200101T00-x"));
+        assert_eq!(cancel_request(&serde_json::json!({"connection_id":"c1","from":"2020-01-01T00","to":"2020-01-01T01"})).unwrap(), None);
+        for bad in [serde_json::json!({"cancel": 1}), serde_json::json!({"cancel": "a/b"}), serde_json::json!({"cancel": "x", "from": "2020-01-01T00"})] {
+            assert_eq!(cancel_request(&bad).unwrap_err().kind(), "InvalidInput", "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_lake_hour_is_one_lookup_and_bounds_the_range() {
+        use crate::adapters::local::store::LocalStore;
+        let dir = tempfile::tempdir().unwrap();
+        let lake = LocalStore::new(dir.path().to_path_buf()).unwrap();
+        let conn = Connection::from_json(
+            r#"{"id":"c1","org_id":"42","project_id":"187520","creator":"a@b.co","admins":["a@b.co"],"destination":{"type":"local","path":"/x"}}"#,
+        )
+        .unwrap();
+        assert_eq!(first_lake_hour(&lake, &conn).await.unwrap(), None);
+        let err = check_within_lake(&lake, &conn, range("2020-01-01T00", "2020-01-01T01")).await.unwrap_err();
+        assert!(err.to_string().contains("holds no data for project 187520"), "{err}");
+        for key in ["events/187520/2020-01-26/00/b.json.gz", "events/187520/2020-01-25/13/a.json.gz", "events/1875200/2019-01-01/00/x.json", "events/187520-x"]
+        {
+            lake.put(key, Bytes::from_static(b"{}")).await.unwrap();
+        }
+        // The folder walk returns what a full listing would put first.
+        for prefix in ["events/187520/", "events/187520", "events/", "events/187520/2020-01-26/", "nothing/"] {
+            assert_eq!(lake.first(prefix).await.unwrap(), lake.list(prefix).await.unwrap().into_iter().next(), "{prefix}");
+        }
+        assert_eq!(first_lake_hour(&lake, &conn).await.unwrap(), Some(UtcHour::parse("2020-01-25T13").unwrap()));
+        check_within_lake(&lake, &conn, range("2020-01-25T13", "2020-02-25T13")).await.expect("from the first hour on, any length");
+        let err = check_within_lake(&lake, &conn, range("1970-01-01T00", "2020-01-26T00")).await.unwrap_err();
+        assert_eq!(err.kind(), "InvalidInput");
+        assert!(err.to_string().contains("before 2020-01-25T13") && err.to_string().contains("--from 2020-01-25T13 --to 2020-01-26T00"), "{err}");
+        let err = check_within_lake(&lake, &conn, range("1970-01-01T00", "1970-01-01T05")).await.unwrap_err();
+        assert!(err.to_string().contains("the whole range is before it"), "{err}");
     }
 }

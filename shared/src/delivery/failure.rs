@@ -93,9 +93,10 @@ impl HourResult {
         self.exported.is_some()
     }
 
-    /// Not a failure of this run: another run holds the hour, or it was handed on.
+    /// Not a failure of this run: another run holds the hour (a replace waits for its lease),
+    /// or it was handed on.
     pub fn left_alone(&self) -> bool {
-        matches!(self.after_failure, Some(AfterFailure::LeftToOtherRun | AfterFailure::HandedOff { .. }))
+        matches!(self.after_failure, Some(AfterFailure::LeftToOtherRun | AfterFailure::HandedOff { .. })) || self.error_kind.as_deref() == Some("HourBusy")
     }
 }
 
@@ -328,7 +329,11 @@ impl FailureHandler {
     /// After a failed run of `req` with `err`.
     pub async fn on_failure(&self, conn: &Connection, req: &HourRequest, err: &ExportError) -> Result<AfterFailure> {
         let now = self.now();
-        if matches!(err, ExportError::HourBusy { .. }) {
+        if let ExportError::HourBusy { until, .. } = err {
+            // A replace (a backfill) must still happen after the holder: it waits for the lease's end.
+            if req.mode == ExportMode::Replace {
+                return crate::delivery::backfill::wait_for_lease(self.retries.as_ref(), req, until, now).await;
+            }
             // The lease holder owns the hour's state: touch nothing.
             return Ok(AfterFailure::LeftToOtherRun);
         }

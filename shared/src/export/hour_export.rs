@@ -285,8 +285,20 @@ async fn refuse_empty_replace(
         held.push("its merged-IDs file while the lake has no merge files".to_string());
     }
     let (marker_store, marker_key) = marker_location(conn, targets, hour);
+    // A marker alone deletes nothing unless it counts exported records: an hour that was
+    // empty when exported (its marker counts 0) is simply exported empty again.
     if held.is_empty() && empty(event_files) && empty(merge_files) && conn.complete_markers && marker_store.head(&marker_key).await?.is_some() {
-        held.push("its complete marker while the lake has no files at all".to_string());
+        let counted = marker_store
+            .get(&marker_key)
+            .await
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+            .map(|m| [m.events, m.merged_ids].iter().flatten().map(|r| r.accounting.exported).sum::<u64>());
+        match counted {
+            Some(0) => {}
+            Some(n) => held.push(format!("a complete marker counting {n} exported record(s) while the lake has no files at all")),
+            None => held.push("an unreadable complete marker while the lake has no files at all".to_string()),
+        }
     }
     if held.is_empty() {
         return Ok(());

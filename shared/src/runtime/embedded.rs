@@ -26,7 +26,7 @@ use crate::adapters::webhook::HttpWebhooks;
 use crate::control::ledger::HourLedger;
 use crate::control::runs::{RunPolicy, RunService};
 use crate::control::store::ControlStore;
-use crate::delivery::backfill::{BackfillContext, FanOut};
+use crate::delivery::backfill::{BackfillContext, BackfillOutcome, FanOut};
 use crate::delivery::failure::{Clock, FailureHandler};
 use crate::delivery::hour_event::HourAnnouncer;
 use crate::delivery::invocation::{handle_backfill, handle_hourly, HourlyResponse, Services};
@@ -116,7 +116,7 @@ impl EmbeddedHome {
         let runner = Arc::new(runs.clone());
         let services = Services { connections: Arc::new(control.clone()), runner: runner.clone(), scheduled: runner.clone(), failure: failure.clone() };
         let queue = Arc::new(QueueInvoker::default());
-        let backfill = BackfillContext { control: control_store, invoker: queue.clone(), runner, failure, fan_out: FanOut::default() };
+        let backfill = BackfillContext { control: control_store, lake: lake.clone(), invoker: queue.clone(), runner, failure, fan_out: FanOut::default() };
         Ok(EmbeddedHome { dir: dir.to_path_buf(), lake, control, scheduler, outbox, events, runs, services, backfill, queue })
     }
 
@@ -143,12 +143,39 @@ impl EmbeddedHome {
     /// Starts a backfill and runs its queued invocations until none is left; `tick` is
     /// called after each invocation (progress display).
     pub async fn backfill(&self, payload: serde_json::Value, mut tick: impl FnMut()) -> Result<()> {
-        handle_backfill(&self.services, &self.backfill, &payload).await?;
-        tick();
+        self.backfill_with(payload, |_| tick()).await
+    }
+
+    /// [`Self::backfill`], handing each invocation's outcome to `each`. A cancel request
+    /// (`exportctl backfill --cancel ID` from another process) is seen by every invocation
+    /// still queued: each records its piece as cancelled without exporting.
+    pub async fn backfill_with(&self, payload: serde_json::Value, mut each: impl FnMut(&BackfillOutcome)) -> Result<()> {
+        let outcome = handle_backfill(&self.services, &self.backfill, &payload).await?;
+        each(&outcome);
         while let Some(next) = self.queue.pop() {
-            handle_backfill(&self.services, &self.backfill, &next).await?;
-            tick();
+            let outcome = handle_backfill(&self.services, &self.backfill, &next).await?;
+            each(&outcome);
+            if matches!(outcome, BackfillOutcome::Leaf { .. }) {
+                hold_point("backfill_after_leaf");
+            }
         }
         Ok(())
+    }
+}
+
+/// Hold points for the fault-timeline tests: with `EXPORT_HOLD_AT=<step>` the process prints
+/// `holding at <step>` on stderr the first time it reaches the step, then waits until the
+/// file `EXPORT_HOLD_RELEASE` names exists (so a test can act, e.g. cancel, while it waits).
+pub fn hold_point(step: &str) {
+    static HELD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if std::env::var("EXPORT_HOLD_AT").ok().as_deref() != Some(step) || HELD.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let Some(release) = std::env::var_os("EXPORT_HOLD_RELEASE").map(PathBuf::from) else {
+        return;
+    };
+    eprintln!("holding at {step}");
+    while !release.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

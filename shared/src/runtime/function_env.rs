@@ -255,7 +255,7 @@ impl FunctionRuntime {
         let runner = Arc::new(RunService {
             control: control.clone(),
             ledger: HourLedger::new(control.store().clone()),
-            lake,
+            lake: lake.clone(),
             destinations: Arc::new(cloud.clone()),
             settings,
             clock: clock.clone(),
@@ -279,6 +279,7 @@ impl FunctionRuntime {
             })?;
             Some(BackfillContext {
                 control: control.store().clone(),
+                lake,
                 invoker: Arc::new(LambdaInvoker::new(aws_sdk_lambda::Client::new(&sdk), function)),
                 runner,
                 failure,

@@ -284,6 +284,20 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
+    async fn first(&self, prefix: &str) -> Result<Option<ObjectMeta>> {
+        let page = self
+            .inner
+            .client
+            .list_objects_v2()
+            .bucket(&self.inner.bucket)
+            .prefix(prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| classify(e, &self.inner.ctx(AwsOp::ListObjects, prefix)))?;
+        Ok(page.contents().first().and_then(|o| o.key().map(|key| ObjectMeta { key: key.to_string(), size: o.size().unwrap_or(0).max(0) as u64 })))
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         match self.inner.client.delete_object().bucket(&self.inner.bucket).key(key).send().await {
             Ok(_) => Ok(()),

@@ -417,6 +417,20 @@ impl ObjectStore for AzureStore {
         Ok(out)
     }
 
+    async fn first(&self, prefix: &str) -> Result<Option<ObjectMeta>> {
+        let opts = BlobContainerClientListBlobsOptions { prefix: (!prefix.is_empty()).then(|| prefix.to_string()), maxresults: Some(1), ..Default::default() };
+        let resource = format!("{}/{prefix}*", self.display);
+        let mut pages = self.container.list_blobs(Some(opts)).map_err(|e| self.classify(e, AzureOp::List, &resource))?.into_pages();
+        // A page may come back empty with a continuation marker: follow it.
+        while let Some(page) = pages.try_next().await.map_err(|e| self.classify(e, AzureOp::List, &resource))? {
+            let page = page.into_model().map_err(|e| self.classify(e, AzureOp::List, &resource))?;
+            if let Some((key, item)) = page.blob_items.into_iter().find_map(|item| item.name.clone().map(|n| (n, item))) {
+                return Ok(Some(ObjectMeta { key, size: item.properties.and_then(|p| p.content_length).unwrap_or(0) }));
+            }
+        }
+        Ok(None)
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let client = self.blob_client(key)?;
         match client.delete(None).await {

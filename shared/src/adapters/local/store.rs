@@ -196,6 +196,13 @@ impl ObjectStore for LocalStore {
         tokio::task::spawn_blocking(move || list_blocking(&root, &prefix)).await.map_err(|e| ExportError::Internal(format!("listing task failed: {e}")))?
     }
 
+    async fn first(&self, prefix: &str) -> Result<Option<ObjectMeta>> {
+        self.check_root()?;
+        let root = self.root.clone();
+        let prefix = prefix.to_string();
+        tokio::task::spawn_blocking(move || first_blocking(&root, &prefix)).await.map_err(|e| ExportError::Internal(format!("listing task failed: {e}")))?
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         self.check_root()?;
         let path = self.path_of(key)?;
@@ -249,6 +256,57 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
+}
+
+/// The first key under `prefix` without walking the whole tree: siblings are visited in
+/// key order (a folder sorts as `name/`, as its keys do) and the walk stops at the first file.
+fn first_blocking(root: &Path, prefix: &str) -> Result<Option<ObjectMeta>> {
+    let dir_part = match prefix.rfind('/') {
+        Some(i) => &prefix[..i],
+        None => "",
+    };
+    if !dir_part.is_empty() {
+        validate_key(dir_part)?;
+    }
+    let start = if dir_part.is_empty() { root.to_path_buf() } else { root.join(dir_part) };
+    first_in(&start, dir_part, prefix)
+}
+
+fn first_in(dir: &Path, key_dir: &str, prefix: &str) -> Result<Option<ObjectMeta>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound || e.kind() == ErrorKind::NotADirectory => return Ok(None),
+        Err(e) => return Err(io_err(dir, e)),
+    };
+    let mut children = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_err(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if key_dir.is_empty() && name == UPLOADS_DIR {
+            continue;
+        }
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&entry.path(), e)),
+        };
+        let key = if key_dir.is_empty() { name } else { format!("{key_dir}/{name}") };
+        let order = if meta.is_dir() { format!("{key}/") } else { key.clone() };
+        children.push((order, key, meta));
+    }
+    children.sort_by(|a, b| a.0.cmp(&b.0));
+    for (_, key, meta) in children {
+        if meta.is_dir() {
+            if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                if let Some(found) = first_in(&dir.join(key.rsplit('/').next().unwrap_or(&key)), &key, prefix)? {
+                    return Ok(Some(found));
+                }
+            }
+        } else if key.starts_with(prefix) {
+            return Ok(Some(ObjectMeta { key, size: meta.len() }));
+        }
+    }
+    Ok(None)
 }
 
 struct LocalUpload {
