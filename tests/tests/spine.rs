@@ -324,7 +324,7 @@ async fn azure_secrets_are_sealed_in_the_control_store_and_never_printed() {
     let home = EmbeddedHome::open(dir.path(), ExportSettings::new(1 << 20, 6, 1).unwrap(), RetryPolicy::default(), system_clock()).unwrap();
     let secret = "sup3r-s3cret-value-that-must-not-leak";
     let doc = format!(
-        r#"{{"id":"az","org_id":"9","project_id":"5","creator":"a@b.co","destination":{{"type":"azure",
+        r#"{{"id":"az","org_id":"9","project_id":"5","admins":["a@b.co"],"creator":"a@b.co","destination":{{"type":"azure",
             "account_url":"https://acct.blob.core.windows.net","container":"events","tenant_id":"t","client_id":"c","client_secret":"{secret}"}}}}"#
     );
     let conn = Connection::from_json(&doc).unwrap();
