@@ -214,8 +214,9 @@ impl ObjectStore for LocalStore {
     }
 }
 
-fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
-    // Start the walk at the deepest folder the prefix names completely.
+/// Where a walk for `prefix` starts: the deepest folder the prefix names completely, with
+/// its key.
+fn walk_start<'p>(root: &Path, prefix: &'p str) -> Result<(PathBuf, &'p str)> {
     let dir_part = match prefix.rfind('/') {
         Some(i) => &prefix[..i],
         None => "",
@@ -223,7 +224,11 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
     if !dir_part.is_empty() {
         validate_key(dir_part)?;
     }
-    let start = if dir_part.is_empty() { root.to_path_buf() } else { root.join(dir_part) };
+    Ok((if dir_part.is_empty() { root.to_path_buf() } else { root.join(dir_part) }, dir_part))
+}
+
+fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    let (start, dir_part) = walk_start(root, prefix)?;
     let mut out = Vec::new();
     let mut stack = vec![(start, dir_part.to_string())];
     while let Some((dir, key_dir)) = stack.pop() {
@@ -261,14 +266,7 @@ fn list_blocking(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>> {
 /// The first key under `prefix` without walking the whole tree: siblings are visited in
 /// key order (a folder sorts as `name/`, as its keys do) and the walk stops at the first file.
 fn first_blocking(root: &Path, prefix: &str) -> Result<Option<ObjectMeta>> {
-    let dir_part = match prefix.rfind('/') {
-        Some(i) => &prefix[..i],
-        None => "",
-    };
-    if !dir_part.is_empty() {
-        validate_key(dir_part)?;
-    }
-    let start = if dir_part.is_empty() { root.to_path_buf() } else { root.join(dir_part) };
+    let (start, dir_part) = walk_start(root, prefix)?;
     first_in(&start, dir_part, prefix)
 }
 
