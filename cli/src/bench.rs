@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use exporter::adapters::local::store::LocalStore;
-use exporter::control::connection::{Connection, DataKinds, Destination, ProjectKind};
-use exporter::export::format::PartFormat;
 use exporter::export::generate::{generate_hour, HourSpec};
-use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets, DEFAULT_PART_SIZE};
+use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets, DEFAULT_PART_SIZE};
+use exporter::export::spec::ExportSpec;
 use exporter::hour::UtcHour;
+use exporter::model::format::PartFormat;
+use exporter::model::hour_request::ExportMode;
 use exporter::Result;
 
 /// Peak resident set size of this process so far (VmHWM), in bytes.
@@ -35,32 +36,13 @@ pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>, 
     let spec = HourSpec { project_id: "100000".into(), hour, events, events_per_file: 20_000, duplicate_every: 0, invalid_every: 0, seed: 7, gzip: true };
     eprintln!("generating {events} events into {} ...", lake.root().display());
     let generated = generate_hour(lake.as_ref(), &spec).await?;
-    let conn = Connection {
-        id: "bench".into(),
-        org_id: "1".into(),
-        project_id: "100000".into(),
-        project_kind: ProjectKind::Standard,
-        export: DataKinds { events: true, merged_ids: false },
-        filter: None,
-        destination: Destination::Local { path: dest.root().display().to_string(), prefix: "bench".into() },
-        merged_ids_destination: None,
-        admins: vec![],
-        creator: "bench@example.com".into(),
-        complete_markers: true,
-        timestamp_format: Default::default(),
-        format,
-        layout: Default::default(),
-        webhook: None,
-        failure_webhook: None,
-        enabled: true,
-        created: None,
-        owes_from: None,
-    };
+    // The export pipeline needs only a spec: no connection, destination or secrets.
+    let export = ExportSpec { merged_ids: false, format, ..ExportSpec::new("bench", "100000", "1", "bench") };
     let settings = ExportSettings::new(DEFAULT_PART_SIZE, level, threads)?;
     let targets = ExportTargets { lake: lake.clone(), events: dest.clone(), merged_ids: dest.clone() };
     reset_peak_rss();
     let start = Instant::now();
-    let report = export_hour(&conn, &targets, hour, ExportMode::Replace, &settings).await?;
+    let report = export_hour(&export, &targets, hour, ExportMode::Replace, &settings).await?;
     let seconds = start.elapsed().as_secs_f64();
     let rss = peak_rss().unwrap_or(0);
     let data = report.manifest.as_ref().and_then(|m| m.events.clone()).expect("events exported");

@@ -5,13 +5,14 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use exporter::access::policy::{role_arn_from_template, s3_policies, DEFAULT_ROLE_TEMPLATE};
-use exporter::control::connection::{Connection, Destination};
+use exporter::control::connection::Connection;
 use exporter::control::lifecycle;
 use exporter::control::store::ConnectionFile;
-use exporter::export::ddl::{table_ddl, DdlOptions, Engine};
 use exporter::export::generate::{generate_hour, generate_merges, HourSpec};
-use exporter::export::hour_export::ExportMode;
 use exporter::hour::{HourRange, UtcHour};
+use exporter::model::destination::Destination;
+use exporter::model::hour_request::ExportMode;
+use exporter::readers::ddl::{table_ddl, DdlOptions, Engine};
 use exporter::runtime::factory::{probe_destination, project_principal};
 use exporter::{ExportError, Result};
 

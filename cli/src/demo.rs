@@ -17,12 +17,12 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use exporter::control::connection::Connection;
 use exporter::export::columns::{export_columns, ColumnType};
-use exporter::export::format::PartFormat;
 use exporter::export::generate::{generate_hour, generate_merges, write_raw_event, Generated, HourSpec};
-use exporter::export::hour_export::events_layout;
+
 use exporter::export::manifest::Manifest;
 use exporter::export::schema::{EXPORT_FIELDS, TIMESTAMP_FIELDS};
 use exporter::hour::{HourRange, UtcHour};
+use exporter::model::format::PartFormat;
 use exporter::ports::ObjectStore;
 use exporter::{ExportError, Result};
 use sha2::{Digest, Sha256};
@@ -86,7 +86,7 @@ impl ReplayClock {
     fn set(&self, t: DateTime<Utc>) {
         *self.0.lock().expect("clock") = t;
     }
-    fn clock(&self) -> exporter::delivery::failure::Clock {
+    fn clock(&self) -> exporter::model::clock::Clock {
         let c = self.0.clone();
         Arc::new(move || *c.lock().expect("clock"))
     }
@@ -101,7 +101,7 @@ fn time(s: &str) -> DateTime<Utc> {
 async fn replay_step(home: &Home, at: DateTime<Utc>, quiet_success: bool, checks: &mut Checks) -> Result<Vec<exporter::delivery::failure::HourResult>> {
     let embedded = home.embedded("demo")?;
     let mut responses = Vec::new();
-    if at.minute() == exporter::delivery::schedule::HOURLY_MINUTE {
+    if at.minute() == exporter::model::schedule::HOURLY_MINUTE {
         for id in CONNECTIONS {
             responses.push(embedded.fire_hourly(id, at).await);
         }
@@ -400,13 +400,13 @@ async fn verify_exports(
     let mut exported_by_connection = BTreeMap::new();
     println!("   {:<12} {:<14} {:>6} {:>8} {:>8} {:>10} {:>7}  PARTS", "CONNECTION", "HOUR", "READ", "EXPORTED", "FILTERED", "DUPLICATES", "INVALID");
     for conn in home.control.list_connections().await? {
-        let exporter::control::connection::Destination::Local { path, .. } = &conn.destination else {
+        let exporter::model::destination::Destination::Local { path, .. } = &conn.destination else {
             checks.check(false, || format!("{}: the demo's destinations are local folders", conn.id));
             continue;
         };
         let root = Path::new(path);
         checks.check(root.starts_with(destinations), || format!("{}: {} is outside the demo", conn.id, root.display()));
-        let layout = events_layout(&conn);
+        let layout = conn.events_layout();
         let mut seen = HashSet::new();
         for hour in hours.hours() {
             let marker = root.join(layout.complete_key(hour));
@@ -484,7 +484,7 @@ async fn verify_exports(
             checks.check(counted == acc.exported, || format!("{} {hour}: {counted} lines in parts, manifest says {}", conn.id, acc.exported));
             *exported_by_connection.entry(conn.id.clone()).or_insert(0) += acc.exported;
             if let Some(merged) = &manifest.merged_ids {
-                let expected = exporter::export::hour_export::merged_ids_layout(&conn).merged_ids_key(hour);
+                let expected = conn.merged_ids_layout().merged_ids_key(hour);
                 checks.check(merged.files.iter().all(|f| f.key == expected), || format!("{} {hour}: merged IDs misnamed (expected {expected})", conn.id));
             }
         }
@@ -547,7 +547,7 @@ fn part_records(key: &str, bytes: &[u8], format: PartFormat, checks: &mut Checks
 /// the count it must return: every event its markers account for (the test suite runs the
 /// statement in DuckDB and compares).
 async fn show_duckdb_table(home: &Home, exported: u64, checks: &mut Checks) -> Result<()> {
-    use exporter::export::ddl::{table_ddl, DdlOptions, Engine};
+    use exporter::readers::ddl::{table_ddl, DdlOptions, Engine};
     let conn = home.control.get_connection("acme-lake").await?;
     let ddl = table_ddl(&conn, Engine::DuckDb, &DdlOptions::default())?;
     for line in ddl.lines() {

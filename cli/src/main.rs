@@ -141,11 +141,11 @@ enum Command {
         dir: Option<PathBuf>,
         /// Part format: json (gzipped JSON lines) or parquet.
         #[arg(long, default_value = "json", value_parser = parse_format)]
-        format: exporter::export::format::PartFormat,
+        format: exporter::model::format::PartFormat,
     },
 }
 
-fn parse_format(text: &str) -> Result<exporter::export::format::PartFormat, String> {
+fn parse_format(text: &str) -> Result<exporter::model::format::PartFormat, String> {
     serde_json::from_value(serde_json::Value::from(text)).map_err(|_| format!("{text:?} is not a part format: use json or parquet"))
 }
 

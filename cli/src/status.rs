@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use exporter::control::health::{self, Health};
 use exporter::control::ledger::HourLedger;
-use exporter::export::hour_export::ExportMode;
 use exporter::hour::UtcHour;
+use exporter::model::hour_request::ExportMode;
 use exporter::Result;
 
 use crate::home::Home;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use exporter::delivery::hour_event::hour_event_id;
+use exporter::control::hour_event::hour_event_id;
 use exporter::export::manifest::Manifest;
 use exporter::hour::UtcHour;
 use serde_json::Value;

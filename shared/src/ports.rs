@@ -1,6 +1,7 @@
 //! The ports: every trait the domain needs from the outside world, in one place. Adapters
 //! (`crate::adapters`) implement them for S3, Azure Blob, KMS, SES, EventBridge Scheduler,
-//! Lambda and local folders; the domain takes them as `&dyn` or `Arc<dyn>`.
+//! Lambda and local folders; the domain takes them as `&dyn` or `Arc<dyn>`. They carry only
+//! the values of [`crate::model`], so this file sits below every domain folder.
 //!
 //! - Storage: [`ObjectStore`] (with [`StreamingUpload`]) for the lake, the control store
 //!   and every destination, and [`DestinationOpener`] to reach a connection's destination.
@@ -19,13 +20,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::access::probe::ProbeReport;
-use crate::control::connection::{Connection, Destination};
-use crate::control::secret::{Secret, SecretBinding};
-use crate::delivery::hour_event::HourExported;
-use crate::delivery::notify::Email;
-use crate::delivery::retry::PlannedRetry;
 use crate::error::Result;
+use crate::model::destination::Destination;
+use crate::model::email::Email;
+use crate::model::hour_event::HourExported;
+use crate::model::hour_request::PlannedRetry;
+use crate::model::probe_report::ProbeReport;
+use crate::model::secret::{Secret, SecretBinding};
 
 /// A stream of an object's bytes, read chunk by chunk.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
@@ -187,7 +188,8 @@ pub trait DestinationProber: Send + Sync {
     /// (plain http, a host inside our network); `field` names it in the error.
     fn admit_webhook(&self, field: &str, url: &str) -> Result<()>;
 
-    async fn probe(&self, conn: &Connection, dest: &Destination) -> ProbeReport;
+    /// Probes `dest` as the identity that writes it for `project_id` (the project role).
+    async fn probe(&self, dest: &Destination, project_id: &str) -> ProbeReport;
 }
 
 /// Publishes "Hour Exported" events to the stack's event bus (EventBridge in the cloud, the

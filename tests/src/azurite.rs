@@ -10,8 +10,8 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use exporter::adapters::azure::endpoint::EndpointRules;
 use exporter::adapters::azure::store::{AzureOptions, AzureStore};
-use exporter::control::connection::AzureAuth;
-use exporter::control::secret::Secret;
+use exporter::model::destination::AzureAuth;
+use exporter::model::secret::Secret;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 

@@ -14,9 +14,10 @@ use exporter::control::connection::Connection;
 use exporter::control::projects::Project;
 use exporter::control::store::ControlStore;
 use exporter::export::generate::{generate_hour, generate_merges, Generated, HourSpec};
-use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets};
+use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets};
 use exporter::export::manifest::Manifest;
 use exporter::hour::UtcHour;
+use exporter::model::hour_request::ExportMode;
 use exporter::ports::{collect_stream, CreateOutcome, ObjectStore};
 use exporter::ExportError;
 use futures::FutureExt;
@@ -258,7 +259,7 @@ impl ExportFixture {
     }
 
     async fn export(&self, mode: ExportMode, settings: &ExportSettings) -> exporter::export::hour_export::HourReport {
-        export_hour(&self.conn, &self.targets, self.hour, mode, settings).await.expect("export")
+        export_hour(&self.conn.export_spec().unwrap(), &self.targets, self.hour, mode, settings).await.expect("export")
     }
 
     fn dest(&self) -> &dyn ObjectStore {

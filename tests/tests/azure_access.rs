@@ -5,14 +5,14 @@
 
 use bytes::Bytes;
 use chrono::{Duration, Utc};
-use exporter::access::probe::{ProbeOutcome, ProbeReport};
 use exporter::adapters::azure::endpoint::EndpointRules;
 use exporter::adapters::azure::errors::{BLOB_DELETE, BLOB_READ, BLOB_WRITE};
 use exporter::adapters::azure::probe::AzureProbe;
 use exporter::adapters::azure::store::AzureStore;
-use exporter::control::connection::AzureAuth;
-use exporter::control::connection::Destination;
-use exporter::control::secret::Secret;
+use exporter::model::destination::AzureAuth;
+use exporter::model::destination::Destination;
+use exporter::model::probe_report::{ProbeOutcome, ProbeReport};
+use exporter::model::secret::Secret;
 use exporter::ports::AccessProbe;
 use exporter::ports::ObjectStore;
 use exporter::runtime::factory::{open_store, probe_destination, CloudContext};

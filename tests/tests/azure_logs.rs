@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use exporter::adapters::azure::probe::AzureProbe;
 use exporter::adapters::azure::store::AzureStore;
-use exporter::control::connection::AzureAuth;
-use exporter::control::secret::Secret;
+use exporter::model::destination::AzureAuth;
+use exporter::model::secret::Secret;
 use exporter::ports::AccessProbe;
 use exporter::ports::ObjectStore;
 use integration_tests::azurite::{self, account_sas};

@@ -10,8 +10,8 @@ use azure_storage_blob::{BlobClient, BlobClientOptions};
 use bytes::Bytes;
 use exporter::adapters::azure::endpoint::EndpointRules;
 use exporter::adapters::azure::store::{AzureOptions, AzureStore};
-use exporter::control::connection::AzureAuth;
-use exporter::control::secret::Secret;
+use exporter::model::destination::AzureAuth;
+use exporter::model::secret::Secret;
 use exporter::ports::{collect_stream, ObjectStore};
 use integration_tests::azurite::{self, account_sas, ALL_PERMISSIONS};
 use integration_tests::conformance::store_conformance;
@@ -182,8 +182,10 @@ fn gunzip_lines(data: &[u8]) -> usize {
 
 #[tokio::test]
 async fn events_and_merged_ids_go_to_two_containers_of_one_connection() {
-    use exporter::control::connection::{Connection, DataKinds, Destination, ProjectKind};
-    use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets};
+    use exporter::control::connection::{Connection, DataKinds, ProjectKind};
+    use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets};
+    use exporter::model::destination::Destination;
+    use exporter::model::hour_request::ExportMode;
     use exporter::runtime::factory::{open_store, CloudContext};
     use exporter::UtcHour;
 
@@ -233,7 +235,7 @@ async fn events_and_merged_ids_go_to_two_containers_of_one_connection() {
 
     // Small parts: several parts per hour.
     let small = ExportSettings::new(256 << 10, 6, 2).unwrap();
-    let report = export_hour(&conn, &targets, hour, ExportMode::Recurring, &small).await.unwrap();
+    let report = export_hour(&conn.export_spec().unwrap(), &targets, hour, ExportMode::Recurring, &small).await.unwrap();
     let manifest = report.manifest.expect("exported");
     let events_report = manifest.events.as_ref().unwrap();
     assert_eq!(events_report.accounting.exported, 3000);
@@ -256,11 +258,11 @@ async fn events_and_merged_ids_go_to_two_containers_of_one_connection() {
     assert_eq!(gunzip_lines(&ids_store.get(&id_keys[0]).await.unwrap()), 20);
 
     // Recurring run again: the marker is there, the hour is skipped.
-    assert!(export_hour(&conn, &targets, hour, ExportMode::Recurring, &small).await.unwrap().skipped);
+    assert!(export_hour(&conn.export_spec().unwrap(), &targets, hour, ExportMode::Recurring, &small).await.unwrap().skipped);
 
     // Replace with bigger parts: fewer parts, the stale ones are deleted.
     let big = ExportSettings::new(64 << 20, 6, 2).unwrap();
-    let report = export_hour(&conn, &targets, hour, ExportMode::Replace, &big).await.unwrap();
+    let report = export_hour(&conn.export_spec().unwrap(), &targets, hour, ExportMode::Replace, &big).await.unwrap();
     assert_eq!(report.manifest.unwrap().events.unwrap().files.len(), 1);
     let ev_keys: Vec<String> = events_store.list(&format!("exports/amplitude/{project}/")).await.unwrap().into_iter().map(|m| m.key).collect();
     assert_eq!(

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use exporter::adapters::local::cipher::LocalCipher;
 use exporter::adapters::local::scheduler::LocalScheduler;
-use exporter::control::connection::{Connection, DataKinds, Destination, ProjectKind};
+use exporter::control::connection::{Connection, DataKinds, ProjectKind};
 use exporter::control::key_space;
 use exporter::control::lifecycle::create_connection;
 use exporter::control::projects::Project;
 use exporter::control::store::ControlStore;
-use exporter::export::format::PartFormat;
+use exporter::model::destination::Destination;
+use exporter::model::format::PartFormat;
 use exporter::ports::ObjectStore;
 use exporter::runtime::factory::{open_store, CloudContext};
 use exporter::runtime::function_env::FactoryProber;

@@ -260,7 +260,7 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
             format!("arn:aws:s3:::{lake_b}"), format!("arn:aws:s3:::{lake_b}/*"), format!("arn:aws:s3:::{control_b}"), format!("arn:aws:s3:::{control_b}/*")]},
         {"Effect":"Allow","Action":"sts:*","Resource":"*"}]});
     let (fn_arn, fn_key, fn_secret) = moto::create_user(&boot, &format!("{uniq}-fn"), &own).await;
-    let dest = exporter::control::connection::Destination::aws_s3(dest_b.clone(), "exports", "us-east-1", None);
+    let dest = exporter::model::destination::Destination::aws_s3(dest_b.clone(), "exports", "us-east-1", None);
     let role_name = format!("event-export-project-{project}");
     let role_arn = format!("arn:aws:iam::{ACCOUNT}:role/{role_name}");
     let identity = moto::moto_enforceable(&exporter::access::policy::s3_policies(&dest, &role_arn).unwrap().identity_policy);

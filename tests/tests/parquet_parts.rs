@@ -11,11 +11,12 @@ use exporter::adapters::local::memory::MemoryStore;
 use exporter::control::connection::Connection;
 use exporter::export::columns::{export_columns, ColumnType};
 use exporter::export::generate::{generate_hour, HourSpec};
-use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets};
+use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets};
 use exporter::export::manifest::Manifest;
 use exporter::export::parquet_parts::arrow_schema;
 use exporter::export::timestamp::parse_micros;
 use exporter::hour::UtcHour;
+use exporter::model::hour_request::ExportMode;
 use exporter::ports::ObjectStore;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
@@ -113,9 +114,16 @@ async fn parquet_parts_hold_exactly_what_the_json_parts_hold_and_re_export_byte_
     let json_conn = conn("");
     let parquet_conn = conn(r#","format":"parquet","layout":"hive""#);
     let part_bytes = 1 << 20;
-    let json = export_hour(&json_conn, &targets(&lake, &json_dest), hour(), ExportMode::Replace, &settings(part_bytes, 2)).await.unwrap().manifest.unwrap();
-    let parquet =
-        export_hour(&parquet_conn, &targets(&lake, &parquet_dest), hour(), ExportMode::Replace, &settings(part_bytes, 2)).await.unwrap().manifest.unwrap();
+    let json = export_hour(&json_conn.export_spec().unwrap(), &targets(&lake, &json_dest), hour(), ExportMode::Replace, &settings(part_bytes, 2))
+        .await
+        .unwrap()
+        .manifest
+        .unwrap();
+    let parquet = export_hour(&parquet_conn.export_spec().unwrap(), &targets(&lake, &parquet_dest), hour(), ExportMode::Replace, &settings(part_bytes, 2))
+        .await
+        .unwrap()
+        .manifest
+        .unwrap();
 
     let (json_events, parquet_events) = (json.events.unwrap(), parquet.events.clone().unwrap());
     assert_eq!(json_events.accounting, parquet_events.accounting, "the same accounting whatever the format");
@@ -136,7 +144,7 @@ async fn parquet_parts_hold_exactly_what_the_json_parts_hold_and_re_export_byte_
 
     // Re-running the hour, with another thread count, rewrites identical bytes.
     let before = snapshot(&parquet_dest).await;
-    export_hour(&parquet_conn, &targets(&lake, &parquet_dest), hour(), ExportMode::Replace, &settings(part_bytes, 1)).await.unwrap();
+    export_hour(&parquet_conn.export_spec().unwrap(), &targets(&lake, &parquet_dest), hour(), ExportMode::Replace, &settings(part_bytes, 1)).await.unwrap();
     assert!(before == snapshot(&parquet_dest).await, "a replace from the same lake changed the Parquet export");
 }
 
@@ -146,9 +154,12 @@ async fn late_files_become_new_parquet_parts_and_a_replace_folds_them_back() {
     let dest = Arc::new(MemoryStore::new("dest"));
     let c = conn(r#","format":"parquet""#);
     let s = settings(64 << 20, 2);
-    let first = export_hour(&c, &targets(&lake, &dest), hour(), ExportMode::Recurring, &s).await.unwrap().manifest.unwrap();
+    let first = export_hour(&c.export_spec().unwrap(), &targets(&lake, &dest), hour(), ExportMode::Recurring, &s).await.unwrap().manifest.unwrap();
     assert_eq!(first.events.as_ref().unwrap().files.len(), 1);
-    assert!(export_hour(&c, &targets(&lake, &dest), hour(), ExportMode::Recurring, &s).await.unwrap().skipped, "recurring skips a complete hour");
+    assert!(
+        export_hour(&c.export_spec().unwrap(), &targets(&lake, &dest), hour(), ExportMode::Recurring, &s).await.unwrap().skipped,
+        "recurring skips a complete hour"
+    );
 
     // A late file: two events already exported (same device and insert id) and one new.
     let exported = parquet_rows(&dest.get(&first.events.as_ref().unwrap().files[0].key).await.unwrap());
@@ -166,7 +177,7 @@ async fn late_files_become_new_parquet_parts_and_a_replace_folds_them_back() {
     .join("\n");
     lake.put("events/187520/2020-01-25/17/zz-late.json", Bytes::from(body)).await.unwrap();
 
-    let report = export_hour(&c, &targets(&lake, &dest), hour(), ExportMode::Late, &s).await.unwrap();
+    let report = export_hour(&c.export_spec().unwrap(), &targets(&lake, &dest), hour(), ExportMode::Late, &s).await.unwrap();
     let late = report.late.unwrap();
     assert_eq!((late.accounting.read, late.accounting.exported, late.accounting.duplicates), (3, 1, 2));
     assert_eq!(late.files.len(), 1);
@@ -180,7 +191,7 @@ async fn late_files_become_new_parquet_parts_and_a_replace_folds_them_back() {
     assert_eq!(marker.events.unwrap().accounting.exported, total);
 
     // A replace rewrites the hour as one part holding every event once; the late part goes.
-    let replaced = export_hour(&c, &targets(&lake, &dest), hour(), ExportMode::Replace, &s).await.unwrap().manifest.unwrap();
+    let replaced = export_hour(&c.export_spec().unwrap(), &targets(&lake, &dest), hour(), ExportMode::Replace, &s).await.unwrap().manifest.unwrap();
     let files = replaced.events.unwrap().files;
     assert_eq!(files.len(), 1);
     assert_eq!(parquet_rows(&dest.get(&files[0].key).await.unwrap()).len() as u64, total);

@@ -7,11 +7,13 @@
 use std::sync::Arc;
 
 use exporter::access::policy::s3_policies;
-use exporter::access::probe::{ProbeOutcome, ProbeReport};
 use exporter::adapters::aws::context::AwsContext;
 use exporter::adapters::local::store::LocalStore;
-use exporter::control::connection::{Connection, DataKinds, Destination, ProjectKind};
-use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets};
+use exporter::control::connection::{Connection, DataKinds, ProjectKind};
+use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets};
+use exporter::model::destination::Destination;
+use exporter::model::hour_request::ExportMode;
+use exporter::model::probe_report::{ProbeOutcome, ProbeReport};
 use exporter::ports::ObjectStore;
 use exporter::runtime::factory::{open_store, probe_destination, CloudContext};
 use exporter::{ExportError, UtcHour};
@@ -226,7 +228,7 @@ async fn export_to_a_bucket_the_role_cannot_write_names_the_permission_and_leave
     let armed = AuthArmed::arm(&url);
     let store = open_store(&dest, &project, &ctx).await.expect("the role can be assumed");
     let targets = ExportTargets { lake, events: store.clone(), merged_ids: store };
-    let result = export_hour(&conn, &targets, hour, ExportMode::Recurring, &settings).await;
+    let result = export_hour(&conn.export_spec().unwrap(), &targets, hour, ExportMode::Recurring, &settings).await;
     drop(armed);
 
     match result {
@@ -255,7 +257,7 @@ async fn export_to_a_bucket_the_role_cannot_write_names_the_permission_and_leave
         .await
         .unwrap();
     let armed = AuthArmed::arm(&url);
-    let report = export_hour(&conn, &targets, hour, ExportMode::Recurring, &settings).await;
+    let report = export_hour(&conn.export_spec().unwrap(), &targets, hour, ExportMode::Recurring, &settings).await;
     drop(armed);
     let report = report.expect("export with the generated policy");
     assert_eq!(report.manifest.as_ref().and_then(|m| m.events.as_ref()).map(|e| e.files.len()), Some(1));

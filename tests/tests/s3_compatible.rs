@@ -16,18 +16,20 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use exporter::access::policy::{s3_compatible_grants, s3_policies};
-use exporter::access::probe::{ProbeOutcome, ProbeReport};
 use exporter::adapters::azure::endpoint::EndpointRules;
 use exporter::adapters::azure::store::AzureOptions;
 use exporter::adapters::local::cipher::LocalCipher;
 use exporter::adapters::local::scheduler::LocalScheduler;
 use exporter::adapters::local::store::LocalStore;
-use exporter::control::connection::{Connection, Destination};
+use exporter::control::connection::Connection;
 use exporter::control::lifecycle::create_connection;
 use exporter::control::projects::Project;
-use exporter::control::secret::Secret;
 use exporter::control::store::ControlStore;
-use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets};
+use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets};
+use exporter::model::destination::Destination;
+use exporter::model::hour_request::ExportMode;
+use exporter::model::probe_report::{ProbeOutcome, ProbeReport};
+use exporter::model::secret::Secret;
 use exporter::ports::{HourlySchedules, ObjectStore};
 use exporter::runtime::factory::{open_store, probe_destination, CloudContext};
 use exporter::runtime::function_env::FactoryProber;
@@ -156,7 +158,7 @@ async fn a_compatible_store_is_created_exported_to_and_read_back_path_style() {
     let targets = ExportTargets { lake, events: store.clone(), merged_ids: store };
     let settings = ExportSettings::new(1 << 20, 6, 1).unwrap();
     let hour = UtcHour::parse("2020-01-25T17").unwrap();
-    let exported = export_hour(&conn, &targets, hour, ExportMode::Recurring, &settings).await.expect("export to the compatible store");
+    let exported = export_hour(&conn.export_spec().unwrap(), &targets, hour, ExportMode::Recurring, &settings).await.expect("export to the compatible store");
     let files = exported.manifest.as_ref().and_then(|m| m.events.as_ref()).map(|e| e.files.len());
     assert_eq!(files, Some(1), "one part");
 
@@ -226,7 +228,14 @@ async fn a_wrong_secret_or_missing_bucket_names_the_key_and_endpoint_never_the_s
     let store = open_store(&bad, PROJECT, &ctx).await.expect("opening sends no request");
     let targets = ExportTargets { lake, events: store.clone(), merged_ids: store };
     let settings = ExportSettings::new(1 << 20, 6, 1).unwrap();
-    let exported = export_hour(&connection("compat-bad", &bad), &targets, UtcHour::parse("2020-01-25T17").unwrap(), ExportMode::Recurring, &settings).await;
+    let exported = export_hour(
+        &connection("compat-bad", &bad).export_spec().unwrap(),
+        &targets,
+        UtcHour::parse("2020-01-25T17").unwrap(),
+        ExportMode::Recurring,
+        &settings,
+    )
+    .await;
     drop(armed);
 
     eprintln!("{}\n{}", bad_report.table(), missing_report.table());

@@ -8,7 +8,7 @@ use aws_sdk_s3::types::ServerSideEncryption;
 use bytes::Bytes;
 use exporter::adapters::aws::context::AwsContext;
 use exporter::adapters::aws::s3::S3Store;
-use exporter::control::connection::Destination;
+use exporter::model::destination::Destination;
 use exporter::ports::{CreateOutcome, ObjectStore};
 use exporter::runtime::factory::{open_store, CloudContext};
 use exporter::ExportError;
@@ -217,7 +217,8 @@ async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
     use std::io::Read;
 
     use exporter::control::connection::{Connection, DataKinds, ProjectKind};
-    use exporter::export::hour_export::{events_layout, export_hour, ExportMode, ExportSettings, ExportTargets};
+    use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets};
+    use exporter::model::hour_request::ExportMode;
     use exporter::UtcHour;
 
     let url = moto_url();
@@ -270,12 +271,12 @@ async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
     let store = open_store(&dest, project, &role_context(&url)).await.unwrap();
     let targets = ExportTargets { lake, events: store.clone(), merged_ids: store.clone() };
     let hour = UtcHour::parse("2020-01-25T17").unwrap();
-    let layout = events_layout(&conn);
+    let layout = conn.events_layout();
     let parts_in_s3 = || async { store.list(&layout.part_prefix(hour)).await.unwrap().into_iter().map(|m| m.key).collect::<Vec<_>>() };
 
     // Small parts: several parts for the hour.
     let small = ExportSettings::new(16 << 10, 6, 1).unwrap();
-    let first = export_hour(&conn, &targets, hour, ExportMode::Replace, &small).await.unwrap();
+    let first = export_hour(&conn.export_spec().unwrap(), &targets, hour, ExportMode::Replace, &small).await.unwrap();
     let first_parts = first.manifest.unwrap().events.unwrap().files.len();
     assert!(first_parts >= 3, "expected several parts, got {first_parts}");
     assert_eq!(parts_in_s3().await.len(), first_parts);
@@ -285,7 +286,7 @@ async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
     assert_eq!(head.ssekms_key_id(), Some(key.as_str()), "parts carry the connection's key");
 
     // Recurring: the marker in S3 makes the hour a skip.
-    let again = export_hour(&conn, &targets, hour, ExportMode::Recurring, &small).await.unwrap();
+    let again = export_hour(&conn.export_spec().unwrap(), &targets, hour, ExportMode::Recurring, &small).await.unwrap();
     assert!(again.skipped, "the complete marker must be read back from S3");
 
     // A stale extra part (as left by an older, differently split export) and a replace
@@ -293,7 +294,7 @@ async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
     let stale = layout.part_key(hour, first_parts as u32 + 5);
     store.put(&stale, Bytes::from_static(b"stale")).await.unwrap();
     let big = ExportSettings::new(64 << 20, 6, 1).unwrap();
-    let replaced = export_hour(&conn, &targets, hour, ExportMode::Replace, &big).await.unwrap();
+    let replaced = export_hour(&conn.export_spec().unwrap(), &targets, hour, ExportMode::Replace, &big).await.unwrap();
     let report = replaced.manifest.unwrap().events.unwrap();
     assert_eq!(report.files.len(), 1);
     assert_eq!(parts_in_s3().await, vec![part0.clone()], "stale parts must be deleted on replace");

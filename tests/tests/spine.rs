@@ -11,11 +11,12 @@ use exporter::adapters::local::store::LocalStore;
 use exporter::control::connection::Connection;
 use exporter::control::projects::Project;
 use exporter::delivery::backfill::BackfillRequest;
-use exporter::delivery::failure::system_clock;
 use exporter::delivery::retry::RetryPolicy;
 use exporter::export::generate::{generate_hour, HourSpec};
-use exporter::export::hour_export::{export_hour, ExportMode, ExportSettings, ExportTargets, HourReport};
+use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets, HourReport};
 use exporter::hour::{HourRange, UtcHour};
+use exporter::model::clock::system_clock;
+use exporter::model::hour_request::ExportMode;
 use exporter::ports::ObjectStore;
 use exporter::runtime::embedded::EmbeddedHome;
 use exporter::ExportError;
@@ -52,7 +53,7 @@ impl World {
     }
 
     async fn export(&self, c: &Connection, mode: ExportMode, settings: &ExportSettings) -> Result<HourReport, ExportError> {
-        export_hour(c, &self.targets(), UtcHour::parse(HOUR).unwrap(), mode, settings).await
+        export_hour(&c.export_spec().unwrap(), &self.targets(), UtcHour::parse(HOUR).unwrap(), mode, settings).await
     }
 
     async fn exported_lines(&self) -> Vec<serde_json::Value> {
@@ -89,13 +90,13 @@ async fn names_use_hash_and_unpadded_hours_and_empty_hours_get_a_marker() {
     let early = UtcHour::parse("2020-01-05T04").unwrap();
     w.lake.put("events/187520/2020-01-05/04/a.json", Bytes::from(event("d", "i", "x") + "\n")).await.unwrap();
     let c = conn("");
-    export_hour(&c, &w.targets(), early, ExportMode::Recurring, &settings(1 << 20, 1)).await.unwrap();
+    export_hour(&c.export_spec().unwrap(), &w.targets(), early, ExportMode::Recurring, &settings(1 << 20, 1)).await.unwrap();
     let keys = w.dest.keys();
     assert!(keys.contains(&"exports/187520/187520_2020-01-05_4#0.json.gz".to_string()), "{keys:?}");
     assert!(keys.contains(&"exports/187520/187520_2020-01-05_4_complete".to_string()));
     // an hour with no lake data at all
     let empty = UtcHour::parse("2020-01-05T05").unwrap();
-    let report = export_hour(&c, &w.targets(), empty, ExportMode::Recurring, &settings(1 << 20, 1)).await.unwrap();
+    let report = export_hour(&c.export_spec().unwrap(), &w.targets(), empty, ExportMode::Recurring, &settings(1 << 20, 1)).await.unwrap();
     let m = report.manifest.unwrap();
     assert_eq!(m.events.unwrap().files.len(), 0);
     assert!(w.dest.keys().contains(&"exports/187520/187520_2020-01-05_5_complete".to_string()));
@@ -336,7 +337,7 @@ async fn azure_secrets_are_sealed_in_the_control_store_and_never_printed() {
     assert!(stored.contains("local2:"), "sealed with the local key: {stored}");
     let loaded = home.control.get_connection("az").await.unwrap();
     match loaded.destination {
-        exporter::control::connection::Destination::Azure { client_secret: Some(s), .. } => assert_eq!(s.expose(), secret),
+        exporter::model::destination::Destination::Azure { client_secret: Some(s), .. } => assert_eq!(s.expose(), secret),
         other => panic!("unexpected destination {other:?}"),
     }
 }
@@ -363,7 +364,9 @@ async fn a_lake_that_fails_mid_hour_leaves_no_part_and_no_marker() {
     let gone = files[1].key.clone();
     let lake_for_hook = lake.clone();
     let targets = ExportTargets { lake: Arc::new(VanishingLake { inner: lake_for_hook, gone }), events: dest.clone(), merged_ids: dest.clone() };
-    let err = export_hour(&conn(""), &targets, UtcHour::parse(HOUR).unwrap(), ExportMode::Recurring, &settings(64 << 20, 2)).await.unwrap_err();
+    let err = export_hour(&conn("").export_spec().unwrap(), &targets, UtcHour::parse(HOUR).unwrap(), ExportMode::Recurring, &settings(64 << 20, 2))
+        .await
+        .unwrap_err();
     // A missing lake object is our own infrastructure's failure, never the destination's.
     assert!(matches!(&err, ExportError::OurInfrastructure { component, detail } if component == "event lake" && detail.contains("not found")), "{err}");
     assert!(!err.is_accessibility() && err.is_retryable(), "{err}");
@@ -417,7 +420,7 @@ impl ObjectStore for VanishingLake {
 async fn a_run_short_of_time_hands_the_hours_it_cannot_start_to_one_time_schedules() {
     let dir = tempfile::tempdir().unwrap();
     let at = chrono::DateTime::parse_from_rfc3339("2020-01-25T04:20:00Z").unwrap().with_timezone(&Utc);
-    let clock: exporter::delivery::failure::Clock = Arc::new(move || at);
+    let clock: exporter::model::clock::Clock = Arc::new(move || at);
     let home = EmbeddedHome::open(dir.path(), ExportSettings::new(1 << 20, 6, 1).unwrap(), RetryPolicy::default(), clock).unwrap();
     let dest = dir.path().join("dest");
     std::fs::create_dir_all(&dest).unwrap();

@@ -12,8 +12,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::control::connection::{Connection, Destination};
+use crate::control::connection::Connection;
 use crate::error::{ExportError, Result};
+use crate::model::destination::Destination;
 use crate::ports::KeyResolver;
 
 /// Role ARN template used when none is configured.
@@ -552,7 +553,7 @@ mod tests {
     }
 
     fn compatible(endpoint: &str) -> Destination {
-        Destination::s3_compatible(endpoint, "acme-events", "exports/", "auto", true, "KEYID123", crate::control::secret::Secret::new("the-secret-value"))
+        Destination::s3_compatible(endpoint, "acme-events", "exports/", "auto", true, "KEYID123", crate::model::secret::Secret::new("the-secret-value"))
     }
 
     #[test]

@@ -3,116 +3,12 @@
 //! the same [`round_trip`] through the storage port (write, read back, list, delete a probe
 //! object); each provider adds its own checks around it (S3: the bucket, a multipart upload
 //! and the KMS key; Azure: the token or SAS expiry and the container). This module holds
-//! the round trip, the result shape and how it is reported.
-
-use std::fmt::Write;
-
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+//! the round trip; what it finds is a [`ProbeReport`] (`crate::model::probe_report`).
 
 use crate::error::{ExportError, Result};
+use crate::model::probe_report::{ProbeOutcome, ProbeResult, PROBE_DIR};
 use crate::ports::{join_key, ObjectStore};
-
-/// Folder under the connection's prefix that holds the short-lived probe object, for
-/// every provider (one lifecycle rule covers them all).
-pub const PROBE_DIR: &str = "_export_probe";
-
-/// Outcome of one probe.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum ProbeOutcome {
-    Pass,
-    /// Refused: `cause` is the error kind (PermissionDenied, BadCredentials, ...).
-    Fail {
-        cause: String,
-        detail: String,
-    },
-    /// Not run because an earlier probe it depends on failed.
-    Skipped {
-        reason: String,
-    },
-}
-
-/// One check, e.g. "put probe object" needing `s3:PutObject`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbeResult {
-    pub check: String,
-    /// The permission the check needs (`s3:PutObject`, `kms:Decrypt`,
-    /// `Microsoft.Storage/.../blobs/write`) or the precondition (`bucket exists`).
-    pub permission: String,
-    #[serde(flatten)]
-    pub outcome: ProbeOutcome,
-}
-
-impl ProbeResult {
-    pub fn pass(check: &str, permission: &str) -> Self {
-        ProbeResult { check: check.into(), permission: permission.into(), outcome: ProbeOutcome::Pass }
-    }
-
-    pub fn fail(check: &str, permission: &str, err: &ExportError) -> Self {
-        ProbeResult { check: check.into(), permission: permission.into(), outcome: ProbeOutcome::Fail { cause: err.kind().into(), detail: err.to_string() } }
-    }
-
-    pub fn skipped(check: &str, permission: &str, reason: &str) -> Self {
-        ProbeResult { check: check.into(), permission: permission.into(), outcome: ProbeOutcome::Skipped { reason: reason.into() } }
-    }
-
-    pub fn passed(&self) -> bool {
-        self.outcome == ProbeOutcome::Pass
-    }
-
-    pub fn failed(&self) -> bool {
-        matches!(self.outcome, ProbeOutcome::Fail { .. })
-    }
-}
-
-/// All probes of one destination.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbeReport {
-    /// e.g. `s3://bucket/prefix` or `https://acct.blob.core.windows.net/container/prefix`.
-    pub destination: String,
-    /// The identity the probes ran as (role ARN, service principal client id).
-    pub principal: Option<String>,
-    pub results: Vec<ProbeResult>,
-}
-
-impl ProbeReport {
-    pub fn all_passed(&self) -> bool {
-        self.results.iter().all(|r| r.passed())
-    }
-
-    /// The permissions (or causes) of every failed probe, in probe order, without repeats.
-    pub fn missing(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for r in self.results.iter().filter(|r| r.failed()) {
-            if !out.contains(&r.permission) {
-                out.push(r.permission.clone());
-            }
-        }
-        out
-    }
-
-    /// A fixed-width table for terminals and plain-text emails.
-    pub fn table(&self) -> String {
-        let width = self.results.iter().map(|r| r.check.len()).max().unwrap_or(5).max(5);
-        let pw = self.results.iter().map(|r| r.permission.len()).max().unwrap_or(10).max(10);
-        let mut s = String::new();
-        let _ = writeln!(s, "Destination: {}", self.destination);
-        if let Some(p) = &self.principal {
-            let _ = writeln!(s, "Principal:   {p}");
-        }
-        let _ = writeln!(s, "{:<width$}  {:<pw$}  RESULT", "CHECK", "PERMISSION");
-        for r in &self.results {
-            let result = match &r.outcome {
-                ProbeOutcome::Pass => "pass".to_string(),
-                ProbeOutcome::Fail { cause, detail } => format!("FAIL {cause}: {detail}"),
-                ProbeOutcome::Skipped { reason } => format!("skipped ({reason})"),
-            };
-            let _ = writeln!(s, "{:<width$}  {:<pw$}  {result}", r.check, r.permission);
-        }
-        s
-    }
-}
+use bytes::Bytes;
 
 /// How a provider names the four round-trip checks: `(check, permission it needs)`.
 #[derive(Debug, Clone, Copy)]
@@ -217,6 +113,7 @@ fn probe_name() -> String {
 mod tests {
     use super::*;
     use crate::adapters::local::memory::{MemoryOp, MemoryStore};
+    use crate::model::probe_report::ProbeReport;
 
     const CHECKS: RoundTripChecks =
         RoundTripChecks { write: ("write", "w"), read: ("read", "r"), list: ("list", "l"), delete: ("delete", "d"), read_answers_without_object: false };

@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::control::connection::Destination;
+use crate::model::destination::Destination;
 
 /// The one spelling of the place a destination writes to (its bucket, container or folder,
 /// without the prefix): `s3://bucket` (Amazon S3), `https://host[:port]/bucket` (an
@@ -179,7 +179,7 @@ mod tests {
     }
 
     fn compatible(endpoint: &str, bucket: &str) -> Destination {
-        Destination::s3_compatible(endpoint, bucket, "", "auto", true, "AKIAEXAMPLE", crate::control::secret::Secret::new("s"))
+        Destination::s3_compatible(endpoint, bucket, "", "auto", true, "AKIAEXAMPLE", crate::model::secret::Secret::new("s"))
     }
 
     #[test]

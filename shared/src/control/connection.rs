@@ -3,13 +3,17 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::control::secret::Secret;
 use crate::error::{ExportError, Result};
 use crate::export::filter::Filter;
-use crate::export::format::PartFormat;
-use crate::export::layout::LayoutKind;
+use crate::export::layout::ExportLayout;
+use crate::export::spec::ExportSpec;
 use crate::export::timestamp::TimestampFormat;
 use crate::hour::UtcHour;
+use crate::model::destination::Destination;
+use crate::model::fields::{validate_email, validate_http_url, validate_id, validate_numeric_id};
+use crate::model::format::PartFormat;
+use crate::model::layout_kind::LayoutKind;
+use crate::model::secret::Secret;
 
 /// Kind of Amplitude project; portfolio projects aggregate others and are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -34,10 +38,6 @@ fn yes() -> bool {
     true
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
@@ -45,317 +45,6 @@ fn is_default<T: Default + PartialEq>(value: &T) -> bool {
 impl Default for DataKinds {
     fn default() -> Self {
         DataKinds { events: true, merged_ids: true }
-    }
-}
-
-/// How an Azure destination authenticates. The connection file keeps the fields flat
-/// (`tenant_id`, `client_id`, `client_secret`, or `sas_token`); [`AzureAuth::from_fields`]
-/// reads them into this enum, so the rules about which fields go together, and what a
-/// usable secret looks like, exist once.
-#[derive(Clone, PartialEq)]
-pub enum AzureAuth {
-    /// A Microsoft Entra ID service principal with a client secret.
-    ServicePrincipal { tenant_id: String, client_id: String, client_secret: Secret },
-    /// A SAS token (the query string, with or without the leading `?`).
-    Sas { token: Secret },
-}
-
-impl std::fmt::Debug for AzureAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AzureAuth::ServicePrincipal { tenant_id, client_id, .. } => {
-                f.debug_struct("ServicePrincipal").field("tenant_id", tenant_id).field("client_id", client_id).field("client_secret", &"[redacted]").finish()
-            }
-            AzureAuth::Sas { .. } => f.write_str("Sas([redacted])"),
-        }
-    }
-}
-
-impl AzureAuth {
-    /// The credentials of an Azure destination's fields; `field` names the destination in errors.
-    pub fn from_fields(
-        field: &str,
-        tenant_id: &Option<String>,
-        client_id: &Option<String>,
-        client_secret: &Option<Secret>,
-        sas_token: &Option<Secret>,
-    ) -> Result<Self> {
-        let auth = match (tenant_id, client_id, client_secret, sas_token) {
-            (Some(tenant_id), Some(client_id), Some(client_secret), _) => {
-                AzureAuth::ServicePrincipal { tenant_id: tenant_id.clone(), client_id: client_id.clone(), client_secret: client_secret.clone() }
-            }
-            (None, None, None, Some(token)) => AzureAuth::Sas { token: token.clone() },
-            (None, None, None, None) => {
-                return Err(ExportError::invalid_config(
-                    field,
-                    "no credentials",
-                    "Give tenant_id, client_id and client_secret of a service principal (or a sas_token).",
-                ))
-            }
-            _ => {
-                return Err(ExportError::invalid_config(
-                    field,
-                    "a service principal needs tenant_id, client_id and client_secret together",
-                    "Give all three, or use sas_token instead.",
-                ))
-            }
-        };
-        auth.check(field)?;
-        Ok(auth)
-    }
-
-    /// What a usable credential looks like: a non-empty secret, a SAS token with a signature.
-    pub fn check(&self, field: &str) -> Result<()> {
-        match self {
-            AzureAuth::ServicePrincipal { tenant_id, client_id, client_secret } => {
-                if tenant_id.trim().is_empty() || client_id.trim().is_empty() {
-                    return Err(ExportError::invalid_config(
-                        field,
-                        "tenant_id and client_id must not be empty",
-                        "Give the service principal's tenant and client ids.",
-                    ));
-                }
-                if client_secret.is_empty() {
-                    return Err(ExportError::invalid_config(format!("{field}.client_secret"), "is empty", "Give the service principal's secret value."));
-                }
-            }
-            AzureAuth::Sas { token } => {
-                if !token.expose().contains("sig=") {
-                    return Err(ExportError::invalid_config(
-                        format!("{field}.sas_token"),
-                        "is not a SAS token (no sig= parameter)",
-                        "Paste the SAS token's query string (sv=...&sig=...).",
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The identity the storage account sees, for messages.
-    pub fn principal(&self) -> String {
-        match self {
-            AzureAuth::ServicePrincipal { tenant_id, client_id, .. } => format!("service principal {client_id} (tenant {tenant_id})"),
-            AzureAuth::Sas { .. } => "SAS token".into(),
-        }
-    }
-
-    /// The secret to keep out of every message.
-    pub fn secret(&self) -> &Secret {
-        match self {
-            AzureAuth::ServicePrincipal { client_secret, .. } => client_secret,
-            AzureAuth::Sas { token } => token,
-        }
-    }
-}
-
-/// Where an export goes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Destination {
-    S3 {
-        bucket: String,
-        #[serde(default)]
-        prefix: String,
-        region: String,
-        /// SSE-KMS key; every put then carries `aws:kms` and this key.
-        #[serde(default)]
-        kms_key_arn: Option<String>,
-        /// An S3-compatible store (Cloudflare R2, MinIO, GCS's XML API, Backblaze, Ceph):
-        /// its `https://` endpoint. No project role applies there: the access keys do.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        endpoint_url: Option<String>,
-        /// `https://endpoint/bucket/key` instead of `https://bucket.endpoint/key`.
-        #[serde(default, skip_serializing_if = "is_false")]
-        force_path_style: bool,
-        /// Access key of an S3-compatible store (sealed like Azure secrets with its secret).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        access_key_id: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        secret_access_key: Option<Secret>,
-    },
-    Azure {
-        /// `https://{account}.blob.core.windows.net` (or an emulator's URL).
-        account_url: String,
-        container: String,
-        #[serde(default)]
-        prefix: String,
-        #[serde(default)]
-        tenant_id: Option<String>,
-        #[serde(default)]
-        client_id: Option<String>,
-        /// Service principal secret; encrypted with KMS in the control store.
-        #[serde(default)]
-        client_secret: Option<Secret>,
-        /// Alternative to the service principal: a SAS token (query string, no `?`).
-        #[serde(default)]
-        sas_token: Option<Secret>,
-    },
-    /// A local folder (embedded mode).
-    Local {
-        path: String,
-        #[serde(default)]
-        prefix: String,
-    },
-}
-
-impl Destination {
-    /// An Amazon S3 destination, reached through the project role.
-    pub fn aws_s3(bucket: impl Into<String>, prefix: impl Into<String>, region: impl Into<String>, kms_key_arn: Option<String>) -> Self {
-        Destination::S3 {
-            bucket: bucket.into(),
-            prefix: prefix.into(),
-            region: region.into(),
-            kms_key_arn,
-            endpoint_url: None,
-            force_path_style: false,
-            access_key_id: None,
-            secret_access_key: None,
-        }
-    }
-
-    /// An S3-compatible store at `endpoint_url`, written with its own access key (see
-    /// [`Destination::S3`]); `region` is what the store expects (`auto` for R2 and GCS).
-    pub fn s3_compatible(
-        endpoint_url: impl Into<String>,
-        bucket: impl Into<String>,
-        prefix: impl Into<String>,
-        region: impl Into<String>,
-        force_path_style: bool,
-        access_key_id: impl Into<String>,
-        secret_access_key: Secret,
-    ) -> Self {
-        Destination::S3 {
-            bucket: bucket.into(),
-            prefix: prefix.into(),
-            region: region.into(),
-            kms_key_arn: None,
-            endpoint_url: Some(endpoint_url.into()),
-            force_path_style,
-            access_key_id: Some(access_key_id.into()),
-            secret_access_key: Some(secret_access_key),
-        }
-    }
-
-    pub fn prefix(&self) -> &str {
-        match self {
-            Destination::S3 { prefix, .. } | Destination::Azure { prefix, .. } | Destination::Local { prefix, .. } => prefix,
-        }
-    }
-
-    /// The secrets a destination holds, by field name (sealed in the control store, opened
-    /// to send them).
-    pub fn secrets_mut(&mut self) -> Vec<(&'static str, &mut Secret)> {
-        match self {
-            Destination::Azure { client_secret, sas_token, .. } => {
-                [("client_secret", client_secret), ("sas_token", sas_token)].into_iter().filter_map(|(name, s)| s.as_mut().map(|s| (name, s))).collect()
-            }
-            Destination::S3 { secret_access_key, .. } => secret_access_key.iter_mut().map(|s| ("secret_access_key", s)).collect(),
-            Destination::Local { .. } => Vec::new(),
-        }
-    }
-
-    /// The key of the claim an organisation holds on this destination's bucket, container
-    /// or folder: the same for every spelling of one place (see [`crate::control::claim`]).
-    pub fn claim_id(&self) -> String {
-        crate::control::claim::claim_id(self)
-    }
-
-    /// `s3://bucket/prefix` (`https://endpoint/bucket/prefix` for an S3-compatible store),
-    /// `azure://account/container/prefix`, `file:///path/prefix`.
-    pub fn describe(&self) -> String {
-        let with_prefix = |base: String, prefix: &str| {
-            if prefix.is_empty() {
-                base
-            } else {
-                format!("{base}/{}", prefix.trim_matches('/'))
-            }
-        };
-        match self {
-            Destination::S3 { bucket, prefix, endpoint_url: Some(endpoint), .. } => with_prefix(format!("{}/{bucket}", endpoint.trim_end_matches('/')), prefix),
-            Destination::S3 { bucket, prefix, .. } => with_prefix(format!("s3://{bucket}"), prefix),
-            Destination::Azure { account_url, container, prefix, .. } => with_prefix(format!("{}/{container}", account_url.trim_end_matches('/')), prefix),
-            Destination::Local { path, prefix } => with_prefix(format!("file://{path}"), prefix),
-        }
-    }
-
-    fn validate(&self, field: &str) -> Result<()> {
-        validate_prefix(&format!("{field}.prefix"), self.prefix())?;
-        match self {
-            Destination::S3 { bucket, region, kms_key_arn, endpoint_url, force_path_style, access_key_id, secret_access_key, .. } => {
-                validate_bucket_name(&format!("{field}.bucket"), bucket)?;
-                validate_s3_compatible(
-                    field,
-                    endpoint_url.as_deref(),
-                    *force_path_style,
-                    access_key_id.as_deref(),
-                    secret_access_key.as_ref(),
-                    kms_key_arn.is_some(),
-                )?;
-                if region.is_empty() || !region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-                    return Err(ExportError::invalid_config(
-                        format!("{field}.region"),
-                        format!("{region:?} is not an AWS region name"),
-                        "Use the bucket's region, e.g. us-east-1.",
-                    ));
-                }
-                if let Some(arn) = kms_key_arn {
-                    // arn:PARTITION:kms:REGION:ACCOUNT:key/ID, or ...:alias/NAME (resolved to
-                    // its key when the destination is probed; policies need the key ARN).
-                    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-                    let named = |rest: &str, kind: &str| {
-                        rest.strip_prefix(kind).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_/".contains(&b)))
-                    };
-                    let ok = parts.len() == 6
-                        && parts[0] == "arn"
-                        && parts[1].starts_with("aws")
-                        && parts[2] == "kms"
-                        && !parts[3].is_empty()
-                        && parts[3].bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                        && parts[4].len() == 12
-                        && parts[4].bytes().all(|b| b.is_ascii_digit())
-                        && (named(parts[5], "key/") || named(parts[5], "alias/"));
-                    if !ok {
-                        return Err(ExportError::invalid_config(
-                            format!("{field}.kms_key_arn"),
-                            format!("{arn:?} is not a KMS key ARN"),
-                            "Give the key's full ARN, e.g. arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab (a key id alone, or an alias name without its ARN, cannot be used).",
-                        ));
-                    }
-                }
-            }
-            Destination::Azure { account_url, container, tenant_id, client_id, client_secret, sas_token, .. } => {
-                let parsed = url::Url::parse(account_url).map_err(|e| {
-                    ExportError::invalid_config(
-                        format!("{field}.account_url"),
-                        format!("{account_url:?} is not a URL ({e})"),
-                        "Use https://{account}.blob.core.windows.net.",
-                    )
-                })?;
-                if !matches!(parsed.scheme(), "https" | "http") || parsed.query().is_some() {
-                    return Err(ExportError::invalid_config(
-                        format!("{field}.account_url"),
-                        "must be an http(s) URL without a query string",
-                        "Put a SAS token in sas_token, not in the URL.",
-                    ));
-                }
-                validate_container_name(&format!("{field}.container"), container)?;
-                AzureAuth::from_fields(field, tenant_id, client_id, client_secret, sas_token)?;
-            }
-            Destination::Local { path, .. } => {
-                if path.is_empty() {
-                    return Err(ExportError::invalid_config(format!("{field}.path"), "is empty", "Give a folder path."));
-                }
-                if !path.starts_with('/') {
-                    return Err(ExportError::invalid_config(
-                        format!("{field}.path"),
-                        format!("{path:?} is relative, so it would name a different folder from each working directory"),
-                        "Give the folder's absolute path, e.g. /data/exports.",
-                    ));
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -491,6 +180,35 @@ impl Connection {
         self.filter.as_ref().map(Filter::parse).transpose()
     }
 
+    /// What the export pipeline needs of this connection, and nothing else; `Err` only for
+    /// a filter that no longer parses (checked when the connection was loaded).
+    pub fn export_spec(&self) -> Result<ExportSpec> {
+        Ok(ExportSpec {
+            connection_id: self.id.clone(),
+            project_id: self.project_id.clone(),
+            org_id: self.org_id.clone(),
+            events: self.export.events,
+            merged_ids: self.export.merged_ids,
+            events_prefix: self.destination.prefix().to_string(),
+            merged_ids_prefix: self.merged_ids_destination().prefix().to_string(),
+            layout: self.layout,
+            format: self.format,
+            timestamp_format: self.timestamp_format,
+            complete_markers: self.complete_markers,
+            filter: self.compiled_filter()?,
+        })
+    }
+
+    /// Where this connection's event parts (and, with events, its markers) go.
+    pub fn events_layout(&self) -> ExportLayout {
+        ExportLayout::new(self.destination.prefix(), &self.project_id, &self.org_id).with(self.layout, self.format)
+    }
+
+    /// Where this connection's merged-IDs files go.
+    pub fn merged_ids_layout(&self) -> ExportLayout {
+        ExportLayout::new(self.merged_ids_destination().prefix(), &self.project_id, &self.org_id).with(self.layout, self.format)
+    }
+
     /// Every secret the connection holds, by field path (`destination.sas_token`,
     /// `webhook.secret`, ...): sealed in the control store, opened to use them.
     pub fn secrets_mut(&mut self) -> Vec<(String, &mut Secret)> {
@@ -525,232 +243,37 @@ impl Connection {
     }
 }
 
-/// The fields that only make sense together for an S3-compatible store.
-fn validate_s3_compatible(field: &str, endpoint_url: Option<&str>, path_style: bool, key_id: Option<&str>, secret: Option<&Secret>, kms: bool) -> Result<()> {
-    let Some(url) = endpoint_url else {
-        if key_id.is_some() || secret.is_some() {
-            return Err(ExportError::invalid_config(
-                format!("{field}.access_key_id"),
-                "access keys are for S3-compatible stores (with endpoint_url); Amazon S3 is written through the project's IAM role",
-                "Remove access_key_id and secret_access_key, and grant the project role access (see `exportctl policy`).",
-            ));
-        }
-        if path_style {
-            return Err(ExportError::invalid_config(
-                format!("{field}.force_path_style"),
-                "applies only with endpoint_url",
-                "Remove force_path_style for Amazon S3, or give the store's endpoint_url.",
-            ));
-        }
-        return Ok(());
-    };
-    validate_http_url(&format!("{field}.endpoint_url"), url)?;
-    let parsed = url::Url::parse(url).expect("checked above");
-    if !matches!(parsed.path(), "" | "/") {
-        return Err(ExportError::invalid_config(
-            format!("{field}.endpoint_url"),
-            format!("{url:?} has a path; the bucket goes in `bucket`, folders in `prefix`"),
-            "Give only the endpoint, e.g. https://<account>.r2.cloudflarestorage.com.",
-        ));
-    }
-    if kms {
-        return Err(ExportError::invalid_config(
-            format!("{field}.kms_key_arn"),
-            "SSE-KMS uses AWS KMS, which an S3-compatible store cannot call",
-            "Remove kms_key_arn; use the store's own encryption at rest.",
-        ));
-    }
-    if let Some(id) = key_id {
-        if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=_-".contains(&b)) {
-            return Err(ExportError::invalid_config(
-                format!("{field}.access_key_id"),
-                "is not an access key id (letters, digits and + / = _ - only, at most 128)",
-                "Paste the access key id exactly as the store shows it.",
-            ));
-        }
-    }
-    match (key_id, secret) {
-        (Some(id), Some(secret)) if !id.trim().is_empty() && !secret.is_empty() => Ok(()),
-        _ => Err(ExportError::invalid_config(
-            format!("{field}.access_key_id"),
-            "an S3-compatible store needs access_key_id and secret_access_key (no IAM role applies there)",
-            "Create an access key with write access to the bucket in the store's console and give both fields.",
-        )),
-    }
-}
-
-/// An http(s) URL with a host and no credentials in it.
-fn validate_http_url(field: &str, url: &str) -> Result<()> {
-    let parsed = url::Url::parse(url).map_err(|e| ExportError::invalid_config(field, format!("is not a URL ({e})"), "Give an https:// URL."))?;
-    if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none_or(str::is_empty) {
-        return Err(ExportError::invalid_config(field, format!("{} is not an http(s) URL with a host", parsed.scheme()), "Give an https:// URL."));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.fragment().is_some() {
-        return Err(ExportError::invalid_config(field, "has user info or a fragment", "Give the URL without user:password@ or #fragment."));
-    }
-    Ok(())
-}
-
-fn validate_id(field: &str, id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(ExportError::invalid_config(field, format!("{id:?} is not a valid id"), "Use 1-64 letters, digits, '-' or '_'."));
-    }
-    Ok(())
-}
-
-/// A numeric Amplitude id (project or organisation).
-pub(crate) fn validate_numeric_id(field: &str, id: &str) -> Result<()> {
-    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ExportError::invalid_config(field, format!("{id:?} is not a numeric id"), "Use the numeric id from the project's settings."));
-    }
-    Ok(())
-}
-
-/// One mailbox address, as SES sends to it: `local@domain`, nothing around it.
-///
-/// The local part is a dot-atom (RFC 5322 `atext`: letters, digits and
-/// ``!#$%&'*+/=?^_`{|}~-``, dots only between them, at most 64 characters); quoted local
-/// parts are refused. The domain is dot-separated labels of ASCII letters, digits and
-/// hyphens (no hyphen first or last, at most 63 characters each; international domains
-/// in their `xn--` form) ending in an alphabetic TLD. At most 254 characters in all.
-/// Display names (`Name <a@b.com>`), lists, whitespace and control characters are refused:
-/// an address goes into SES's destination and the `.eml` headers as is.
-fn validate_email(field: &str, email: &str) -> Result<()> {
-    let refuse = |why: &str| {
-        ExportError::invalid_config(
-            field,
-            format!("{email:?} is not a single email address ({why})"),
-            "Give one plain address per entry, like name@example.com: no display name, quotes, list or spaces.",
-        )
-    };
-    if email.is_empty() {
-        return Err(refuse("it is empty"));
-    }
-    if email.chars().any(char::is_control) {
-        return Err(refuse("it contains a line break or another control character"));
-    }
-    if email.contains([',', ';']) {
-        return Err(refuse("it is a list: give each address as its own entry"));
-    }
-    if email.contains(['<', '>']) {
-        return Err(refuse("it has angle brackets: give the bare address without a display name"));
-    }
-    if email.contains('"') {
-        return Err(refuse("quoted local parts are not accepted"));
-    }
-    if email.contains(char::is_whitespace) {
-        return Err(refuse("it contains a space"));
-    }
-    if email.len() > 254 {
-        return Err(refuse("it is longer than 254 characters"));
-    }
-    let (local, domain) = match email.split('@').collect::<Vec<_>>()[..] {
-        [local, domain] => (local, domain),
-        [_] => return Err(refuse("it has no '@'")),
-        _ => return Err(refuse("it has more than one '@'")),
-    };
-    if local.is_empty() {
-        return Err(refuse("nothing before the '@'"));
-    }
-    if local.len() > 64 {
-        return Err(refuse("the part before the '@' is longer than 64 characters"));
-    }
-    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
-        return Err(refuse("the part before the '@' starts or ends with a dot, or has two dots in a row"));
-    }
-    if let Some(c) = local.chars().find(|c| !(c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-.".contains(*c))) {
-        return Err(refuse(&format!("{c:?} is not allowed before the '@'")));
-    }
-    if domain.is_empty() {
-        return Err(refuse("nothing after the '@'"));
-    }
-    let labels: Vec<&str> = domain.split('.').collect();
-    if labels.len() < 2 {
-        return Err(refuse("the domain has no top-level domain, like .com"));
-    }
-    for label in &labels {
-        if label.is_empty() {
-            return Err(refuse("the domain starts or ends with a dot, or has two dots in a row"));
-        }
-        if label.len() > 63 {
-            return Err(refuse("a domain label is longer than 63 characters"));
-        }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err(refuse("the domain may hold only letters, digits, hyphens and dots (international domains in their xn-- form)"));
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err(refuse("a domain label starts or ends with a hyphen"));
-        }
-    }
-    let tld = labels[labels.len() - 1];
-    if tld.len() < 2 || !(tld.bytes().all(|b| b.is_ascii_alphabetic()) || tld.starts_with("xn--")) {
-        return Err(refuse(&format!("{tld:?} is not a top-level domain")));
-    }
-    Ok(())
-}
-
-/// A prefix is a relative path: no leading `/`, no `.`/`..` or empty segments, no
-/// backslash or control characters, and not too long for S3 keys.
-pub fn validate_prefix(field: &str, prefix: &str) -> Result<()> {
-    let bad = |problem: String| ExportError::invalid_config(field, problem, "Use a relative folder like exports/amplitude (letters, digits, - _ . / only).");
-    if prefix.is_empty() {
-        return Ok(());
-    }
-    if prefix.starts_with('/') {
-        return Err(bad(format!("{prefix:?} starts with '/'")));
-    }
-    if prefix.len() > 512 {
-        return Err(bad("is longer than 512 characters".into()));
-    }
-    if prefix.chars().any(|c| c.is_control() || c == '\\' || c == '#' || c == '?') {
-        return Err(bad(format!("{prefix:?} contains a control character, backslash, '#' or '?'")));
-    }
-    for seg in prefix.trim_end_matches('/').split('/') {
-        if seg.is_empty() || seg == "." || seg == ".." {
-            return Err(bad(format!("{prefix:?} has an empty, '.' or '..' segment")));
-        }
-    }
-    Ok(())
-}
-
-fn validate_bucket_name(field: &str, name: &str) -> Result<()> {
-    let ok = (3..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
-        && !name.contains("..");
-    if !ok {
-        return Err(ExportError::invalid_config(
-            field,
-            format!("{name:?} is not a valid S3 bucket name"),
-            "Bucket names are 3-63 lowercase letters, digits, '-' or '.'.",
-        ));
-    }
-    Ok(())
-}
-
-fn validate_container_name(field: &str, name: &str) -> Result<()> {
-    let ok = (3..=63).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && !name.contains("--")
-        && !name.ends_with('-');
-    if !ok {
-        return Err(ExportError::invalid_config(
-            field,
-            format!("{name:?} is not a valid container name"),
-            "Container names are 3-63 lowercase letters, digits or single '-'.",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::destination::AzureAuth;
 
     fn some(s: &str) -> Option<String> {
         Some(s.to_string())
+    }
+
+    #[test]
+    fn the_export_spec_carries_what_the_pipeline_needs_and_no_secret() {
+        let conn = Connection::from_json(
+            r#"{"id":"c1","org_id":"42","project_id":"187520","creator":"c@example.com","format":"parquet","layout":"hive",
+                "timestamp_format":"iso8601","complete_markers":false,"export":{"events":true,"merged_ids":true},
+                "filter":{"event_type":{"in":["purchase"]}},
+                "destination":{"type":"local","path":"/data/a","prefix":"events/"},
+                "merged_ids_destination":{"type":"local","path":"/data/b","prefix":"ids"},
+                "webhook":{"url":"https://hooks.example.com/x","secret":"0123456789abcdef-secret"}}"#,
+        )
+        .unwrap();
+        let spec = conn.export_spec().unwrap();
+        assert_eq!((spec.connection_id.as_str(), spec.project_id.as_str(), spec.org_id.as_str()), ("c1", "187520", "42"));
+        assert_eq!((spec.events, spec.merged_ids, spec.complete_markers), (true, true, false));
+        assert_eq!((spec.events_prefix.as_str(), spec.merged_ids_prefix.as_str()), ("events/", "ids"));
+        assert_eq!((spec.format, spec.layout, spec.timestamp_format), (PartFormat::Parquet, LayoutKind::Hive, TimestampFormat::Iso8601));
+        assert_eq!(spec.filter, conn.compiled_filter().unwrap());
+        assert!(spec.filter.is_some());
+        let hour = UtcHour::parse("2020-01-25T17").unwrap();
+        assert_eq!(spec.events_layout().part_key(hour, 0), conn.events_layout().part_key(hour, 0));
+        assert_eq!(spec.merged_ids_layout().merged_ids_key(hour), conn.merged_ids_layout().merged_ids_key(hour));
+        assert!(!format!("{spec:?}").contains("0123456789abcdef"), "the spec holds no secret");
     }
 
     #[test]

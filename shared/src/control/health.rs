@@ -11,8 +11,8 @@ use crate::control::ledger::{HourLedger, OwedHour, OwedState};
 use crate::control::runs::{RunPolicy, BEHIND_GRACE_MINUTES};
 use crate::control::store::{ConnectionStatus, Gap};
 use crate::error::Result;
-use crate::export::hour_export::ExportMode;
 use crate::hour::HourRange;
+use crate::model::hour_request::ExportMode;
 
 /// The conditions found; none means `ok`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

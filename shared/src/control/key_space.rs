@@ -19,10 +19,11 @@
 use chrono::{DateTime, Utc};
 
 use crate::control::claim::{canonical_location, canonical_path};
-use crate::control::connection::{Connection, Destination};
+use crate::control::connection::Connection;
 use crate::control::store::ControlStore;
 use crate::error::{ExportError, Result};
-use crate::export::layout::LayoutKind;
+use crate::model::destination::Destination;
+use crate::model::layout_kind::LayoutKind;
 
 /// Which data a folder holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

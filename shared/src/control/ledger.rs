@@ -29,9 +29,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::error::{ExportError, Result};
-use crate::export::hour_export::ExportMode;
 use crate::export::manifest::Manifest;
 use crate::hour::{HourRange, UtcHour};
+use crate::model::hour_request::ExportMode;
 use crate::ports::{CreateOutcome, ObjectStore};
 
 /// Default lease lifetime: longer than the Lambda limit of 15 minutes.

@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::access::probe::ProbeReport;
 use crate::control::connection::Connection;
 use crate::control::store::ControlStore;
 use crate::error::{ExportError, Result};
+use crate::model::probe_report::ProbeReport;
 use crate::ports::DestinationProber;
 use crate::ports::HourlySchedules;
 
@@ -33,9 +33,9 @@ pub async fn create_connection(
     if let Some(url) = &conn.failure_webhook {
         prober.admit_webhook("failure_webhook", url.expose())?;
     }
-    let mut reports = vec![prober.probe(&conn, &conn.destination).await];
+    let mut reports = vec![prober.probe(&conn.destination, &conn.project_id).await];
     if let Some(d) = &conn.merged_ids_destination {
-        reports.push(prober.probe(&conn, d).await);
+        reports.push(prober.probe(d, &conn.project_id).await);
     }
     let failed: Vec<&ProbeReport> = reports.iter().filter(|r| !r.all_passed()).collect();
     if !failed.is_empty() {

@@ -10,9 +10,10 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::control::connection::{validate_numeric_id, Connection};
+use crate::control::connection::Connection;
 use crate::control::store::{read_json, ControlStore};
 use crate::error::{ExportError, Result};
+use crate::model::fields::validate_numeric_id;
 use crate::ports::CreateOutcome;
 
 /// One registered project.
@@ -118,7 +119,7 @@ mod tests {
 
     use super::*;
     use crate::adapters::local::memory::MemoryStore;
-    use crate::control::secret::{Secret, SecretBinding};
+    use crate::model::secret::{Secret, SecretBinding};
     use crate::ports::SecretCipher;
 
     #[derive(Debug)]

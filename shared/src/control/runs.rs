@@ -13,15 +13,18 @@ use chrono::Duration;
 
 use crate::control::connection::Connection;
 use crate::control::fenced_store::FencedStore;
+use crate::control::hour_event::{Announcement, HourAnnouncer};
 use crate::control::ledger::{new_run_id, HourLedger, Lease, LeaseOutcome, OwedHour, OwedState};
+use crate::control::run_api::{HourRunner, HourSummary};
+use crate::control::run_api::{HourlyPlan, ScheduledRunner, StoppedRun};
 use crate::control::store::{ControlStore, Gap, RunOutcome, RunRecord};
-use crate::delivery::failure::{Clock, HourRunner, HourSummary};
-use crate::delivery::hour_event::{Announcement, HourAnnouncer, HourExported};
-use crate::delivery::invocation::{HourlyPlan, ScheduledRunner, StoppedRun};
-use crate::delivery::retry::HourRequest;
 use crate::error::{ExportError, Result};
-use crate::export::hour_export::{export_hour_with, marker_location, ExportMode, ExportOptions, ExportSettings, ExportTargets, HourReport, WriteGuard};
+use crate::export::hour_export::{export_hour_with, marker_location, ExportOptions, ExportSettings, ExportTargets, HourReport, WriteGuard};
 use crate::hour::{HourRange, UtcHour};
+use crate::model::clock::Clock;
+use crate::model::hour_event::HourExported;
+use crate::model::hour_request::ExportMode;
+use crate::model::hour_request::HourRequest;
 use crate::ports::{DestinationOpener, ObjectStore};
 
 /// Invalid records a run record locates (file and line); the manifest lists more.
@@ -280,12 +283,13 @@ impl RunService {
         // Every write to the destination is fenced by the lease, not only the final ones.
         targets.events = FencedStore::wrap(targets.events, guard.clone());
         targets.merged_ids = FencedStore::wrap(targets.merged_ids, guard);
-        let report = match export_hour_with(conn, &targets, hour, mode, &self.settings, &options, completed.clone()).await {
+        let spec = conn.export_spec()?;
+        let report = match export_hour_with(&spec, &targets, hour, mode, &self.settings, &options, completed.clone()).await {
             Ok(report) => report,
             // Refused before anything was written (an empty lake under a replace, an hour
             // over the limits): a complete hour whose marker is still in place stays complete.
             Err(e) if (restorable || waiting_event.is_some()) && !e.is_retryable() => {
-                let (marker_store, marker_key) = marker_location(conn, &targets, hour);
+                let (marker_store, marker_key) = marker_location(&spec, &targets, hour);
                 if let (Some(m), true) = (&completed, !conn.complete_markers || marker_store.head(&marker_key).await?.is_some()) {
                     match waiting_event {
                         Some(waiting) => self.ledger.save_owed(&conn.id, &waiting).await?,
@@ -300,7 +304,7 @@ impl RunService {
             // Skipped on a marker whose manifest is unreadable: the marker still says done,
             // but there is nothing to announce.
             tracing::warn!(connection = %conn.id, hour = %hour, "the hour's marker is unreadable; no Hour Exported event is published for it");
-            self.ledger.complete(&conn.id, &crate::export::manifest::Manifest::empty(conn, hour)).await?;
+            self.ledger.complete(&conn.id, &crate::export::manifest::Manifest::empty(&conn.export_spec()?, hour)).await?;
             return Ok(LeasedRun { report, announcement: None });
         };
         // Announced: every hour this run wrote, and an hour whose marker this run found while

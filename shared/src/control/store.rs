@@ -23,15 +23,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::control::claim;
-use crate::control::connection::{Connection, Destination};
-use crate::control::secret::{Secret, SecretBinding};
-use crate::delivery::failure::FailingStatus;
-use crate::delivery::invocation::ConnectionSource;
+use crate::control::connection::Connection;
+use crate::control::run_api::ConnectionSource;
+use crate::control::run_api::FailingStatus;
 use crate::error::{ExportError, Result};
-use crate::export::hour_export::ExportMode;
 use crate::export::lake::InvalidRecord;
-use crate::export::manifest::Accounting;
 use crate::hour::{HourRange, UtcHour};
+use crate::model::accounting::Accounting;
+use crate::model::destination::Destination;
+use crate::model::hour_request::ExportMode;
+use crate::model::secret::{Secret, SecretBinding};
 use crate::ports::SecretCipher;
 use crate::ports::{CreateOutcome, ObjectStore};
 
@@ -78,7 +79,7 @@ pub struct RunRecord {
     /// What became of the hour's "Hour Exported" event (bus, webhook), when the run
     /// published one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub announcement: Option<crate::delivery::hour_event::Announcement>,
+    pub announcement: Option<crate::control::hour_event::Announcement>,
     /// The lake files a late run found after the hour's marker and exported (events and
     /// merges), so a very late delivery is named where an operator looks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -87,7 +88,7 @@ pub struct RunRecord {
 
 impl RunRecord {
     /// A run of `req` from `started` to `ended`, failed until told otherwise.
-    pub fn new(connection_id: String, req: &crate::delivery::retry::HourRequest, started: DateTime<Utc>, ended: DateTime<Utc>) -> Self {
+    pub fn new(connection_id: String, req: &crate::model::hour_request::HourRequest, started: DateTime<Utc>, ended: DateTime<Utc>) -> Self {
         RunRecord {
             connection_id,
             hour: req.hour,
@@ -302,7 +303,7 @@ fn stopped_key(org_id: &str, project_id: &str, dest: &Destination) -> String {
 }
 
 fn claim_key(dest: &Destination) -> String {
-    format!("claims/{}.json", dest.claim_id())
+    format!("claims/{}.json", claim::claim_id(dest))
 }
 
 /// A connection's destinations with their field names (the secrets' bindings name them).
@@ -803,7 +804,7 @@ mod tests {
     use super::*;
     use crate::adapters::local::memory::MemoryStore;
     use crate::control::projects::Project;
-    use crate::control::secret::SecretBinding;
+    use crate::model::secret::SecretBinding;
 
     #[derive(Debug)]
     struct Plain;

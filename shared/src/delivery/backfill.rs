@@ -21,12 +21,14 @@ use serde::{Deserialize, Serialize};
 use chrono::{DateTime, Utc};
 
 use crate::control::connection::Connection;
+use crate::control::run_api::HourRunner;
 use crate::control::store::read_json;
-use crate::delivery::failure::{AfterFailure, FailureHandler, HourResult, HourRunner};
-use crate::delivery::retry::{retry_id, HourRequest, PlannedRetry};
+use crate::delivery::failure::{AfterFailure, FailureHandler, HourResult};
+use crate::delivery::retry::retry_id;
 use crate::error::{ExportError, Result};
-use crate::export::hour_export::ExportMode;
 use crate::hour::{HourRange, UtcHour};
+use crate::model::hour_request::ExportMode;
+use crate::model::hour_request::{HourRequest, PlannedRetry};
 use crate::ports::{CreateOutcome, Invoker, ObjectStore, RetryScheduler};
 
 /// How a range is split.

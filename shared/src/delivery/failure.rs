@@ -20,22 +20,25 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::access::probe::ProbeReport;
-use crate::control::connection::{Connection, Destination};
+use crate::control::connection::Connection;
+use crate::control::hour_event::{post_with_backoff, Backoff, ChannelOutcome};
 use crate::control::ledger::{HourLedger, OwedHour, OwedState};
+use crate::control::run_api::{FailingStatus, HourRunner, HourSummary};
 use crate::control::store::read_json;
-use crate::delivery::hour_event::{post_with_backoff, Backoff, ChannelOutcome};
 use crate::delivery::invocation::Deferred;
 use crate::delivery::notify::{compose_failure_email, compose_failure_text, deliver, FailedHour, FailureNotice, RefusedRecipient};
-use crate::delivery::retry::{handoff, HourRequest, RetryPolicy};
+use crate::delivery::retry::{handoff, RetryPolicy};
 use crate::error::{ExportError, Result};
-use crate::export::hour_export::ExportMode;
-use crate::hour::{HourRange, UtcHour};
+use crate::hour::UtcHour;
+use crate::model::clock::Clock;
+use crate::model::destination::Destination;
+use crate::model::hour_request::ExportMode;
+use crate::model::hour_request::HourRequest;
+use crate::model::probe_report::ProbeReport;
 use crate::ports::RetryScheduler;
 use crate::ports::{CreateOutcome, ObjectStore};
 use crate::ports::{DestinationProber, Mailer};
@@ -47,32 +50,6 @@ const STALE_CLAIM_MINUTES: i64 = 15;
 
 /// At most this many failing hours are listed in an email (all are counted).
 const MAX_LISTED_HOURS: usize = 48;
-
-/// Exports one hour and records the run (the run machinery of `runs`); `Err` is the
-/// export's own error, already recorded in the run record.
-#[async_trait]
-pub trait HourRunner: Send + Sync {
-    async fn run_hour(&self, conn: &Connection, req: &HourRequest) -> Result<HourSummary>;
-    /// Refuses a range reaching an hour that may not be exported yet (open or settling).
-    fn check_ready(&self, _range: HourRange) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// What a successful run reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HourSummary {
-    /// The complete marker was already there (recurring mode): nothing was written.
-    pub skipped: bool,
-    pub events_exported: u64,
-    /// Late mode: new parts written for lake files that landed after the marker.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub late_parts: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
 
 /// The outcome of one hour, as handlers report it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -98,21 +75,6 @@ impl HourResult {
     pub fn left_alone(&self) -> bool {
         matches!(self.after_failure, Some(AfterFailure::LeftToOtherRun | AfterFailure::HandedOff { .. })) || self.error_kind.as_deref() == Some("HourBusy")
     }
-}
-
-/// Where the connection's visible status (`exportctl status`) is kept in step with the
-/// failing state decided here.
-#[async_trait]
-pub trait FailingStatus: Send + Sync {
-    async fn mark_failing(&self, connection_id: &str, since: DateTime<Utc>, last_error: &str, notified: bool) -> Result<()>;
-    async fn clear_failing(&self, connection_id: &str) -> Result<()>;
-}
-
-/// A clock, so tests can move time.
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
 }
 
 /// Everything the failure path talks to.
@@ -434,7 +396,7 @@ impl FailureHandler {
             destinations.push(merged);
         }
         for dest in destinations {
-            let report = self.prober.probe(conn, dest).await;
+            let report = self.prober.probe(dest, &conn.project_id).await;
             if !report.all_passed() {
                 still_failing.push(format!("{}: {}", report.destination, report.missing().join(", ")));
             }
@@ -493,7 +455,7 @@ impl FailureHandler {
         }
 
         let dest = failing_destination(conn, err);
-        let report = self.prober.probe(conn, dest).await;
+        let report = self.prober.probe(dest, &conn.project_id).await;
         let hours = self.failing_hours(&conn.id).await?;
         let notice = build_notice(conn, dest, report, &hours, err);
         let email = compose_failure_email(&notice);
@@ -610,12 +572,13 @@ pub fn build_notice(conn: &Connection, dest: &Destination, report: ProbeReport, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::probe::ProbeResult;
     use crate::adapters::local::memory::MemoryStore;
-    use crate::delivery::notify::Email;
-    use crate::delivery::retry::PlannedRetry;
-    use crate::export::hour_export::ExportMode;
+    use crate::model::email::Email;
+    use crate::model::hour_request::ExportMode;
+    use crate::model::hour_request::PlannedRetry;
+    use crate::model::probe_report::ProbeResult;
     use crate::ports::SendOutcome;
+    use async_trait::async_trait;
     use std::sync::Mutex;
 
     #[derive(Debug, Default)]
@@ -656,7 +619,7 @@ mod tests {
             Ok(())
         }
 
-        async fn probe(&self, _c: &Connection, d: &Destination) -> ProbeReport {
+        async fn probe(&self, d: &Destination, _project_id: &str) -> ProbeReport {
             ProbeReport {
                 destination: d.describe(),
                 principal: Some("arn:aws:iam::123456789012:role/event-export-project-187520".into()),
@@ -740,7 +703,7 @@ mod tests {
         assert!(h.episode("c1").await.unwrap().is_none());
         assert!(!h.on_success(&c, &last_a).await.unwrap(), "second success changes nothing");
         // The run that exported hour a completed it in the ledger; hour b stays owed.
-        h.ledger().complete("c1", &crate::export::manifest::Manifest::empty(&c, hours[0])).await.unwrap();
+        h.ledger().complete("c1", &crate::export::manifest::Manifest::empty(&c.export_spec().unwrap(), hours[0])).await.unwrap();
         assert_eq!(h.failing_hours("c1").await.unwrap().iter().map(|f| f.hour).collect::<Vec<_>>(), vec![hours[1]]);
         let c2 = h.on_failure(&c, &last_b, &denied()).await.unwrap();
         assert_eq!(c2, AfterFailure::GaveUp { accessibility: true, email: Some("m2".into()) });

@@ -9,49 +9,17 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::control::connection::Connection;
+use crate::control::run_api::{ConnectionSource, HourRunner, HourlyPlan, ScheduledRunner};
 use crate::delivery::backfill::{run_backfill, BackfillContext, BackfillOutcome, BackfillRequest};
-use crate::delivery::failure::{FailureHandler, HourResult, HourRunner};
-use crate::delivery::retry::HourRequest;
+use crate::delivery::failure::{FailureHandler, HourResult};
 use crate::error::{ExportError, Result};
-use crate::export::hour_export::ExportMode;
 use crate::hour::UtcHour;
-
-/// Reads connections from the control store.
-#[async_trait]
-pub trait ConnectionSource: Send + Sync {
-    /// `Ok(None)` when no connection has this id.
-    async fn connection(&self, id: &str) -> Result<Option<Connection>>;
-}
-
-/// What an hourly schedule firing at `scheduled_time` is due to export: the owed hours
-/// of the hour ledger up to the latest settled hour (registering new ones), and recent
-/// hours with late lake files. Each is then run like any other hour.
-#[async_trait]
-pub trait ScheduledRunner: Send + Sync {
-    async fn plan(&self, conn: &Connection, scheduled_time: DateTime<Utc>) -> Result<HourlyPlan>;
-    /// After the planned hours ran: refresh the derived status (watermark).
-    async fn finish(&self, conn: &Connection) -> Result<()>;
-}
-
-/// What a scheduled run takes on: the hours to run now, and the runs found dead.
-#[derive(Debug, Default)]
-pub struct HourlyPlan {
-    pub requests: Vec<HourRequest>,
-    pub stopped: Vec<StoppedRun>,
-}
-
-/// A run that died on an hour (its lease expired with the hour still exporting): a failed
-/// attempt, `request` being the attempt that follows it.
-#[derive(Debug)]
-pub struct StoppedRun {
-    pub request: HourRequest,
-    pub error: ExportError,
-}
+use crate::model::hour_request::ExportMode;
+use crate::model::hour_request::HourRequest;
 
 /// An hourly run that exported nothing because the destination, whose failure email is
 /// out, still fails its probe: one probe instead of an export attempt per owed hour.

@@ -10,19 +10,11 @@ use std::fmt::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::access::policy::PolicyFix;
-use crate::access::probe::{ProbeOutcome, ProbeReport};
 use crate::error::{ExportError, Result};
 use crate::hour::UtcHour;
+use crate::model::email::Email;
+use crate::model::probe_report::{ProbeOutcome, ProbeReport};
 use crate::ports::{Mailer, SendOutcome};
-
-/// A message ready to send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Email {
-    pub to: Vec<String>,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
-}
 
 /// An hour that is not exported because of the failure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,7 +272,7 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::access::probe::ProbeResult;
+    use crate::model::probe_report::ProbeResult;
     use crate::ExportError;
 
     fn notice() -> FailureNotice {

@@ -6,56 +6,14 @@
 //! carries are derived from the failed request alone, so a redelivered failure event asks
 //! for the very same schedule and the scheduler answers "already exists".
 
-use std::fmt;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
 use crate::error::{ExportError, Result};
-use crate::export::hour_export::ExportMode;
-use crate::hour::UtcHour;
+use crate::model::hour_request::{ExportMode, HourRequest, PlannedRetry};
+use chrono::{DateTime, Utc};
 
 /// Attempts per hour (the first run included) unless configured otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
-
-/// One export of one hour: what the hourly-export function receives from a retry schedule,
-/// `{connection_id, hour, mode, attempt}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HourRequest {
-    pub connection_id: String,
-    pub hour: UtcHour,
-    #[serde(default)]
-    pub mode: ExportMode,
-    /// 1 for the first run; retries carry 2, 3, ...
-    #[serde(default = "first_attempt")]
-    pub attempt: u32,
-    /// A replace may proceed over an empty lake hour (the operator said so).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub allow_empty_lake: bool,
-}
-
-fn first_attempt() -> u32 {
-    1
-}
-
-impl HourRequest {
-    pub fn new(connection_id: impl Into<String>, hour: UtcHour, mode: ExportMode, attempt: u32) -> Self {
-        HourRequest { connection_id: connection_id.into(), hour, mode, attempt, allow_empty_lake: false }
-    }
-
-    /// The same hour, one attempt later.
-    pub fn next_attempt(&self) -> HourRequest {
-        HourRequest { attempt: self.attempt + 1, ..self.clone() }
-    }
-}
-
-impl fmt::Display for HourRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} ({}, attempt {})", self.connection_id, self.hour, self.mode, self.attempt)
-    }
-}
 
 /// How many times an hour is tried and how long to wait between tries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,15 +85,6 @@ pub fn handoff(req: &HourRequest, now: DateTime<Utc>) -> PlannedRetry {
     PlannedRetry { id: retry_id(req), at, request: req.clone() }
 }
 
-/// A one-time schedule to create.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedRetry {
-    /// See [`retry_id`].
-    pub id: String,
-    pub at: DateTime<Utc>,
-    pub request: HourRequest,
-}
-
 /// `{conn}-{yyyyMMddTHH}-{rec|rep|late}-a{attempt}`: the identity of a retry, the same for
 /// every redelivery of one failure and different for every connection, hour, mode and
 /// attempt. Each scheduler makes of it a name its service accepts.
@@ -151,6 +100,7 @@ pub fn retry_id(req: &HourRequest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hour::UtcHour;
 
     fn req(conn: &str, attempt: u32) -> HourRequest {
         HourRequest::new(conn, UtcHour::parse("2020-01-25T17").unwrap(), ExportMode::Recurring, attempt)

@@ -13,44 +13,22 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
-use crate::control::connection::Connection;
 use crate::error::{ExportError, Result};
 use crate::export::dedup::Deduplicator;
 use crate::export::filter::Filter;
-use crate::export::format::PartFormat;
 use crate::export::lake::{list_hour_files, read_files_blocking, InvalidRecord, LakeItem};
-use crate::export::layout::{lake_events_prefix, lake_merges_prefix, ExportLayout};
+use crate::export::layout::{lake_events_prefix, lake_merges_prefix};
 use crate::export::manifest::{DataReport, LakeInput, Manifest};
 use crate::export::merged_ids::normalize_merge;
 use crate::export::part_writer::{self, PartWriter};
 use crate::export::parts::CompressionPool;
 use crate::export::schema::{ExportEvent, Normalizer};
+use crate::export::spec::ExportSpec;
 use crate::hour::UtcHour;
+use crate::model::format::PartFormat;
+use crate::model::hour_request::ExportMode;
 use crate::ports::{ObjectMeta, ObjectStore};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ExportMode {
-    /// Scheduled runs: an hour that already has its complete marker is skipped.
-    #[default]
-    Recurring,
-    /// Backfills: the hour is rewritten whatever is there.
-    Replace,
-    /// Late data: lake files not in the hour's manifest are exported as new parts.
-    Late,
-}
-
-impl std::fmt::Display for ExportMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ExportMode::Recurring => "recurring",
-            ExportMode::Replace => "replace",
-            ExportMode::Late => "late",
-        })
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct ExportSettings {
@@ -106,20 +84,12 @@ pub struct HourReport {
     pub late_merged_ids: Option<DataReport>,
 }
 
-pub fn events_layout(conn: &Connection) -> ExportLayout {
-    ExportLayout::new(conn.destination.prefix(), &conn.project_id, &conn.org_id).with(conn.layout, conn.format)
-}
-
-pub fn merged_ids_layout(conn: &Connection) -> ExportLayout {
-    ExportLayout::new(conn.merged_ids_destination().prefix(), &conn.project_id, &conn.org_id).with(conn.layout, conn.format)
-}
-
 /// Where this connection's complete marker for `hour` lives.
-pub fn marker_location<'a>(conn: &Connection, targets: &'a ExportTargets, hour: UtcHour) -> (&'a Arc<dyn ObjectStore>, String) {
-    if conn.export.events {
-        (&targets.events, events_layout(conn).complete_key(hour))
+pub fn marker_location<'a>(spec: &ExportSpec, targets: &'a ExportTargets, hour: UtcHour) -> (&'a Arc<dyn ObjectStore>, String) {
+    if spec.events {
+        (&targets.events, spec.events_layout().complete_key(hour))
     } else {
-        (&targets.merged_ids, merged_ids_layout(conn).merged_ids_complete_key(hour))
+        (&targets.merged_ids, spec.merged_ids_layout().merged_ids_complete_key(hour))
     }
 }
 
@@ -183,14 +153,14 @@ fn inputs_of(files: &[ObjectMeta]) -> Vec<LakeInput> {
 }
 
 /// Exports one hour of one connection.
-pub async fn export_hour(conn: &Connection, targets: &ExportTargets, hour: UtcHour, mode: ExportMode, settings: &ExportSettings) -> Result<HourReport> {
-    export_hour_with(conn, targets, hour, mode, settings, &ExportOptions::default(), None).await
+pub async fn export_hour(spec: &ExportSpec, targets: &ExportTargets, hour: UtcHour, mode: ExportMode, settings: &ExportSettings) -> Result<HourReport> {
+    export_hour_with(spec, targets, hour, mode, settings, &ExportOptions::default(), None).await
 }
 
 /// [`export_hour`] with options, and for late mode the manifest already exported (read
 /// from the destination's marker when not given).
 pub async fn export_hour_with(
-    conn: &Connection,
+    spec: &ExportSpec,
     targets: &ExportTargets,
     hour: UtcHour,
     mode: ExportMode,
@@ -198,9 +168,9 @@ pub async fn export_hour_with(
     options: &ExportOptions,
     prior: Option<Manifest>,
 ) -> Result<HourReport> {
-    let filter = conn.compiled_filter()?;
-    let (marker_store, marker_key) = marker_location(conn, targets, hour);
-    if mode == ExportMode::Recurring && conn.complete_markers {
+    let filter = spec.filter.clone();
+    let (marker_store, marker_key) = marker_location(spec, targets, hour);
+    if mode == ExportMode::Recurring && spec.complete_markers {
         if let Some(meta) = marker_store.head(&marker_key).await? {
             // Read back so the ledger learns what the earlier export consumed.
             let manifest = match marker_store.get(&meta.key).await {
@@ -210,47 +180,47 @@ pub async fn export_hour_with(
             return Ok(HourReport { hour, skipped: true, manifest, late: None, late_merged_ids: None });
         }
     }
-    let event_files = if conn.export.events { lake_files(targets.lake.as_ref(), &lake_events_prefix(&conn.project_id, hour)).await? } else { Vec::new() };
-    let merge_files = if conn.export.merged_ids { lake_files(targets.lake.as_ref(), &lake_merges_prefix(&conn.org_id, hour)).await? } else { Vec::new() };
+    let event_files = if spec.events { lake_files(targets.lake.as_ref(), &lake_events_prefix(&spec.project_id, hour)).await? } else { Vec::new() };
+    let merge_files = if spec.merged_ids { lake_files(targets.lake.as_ref(), &lake_merges_prefix(&spec.org_id, hour)).await? } else { Vec::new() };
 
     if mode == ExportMode::Late {
-        return export_late(conn, targets, hour, settings, filter, event_files, merge_files, prior, options).await;
+        return export_late(spec, targets, hour, settings, filter, event_files, merge_files, prior, options).await;
     }
     settings.limits.check(hour, &event_files, prior.as_ref().and_then(|m| m.events.as_ref()))?;
     if mode == ExportMode::Replace {
-        refuse_empty_replace(conn, targets, hour, &event_files, &merge_files, options).await?;
-        if conn.complete_markers {
+        refuse_empty_replace(spec, targets, hour, &event_files, &merge_files, options).await?;
+        if spec.complete_markers {
             // The old marker goes first: while parts are rewritten the hour must not look complete.
             options.check().await?;
             marker_store.delete(&marker_key).await?;
             crash_point("after_marker_delete");
         }
     }
-    let mut manifest = Manifest::empty(conn, hour);
-    if conn.export.events {
-        let report = export_events(conn, targets, hour, filter, settings, event_files, 0, Deduplicator::new()).await?;
+    let mut manifest = Manifest::empty(spec, hour);
+    if spec.events {
+        let report = export_events(spec, targets, hour, filter, settings, event_files, 0, Deduplicator::new()).await?;
         crash_point("before_stale_delete");
         options.check().await?;
-        delete_stale_parts(conn, targets, hour, report.files.len() as u32).await?;
+        delete_stale_parts(spec, targets, hour, report.files.len() as u32).await?;
         manifest.events = Some(report);
     }
-    if conn.export.merged_ids {
+    if spec.merged_ids {
         match &options.merged_ids_owner {
             Some(owner) => manifest.merged_ids_written_by = Some(owner.clone()),
-            None => manifest.merged_ids = Some(export_merged_ids(conn, targets, hour, settings, merge_files).await?),
+            None => manifest.merged_ids = Some(export_merged_ids(spec, targets, hour, settings, merge_files).await?),
         }
     }
-    write_marker(conn, marker_store, &marker_key, &manifest, options).await?;
+    write_marker(spec, marker_store, &marker_key, &manifest, options).await?;
     Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: None, late_merged_ids: None })
 }
 
 /// The last step of every export: the accounting must balance, then the marker (with the
 /// lease checked once more) says the hour is complete.
-async fn write_marker(conn: &Connection, store: &Arc<dyn ObjectStore>, key: &str, manifest: &Manifest, options: &ExportOptions) -> Result<()> {
+async fn write_marker(spec: &ExportSpec, store: &Arc<dyn ObjectStore>, key: &str, manifest: &Manifest, options: &ExportOptions) -> Result<()> {
     if !manifest.balances() {
         return Err(ExportError::Internal(format!("accounting does not balance for {}: {manifest:?}", manifest.hour)));
     }
-    if conn.complete_markers {
+    if spec.complete_markers {
         crash_point("before_marker");
         options.check().await?;
         store.put(key, Bytes::from(manifest.to_json())).await?;
@@ -261,7 +231,7 @@ async fn write_marker(conn: &Connection, store: &Arc<dyn ObjectStore>, key: &str
 /// A replace whose lake hour is missing or empty would erase what the destination holds:
 /// lake retention or a wrong lake prefix is not a reason to delete a customer's export.
 async fn refuse_empty_replace(
-    conn: &Connection,
+    spec: &ExportSpec,
     targets: &ExportTargets,
     hour: UtcHour,
     event_files: &[ObjectMeta],
@@ -275,19 +245,19 @@ async fn refuse_empty_replace(
     // erase the hour's events (nor the other way round).
     let empty = |files: &[ObjectMeta]| files.iter().all(|f| f.size == 0);
     let mut held = Vec::new();
-    if conn.export.events && empty(event_files) {
-        let parts = targets.events.list(&events_layout(conn).part_prefix(hour)).await?.len();
+    if spec.events && empty(event_files) {
+        let parts = targets.events.list(&spec.events_layout().part_prefix(hour)).await?.len();
         if parts > 0 {
             held.push(format!("{parts} event part(s) while the lake has no event files"));
         }
     }
-    if conn.export.merged_ids && empty(merge_files) && targets.merged_ids.head(&merged_ids_layout(conn).merged_ids_key(hour)).await?.is_some() {
+    if spec.merged_ids && empty(merge_files) && targets.merged_ids.head(&spec.merged_ids_layout().merged_ids_key(hour)).await?.is_some() {
         held.push("its merged-IDs file while the lake has no merge files".to_string());
     }
-    let (marker_store, marker_key) = marker_location(conn, targets, hour);
+    let (marker_store, marker_key) = marker_location(spec, targets, hour);
     // A marker alone deletes nothing unless it counts exported records: an hour that was
     // empty when exported (its marker counts 0) is simply exported empty again.
-    if held.is_empty() && empty(event_files) && empty(merge_files) && conn.complete_markers && marker_store.head(&marker_key).await?.is_some() {
+    if held.is_empty() && empty(event_files) && empty(merge_files) && spec.complete_markers && marker_store.head(&marker_key).await?.is_some() {
         let counted = marker_store
             .get(&marker_key)
             .await
@@ -313,8 +283,8 @@ async fn refuse_empty_replace(
 }
 
 /// Parts beyond the ones just written belong to an earlier, larger export of this hour.
-async fn delete_stale_parts(conn: &Connection, targets: &ExportTargets, hour: UtcHour, written: u32) -> Result<()> {
-    let layout = events_layout(conn);
+async fn delete_stale_parts(spec: &ExportSpec, targets: &ExportTargets, hour: UtcHour, written: u32) -> Result<()> {
+    let layout = spec.events_layout();
     for stale in targets.events.list(&layout.part_prefix(hour)).await? {
         if layout.part_number(hour, &stale.key).is_some_and(|n| n >= written) {
             targets.events.delete(&stale.key).await?;
@@ -330,7 +300,7 @@ async fn delete_stale_parts(conn: &Connection, targets: &ExportTargets, hour: Ut
 /// rewrites the marker. Existing event parts are never touched.
 #[allow(clippy::too_many_arguments)]
 async fn export_late(
-    conn: &Connection,
+    spec: &ExportSpec,
     targets: &ExportTargets,
     hour: UtcHour,
     settings: &ExportSettings,
@@ -340,7 +310,7 @@ async fn export_late(
     prior: Option<Manifest>,
     options: &ExportOptions,
 ) -> Result<HourReport> {
-    let (marker_store, marker_key) = marker_location(conn, targets, hour);
+    let (marker_store, marker_key) = marker_location(spec, targets, hour);
     let prior = match prior {
         Some(m) => m,
         None => {
@@ -348,12 +318,12 @@ async fn export_late(
             serde_json::from_slice::<Manifest>(&body).map_err(|e| ExportError::Corrupt { what: marker_key.clone(), detail: e.to_string() })?
         }
     };
-    let events_before = prior.events.clone().filter(|e| conn.export.events && e.knows_its_inputs());
+    let events_before = prior.events.clone().filter(|e| spec.events && e.knows_its_inputs());
     let (old, new): (Vec<ObjectMeta>, Vec<ObjectMeta>) = match &events_before {
         Some(before) => event_files.into_iter().partition(|f| before.lake_inputs.iter().any(|i| i.key == f.key)),
         None => (Vec::new(), Vec::new()),
     };
-    let merges_late = options.merged_ids_owner.is_none() && !unlisted(conn.export.merged_ids, prior.merged_ids.as_ref(), &merge_files).is_empty();
+    let merges_late = options.merged_ids_owner.is_none() && !unlisted(spec.merged_ids, prior.merged_ids.as_ref(), &merge_files).is_empty();
     if new.is_empty() && !merges_late {
         return Ok(HourReport { hour, skipped: true, manifest: Some(prior), late: None, late_merged_ids: None });
     }
@@ -364,9 +334,9 @@ async fn export_late(
         // whole hour is what must fit, not only the new files.
         let whole: Vec<ObjectMeta> = old.iter().chain(new.iter()).cloned().collect();
         settings.limits.check(hour, &whole, Some(&events))?;
-        let dedup = replay_dedup(conn, targets, old).await?;
+        let dedup = replay_dedup(spec, targets, old).await?;
         let first_part = events.files.iter().filter_map(|f| f.part).max().map_or(0, |p| p + 1);
-        late = export_events(conn, targets, hour, filter, settings, new, first_part, dedup).await?;
+        late = export_events(spec, targets, hour, filter, settings, new, first_part, dedup).await?;
         events.extend(late.clone());
         manifest.events = Some(events);
     }
@@ -374,11 +344,11 @@ async fn export_late(
     if merges_late {
         // One file per hour, the name loaders know: rewritten whole, never a second file.
         options.check().await?;
-        let merged = export_merged_ids(conn, targets, hour, settings, merge_files).await?;
+        let merged = export_merged_ids(spec, targets, hour, settings, merge_files).await?;
         manifest.merged_ids = Some(merged.clone());
         late_merged_ids = Some(merged);
     }
-    write_marker(conn, marker_store, &marker_key, &manifest, options).await?;
+    write_marker(spec, marker_store, &marker_key, &manifest, options).await?;
     Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: Some(late), late_merged_ids })
 }
 
@@ -396,19 +366,19 @@ fn unlisted<'a>(exported: bool, report: Option<&DataReport>, files: &'a [ObjectM
 /// `merged_ids.lake_inputs`): what a late run rewrites the merged-IDs file for. Empty when
 /// the manifest has no merged IDs of its own (another connection writes them, or the
 /// connection exports none).
-pub async fn late_merge_files(lake: &dyn ObjectStore, conn: &Connection, manifest: &Manifest) -> Result<Vec<ObjectMeta>> {
-    if !conn.export.merged_ids || manifest.merged_ids.is_none() {
+pub async fn late_merge_files(lake: &dyn ObjectStore, spec: &ExportSpec, manifest: &Manifest) -> Result<Vec<ObjectMeta>> {
+    if !spec.merged_ids || manifest.merged_ids.is_none() {
         return Ok(Vec::new());
     }
-    let files = lake_files(lake, &lake_merges_prefix(&conn.org_id, manifest.hour)).await?;
+    let files = lake_files(lake, &lake_merges_prefix(&spec.org_id, manifest.hour)).await?;
     Ok(unlisted(true, manifest.merged_ids.as_ref(), &files).into_iter().cloned().collect())
 }
 
 /// The de-duplication set of the events in lake files already exported.
-async fn replay_dedup(conn: &Connection, targets: &ExportTargets, files: Vec<ObjectMeta>) -> Result<Deduplicator> {
+async fn replay_dedup(spec: &ExportSpec, targets: &ExportTargets, files: Vec<ObjectMeta>) -> Result<Deduplicator> {
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
-    let normalizer = Normalizer::new(&conn.project_id, conn.timestamp_format);
+    let normalizer = Normalizer::new(&spec.project_id, spec.timestamp_format);
     tokio::task::spawn_blocking(move || {
         let mut dedup = Deduplicator::new();
         let mut event = ExportEvent::default();
@@ -432,7 +402,7 @@ async fn replay_dedup(conn: &Connection, targets: &ExportTargets, files: Vec<Obj
 /// Exports `files` as parts numbered from `first_part`, skipping events `dedup` has seen.
 #[allow(clippy::too_many_arguments)]
 async fn export_events(
-    conn: &Connection,
+    spec: &ExportSpec,
     targets: &ExportTargets,
     hour: UtcHour,
     filter: Option<Filter>,
@@ -441,11 +411,11 @@ async fn export_events(
     first_part: u32,
     mut dedup: Deduplicator,
 ) -> Result<DataReport> {
-    let layout = events_layout(conn);
-    let (mut writer, uploader) = PartWriter::start(targets.events.clone(), settings.pool.clone(), settings.gzip_level, conn.format);
+    let layout = spec.events_layout();
+    let (mut writer, uploader) = PartWriter::start(targets.events.clone(), settings.pool.clone(), settings.gzip_level, spec.format);
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
-    let normalizer = Normalizer::new(&conn.project_id, conn.timestamp_format);
+    let normalizer = Normalizer::new(&spec.project_id, spec.timestamp_format);
     let part_size = settings.part_size_bytes;
     let pipeline = tokio::task::spawn_blocking(move || {
         let mut report = DataReport { lake_files: files.len() as u64, lake_inputs: inputs_of(&files), ..DataReport::default() };
@@ -502,8 +472,8 @@ fn line_or_record<'a>(report: &mut DataReport, item: LakeItem<'a>) -> Option<(&'
     }
 }
 
-async fn export_merged_ids(conn: &Connection, targets: &ExportTargets, hour: UtcHour, settings: &ExportSettings, files: Vec<ObjectMeta>) -> Result<DataReport> {
-    let key = merged_ids_layout(conn).merged_ids_key(hour);
+async fn export_merged_ids(spec: &ExportSpec, targets: &ExportTargets, hour: UtcHour, settings: &ExportSettings, files: Vec<ObjectMeta>) -> Result<DataReport> {
+    let key = spec.merged_ids_layout().merged_ids_key(hour);
     let (mut writer, uploader) = PartWriter::start(targets.merged_ids.clone(), settings.pool.clone(), settings.gzip_level, PartFormat::Json);
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();

@@ -11,22 +11,10 @@
 //! of `.json.gz`. In hive folders the marker starts with `_`, the prefix Hive, Spark,
 //! Athena and Glue treat as hidden, so a table over the folders never reads it as data.
 
-use serde::{Deserialize, Serialize};
-
-use crate::export::format::PartFormat;
 use crate::hour::UtcHour;
+use crate::model::format::PartFormat;
+use crate::model::layout_kind::LayoutKind;
 use crate::ports::join_key;
-
-/// How export files are arranged under the prefix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum LayoutKind {
-    /// Amplitude's flat folders (`P/A/A_D_H#n.json.gz`): the default, byte for byte.
-    #[default]
-    Amplitude,
-    /// Hive-style partitions (`P/A/dt=yyyy-MM-dd/hour=HH/A_D_H#n...`) engines prune by.
-    Hive,
-}
 
 /// Export file names of one project (events) and its organisation (merged IDs) under a prefix.
 #[derive(Debug, Clone)]

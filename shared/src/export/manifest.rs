@@ -6,32 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::export::lake::InvalidRecord;
 use crate::hour::UtcHour;
+use crate::model::accounting::Accounting;
 
 /// At most this many invalid records are listed; all are counted.
 pub const MAX_LISTED_INVALID: usize = 100;
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Accounting {
-    pub read: u64,
-    pub exported: u64,
-    pub filtered: u64,
-    pub duplicates: u64,
-    pub invalid: u64,
-}
-
-impl Accounting {
-    pub fn balances(&self) -> bool {
-        self.read == self.exported + self.filtered + self.duplicates + self.invalid
-    }
-
-    pub fn add(&mut self, other: &Accounting) {
-        self.read += other.read;
-        self.exported += other.exported;
-        self.filtered += other.filtered;
-        self.duplicates += other.duplicates;
-        self.invalid += other.invalid;
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
@@ -125,12 +103,12 @@ pub struct Manifest {
 impl Manifest {
     /// A manifest with nothing exported yet (also: an hour known complete whose marker
     /// body could not be read).
-    pub fn empty(conn: &crate::control::connection::Connection, hour: UtcHour) -> Self {
+    pub fn empty(spec: &crate::export::spec::ExportSpec, hour: UtcHour) -> Self {
         Manifest {
             format: 1,
-            connection_id: conn.id.clone(),
-            project_id: conn.project_id.clone(),
-            org_id: conn.org_id.clone(),
+            connection_id: spec.connection_id.clone(),
+            project_id: spec.project_id.clone(),
+            org_id: spec.org_id.clone(),
             hour,
             events: None,
             merged_ids: None,

@@ -1,13 +1,11 @@
 //! Turning one hour of the lake into destination files: read the lake's files for the hour,
 //! normalise each line to the export schema, filter, de-duplicate, write numbered gzip parts,
-//! then the `_complete` manifest. Everything here is pure domain: it reaches storage only
-//! through [`crate::ports::ObjectStore`].
+//! then the `_complete` manifest. What to write comes from an [`spec::ExportSpec`] alone (no
+//! connection); storage is reached only through [`crate::ports::ObjectStore`].
 
 pub mod columns;
-pub mod ddl;
 pub mod dedup;
 pub mod filter;
-pub mod format;
 pub mod generate;
 pub mod hour_export;
 pub mod lake;
@@ -19,5 +17,6 @@ pub mod parquet_parts;
 pub mod part_writer;
 pub mod parts;
 pub mod schema;
+pub mod spec;
 pub mod timestamp;
 pub mod value_limits;

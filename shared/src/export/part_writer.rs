@@ -11,11 +11,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::error::{ExportError, Result};
-use crate::export::format::PartFormat;
 use crate::export::manifest::FileEntry;
 use crate::export::parquet_parts::ParquetPartEncoder;
 use crate::export::parts::{CompressionPool, GzipPartEncoder};
 use crate::export::schema::ExportEvent;
+use crate::model::format::PartFormat;
 use crate::ports::{ObjectStore, StreamingUpload};
 
 /// Chunks in flight between the compressor and the upload (bounds memory).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::access::policy::{is_alias_arn, resolve_kms_key};
-use crate::access::probe::{round_trip, ProbeReport, ProbeResult, RoundTripChecks};
+use crate::access::probe::{round_trip, RoundTripChecks};
 use crate::adapters::aws::compatible::{check_endpoint, compatible_probe, compatible_store};
 use crate::adapters::aws::context::{AwsContext, AwsTimeouts, ProjectIdentity};
 use crate::adapters::aws::kms_keys::KmsKeyResolver;
@@ -15,8 +15,9 @@ use crate::adapters::aws::probe::S3Probe;
 use crate::adapters::aws::s3::S3Store;
 use crate::adapters::azure::store::{AzureOptions, AzureStore};
 use crate::adapters::local::store::LocalStore;
-use crate::control::connection::Destination;
 use crate::error::{ExportError, Result};
+use crate::model::destination::Destination;
+use crate::model::probe_report::{ProbeReport, ProbeResult};
 use crate::ports::AccessProbe;
 use crate::ports::ObjectStore;
 

@@ -31,24 +31,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::access::probe::ProbeReport;
 use crate::adapters::aws::eventbridge::EventBridgeSink;
 use crate::adapters::aws::kms::KmsCipher;
 use crate::adapters::aws::lambda::LambdaInvoker;
 use crate::adapters::aws::scheduler::{EventBridgeScheduler, SchedulerConfig};
 use crate::adapters::aws::ses::SesMailer;
 use crate::adapters::webhook::HttpWebhooks;
-use crate::control::connection::{Connection, Destination};
+use crate::control::hour_event::HourAnnouncer;
 use crate::control::ledger::HourLedger;
 use crate::control::runs::{RunPolicy, RunService};
 use crate::control::store::ControlStore;
 use crate::delivery::backfill::{BackfillContext, FanOut};
-use crate::delivery::failure::{system_clock, FailureHandler};
-use crate::delivery::hour_event::HourAnnouncer;
+use crate::delivery::failure::FailureHandler;
 use crate::delivery::invocation::Services;
 use crate::delivery::retry::RetryPolicy;
 use crate::error::{ExportError, Result};
 use crate::export::hour_export::{ExportSettings, HourLimits};
+use crate::model::clock::system_clock;
+use crate::model::destination::Destination;
+use crate::model::probe_report::ProbeReport;
 use crate::ports::{DestinationProber, HourEventSink, WebhookPoster};
 use crate::runtime::factory::{open_own_bucket, probe_destination, CloudContext};
 
@@ -210,8 +211,8 @@ impl DestinationProber for FactoryProber {
         crate::adapters::webhook::admit_webhook_url(field, url, crate::adapters::azure::endpoint::EndpointRules::from_env()?.allow_emulators).map(|_| ())
     }
 
-    async fn probe(&self, conn: &Connection, dest: &Destination) -> ProbeReport {
-        probe_destination(dest, &conn.project_id, &self.cloud).await
+    async fn probe(&self, dest: &Destination, project_id: &str) -> ProbeReport {
+        probe_destination(dest, project_id, &self.cloud).await
     }
 }
 

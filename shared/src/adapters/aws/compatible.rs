@@ -22,8 +22,8 @@ use crate::adapters::aws::probe::S3Probe;
 use crate::adapters::aws::s3::S3Store;
 use crate::adapters::azure::endpoint::ALLOW_EMULATOR_ENV;
 use crate::adapters::internal_hosts::is_internal_host;
-use crate::control::connection::Destination;
 use crate::error::{ExportError, Result};
+use crate::model::destination::Destination;
 
 const FIELD: &str = "destination.endpoint_url";
 
@@ -213,7 +213,7 @@ mod tests {
             "auto",
             true,
             "AKIAEXAMPLEKEY",
-            crate::control::secret::Secret::new("very-secret-value"),
+            crate::model::secret::Secret::new("very-secret-value"),
         );
         let timeouts = TimeoutConfig::builder().build();
         let store = compatible_store(&dest, timeouts.clone()).unwrap();

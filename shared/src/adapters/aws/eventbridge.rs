@@ -7,8 +7,8 @@ use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
 
 use crate::adapters::aws::service_errors::classify;
-use crate::delivery::hour_event::{HourExported, EVENT_SOURCE, HOUR_EXPORTED};
 use crate::error::{ExportError, Result};
+use crate::model::hour_event::{HourExported, EVENT_SOURCE, HOUR_EXPORTED};
 use crate::ports::HourEventSink;
 
 /// PutEvents takes at most 256 KiB per entry (source, detail-type and detail together):

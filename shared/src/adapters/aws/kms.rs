@@ -18,8 +18,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::adapters::aws::service_errors;
 use crate::adapters::local::cipher::{aes_open, aes_seal, b64, unb64, BINDING_HINT};
-use crate::control::secret::{Secret, SecretBinding};
 use crate::error::{ExportError, Result};
+use crate::model::secret::{Secret, SecretBinding};
 use crate::ports::SecretCipher;
 
 pub const KMS_PREFIX: &str = "kms2";

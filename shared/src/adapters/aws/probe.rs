@@ -24,10 +24,11 @@ use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 
-use crate::access::probe::{round_trip, ProbeOutcome, ProbeReport, ProbeResult, RoundTripChecks, PROBE_DIR};
+use crate::access::probe::{round_trip, RoundTripChecks};
 use crate::adapters::aws::errors::{classify, AwsOp, CompatibleEndpoint, OpContext};
 use crate::adapters::aws::s3::S3Store;
 use crate::error::ExportError;
+use crate::model::probe_report::{ProbeOutcome, ProbeReport, ProbeResult, PROBE_DIR};
 use crate::ports::{join_key, AccessProbe, ObjectStore};
 
 const BUCKET_CHECK: (&str, &str) = ("bucket reachable", "s3:GetBucketLocation");

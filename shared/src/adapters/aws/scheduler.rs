@@ -10,9 +10,9 @@ use crate::adapters::aws::service_errors::classify;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::delivery::retry::PlannedRetry;
-use crate::delivery::schedule::HOURLY_MINUTE;
 use crate::error::{ExportError, Result};
+use crate::model::hour_request::PlannedRetry;
+use crate::model::schedule::HOURLY_MINUTE;
 use crate::ports::CreateOutcome;
 use crate::ports::HourlySchedules;
 use crate::ports::RetryScheduler;
@@ -231,9 +231,10 @@ impl HourlySchedules for EventBridgeScheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::retry::{retry_id, HourRequest};
-    use crate::export::hour_export::ExportMode;
+    use crate::delivery::retry::retry_id;
     use crate::hour::UtcHour;
+    use crate::model::hour_request::ExportMode;
+    use crate::model::hour_request::HourRequest;
 
     fn retry(conn: &str, attempt: u32) -> PlannedRetry {
         let request = HourRequest::new(conn, UtcHour::parse("2020-01-25T17").unwrap(), ExportMode::Recurring, attempt);

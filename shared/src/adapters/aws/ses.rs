@@ -8,8 +8,8 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::adapters::aws::service_errors::classify;
-use crate::delivery::notify::Email;
 use crate::error::{ExportError, Result};
+use crate::model::email::Email;
 use crate::ports::{Mailer, SendOutcome};
 
 #[derive(Debug, Clone)]

@@ -8,8 +8,8 @@ use azure_core::error::ErrorKind;
 use azure_core::http::StatusCode;
 
 use crate::adapters::http_errors::{error_chain_text, is_transient_status, json_field, xml_tag};
-use crate::control::secret::Secret;
 use crate::error::ExportError;
+use crate::model::secret::Secret;
 
 /// Data action needed to read blobs (get, head, download, list).
 pub const BLOB_READ: &str = "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read";

@@ -5,11 +5,12 @@
 
 use async_trait::async_trait;
 
-use crate::access::probe::{round_trip, ProbeReport, ProbeResult, RoundTripChecks};
+use crate::access::probe::{round_trip, RoundTripChecks};
 use crate::adapters::azure::errors::{BLOB_DELETE, BLOB_READ, BLOB_WRITE};
 use crate::adapters::azure::store::{AzureOptions, AzureStore};
-use crate::control::connection::Destination;
 use crate::error::{ExportError, Result};
+use crate::model::destination::Destination;
+use crate::model::probe_report::{ProbeReport, ProbeResult};
 use crate::ports::AccessProbe;
 use crate::ports::{join_key, ObjectStore};
 

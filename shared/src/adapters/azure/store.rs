@@ -30,9 +30,9 @@ use sha2::{Digest, Sha256};
 use crate::adapters::azure::endpoint::EndpointRules;
 use crate::adapters::azure::errors::{classify, AzureOp, ErrorContext, Redactor};
 use crate::adapters::upload::{BufferedUpload, MultipartTarget};
-use crate::control::connection::{AzureAuth, Destination};
-use crate::control::secret::Secret;
 use crate::error::{ExportError, Result};
+use crate::model::destination::{AzureAuth, Destination};
+use crate::model::secret::Secret;
 use crate::ports::{ByteStream, CreateOutcome, ObjectMeta, ObjectStore, StreamingUpload};
 
 /// Size of one staged block. 8 MiB keeps an upload's memory small (a few blocks) while a

@@ -17,8 +17,8 @@ use base64::Engine;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::control::secret::{Secret, SecretBinding};
 use crate::error::{ExportError, Result};
+use crate::model::secret::{Secret, SecretBinding};
 use crate::ports::SecretCipher;
 
 pub const LOCAL_PREFIX: &str = "local2";

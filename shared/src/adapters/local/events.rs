@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use crate::delivery::hour_event::{HourExported, EVENT_SOURCE, HOUR_EXPORTED};
 use crate::error::{ExportError, Result};
+use crate::model::hour_event::{HourExported, EVENT_SOURCE, HOUR_EXPORTED};
 use crate::ports::HourEventSink;
 
 #[derive(Debug, Clone)]
@@ -57,9 +57,9 @@ impl HourEventSink for FolderEventSink {
 mod tests {
     use super::*;
     use crate::control::connection::Connection;
-    use crate::export::hour_export::ExportMode;
     use crate::export::manifest::Manifest;
     use crate::hour::UtcHour;
+    use crate::model::hour_request::ExportMode;
 
     #[tokio::test]
     async fn one_file_per_event_id_rewritten_identically_on_redelivery() {
@@ -67,7 +67,8 @@ mod tests {
         let sink = FolderEventSink::new(dir.path().join("events")).unwrap();
         let conn = Connection::from_json(r#"{"id":"c1","org_id":"42","project_id":"187520","destination":{"type":"local","path":"/out"},"creator":"a@b.co"}"#)
             .unwrap();
-        let event = HourExported::from_manifest(&conn, &Manifest::empty(&conn, UtcHour::parse("2020-01-25T17").unwrap()), ExportMode::Recurring);
+        let event =
+            HourExported::from_manifest(&conn, &Manifest::empty(&conn.export_spec().unwrap(), UtcHour::parse("2020-01-25T17").unwrap()), ExportMode::Recurring);
         sink.publish(&event).await.unwrap();
         let path = sink.path_of(&event);
         let first = std::fs::read(&path).unwrap();

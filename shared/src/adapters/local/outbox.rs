@@ -9,9 +9,9 @@ use base64::Engine;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
-use crate::delivery::failure::Clock;
-use crate::delivery::notify::Email;
 use crate::error::{ExportError, Result};
+use crate::model::clock::Clock;
+use crate::model::email::Email;
 use crate::ports::{Mailer, SendOutcome};
 
 #[derive(Clone)]

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::delivery::retry::{HourRequest, PlannedRetry};
 use crate::error::{ExportError, Result};
+use crate::model::hour_request::{HourRequest, PlannedRetry};
 use crate::ports::CreateOutcome;
 use crate::ports::HourlySchedules;
 use crate::ports::RetryScheduler;
@@ -173,8 +173,8 @@ impl HourlySchedules for LocalScheduler {
 mod tests {
     use super::*;
     use crate::delivery::retry::RetryPolicy;
-    use crate::export::hour_export::ExportMode;
     use crate::hour::UtcHour;
+    use crate::model::hour_request::ExportMode;
 
     #[tokio::test]
     async fn retries_are_create_only_and_run_when_due() {

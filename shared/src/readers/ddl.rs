@@ -10,15 +10,16 @@
 
 use std::fmt::Write;
 
-use crate::control::connection::{Connection, Destination};
+use crate::control::connection::Connection;
 use crate::error::{ExportError, Result};
 use crate::export::columns::{export_columns, Column, ColumnType};
-use crate::export::format::PartFormat;
-use crate::export::hour_export::{events_layout, merged_ids_layout};
-use crate::export::layout::{ExportLayout, LayoutKind};
+use crate::export::layout::ExportLayout;
 use crate::export::merged_ids::MERGE_FIELDS;
 use crate::export::timestamp::TimestampFormat;
 use crate::hour::UtcHour;
+use crate::model::destination::Destination;
+use crate::model::format::PartFormat;
+use crate::model::layout_kind::LayoutKind;
 
 /// A query engine `exportctl ddl` writes statements for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +147,7 @@ fn tables(conn: &Connection) -> Vec<Table<'_>> {
             data: Data::Events,
             name: format!("{base}_events"),
             destination: &conn.destination,
-            layout: events_layout(conn),
+            layout: conn.events_layout(),
             format: conn.format,
             columns: export_columns().collect(),
             timestamps: conn.timestamp_format,
@@ -160,7 +161,7 @@ fn tables(conn: &Connection) -> Vec<Table<'_>> {
             data: Data::MergedIds,
             name: format!("{base}_merged_ids"),
             destination: conn.merged_ids_destination(),
-            layout: merged_ids_layout(conn),
+            layout: conn.merged_ids_layout(),
             format: PartFormat::Json,
             columns: MERGE_FIELDS.iter().map(|name| Column { name, column_type: ColumnType::Int64 }).collect(),
             timestamps: conn.timestamp_format,

@@ -1,5 +1,6 @@
 //! "Hour Exported": the event that tells downstream loaders an hour is complete, so they
-//! react instead of polling for `_complete`.
+//! react instead of polling for `_complete`. Its shape is `crate::model::hour_event`; this
+//! module builds it and announces it.
 //!
 //! - The payload is built from the hour's manifest: where the files are, each part with its
 //!   key, records, bytes and sha256, the merged-IDs file, and the accounting.
@@ -13,7 +14,6 @@
 //!   machinery (`control::runs`) publishes after the marker is written and before the hour
 //!   leaves the ledger, and keeps the hour owed while the bus has not taken its event.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,90 +21,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::control::connection::Connection;
-use crate::error::{ExportError, Result};
-use crate::export::format::PartFormat;
-use crate::export::hour_export::{events_layout, merged_ids_layout, ExportMode};
-use crate::export::layout::LayoutKind;
-use crate::export::manifest::{Accounting, Manifest};
+use crate::error::Result;
+use crate::export::manifest::Manifest;
 use crate::hour::UtcHour;
+use crate::model::hour_event::{HourAccounting, HourExported, MergedIdsFile, PartFile};
+use crate::model::hour_request::ExportMode;
 use crate::ports::{HourEventSink, WebhookPost, WebhookPoster};
-
-/// EventBridge `source` of our events (rules match on it).
-pub const EVENT_SOURCE: &str = "event-export";
-/// EventBridge `detail-type` of the event.
-pub const HOUR_EXPORTED: &str = "Hour Exported";
-
-/// One event part of the hour.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PartFile {
-    pub key: String,
-    /// Part number (`#n`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub part: Option<u32>,
-    /// Records in the part.
-    pub events: u64,
-    /// Size of the object as stored (compressed).
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-/// The organisation's merged-IDs file of the hour.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MergedIdsFile {
-    /// Where it is (the merged-IDs destination may differ from the events').
-    pub destination: String,
-    pub key: String,
-    pub records: u64,
-    pub bytes: u64,
-    pub sha256: String,
-}
-
-/// `read = exported + filtered + duplicates + invalid`, per data kind exported.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HourAccounting {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub events: Option<Accounting>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merged_ids: Option<Accounting>,
-}
-
-/// The "Hour Exported" event: the EventBridge `detail`, the webhook's body and the file of
-/// embedded mode.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HourExported {
-    /// Same for every publication of the same completed hour; new when its files change.
-    pub id: String,
-    pub connection_id: String,
-    pub org_id: String,
-    pub project_id: String,
-    pub hour: UtcHour,
-    /// `recurring` (the scheduled export), `replace` (rewritten by a backfill: reload the
-    /// hour) or `late` (new parts were added after the earlier ones).
-    pub mode: ExportMode,
-    /// Where the events are (`s3://bucket/prefix`, an Azure container URL, a folder).
-    pub destination: String,
-    pub format: PartFormat,
-    pub layout: LayoutKind,
-    /// The `_complete` marker (absent when the connection turned markers off).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub marker_key: Option<String>,
-    /// Every event part of the hour, in part order.
-    pub parts: Vec<PartFile>,
-    /// Parts left out of `parts` to fit the bus's size limit (the marker lists them all).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub parts_omitted: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merged_ids: Option<MergedIdsFile>,
-    /// The connection whose event carries this hour's merged IDs, when another connection
-    /// of the organisation writes them in this connection's merged-IDs folder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub merged_ids_written_by: Option<String>,
-    pub accounting: HourAccounting,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
 
 /// The event id of a completed hour: sha256 over the connection, the hour and the
 /// manifest's bytes (which hold no wall-clock time), as 32 hex digits.
@@ -125,9 +47,9 @@ impl HourExported {
         let hour = manifest.hour;
         let marker_key = conn.complete_markers.then(|| {
             if conn.export.events {
-                events_layout(conn).complete_key(hour)
+                conn.events_layout().complete_key(hour)
             } else {
-                merged_ids_layout(conn).merged_ids_complete_key(hour)
+                conn.merged_ids_layout().merged_ids_complete_key(hour)
             }
         });
         let parts = manifest
@@ -163,26 +85,6 @@ impl HourExported {
                 merged_ids: manifest.merged_ids.as_ref().map(|m| m.accounting.clone()),
             },
         }
-    }
-
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("event serialises")
-    }
-
-    /// The event as it fits in `max_bytes` of JSON: whole when it does, else without its
-    /// part list (`parts_omitted` says how many; the marker lists them). Same id either way.
-    pub fn within(&self, max_bytes: usize) -> Result<Cow<'_, HourExported>> {
-        if self.to_json().len() <= max_bytes {
-            return Ok(Cow::Borrowed(self));
-        }
-        let slim = HourExported { parts: Vec::new(), parts_omitted: self.parts.len() as u64, ..self.clone() };
-        if slim.to_json().len() > max_bytes {
-            return Err(ExportError::Internal(format!(
-                "the Hour Exported event of {} {} exceeds {max_bytes} bytes even without its parts",
-                self.connection_id, self.hour
-            )));
-        }
-        Ok(Cow::Owned(slim))
     }
 }
 
@@ -323,8 +225,11 @@ impl HourAnnouncer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ExportError;
     use crate::export::manifest::{DataReport, FileEntry};
+    use crate::model::accounting::Accounting;
     use async_trait::async_trait;
+    use std::borrow::Cow;
     use std::sync::Mutex;
 
     fn conn() -> Connection {
@@ -337,7 +242,7 @@ mod tests {
 
     fn manifest(parts: u32) -> Manifest {
         let c = conn();
-        let mut m = Manifest::empty(&c, UtcHour::parse("2020-01-25T17").unwrap());
+        let mut m = Manifest::empty(&c.export_spec().unwrap(), UtcHour::parse("2020-01-25T17").unwrap());
         let files = (0..parts)
             .map(|n| FileEntry {
                 key: format!("exports/187520/187520_2020-01-25_17#{n}.json.gz"),

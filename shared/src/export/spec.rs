@@ -1,0 +1,109 @@
+//! What the export pipeline is asked to write for one connection: which data, under which
+//! prefixes, in which layout, file format and timestamp form, through which filter, and
+//! whether the hour ends with a complete marker. The connection produces it
+//! (`Connection::export_spec` in `crate::control::connection`); the pipeline sees nothing
+//! else of the connection (no admins, webhooks or secrets), so it is tested and
+//! benchmarked from a spec alone.
+
+use crate::export::filter::Filter;
+use crate::export::layout::ExportLayout;
+use crate::export::timestamp::TimestampFormat;
+use crate::model::format::PartFormat;
+use crate::model::layout_kind::LayoutKind;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportSpec {
+    /// The connection the files are written for (manifests name it).
+    pub connection_id: String,
+    pub project_id: String,
+    pub org_id: String,
+    /// Export the project's events.
+    pub events: bool,
+    /// Export the organisation's merged user IDs.
+    pub merged_ids: bool,
+    /// The prefix under the events' destination.
+    pub events_prefix: String,
+    /// The prefix under the merged IDs' destination (the events' when they share one).
+    pub merged_ids_prefix: String,
+    pub layout: LayoutKind,
+    pub format: PartFormat,
+    pub timestamp_format: TimestampFormat,
+    /// Write the `_complete` manifest last (the default); without it an hour is only parts.
+    pub complete_markers: bool,
+    /// Events that do not match are counted as filtered, not exported.
+    pub filter: Option<Filter>,
+}
+
+impl ExportSpec {
+    /// A spec with the defaults of a new connection (events and merged IDs, Amplitude's flat
+    /// layout, gzipped JSON, Amplitude timestamps, markers, no filter) under one prefix.
+    pub fn new(connection_id: impl Into<String>, project_id: impl Into<String>, org_id: impl Into<String>, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        ExportSpec {
+            connection_id: connection_id.into(),
+            project_id: project_id.into(),
+            org_id: org_id.into(),
+            events: true,
+            merged_ids: true,
+            events_prefix: prefix.clone(),
+            merged_ids_prefix: prefix,
+            layout: LayoutKind::default(),
+            format: PartFormat::default(),
+            timestamp_format: TimestampFormat::default(),
+            complete_markers: true,
+            filter: None,
+        }
+    }
+
+    /// Where the event parts and (when events are exported) the marker go.
+    pub fn events_layout(&self) -> ExportLayout {
+        ExportLayout::new(&self.events_prefix, &self.project_id, &self.org_id).with(self.layout, self.format)
+    }
+
+    /// Where the merged-IDs file (and, without events, the marker) goes.
+    pub fn merged_ids_layout(&self) -> ExportLayout {
+        ExportLayout::new(&self.merged_ids_prefix, &self.project_id, &self.org_id).with(self.layout, self.format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::adapters::local::memory::MemoryStore;
+    use crate::export::generate::{generate_hour, HourSpec};
+    use crate::export::hour_export::{export_hour, ExportSettings, ExportTargets};
+    use crate::hour::UtcHour;
+    use crate::model::hour_request::ExportMode;
+    use crate::ports::ObjectStore;
+
+    /// The pipeline runs from a spec alone: no connection, destination or secret is built.
+    #[tokio::test]
+    async fn an_hour_exports_from_a_spec_alone() {
+        let hour = UtcHour::parse("2020-01-25T17").unwrap();
+        let lake = Arc::new(MemoryStore::new("lake"));
+        let dest = Arc::new(MemoryStore::new("dest"));
+        let generated = generate_hour(
+            lake.as_ref(),
+            &HourSpec { project_id: "187520".into(), hour, events: 500, events_per_file: 200, duplicate_every: 50, invalid_every: 100, seed: 3, gzip: true },
+        )
+        .await
+        .unwrap();
+        let spec = ExportSpec { merged_ids: false, layout: LayoutKind::Hive, ..ExportSpec::new("c1", "187520", "42", "exports") };
+        let targets = ExportTargets { lake: lake.clone(), events: dest.clone(), merged_ids: dest.clone() };
+        let settings = ExportSettings::new(4 << 10, 1, 1).unwrap();
+        let report = export_hour(&spec, &targets, hour, ExportMode::Recurring, &settings).await.unwrap();
+        let manifest = report.manifest.expect("a manifest");
+        assert_eq!(manifest.connection_id, "c1");
+        let events = manifest.events.expect("events exported");
+        assert!(events.accounting.balances(), "{:?}", events.accounting);
+        assert_eq!(events.accounting.exported, generated.unique_events);
+        assert_eq!(events.accounting.invalid, generated.invalid);
+        assert!(events.files.len() > 1, "4 KiB parts roll over: {} part(s)", events.files.len());
+        let marker = spec.events_layout().complete_key(hour);
+        assert_eq!(marker, "exports/187520/dt=2020-01-25/hour=17/_187520_2020-01-25_17_complete");
+        assert!(dest.head(&marker).await.unwrap().is_some(), "the marker is written last");
+        assert!(manifest.merged_ids.is_none(), "the spec asked for no merged IDs");
+    }
+}
