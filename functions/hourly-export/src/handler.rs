@@ -9,7 +9,10 @@ use lambda_runtime::LambdaEvent;
 pub async fn handle(runtime: &FunctionRuntime, event: LambdaEvent<serde_json::Value>) -> Result<serde_json::Value, FunctionError> {
     let started = std::time::Instant::now();
     let result = dispatch(runtime, &event).await;
-    invocation_metrics(&runtime.config.metrics_out(), "hourly-export", started);
+    // The watchdog's invocations are told apart, so the hourly runs' silence alarm is not
+    // kept quiet by them.
+    let function = if event.payload.get("watchdog").is_some() { "watchdog" } else { "hourly-export" };
+    invocation_metrics(&runtime.config.metrics_out(), function, started);
     result.map_err(|e| failed(&event.context.request_id, e))
 }
 

@@ -2,9 +2,11 @@
 //! filtered, bytes, parts, seconds, freshness, attempt, by outcome) and of the watchdog.
 //!
 //! **Dimensions and their cost.** Every figure carries `Stack`; run figures add `Outcome`
-//! (`exported`, `skipped`, `failed`). That is 10 run metrics × 3 outcomes + 8 watchdog
-//! metrics + 3 invocation metrics ≈ 41 CloudWatch metrics per stack, about $12 a month at
-//! $0.30 per metric, whatever the number of connections. `EXPORT_METRICS_PER_CONNECTION=true`
+//! (`exported`, `skipped`, `failed`), a failed run's `FailedRuns` adds `Blame`
+//! (`destination`, `internal`, `configuration`), invocation figures add `Function`
+//! (`hourly-export`, `watchdog`, `backfill`). That is 10 run metrics × 3 outcomes + 3 blames
+//! + 9 watchdog metrics + 3 invocation metrics × 3 functions = 51 CloudWatch metrics per
+//! stack, about $15 a month at $0.30 per metric, whatever the number of connections. `EXPORT_METRICS_PER_CONNECTION=true`
 //! adds a `ConnectionId` dimension to the run figures: 30 metrics per connection, so 1,000
 //! connections cost 30,000 metrics (about $6,000 a month at the first tier's price, less
 //! past 10,000). Without it the connection and hour are still in every EMF line as plain
@@ -36,6 +38,16 @@ impl MetricsOut {
     /// A set with only the `Stack` dimension (watchdog, invocation figures).
     pub fn stack_set(&self, at: DateTime<Utc>) -> MetricSet {
         MetricSet::new(at, self.base())
+    }
+
+    /// A failed run, by whose side the failure is on (`ExportError::blame`).
+    pub fn failure_set(&self, record: &RunRecord, blame: &str) -> MetricSet {
+        let mut dimensions = self.base();
+        dimensions.push(("Blame".into(), blame.into()));
+        let mut set = MetricSet::new(record.ended, dimensions);
+        set.add("FailedRuns", Unit::Count, 1.0, "hour runs that failed, by whose side the failure is on");
+        set.property("connection", record.connection_id.clone()).property("hour", record.hour.to_string());
+        set
     }
 
     /// The figures of one finished run.

@@ -416,6 +416,9 @@ impl RunService {
         }
         if let Some(out) = &self.metrics {
             out.sink.publish(&out.run_set(&record, bytes_written, parts));
+            if let Err(e) = &result {
+                out.sink.publish(&out.failure_set(&record, e.blame()));
+            }
         }
         let bookkeeping = async {
             if record.outcome == RunOutcome::Skipped {
