@@ -106,7 +106,7 @@ async fn control_on_moto() -> (Arc<Counted>, ControlStore) {
     let s3: Arc<dyn ObjectStore> = Arc::new(S3Store::new(moto::s3_client(&cfg), &bucket));
     let counted = Arc::new(Counted { inner: s3, requests: AtomicU64::new(0) });
     let dir = tempfile::tempdir().unwrap();
-    let cipher = Arc::new(LocalCipher::open_or_create(&dir.path().join("secret.key")).unwrap());
+    let cipher = Arc::new(LocalCipher::open_or_create(dir.path().join("secret.key")).unwrap());
     (counted.clone(), ControlStore::new(counted, cipher))
 }
 

@@ -4,13 +4,14 @@
 //! **Dimensions and their cost.** Every figure carries `Stack`; run figures add `Outcome`
 //! (`exported`, `skipped`, `failed`), a failed run's `FailedRuns` adds `Blame`
 //! (`destination`, `internal`, `configuration`), invocation figures add `Function`
-//! (`hourly-export`, `watchdog`, `backfill`). That is 10 run metrics × 3 outcomes + 3 blames
-//! + 9 watchdog metrics + 3 invocation metrics × 3 functions = 51 CloudWatch metrics per
-//! stack, about $15 a month at $0.30 per metric, whatever the number of connections. `EXPORT_METRICS_PER_CONNECTION=true`
-//! adds a `ConnectionId` dimension to the run figures: 30 metrics per connection, so 1,000
-//! connections cost 30,000 metrics (about $6,000 a month at the first tier's price, less
-//! past 10,000). Without it the connection and hour are still in every EMF line as plain
-//! properties, which CloudWatch Logs Insights queries at no metric cost.
+//! (`hourly-export`, `watchdog`, `backfill`). That makes 51 CloudWatch metrics per stack (10
+//! run metrics by 3 outcomes, 3 blames, 9 watchdog metrics, 3 invocation metrics by 3
+//! functions), about $15 a month at $0.30 per metric, whatever the number of connections.
+//! `EXPORT_METRICS_PER_CONNECTION=true` adds a `ConnectionId` dimension to the run figures:
+//! 30 metrics per connection, so 1,000 connections cost 30,000 metrics (about $5,000 a month:
+//! $0.30 each for the first 10,000, $0.10 after). Without it the connection and hour are still
+//! in every EMF line as plain properties, which CloudWatch Logs Insights queries at no metric
+//! cost.
 
 use std::sync::Arc;
 
