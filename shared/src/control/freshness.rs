@@ -318,3 +318,70 @@ impl Overdue {
         now - self.due
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::adapters::local::memory::MemoryStore;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn h(s: &str) -> UtcHour {
+        UtcHour::parse(s).unwrap()
+    }
+
+    fn conn(created: &str, enabled: bool) -> Connection {
+        serde_json::from_value(serde_json::json!({"id": "c1", "org_id": "42", "project_id": "187520", "created": created, "enabled": enabled,
+            "destination": {"type": "local", "path": "/tmp/dest", "prefix": "exports"}, "admins": ["admin@example.com"], "creator": "owner@example.com"}))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_hour_is_due_one_slo_after_it_ends_or_after_the_connection_was_created() {
+        let slo = Duration::minutes(60);
+        let c = conn("2020-01-25T15:00:00Z", true);
+        assert_eq!(deadline(&c, h("2020-01-25T16"), slo), t("2020-01-25T18:00:00Z"));
+        assert_eq!(deadline(&c, h("2020-01-25T03"), slo), t("2020-01-25T16:00:00Z"), "before creation: one SLO after it");
+        let f = HourFreshness::measure(&c, h("2020-01-25T16"), t("2020-01-25T17:20:00Z"), slo);
+        assert_eq!((f.freshness_seconds, f.met), (1200, true));
+        let late = HourFreshness::measure(&c, h("2020-01-25T16"), t("2020-01-25T18:00:01Z"), slo);
+        assert!(!late.met);
+        assert_eq!(minutes(late.freshness_seconds), "1h00m");
+        assert_eq!(newest_due(&c, slo, t("2020-01-25T15:59:00Z")).unwrap(), None, "nothing is due before one SLO after creation");
+        assert_eq!(newest_due(&c, slo, t("2020-01-25T18:00:00Z")).unwrap(), Some(h("2020-01-25T16")));
+    }
+
+    #[tokio::test]
+    async fn untaken_hours_are_counted_from_the_last_registered_and_exported_hour_without_reading_each() {
+        let ledger = HourLedger::new(Arc::new(MemoryStore::new("control")));
+        let slo = Duration::minutes(60);
+        let c = conn("2020-01-25T00:05:00Z", true);
+        ledger.register_through("c1", h("2020-01-25T00"), h("2020-01-25T02"), 24).await.unwrap();
+        let origin = ledger.origin("c1").await.unwrap();
+        // Years of silence: counted, not listed.
+        let now = t("2021-01-25T00:30:00Z");
+        let newest = newest_due(&c, slo, now).unwrap().unwrap();
+        let u = untaken(&ledger, &c, origin.as_ref(), Some(h("2020-01-25T02")), newest, now).await.unwrap();
+        assert_eq!(u.oldest(), Some(h("2020-01-25T03")));
+        assert_eq!(u.count(), (newest.index() - h("2020-01-25T03").index() + 1) as u64);
+        assert!(u.checked.is_empty());
+        // An hour between the last registered one and the newest exported one is read: a
+        // backfill may have completed it, or not.
+        let spec = c.export_spec().unwrap();
+        ledger.record_manifest("c1", &crate::export::manifest::Manifest::empty(&spec, h("2020-01-25T04"))).await.unwrap();
+        let u = untaken(&ledger, &c, origin.as_ref(), Some(h("2020-01-25T04")), h("2020-01-25T06"), t("2020-01-25T08:00:00Z")).await.unwrap();
+        assert_eq!(u.checked, vec![h("2020-01-25T03")], "04 was completed by a backfill");
+        assert_eq!(u.tail, Some((h("2020-01-25T05"), h("2020-01-25T06"))));
+        assert_eq!(u.count(), 3);
+        let owed = ledger.owed("c1").await.unwrap();
+        let o = overdue(&ledger, &c, &owed, origin.as_ref(), Some(h("2020-01-25T04")), slo, t("2020-01-25T08:00:00Z")).await.unwrap().unwrap();
+        assert_eq!((o.oldest, o.hours), (h("2020-01-25T00"), 6), "the ledger's 00..02 and the untaken 03, 05, 06");
+        // A disabled connection is never late for hours nobody takes.
+        let off = conn("2020-01-25T00:05:00Z", false);
+        assert_eq!(untaken(&ledger, &off, origin.as_ref(), None, h("2020-01-25T06"), t("2020-01-25T08:00:00Z")).await.unwrap(), Untaken::default());
+    }
+}
