@@ -59,6 +59,9 @@ fn exports_that_stop_silently_turn_late_at_the_deadline_and_recover_when_the_sch
 
     // The hours exported late say so where an operator and a loader look.
     let runs = w.ok(&["runs", CONN], "2020-01-25T06:30:00Z");
+    let run_of = |hour: &str| runs.lines().find(|l| l.starts_with(hour) && l.contains(" exported ")).unwrap_or_else(|| panic!("{hour}:\n{runs}")).to_string();
+    assert!(run_of("2020-01-25T02").contains(" 20m "), "{runs}");
+    assert!(run_of("2020-01-25T03").contains(" 2h20m! "), "past the SLO: {runs}");
     let events_dir = w.home.join("events").join(CONN);
     let event_of = |hour: &str| -> serde_json::Value {
         let file = std::fs::read_dir(&events_dir).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with(hour)).unwrap().path();

@@ -228,34 +228,33 @@ pub async fn overdue(
     Ok(oldest.map(|oldest| Overdue { oldest, hours, due: deadline(conn, oldest, slo) }))
 }
 
-/// At most this many hours between the last registered hour and the newest exported one
-/// are read one by one to tell which a backfill or an export completed; a longer span is
-/// taken as handled (a backfill ran over it).
+/// At most this many of the newest unregistered hours are read one by one (a backfill or an
+/// export may have completed them); older ones count as untaken unless the status says an
+/// hour at least as new was exported.
 const MAX_UNTAKEN_CHECKS: i64 = 48;
 
 /// The hours of an enabled connection up to `through` that no scheduled run registered and
-/// no run completed: they are owed all the same, and nothing else will say so. Every hour
-/// after the newest exported one is untaken; the few between the last registered hour and
-/// that one are read from the ledger. Counted, not listed: after a long silence they are many.
+/// no run completed: they are owed all the same, and nothing else will say so. The newest
+/// ones are read from the ledger; after a long silence the older ones are counted, not listed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Untaken {
-    /// Untaken hours at or before the newest exported hour (read one by one).
+    /// Every hour of this span is untaken (the older part of a long silence).
+    pub span: Option<(UtcHour, UtcHour)>,
+    /// Untaken hours among the newest ones, read one by one.
     pub checked: Vec<UtcHour>,
-    /// Every hour from this one through `through` is untaken.
-    pub tail: Option<(UtcHour, UtcHour)>,
 }
 
 impl Untaken {
     pub fn contains(&self, h: UtcHour) -> bool {
-        self.checked.contains(&h) || self.tail.is_some_and(|(from, to)| h >= from && h <= to)
+        self.checked.contains(&h) || self.span.is_some_and(|(from, to)| h >= from && h <= to)
     }
 
     pub fn count(&self) -> u64 {
-        self.checked.len() as u64 + self.tail.map_or(0, |(from, to)| (to.index() - from.index() + 1) as u64)
+        self.checked.len() as u64 + self.span.map_or(0, |(from, to)| (to.index() - from.index() + 1) as u64)
     }
 
     pub fn oldest(&self) -> Option<UtcHour> {
-        self.checked.first().copied().or(self.tail.map(|(from, _)| from))
+        self.span.map(|(from, _)| from).or(self.checked.first().copied())
     }
 }
 
@@ -269,22 +268,21 @@ pub async fn untaken(
     now: DateTime<Utc>,
 ) -> Result<Untaken> {
     let mut out = Untaken::default();
-    if !conn.enabled {
+    let from = unregistered_from(conn, origin, now)?;
+    if !conn.enabled || from > through {
         return Ok(out);
     }
-    let from = unregistered_from(conn, origin, now)?;
-    let tail_from = last_exported.map_or(from, |l| l.next().max(from));
-    if tail_from.index() - from.index() <= MAX_UNTAKEN_CHECKS {
-        let mut h = from;
-        while h < tail_from && h <= through {
-            if ledger.complete_manifest(&conn.id, h).await?.is_none() {
-                out.checked.push(h);
-            }
-            h = h.next();
-        }
+    let read_from = if through.index() - from.index() >= MAX_UNTAKEN_CHECKS { UtcHour::from_index(through.index() - MAX_UNTAKEN_CHECKS + 1)? } else { from };
+    let older_from = last_exported.map_or(from, |l| l.next().max(from));
+    if older_from < read_from {
+        out.span = Some((older_from, read_from.prev()));
     }
-    if tail_from <= through {
-        out.tail = Some((tail_from, through));
+    let mut h = read_from;
+    while h <= through {
+        if ledger.complete_manifest(&conn.id, h).await?.is_none() {
+            out.checked.push(h);
+        }
+        h = h.next();
     }
     Ok(out)
 }
@@ -356,7 +354,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn untaken_hours_are_counted_from_the_last_registered_and_exported_hour_without_reading_each() {
+    async fn untaken_hours_after_a_long_silence_are_counted_and_the_newest_read_one_by_one() {
         let ledger = HourLedger::new(Arc::new(MemoryStore::new("control")));
         let slo = Duration::minutes(60);
         let c = conn("2020-01-25T00:05:00Z", true);
@@ -368,18 +366,18 @@ mod tests {
         let u = untaken(&ledger, &c, origin.as_ref(), Some(h("2020-01-25T02")), newest, now).await.unwrap();
         assert_eq!(u.oldest(), Some(h("2020-01-25T03")));
         assert_eq!(u.count(), (newest.index() - h("2020-01-25T03").index() + 1) as u64);
-        assert!(u.checked.is_empty());
-        // An hour between the last registered one and the newest exported one is read: a
-        // backfill may have completed it, or not.
+        assert_eq!(u.checked.len(), 48, "only the newest hours are read");
+        // The newest hours are read: a backfill may have completed some (whatever the
+        // status's newest exported hour says: concurrent runs may have left it behind).
         let spec = c.export_spec().unwrap();
         ledger.record_manifest("c1", &crate::export::manifest::Manifest::empty(&spec, h("2020-01-25T04"))).await.unwrap();
-        let u = untaken(&ledger, &c, origin.as_ref(), Some(h("2020-01-25T04")), h("2020-01-25T06"), t("2020-01-25T08:00:00Z")).await.unwrap();
-        assert_eq!(u.checked, vec![h("2020-01-25T03")], "04 was completed by a backfill");
-        assert_eq!(u.tail, Some((h("2020-01-25T05"), h("2020-01-25T06"))));
-        assert_eq!(u.count(), 3);
+        ledger.record_manifest("c1", &crate::export::manifest::Manifest::empty(&spec, h("2020-01-25T06"))).await.unwrap();
+        let u = untaken(&ledger, &c, origin.as_ref(), Some(h("2020-01-25T05")), h("2020-01-25T06"), t("2020-01-25T08:00:00Z")).await.unwrap();
+        assert_eq!(u.checked, vec![h("2020-01-25T03"), h("2020-01-25T05")], "04 and 06 were completed by a backfill");
+        assert_eq!((u.span, u.count()), (None, 2));
         let owed = ledger.owed("c1").await.unwrap();
         let o = overdue(&ledger, &c, &owed, origin.as_ref(), Some(h("2020-01-25T04")), slo, t("2020-01-25T08:00:00Z")).await.unwrap().unwrap();
-        assert_eq!((o.oldest, o.hours), (h("2020-01-25T00"), 6), "the ledger's 00..02 and the untaken 03, 05, 06");
+        assert_eq!((o.oldest, o.hours), (h("2020-01-25T00"), 5), "the ledger's 00..02 and the untaken 03 and 05");
         // A disabled connection is never late for hours nobody takes.
         let off = conn("2020-01-25T00:05:00Z", false);
         assert_eq!(untaken(&ledger, &off, origin.as_ref(), None, h("2020-01-25T06"), t("2020-01-25T08:00:00Z")).await.unwrap(), Untaken::default());
