@@ -108,12 +108,18 @@ pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {
         println!("connection {id}: its file cannot be read ({}); its runs as recorded:", u.error);
     }
     println!(
-        "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  ERROR",
-        "HOUR", "MODE", "ATTEMPT", "OUTCOME", "READ", "EXPORTED", "FILT", "DUPS", "INVALID"
+        "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7} {:>7}  ERROR",
+        "HOUR", "MODE", "ATTEMPT", "OUTCOME", "READ", "EXPORTED", "FILT", "DUPS", "INVALID", "FRESH"
     );
     for r in home.control.list_runs(id).await? {
+        // The freshness this run measured (it wrote the hour's first marker); `!` past the SLO.
+        let fresh = match (r.freshness_seconds, r.slo_met) {
+            (Some(s), Some(false)) => format!("{}!", exporter::control::freshness::minutes(s)),
+            (Some(s), _) => exporter::control::freshness::minutes(s),
+            (None, _) => "-".into(),
+        };
         println!(
-            "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7}  {}",
+            "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7} {:>7}  {}",
             r.hour.to_string(),
             r.mode.to_string(),
             r.attempt,
@@ -123,6 +129,7 @@ pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {
             r.events.filtered,
             r.events.duplicates,
             r.events.invalid,
+            fresh,
             r.error.unwrap_or_default()
         );
         for at in &r.invalid_locations {

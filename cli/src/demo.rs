@@ -296,7 +296,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     print!("{table}");
     // Status tells the truth: after the recovery nothing is wrong, so every STATE is ok.
     for row in table.lines().skip(1).filter(|l| !l.starts_with(' ')) {
-        let state = row.split_whitespace().skip(7).collect::<Vec<_>>().join(" ");
+        let state = row.split_whitespace().skip(8).collect::<Vec<_>>().join(" ");
         checks.check(state == "ok", || format!("status is not ok after the recovery: {row}"));
     }
 

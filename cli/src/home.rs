@@ -137,6 +137,7 @@ async fn open_deployed() -> Result<Home> {
         clock: clock.clone(),
         policy: config.run_policy,
         announcer,
+        metrics: None,
     });
     let failure = FailureHandler {
         control: control.store().clone(),

@@ -95,8 +95,20 @@ enum Command {
     },
     /// Fires what is due at --at (default now): the hourly schedules and the due retries.
     Tick,
-    /// Status of every connection: watermark, owed hours, lag, failing state, gaps.
-    Status,
+    /// Status of every connection: watermark, owed hours, lag, freshness, failing state, gaps.
+    Status {
+        /// Print the status as JSON (one documented shape, for scripts) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The watchdog's figures (oldest owed hour's age, owed and overdue hours, connections
+    /// late, failing, broken) and each connection's, in the Prometheus text format: for a
+    /// scrape or node_exporter's textfile collector.
+    Metrics {
+        /// The `stack` label of every sample.
+        #[arg(long, default_value = "embedded")]
+        stack: String,
+    },
     /// Run records of a connection.
     Runs { connection: String },
     /// Runs the destination probe suite (the test upload) of a connection id or file.
@@ -228,7 +240,8 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
             backfill::backfill(&open(cli.cloud).await?, &connection, &from, &to, allow_empty_lake).await
         }
         Command::Tick => commands::tick(&open(cli.cloud).await?, clock()).await,
-        Command::Status => status::status(&open(cli.cloud).await?, clock()).await,
+        Command::Status { json } => status::status(&open(cli.cloud).await?, clock(), json).await,
+        Command::Metrics { stack } => status::metrics(&open(cli.cloud).await?, clock(), &stack).await,
         Command::Runs { connection } => commands::runs(&open(cli.cloud).await?, &connection).await,
         Command::Verify { connection } => commands::verify(&open(cli.cloud).await?, &connection).await,
         Command::Policy { connection, role_template, account } => {

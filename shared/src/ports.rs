@@ -25,6 +25,7 @@ use crate::model::destination::Destination;
 use crate::model::email::Email;
 use crate::model::hour_event::HourExported;
 use crate::model::hour_request::PlannedRetry;
+use crate::model::metrics::MetricSet;
 use crate::model::probe_report::ProbeReport;
 use crate::model::secret::{Secret, SecretBinding};
 
@@ -231,6 +232,12 @@ pub trait WebhookPoster: Send + Sync + std::fmt::Debug {
     /// `Err` (`Transient`) for timeouts, network failures, 408, 429 and 5xx; otherwise the
     /// receiver refused and sending again will not help. No error names the URL.
     async fn post(&self, post: &WebhookPost<'_>) -> Result<()>;
+}
+
+/// Publishes figures (CloudWatch Embedded Metric Format log lines in the functions). Never
+/// fails the work it measures: a figure that cannot be written is dropped with a log line.
+pub trait MetricsSink: Send + Sync + std::fmt::Debug {
+    fn publish(&self, set: &MetricSet);
 }
 
 /// Reads a whole stream into memory (for small objects and tests).

@@ -35,6 +35,17 @@ else
   echo "duckdb $DUCKDB_VERSION installed"
 fi
 
+# The Prometheus client's own text parser reads `exportctl metrics` (tests/steps/15-demo.sh).
+prometheus_stamp="$EMULATOR_VENV/installed-prometheus-client-$PROMETHEUS_CLIENT_VERSION"
+if [ -f "$prometheus_stamp" ]; then
+  echo "prometheus_client $PROMETHEUS_CLIENT_VERSION already installed in $EMULATOR_VENV"
+else
+  "$EMULATOR_VENV/bin/pip" install --quiet --disable-pip-version-check "prometheus_client==$PROMETHEUS_CLIENT_VERSION"
+  rm -f "$EMULATOR_VENV"/installed-prometheus-client-*
+  touch "$prometheus_stamp"
+  echo "prometheus_client $PROMETHEUS_CLIENT_VERSION installed"
+fi
+
 checkov_stamp="$CHECKOV_VENV/installed-checkov-$CHECKOV_VERSION"
 if [ -f "$checkov_stamp" ] && [ -x "$CHECKOV" ]; then
   echo "checkov $CHECKOV_VERSION already installed in $CHECKOV_VENV"

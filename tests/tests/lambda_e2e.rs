@@ -86,6 +86,71 @@ fn watch_log(dir: &std::path::Path) -> String {
     std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| std::fs::read_to_string(e.path()).unwrap_or_default()).collect()
 }
 
+/// The Embedded Metric Format lines the functions logged, each checked against the EMF
+/// specification's structure: `_aws` with an integer millisecond `Timestamp` and
+/// `CloudWatchMetrics` directives, each with a `Namespace`, `Dimensions` (arrays of at most 30
+/// names, each a string member of the line) and `Metrics` (a `Name` that is a numeric member
+/// of the line, and a `Unit` CloudWatch knows).
+fn emf_lines(log: &str) -> Vec<Value> {
+    const UNITS: [&str; 27] = [
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Kilobytes",
+        "Megabytes",
+        "Gigabytes",
+        "Terabytes",
+        "Bits",
+        "Kilobits",
+        "Megabits",
+        "Gigabits",
+        "Terabits",
+        "Percent",
+        "Count",
+        "Bytes/Second",
+        "Kilobytes/Second",
+        "Megabytes/Second",
+        "Gigabytes/Second",
+        "Terabytes/Second",
+        "Bits/Second",
+        "Kilobits/Second",
+        "Megabits/Second",
+        "Gigabits/Second",
+        "Terabits/Second",
+        "Count/Second",
+        "None",
+    ];
+    let mut out = Vec::new();
+    for line in log.lines() {
+        let Some(start) = line.find("{\"_aws\"") else { continue };
+        let v: Value = serde_json::from_str(&line[start..]).unwrap_or_else(|e| panic!("an EMF line is not one JSON object ({e}): {line}"));
+        let meta = &v["_aws"];
+        assert!(meta["Timestamp"].as_i64().is_some_and(|t| t > 1_500_000_000_000), "Timestamp in ms: {v}");
+        let directives = meta["CloudWatchMetrics"].as_array().unwrap_or_else(|| panic!("CloudWatchMetrics: {v}"));
+        assert!(!directives.is_empty(), "{v}");
+        for d in directives {
+            assert!(d["Namespace"].as_str().is_some_and(|n| !n.is_empty() && n.len() <= 255), "Namespace: {v}");
+            for set in d["Dimensions"].as_array().unwrap_or_else(|| panic!("Dimensions: {v}")) {
+                let names = set.as_array().unwrap_or_else(|| panic!("a dimension set is an array: {v}"));
+                assert!(!names.is_empty() && names.len() <= 30, "{v}");
+                for n in names {
+                    assert!(v[n.as_str().unwrap()].is_string(), "dimension {n} is a string member: {v}");
+                }
+            }
+            let metrics = d["Metrics"].as_array().unwrap_or_else(|| panic!("Metrics: {v}"));
+            assert!(!metrics.is_empty() && metrics.len() <= 100, "{v}");
+            for m in metrics {
+                let name = m["Name"].as_str().unwrap_or_else(|| panic!("Name: {v}"));
+                assert!(v[name].is_number(), "metric {name} is a numeric member: {v}");
+                assert!(UNITS.contains(&m["Unit"].as_str().unwrap_or_default()), "unit of {name}: {v}");
+            }
+        }
+        out.push(v);
+    }
+    out
+}
+
 /// Invokes a function over the Lambda invoke API; returns the parsed answer.
 async fn invoke(http: &reqwest::Client, watch: &Watch, function: &str, payload: &Value) -> Value {
     let resp = http
@@ -509,4 +574,30 @@ async fn functions_under_cargo_lambda_watch_against_moto() {
     }
     let after = (snapshot(dest_store.as_ref(), "").await, snapshot(control.as_ref(), "").await, retry_schedules(&scheduler, &retry_group).await);
     assert!(before == after, "bad payloads changed nothing");
+
+    // 8. Metrics: every run, invocation and the watchdog logged EMF lines, as CloudWatch reads them.
+    let survey = invoke(&http, &watch, "hourly-export", &json!({"watchdog": {}})).await;
+    assert!(survey["connections"].as_u64().is_some_and(|n| n >= 2), "{survey}");
+    assert!(survey["oldest_owed_age_seconds"].as_i64().is_some_and(|a| a > 0), "the 2020 connections are years behind today: {survey}");
+    assert!(survey["connections_late"].as_u64().is_some_and(|n| n >= 1), "{survey}");
+    let emf = emf_lines(&watch_log(logs.path()));
+    let with = |metric: &str| emf.iter().filter(|v| v[metric].is_number()).cloned().collect::<Vec<_>>();
+    let exported: Vec<Value> = with("EventsExported").into_iter().filter(|v| v["Outcome"] == "exported" && v["connection"] == conn_id).collect();
+    let first_run = exported.iter().find(|v| v["hour"] == "2020-01-25T17").unwrap_or_else(|| panic!("the first export's figures: {emf:?}"));
+    assert_eq!(first_run["_aws"]["CloudWatchMetrics"][0]["Namespace"], "EventExport");
+    assert_eq!(first_run["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["Stack", "Outcome"]]), "no per-connection dimension by default");
+    assert_eq!((first_run["Stack"].as_str(), first_run["EventsExported"].as_u64(), first_run["Attempt"].as_u64()), (Some("event-export"), Some(25), Some(1)));
+    assert!(first_run["BytesWritten"].as_u64().is_some_and(|b| b > 0) && first_run["Parts"].as_u64() == Some(1), "{first_run}");
+    assert!(first_run["FreshnessSeconds"].as_i64().is_some_and(|f| f > 0), "the hour's first marker is measured: {first_run}");
+    let failed = with("FailedRuns");
+    assert!(failed.iter().any(|v| v["Blame"] == "destination"), "the destination's failures by blame: {failed:?}");
+    assert!(failed.iter().any(|v| v["Blame"] == "internal"), "ours too: {failed:?}");
+    let watchdog = with("WatchdogRuns");
+    assert_eq!(watchdog.len(), 1, "{watchdog:?}");
+    assert_eq!(watchdog[0]["OverdueHours"].as_u64(), survey["overdue_hours"].as_u64(), "the line and the answer agree: {}", watchdog[0]);
+    let invocations = with("Invocations");
+    for function in ["hourly-export", "watchdog", "backfill"] {
+        let one = invocations.iter().find(|v| v["Function"] == function).unwrap_or_else(|| panic!("{function}'s invocation figures: {invocations:?}"));
+        assert!(one["PeakMemoryMegabytes"].as_f64().is_some_and(|m| m > 1.0) && one["InvocationSeconds"].is_number(), "{one}");
+    }
 }

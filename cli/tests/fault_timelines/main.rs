@@ -14,6 +14,7 @@
 mod world;
 
 mod backfills;
+mod freshness;
 mod key_space;
 mod operator_plane;
 mod poison;

@@ -34,3 +34,29 @@ pub fn failed(request_id: &str, e: ExportError) -> FunctionError {
     tracing::error!(request_id = %request_id, outcome = "error", error_kind = e.kind(), error = %e, retryable = e.is_retryable(), "invocation failed");
     FunctionError(e)
 }
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in megabytes: what the
+/// dashboard sets against the function's memory size.
+pub fn peak_memory_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Publishes one invocation's figures (`Invocations`, `InvocationSeconds`,
+/// `PeakMemoryMegabytes`) by stack and function.
+pub fn invocation_metrics(out: &exporter::control::metrics::MetricsOut, function: &str, started: std::time::Instant) {
+    use exporter::model::metrics::Unit;
+    let mut set = out.stack_set(chrono::Utc::now());
+    set.dimensions.push(("Function".into(), function.into()));
+    set.add("Invocations", Unit::Count, 1.0, "function invocations finished").add(
+        "InvocationSeconds",
+        Unit::Seconds,
+        started.elapsed().as_secs_f64(),
+        "time one invocation took (set against the function's timeout)",
+    );
+    if let Some(mb) = peak_memory_mb() {
+        set.add("PeakMemoryMegabytes", Unit::Megabytes, mb, "peak resident memory of the function's process");
+    }
+    out.sink.publish(&set);
+}

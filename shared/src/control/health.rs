@@ -7,6 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::control::connection::Connection;
+use crate::control::freshness;
 use crate::control::ledger::{HourLedger, OwedHour, OwedState};
 use crate::control::runs::{RunPolicy, BEHIND_GRACE_MINUTES};
 use crate::control::store::{ConnectionStatus, Gap};
@@ -141,6 +142,29 @@ pub async fn assess(ledger: &HourLedger, conn: &Connection, status: &ConnectionS
         if let Some(gap) = remaining_gap(ledger, &conn.id, gap).await? {
             conditions.push(format!("GAP {} never exported — run: {}", gap.range, gap.backfill_command));
         }
+    }
+    // Last, so the causes above come first; LATE says what they cost.
+    let origin = ledger.origin(&conn.id).await?;
+    if let Some(late) = freshness::overdue(ledger, conn, &owed, origin.as_ref(), status.last_exported_hour, policy.freshness_slo, now).await? {
+        let registered_to = origin.map(|o| o.registered_to);
+        // Nothing owed in the ledger is that old: no scheduled run registered the hour.
+        let cause = if registered_to.is_none_or(|r| late.oldest > r) {
+            format!(
+                "no scheduled run has taken hours since {} — is the connection's hourly schedule there and the function running? run: exportctl connections enable {}",
+                registered_to.map(|r| r.to_string()).unwrap_or_else(|| "it was created".into()),
+                conn.id
+            )
+        } else {
+            "see the conditions that follow".to_string()
+        };
+        conditions.push(format!(
+            "LATE: {} hour(s) past the freshness SLO of {} (oldest {}, due {}, {} overdue); {cause}",
+            late.hours,
+            freshness::minutes(policy.freshness_slo.num_seconds()),
+            late.oldest,
+            at(late.due),
+            freshness::minutes(late.late_by(now).num_seconds())
+        ));
     }
     Ok(Health { conditions })
 }

@@ -80,6 +80,7 @@ impl HourExported {
             parts_omitted: 0,
             merged_ids,
             merged_ids_written_by: manifest.merged_ids_written_by.clone(),
+            freshness_seconds: None,
             accounting: HourAccounting {
                 events: manifest.events.as_ref().map(|e| e.accounting.clone()),
                 merged_ids: manifest.merged_ids.as_ref().map(|m| m.accounting.clone()),

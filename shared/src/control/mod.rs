@@ -7,12 +7,15 @@
 pub mod claim;
 pub mod connection;
 pub mod fenced_store;
+pub mod freshness;
 pub mod health;
 pub mod hour_event;
 pub mod key_space;
 pub mod ledger;
 pub mod lifecycle;
+pub mod metrics;
 pub mod projects;
 pub mod run_api;
 pub mod runs;
 pub mod store;
+pub mod watchdog;

@@ -13,8 +13,10 @@ use chrono::Duration;
 
 use crate::control::connection::Connection;
 use crate::control::fenced_store::FencedStore;
+use crate::control::freshness::{self, HourFreshness};
 use crate::control::hour_event::{Announcement, HourAnnouncer};
 use crate::control::ledger::{new_run_id, HourLedger, Lease, LeaseOutcome, OwedHour, OwedState};
+use crate::control::metrics::MetricsOut;
 use crate::control::run_api::{HourRunner, HourSummary};
 use crate::control::run_api::{HourlyPlan, ScheduledRunner, StoppedRun};
 use crate::control::store::{ControlStore, Gap, RunOutcome, RunRecord};
@@ -51,6 +53,8 @@ pub struct RunPolicy {
     pub late_sweep_days: i64,
     /// A run starts no new hour with less than this time left before its deadline.
     pub reserve: Duration,
+    /// An hour's marker is due this long after the hour ends (see `control::freshness`).
+    pub freshness_slo: Duration,
 }
 
 impl Default for RunPolicy {
@@ -62,6 +66,7 @@ impl Default for RunPolicy {
             late_window_hours: 24,
             late_sweep_days: DEFAULT_LATE_SWEEP_DAYS,
             reserve: Duration::seconds(120),
+            freshness_slo: Duration::minutes(freshness::DEFAULT_FRESHNESS_SLO_MINUTES),
         }
     }
 }
@@ -139,6 +144,9 @@ pub struct RunService {
     pub policy: RunPolicy,
     /// Publishes each completed hour's "Hour Exported" event.
     pub announcer: HourAnnouncer,
+    /// Where each run's figures go (CloudWatch EMF log lines in the functions); `None`:
+    /// the run record is the only account.
+    pub metrics: Option<MetricsOut>,
 }
 
 impl std::fmt::Debug for RunService {
@@ -156,6 +164,8 @@ impl std::fmt::Debug for RunService {
 struct LeasedRun {
     report: HourReport,
     announcement: Option<Announcement>,
+    /// Measured when this run completed the hour for the first time.
+    freshness: Option<HourFreshness>,
 }
 
 /// The run's lease, checked (and renewed) before every write to the destination.
@@ -250,10 +260,10 @@ impl RunService {
                 // Done already. Still owed: an interrupted bookkeeping step, or an event the
                 // bus did not take; publish (same id as before) and take the hour off.
                 let Some(owed) = was_owed else {
-                    return Ok(LeasedRun { report, announcement: None });
+                    return Ok(LeasedRun { report, announcement: None, freshness: None });
                 };
                 let announcement = self.announce_and_complete(conn, &manifest, owed_event_mode.unwrap_or(mode), owed).await?;
-                return Ok(LeasedRun { report, announcement: Some(announcement) });
+                return Ok(LeasedRun { report, announcement: Some(announcement), freshness: None });
             }
         }
         // Owed from now until its marker is written, whatever happens to this run.
@@ -305,18 +315,27 @@ impl RunService {
             // but there is nothing to announce.
             tracing::warn!(connection = %conn.id, hour = %hour, "the hour's marker is unreadable; no Hour Exported event is published for it");
             self.ledger.complete(&conn.id, &crate::export::manifest::Manifest::empty(&conn.export_spec()?, hour)).await?;
-            return Ok(LeasedRun { report, announcement: None });
+            return Ok(LeasedRun { report, announcement: None, freshness: None });
         };
         // Announced: every hour this run wrote, and an hour whose marker this run found while
         // the ledger did not know it complete (its writer may have died before publishing).
         // A late run that found nothing new, on an hour not owed, announces nothing.
         if report.skipped && restorable {
             self.ledger.complete(&conn.id, &manifest).await?;
-            return Ok(LeasedRun { report, announcement: None });
+            return Ok(LeasedRun { report, announcement: None, freshness: None });
         }
         let event_mode = if report.skipped { owed_event_mode.unwrap_or(mode) } else { mode };
+        // The first marker of the hour: its freshness, kept once (a replace of an exported
+        // hour, late parts and redeliveries measure nothing).
+        let freshness = if !report.skipped && mode != ExportMode::Late && completed.is_none() {
+            let f = HourFreshness::measure(conn, hour, self.now(), self.policy.freshness_slo);
+            freshness::record(self.control.store().as_ref(), &conn.id, &f).await?;
+            Some(f)
+        } else {
+            None
+        };
         let announcement = self.announce_and_complete(conn, &manifest, event_mode, owed).await?;
-        Ok(LeasedRun { report, announcement: Some(announcement) })
+        Ok(LeasedRun { report, announcement: Some(announcement), freshness })
     }
 
     /// Publishes the hour's event, after its marker and before the hour leaves the ledger:
@@ -331,7 +350,9 @@ impl RunService {
         mode: ExportMode,
         mut owed: OwedHour,
     ) -> Result<Announcement> {
-        let event = HourExported::from_manifest(conn, manifest, mode);
+        let mut event = HourExported::from_manifest(conn, manifest, mode);
+        // Every publication of the hour carries the freshness its first export measured.
+        event.freshness_seconds = freshness::recorded(self.control.store().as_ref(), &conn.id, manifest.hour).await?.map(|f| f.freshness_seconds);
         let announcement = self.announcer.announce(conn, &event).await;
         if announcement.published() {
             self.ledger.complete(&conn.id, manifest).await?;
@@ -359,6 +380,11 @@ impl RunService {
         let mut record = RunRecord::new(conn.id.clone(), req, started, self.now());
         record.run_id = Some(run_id.to_string());
         record.announcement = result.as_ref().ok().and_then(|r| r.announcement.clone());
+        if let Some(f) = result.as_ref().ok().and_then(|r| r.freshness.as_ref()) {
+            record.freshness_seconds = Some(f.freshness_seconds);
+            record.slo_met = Some(f.met);
+        }
+        let (mut bytes_written, mut parts) = (0, 0);
         match result.as_ref().map(|r| &r.report) {
             Ok(report) if report.skipped => record.outcome = RunOutcome::Skipped,
             Ok(report) => {
@@ -375,6 +401,8 @@ impl RunService {
                     if let Some(d) = data {
                         *acc = d.accounting.clone();
                         record.files.extend(d.files.iter().map(|f| f.key.clone()));
+                        bytes_written += d.files.iter().map(|f| f.bytes).sum::<u64>();
+                        parts += d.files.len() as u64;
                         record.invalid_records += d.accounting.invalid;
                         let room = MAX_LOCATED_INVALID.saturating_sub(record.invalid_locations.len());
                         record.invalid_locations.extend(d.invalid_records.iter().take(room).cloned());
@@ -384,6 +412,12 @@ impl RunService {
             Err(e) => {
                 record.error_kind = Some(e.kind().to_string());
                 record.error = Some(e.to_string());
+            }
+        }
+        if let Some(out) = &self.metrics {
+            out.sink.publish(&out.run_set(&record, bytes_written, parts));
+            if let Err(e) = &result {
+                out.sink.publish(&out.failure_set(&record, e.blame()));
             }
         }
         let bookkeeping = async {

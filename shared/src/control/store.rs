@@ -84,6 +84,12 @@ pub struct RunRecord {
     /// merges), so a very late delivery is named where an operator looks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub late_lake_files: Vec<String>,
+    /// Seconds from the hour's end to the marker, when this run completed the hour first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness_seconds: Option<i64>,
+    /// Whether that marker was written within the freshness SLO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_met: Option<bool>,
 }
 
 impl RunRecord {
@@ -107,6 +113,8 @@ impl RunRecord {
             error: None,
             announcement: None,
             late_lake_files: Vec::new(),
+            freshness_seconds: None,
+            slo_met: None,
         }
     }
 }

@@ -85,6 +85,10 @@ pub struct HourExported {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merged_ids_written_by: Option<String>,
     pub accounting: HourAccounting,
+    /// Seconds from the hour's end to its first complete marker (absent for hours exported
+    /// before freshness was measured, or completed only by a replace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freshness_seconds: Option<i64>,
 }
 
 fn is_zero(n: &u64) -> bool {

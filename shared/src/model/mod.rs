@@ -12,6 +12,7 @@ pub mod format;
 pub mod hour_event;
 pub mod hour_request;
 pub mod layout_kind;
+pub mod metrics;
 pub mod probe_report;
 pub mod schedule;
 pub mod secret;

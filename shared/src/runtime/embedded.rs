@@ -103,6 +103,7 @@ impl EmbeddedHome {
             clock: clock.clone(),
             policy: RunPolicy::default(),
             announcer: HourAnnouncer::new(Some(events.clone()), Some(webhooks.clone())),
+            metrics: None,
         };
         let failure = FailureHandler {
             control: control_store.clone(),

@@ -18,6 +18,9 @@
 //! | `EXPORT_LEASE_MINUTES` | lease lifetime, longer than the function timeout (default 20) |
 //! | `EXPORT_RESERVE_SECONDS` | no new hour starts with less time left than this (default 120; 0 turns it off) |
 //! | `EXPORT_LATE_WINDOW_HOURS` | completed hours checked for late lake files by every run (default 24) |
+//! | `EXPORT_FRESHNESS_SLO_MINUTES` | an hour's marker is due this long after the hour ends (default 60) |
+//! | `EXPORT_STACK_NAME` | the `Stack` dimension of every metric (the template sets the stack's name) |
+//! | `EXPORT_METRICS_PER_CONNECTION` | `true`: run metrics also by `ConnectionId` (costly: see `control::metrics`) |
 //! | `EXPORT_LATE_SWEEP_DAYS` | days behind that window the daily sweep checks for late lake files; set it to the lake's retention (default 30) |
 //! | `EXPORT_HOUR_SECONDS` | time one run may spend on an hour (default 780) |
 //! | `EXPORT_HOUR_MEMORY_MB` | memory for one hour's de-duplication (default: function memory less 256 MB) |
@@ -31,6 +34,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::adapters::aws::emf::EmfLogSink;
 use crate::adapters::aws::eventbridge::EventBridgeSink;
 use crate::adapters::aws::kms::KmsCipher;
 use crate::adapters::aws::lambda::LambdaInvoker;
@@ -39,8 +43,10 @@ use crate::adapters::aws::ses::SesMailer;
 use crate::adapters::webhook::HttpWebhooks;
 use crate::control::hour_event::HourAnnouncer;
 use crate::control::ledger::HourLedger;
+use crate::control::metrics::MetricsOut;
 use crate::control::runs::{RunPolicy, RunService};
 use crate::control::store::ControlStore;
+use crate::control::watchdog::{self, Survey};
 use crate::delivery::backfill::{BackfillContext, FanOut};
 use crate::delivery::failure::FailureHandler;
 use crate::delivery::invocation::Services;
@@ -70,6 +76,10 @@ pub struct FunctionConfig {
     pub backfill_function: Option<String>,
     pub run_policy: RunPolicy,
     pub limits: HourLimits,
+    /// The `Stack` dimension of every metric.
+    pub stack_name: String,
+    /// Run metrics also by `ConnectionId`.
+    pub metrics_per_connection: bool,
 }
 
 fn var(name: &str) -> Result<String> {
@@ -98,7 +108,9 @@ fn run_policy_from(lookup: &dyn Fn(&str) -> Option<String>) -> Result<RunPolicy>
     let reserve: i64 = num_from(lookup, "EXPORT_RESERVE_SECONDS", d.reserve.num_seconds())?;
     let late_window_hours: i64 = num_from(lookup, "EXPORT_LATE_WINDOW_HOURS", d.late_window_hours)?;
     let late_sweep_days: i64 = num_from(lookup, "EXPORT_LATE_SWEEP_DAYS", d.late_sweep_days)?;
+    let slo: i64 = num_from(lookup, "EXPORT_FRESHNESS_SLO_MINUTES", d.freshness_slo.num_minutes())?;
     for (name, value, least) in [
+        ("EXPORT_FRESHNESS_SLO_MINUTES", slo, 1),
         ("EXPORT_SETTLE_MINUTES", settle, 0),
         ("EXPORT_RESERVE_SECONDS", reserve, 0),
         ("EXPORT_LATE_WINDOW_HOURS", late_window_hours, 1),
@@ -114,6 +126,7 @@ fn run_policy_from(lookup: &dyn Fn(&str) -> Option<String>) -> Result<RunPolicy>
         reserve: chrono::Duration::seconds(reserve),
         late_window_hours,
         late_sweep_days,
+        freshness_slo: chrono::Duration::minutes(slo),
         ..d
     })
 }
@@ -163,7 +176,28 @@ impl FunctionConfig {
             backfill_function: std::env::var("BACKFILL_FUNCTION").or_else(|_| std::env::var("AWS_LAMBDA_FUNCTION_NAME")).ok().filter(|v| !v.is_empty()),
             run_policy: run_policy_from(&|n| std::env::var(n).ok())?,
             limits: Self::limits()?,
+            stack_name: std::env::var("EXPORT_STACK_NAME")
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "event-export".into()),
+            metrics_per_connection: match std::env::var("EXPORT_METRICS_PER_CONNECTION").ok().as_deref().map(str::trim) {
+                None | Some("") | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    return Err(ExportError::invalid_config(
+                        "EXPORT_METRICS_PER_CONNECTION",
+                        format!("{other:?} is not true or false"),
+                        "Use true or false (default false).",
+                    ))
+                }
+            },
         })
+    }
+
+    /// Metrics as EMF log lines, by stack (and by connection when configured).
+    pub fn metrics_out(&self) -> MetricsOut {
+        MetricsOut { sink: Arc::new(EmfLogSink), stack: self.stack_name.clone(), per_connection: self.metrics_per_connection }
     }
 
     fn limits() -> Result<HourLimits> {
@@ -220,6 +254,7 @@ impl DestinationProber for FactoryProber {
 #[derive(Clone)]
 pub struct FunctionRuntime {
     pub config: FunctionConfig,
+    pub control: ControlStore,
     pub services: Services,
     pub backfill: Option<BackfillContext>,
 }
@@ -233,6 +268,12 @@ impl FunctionRuntime {
     /// The backfill function's clients: those of hourly-export plus its self-invoker.
     pub async fn for_backfill() -> Result<Self> {
         Self::from_env(true).await
+    }
+
+    /// The watchdog's survey of every connection, published as metrics (the hourly-export
+    /// function runs it when its own schedule sends `{"watchdog": {}}`).
+    pub async fn watchdog(&self) -> Result<Survey> {
+        watchdog::run(&self.control, &self.config.run_policy, Some(&self.config.metrics_out()), chrono::Utc::now()).await
     }
 
     async fn from_env(with_backfill: bool) -> Result<Self> {
@@ -262,6 +303,7 @@ impl FunctionRuntime {
             clock: clock.clone(),
             policy: config.run_policy,
             announcer,
+            metrics: Some(config.metrics_out()),
         });
         let failure = FailureHandler {
             control: control.store().clone(),
@@ -289,7 +331,7 @@ impl FunctionRuntime {
         } else {
             None
         };
-        Ok(FunctionRuntime { config, services, backfill })
+        Ok(FunctionRuntime { config, control, services, backfill })
     }
 }
 
