@@ -272,15 +272,15 @@ impl FieldPolicy {
         }
     }
 
-    /// A whole value hashed: a string over its text, any other value over its compact JSON
-    /// text (so `12345` and `"12345"` hash alike); `null` stays `null`.
+    /// A whole value hashed: a string over its text, any other value over the compact JSON
+    /// text serde_json writes for it (`1.50` as `1.5`; so `12345` and `"12345"` hash alike);
+    /// `null` stays `null`.
     fn hash_whole(&self, raw: &str, out: &mut Vec<u8>) {
         let key = self.key.as_ref().expect("a policy that hashes has a key");
         let hashed = match raw.as_bytes()[0] {
             b'n' => return out.extend_from_slice(b"null"),
             b'"' => key.hash_text(unquote(raw).expect("a JSON string").as_bytes()),
-            b'{' | b'[' => key.hash_text(serde_json::from_str::<serde_json::Value>(raw).expect("export values are JSON").to_string().as_bytes()),
-            _ => key.hash_text(raw.as_bytes()),
+            _ => key.hash_text(serde_json::from_str::<serde_json::Value>(raw).expect("export values are JSON").to_string().as_bytes()),
         };
         out.push(b'"');
         out.extend_from_slice(hashed.as_bytes());
