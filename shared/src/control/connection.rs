@@ -342,6 +342,45 @@ mod tests {
     }
 
     #[test]
+    fn the_field_policy_is_validated_compiled_into_the_spec_and_its_key_is_a_secret() {
+        let doc = |fields: &str| {
+            format!(
+                r#"{{"id":"c1","org_id":"42","project_id":"187520","creator":"c@example.com","destination":{{"type":"local","path":"/d"}},"fields":{fields}}}"#
+            )
+        };
+        let key = "0123456789abcdef0123456789abcdef-key";
+        let mut conn =
+            Connection::from_json(&doc(&format!(r#"{{"drop":["idfa"],"pseudonymise":["user_id"],"truncate_ip":true,"location_decimals":1,"key":"{key}"}}"#)))
+                .unwrap();
+        let spec = conn.export_spec().unwrap();
+        let policy = spec.field_policy.as_ref().expect("compiled into the spec");
+        assert!(!format!("{spec:?} {conn:?}").contains(key), "Debug never shows the key");
+        assert!(policy.digest().starts_with("sha256:"));
+        let secrets: Vec<String> = conn.secrets_mut().into_iter().map(|(field, _)| field).collect();
+        assert_eq!(secrets, ["fields.key"], "the key is sealed with the other secrets");
+        // Without a key, a pseudonymising policy gets one at create; the spec refuses until then.
+        let mut keyless = Connection::from_json(&doc(r#"{"pseudonymise":["device_id"]}"#)).unwrap();
+        assert!(keyless.export_spec().unwrap_err().to_string().contains("fields.key"));
+        keyless.ensure_field_key().unwrap();
+        let made = keyless.fields.as_ref().unwrap().key.clone().unwrap();
+        assert_eq!(made.expose().len(), 64);
+        keyless.ensure_field_key().unwrap();
+        assert_eq!(keyless.fields.as_ref().unwrap().key.as_ref(), Some(&made), "an existing key is kept");
+        assert!(keyless.export_spec().unwrap().field_policy.is_some());
+        // No pseudonymise: no key made; an empty policy is no policy (no per-event work).
+        let mut drop_only = Connection::from_json(&doc(r#"{"drop":["adid"]}"#)).unwrap();
+        drop_only.ensure_field_key().unwrap();
+        assert!(drop_only.fields.as_ref().unwrap().key.is_none());
+        assert!(Connection::from_json(&doc("{}")).unwrap().export_spec().unwrap().field_policy.is_none());
+        // Round trip through the stored form keeps it.
+        conn.created = None;
+        let back: Connection = serde_json::from_str(&serde_json::to_string(&conn).unwrap()).unwrap();
+        assert_eq!(back, conn);
+        let err = Connection::from_json(&doc(r#"{"drop":["event_properties.card..number"]}"#)).unwrap_err().to_string();
+        assert!(err.contains("fields.drop[0]") && err.contains("empty segment"), "{err}");
+    }
+
+    #[test]
     fn azure_credentials_are_read_and_checked_once() {
         let secret = Some(Secret::new("s3cret"));
         let sas = Some(Secret::new("sv=2024-01-01&sp=rwdl&sig=abc"));
