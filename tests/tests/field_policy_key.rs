@@ -16,7 +16,6 @@ use exporter::export::generate::{generate_hour, HourSpec};
 use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets};
 use exporter::hour::UtcHour;
 use exporter::model::hour_request::ExportMode;
-use exporter::ports::ObjectStore;
 
 #[derive(Clone, Default)]
 struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);

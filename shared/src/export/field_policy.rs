@@ -678,7 +678,7 @@ mod tests {
         let a = policy(&["idfa", "adid"], &["user_id"], false, None);
         let b = policy(&["adid", "idfa"], &["user_id"], false, None);
         assert_eq!(a.digest(), b.digest());
-        let other_key = rules(&["idfa", "adid"], &["user_id"], false, None).unwrap().with_key(Some(&Secret::new(&KEY.replace('k', "K")))).unwrap().unwrap();
+        let other_key = rules(&["idfa", "adid"], &["user_id"], false, None).unwrap().with_key(Some(&Secret::new(KEY.replace('k', "K")))).unwrap().unwrap();
         assert_ne!(a.digest(), other_key.digest(), "a rotated key is another policy");
         assert_ne!(a.digest(), policy(&["idfa"], &["user_id"], false, None).digest());
         assert_ne!(a, other_key);
