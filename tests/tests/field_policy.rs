@@ -365,3 +365,29 @@ fn a_bad_policy_is_refused_at_load_naming_the_part() {
         assert!(!err.contains("short\""), "the key is never quoted: {err}");
     }
 }
+
+/// A backfill (replace) of an hour exported under one policy rewrites it with the current
+/// one: the parts hold the new values and the manifest names the new digest.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replace_re_applies_the_current_policy() {
+    let lake = lake().await;
+    let dest = Arc::new(MemoryStore::new("dest"));
+    let targets = ExportTargets { lake: lake.clone(), events: dest.clone(), merged_ids: dest.clone() };
+    let settings = ExportSettings::new(256 << 10, 6, 2).unwrap();
+    let old = conn("json", "");
+    let new = conn("json", &policy_doc());
+    export_hour(&old.export_spec().unwrap(), &targets, hour(), ExportMode::Recurring, &settings).await.unwrap();
+    // A recurring run of a completed hour leaves it as it was written.
+    let skipped = export_hour(&new.export_spec().unwrap(), &targets, hour(), ExportMode::Recurring, &settings).await.unwrap();
+    assert!(skipped.skipped);
+    let before = rows(&dest, skipped.manifest.as_ref().unwrap()).await;
+    assert!(before.iter().any(|r| r["user_id"].as_str().is_some_and(|u| u.starts_with("user-"))));
+    let replaced = export_hour(&new.export_spec().unwrap(), &targets, hour(), ExportMode::Replace, &settings).await.unwrap();
+    let manifest = replaced.manifest.unwrap();
+    assert_eq!(manifest.field_policy.as_deref(), Some(new.export_spec().unwrap().field_policy.unwrap().digest()));
+    let after = rows(&dest, &manifest).await;
+    assert_eq!(after.len(), before.len());
+    for (was, is) in before.iter().zip(&after) {
+        assert_eq!(is, &expected(was), "{}", was["$insert_id"]);
+    }
+}
