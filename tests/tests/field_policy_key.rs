@@ -91,6 +91,25 @@ async fn the_key_is_generated_sealed_bound_and_never_shown() {
     let text = format!("{err} {err:?}");
     assert!(text.contains("in the connection and field it was sealed for"), "{text}");
     assert!(!text.contains(key.expose()), "{text}");
+    // The failure email a broken connection gets carries the error, never the key.
+    let notice = exporter::delivery::notify::FailureNotice {
+        connection_id: "thief".into(),
+        project_id: "200".into(),
+        recipients: thief.recipients(),
+        report: exporter::model::probe_report::ProbeReport {
+            destination: thief.destination.describe(),
+            principal: None,
+            results: vec![exporter::model::probe_report::ProbeResult::fail("open the connection", "fields.key", &err)],
+        },
+        failing_hours: vec![exporter::delivery::notify::FailedHour { hour, attempts: 3, error: err.to_string() }],
+        run_missing_permission: None,
+        principal: None,
+        fixes: Vec::new(),
+    };
+    let email = exporter::delivery::notify::compose_failure_email(&notice);
+    let mail = format!("{} {} {} {} {email:?}", email.to.join(","), email.subject, email.text, email.html);
+    assert!(mail.contains("sealed for"), "the email explains the error: {mail}");
+    assert!(!mail.contains(key.expose()) && !mail.contains(given), "a key reached the email");
     // Moved to another field of its own connection, it does not open either.
     let mut moved = victim.clone();
     moved["failure_webhook"] = victim["fields"]["key"].clone();
