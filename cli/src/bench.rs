@@ -14,6 +14,23 @@ use exporter::model::format::PartFormat;
 use exporter::model::hour_request::ExportMode;
 use exporter::Result;
 
+/// The variable that gives the bench a connection's `fields` document (a field policy),
+/// so the cost of a policy is measured on the same hour: e.g.
+/// `EXPORTCTL_BENCH_FIELDS='{"drop":["idfa"],"pseudonymise":["user_id","device_id"],"truncate_ip":true}'`.
+pub const BENCH_FIELDS_VAR: &str = "EXPORTCTL_BENCH_FIELDS";
+
+fn bench_field_policy() -> Result<Option<exporter::export::field_policy::FieldPolicy>> {
+    let Ok(text) = std::env::var(BENCH_FIELDS_VAR) else { return Ok(None) };
+    let mut fields: exporter::control::connection::FieldsPolicy = serde_json::from_str(&text)
+        .map_err(|e| exporter::ExportError::invalid_config(BENCH_FIELDS_VAR, format!("is not a fields document: {e}"), "See README: Field policy."))?;
+    fields.key.get_or_insert_with(|| exporter::model::secret::Secret::new("bench-key-0123456789abcdef0123456789abcdef"));
+    let policy = fields.rules()?.with_key(fields.key.as_ref())?;
+    if let Some(p) = &policy {
+        eprintln!("field policy {}", p.digest());
+    }
+    Ok(policy)
+}
+
 /// Peak resident set size of this process so far (VmHWM), in bytes.
 pub fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -37,7 +54,7 @@ pub async fn run(events: u64, level: u32, threads: usize, dir: Option<PathBuf>, 
     eprintln!("generating {events} events into {} ...", lake.root().display());
     let generated = generate_hour(lake.as_ref(), &spec).await?;
     // The export pipeline needs only a spec: no connection, destination or secrets.
-    let export = ExportSpec { merged_ids: false, format, ..ExportSpec::new("bench", "100000", "1", "bench") };
+    let export = ExportSpec { merged_ids: false, format, field_policy: bench_field_policy()?, ..ExportSpec::new("bench", "100000", "1", "bench") };
     let settings = ExportSettings::new(DEFAULT_PART_SIZE, level, threads)?;
     let targets = ExportTargets { lake: lake.clone(), events: dest.clone(), merged_ids: dest.clone() };
     reset_peak_rss();

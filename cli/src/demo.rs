@@ -34,7 +34,12 @@ use crate::home::Home;
 const EXACT_TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
 /// The demo's connections, in the order the schedules fire.
-const CONNECTIONS: [&str; 4] = ["acme-web", "acme-app", "globex-main", "acme-lake"];
+const CONNECTIONS: [&str; 5] = ["acme-web", "acme-app", "globex-main", "acme-lake", "globex-private"];
+
+/// The field policy of `globex-private` (the same project as `globex-main`, so each of its
+/// rows is checked against the unprotected row of the same event). No key: create makes one.
+const FIELD_POLICY: &str = r#"{"drop":["idfa","adid","user_properties.referrer","event_properties.query"],
+    "pseudonymise":["user_id","device_id"],"truncate_ip":true,"location_decimals":1}"#;
 
 /// Written into a demo folder so a second run may safely wipe it.
 const DEMO_MARK: &str = ".exportctl-demo";
@@ -179,8 +184,9 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     let dest_a = dir.join("destinations/acme-analytics");
     let dest_b = dir.join("destinations/globex-lake");
     let dest_c = dir.join("destinations/acme-lakehouse");
+    let dest_d = dir.join("destinations/globex-private");
     // Destination folders behave like buckets: they exist before a connection points at them.
-    for d in [&dest_a, &dest_b, &dest_c] {
+    for d in [&dest_a, &dest_b, &dest_c, &dest_d] {
         std::fs::create_dir_all(d).map_err(|e| ExportError::io(d.display().to_string(), e))?;
     }
     let created = replay.0.lock().expect("clock").to_owned();
@@ -190,13 +196,22 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     let globex = connection_json("globex-main", "77", "300001", &dest_b, "amplitude", r#","export":{"events":true,"merged_ids":true}"#);
     // Lake-ready: the same project's events as Parquet in dt=/hour= folders engines prune by.
     let lakehouse = connection_json("acme-lake", "42", "187520", &dest_c, "events", r#","format":"parquet","layout":"hive""#);
+    // Privacy: the same events as globex-main with identifiers pseudonymised, some dropped.
+    let private = connection_json(
+        "globex-private",
+        "77",
+        "300001",
+        &dest_d,
+        "private",
+        &format!(r#","export":{{"events":true,"merged_ids":false}},"fields":{FIELD_POLICY}"#),
+    );
     // The operator's project registry: whose each project is, and which is a portfolio.
     for (project, org, portfolio) in [("187520", "42", false), ("187521", "42", false), ("300001", "77", false), ("999999", "42", true)] {
         home.control.add_project(&exporter::control::projects::Project::new(project, org, portfolio)?).await?;
     }
     println!("   registered projects 187520, 187521 (org 42), 300001 (org 77) and portfolio 999999 (org 42)");
     let prober = exporter::runtime::function_env::FactoryProber::new(home.cloud.clone());
-    for doc in [&web, &app, &globex, &lakehouse] {
+    for doc in [&web, &app, &globex, &lakehouse, &private] {
         let conn = Connection::from_json(doc)?;
         let (conn, reports) = exporter::control::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, created).await?;
         println!(
@@ -287,7 +302,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     println!("   after the recovery every owed hour is exported; the email's promise held");
 
     println!("\n== 6. Destination tree");
-    for d in [&dest_a, &dest_b, &dest_c] {
+    for d in [&dest_a, &dest_b, &dest_c, &dest_d] {
         print_tree(d)?;
     }
 
@@ -306,7 +321,10 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     println!("\n== 9. The Parquet + hive connection as a table (exportctl ddl acme-lake --engine duckdb)");
     show_duckdb_table(&home, exported.get("acme-lake").copied().unwrap_or(0), &mut checks).await?;
 
-    println!("\n== 10. Self-check");
+    println!("\n== 10. The field policy of globex-private (its key was generated at create and is sealed)");
+    verify_field_policy(&home, &dir.join("destinations"), &hours, &mut checks).await?;
+
+    println!("\n== 11. Self-check");
     if checks.failures.is_empty() {
         println!("   all {} checks passed", checks.passed);
         println!("\nEverything is in {}", dir.display());
@@ -541,6 +559,120 @@ fn part_records(key: &str, bytes: &[u8], format: PartFormat, checks: &mut Checks
         }
     }
     Ok(out)
+}
+
+/// One hour of a connection: its manifest and the rows of the parts it lists.
+fn hour_records(conn: &Connection, hour: UtcHour, checks: &mut Checks) -> Result<(Manifest, Vec<serde_json::Map<String, serde_json::Value>>)> {
+    let exporter::model::destination::Destination::Local { path, .. } = &conn.destination else {
+        return Err(ExportError::invalid_config("destination", "is not a local folder", "The demo's destinations are local folders."));
+    };
+    let root = Path::new(path);
+    let marker = root.join(conn.events_layout().complete_key(hour));
+    let text = std::fs::read(&marker).map_err(|e| ExportError::io(marker.display().to_string(), e))?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| ExportError::Corrupt { what: marker.display().to_string(), detail: e.to_string() })?;
+    let mut out = Vec::new();
+    for file in manifest.events.iter().flat_map(|e| e.files.iter()) {
+        let bytes = std::fs::read(root.join(&file.key)).map_err(|e| ExportError::io(file.key.clone(), e))?;
+        out.extend(part_records(&file.key, &bytes, conn.format, checks)?);
+    }
+    Ok((manifest, out))
+}
+
+/// Every string anywhere in a JSON value (property values included).
+fn strings_in(value: &serde_json::Value, out: &mut HashSet<String>) {
+    match value {
+        serde_json::Value::String(s) => {
+            out.insert(s.clone());
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| strings_in(v, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|v| strings_in(v, out)),
+        _ => {}
+    }
+}
+
+/// Checks globex-private row by row against globex-main (the same events, unprotected):
+/// dropped fields are null or gone, identifiers are the HMAC of the original under the
+/// connection's key, addresses and locations are coarsened, everything else is equal, the
+/// manifests name the policy's digest, and no dropped or raw pseudonymised value is in any
+/// file of its destination.
+async fn verify_field_policy(home: &Home, destinations: &Path, hours: &HourRange, checks: &mut Checks) -> Result<()> {
+    let private = home.control.get_connection("globex-private").await?;
+    let plain = home.control.get_connection("globex-main").await?;
+    let Some(policy) = private.export_spec()?.field_policy else {
+        checks.check(false, || "globex-private has no field policy".into());
+        return Ok(());
+    };
+    println!("   \"fields\": {}", FIELD_POLICY.split_whitespace().collect::<Vec<_>>().join(" "));
+    println!("   policy digest (in every manifest): {}", policy.digest());
+    let touched = ["user_id", "device_id", "idfa", "adid", "ip_address", "location_lat", "location_lng", "user_properties", "event_properties"];
+    let (mut compared, mut forbidden) = (0u64, HashSet::new());
+    for hour in hours.hours() {
+        let (manifest, rows) = hour_records(&private, hour, checks)?;
+        checks.check(manifest.field_policy.as_deref() == Some(policy.digest()), || format!("globex-private {hour}: the manifest does not name the policy"));
+        let (plain_manifest, plain_rows) = hour_records(&plain, hour, checks)?;
+        checks.check(plain_manifest.field_policy.is_none(), || format!("globex-main {hour}: a manifest names a policy it does not have"));
+        let originals: BTreeMap<String, serde_json::Map<String, serde_json::Value>> =
+            plain_rows.into_iter().map(|r| (r["$insert_id"].to_string(), r)).collect();
+        checks.check(rows.len() == originals.len(), || format!("globex-private {hour}: {} rows, globex-main has {}", rows.len(), originals.len()));
+        for row in rows {
+            let Some(original) = originals.get(&row["$insert_id"].to_string()) else {
+                checks.check(false, || format!("globex-private {hour}: {} is not in globex-main", row["$insert_id"]));
+                continue;
+            };
+            compared += 1;
+            for id in ["user_id", "device_id"] {
+                let expected = original[id].as_str().and_then(|s| policy.pseudonym(s)).map(serde_json::Value::from).unwrap_or_default();
+                checks.check(row[id] == expected, || format!("globex-private {hour}: {id} {} is not the pseudonym of {}", row[id], original[id]));
+                strings_in(&original[id], &mut forbidden);
+            }
+            checks.check(row["idfa"].is_null() && row["adid"].is_null(), || format!("globex-private {hour}: idfa or adid exported"));
+            checks.check(row["user_properties"].get("referrer").is_none(), || format!("globex-private {hour}: user_properties.referrer exported"));
+            checks.check(row["event_properties"].get("query").is_none(), || format!("globex-private {hour}: event_properties.query exported"));
+            for (container, dropped) in [("user_properties", "referrer"), ("event_properties", "query")] {
+                if let Some(v) = original[container].get(dropped) {
+                    strings_in(v, &mut forbidden);
+                }
+                let mut kept = original[container].clone();
+                if let Some(m) = kept.as_object_mut() {
+                    m.shift_remove(dropped);
+                }
+                checks.check(row[container] == kept, || format!("globex-private {hour}: {container} changed beyond {dropped}"));
+            }
+            let truncated = original["ip_address"].as_str().and_then(|ip| ip.rsplit_once('.')).map(|(net, _)| format!("{net}.0"));
+            checks.check(row["ip_address"].as_str() == truncated.as_deref(), || {
+                format!("globex-private {hour}: ip_address {} not cut to /24", row["ip_address"])
+            });
+            for loc in ["location_lat", "location_lng"] {
+                let (got, was) = (row[loc].as_f64().unwrap_or(f64::NAN), original[loc].as_f64().unwrap_or(f64::NAN));
+                checks.check((got * 10.0).fract().abs() < 1e-6 && (got - was).abs() <= 0.05 + 1e-9, || {
+                    format!("globex-private {hour}: {loc} {got} is not {was} to 1 decimal")
+                });
+            }
+            for field in EXPORT_FIELDS.iter().filter(|f| !touched.contains(f)) {
+                checks.check(row[*field] == original[*field], || format!("globex-private {hour}: {field} differs from the original"));
+            }
+        }
+    }
+    // No file of the destination holds a dropped value or a raw identifier, anywhere.
+    let mut files = Vec::new();
+    walk(&destinations.join("globex-private"), &mut files)?;
+    let mut leaked = 0;
+    for file in files.iter().filter(|f| f.to_string_lossy().ends_with(".json.gz")) {
+        let bytes = std::fs::read(file).map_err(|e| ExportError::io(file.display().to_string(), e))?;
+        let mut seen = HashSet::new();
+        for row in part_records(&file.display().to_string(), &bytes, PartFormat::Json, checks)? {
+            strings_in(&serde_json::Value::Object(row), &mut seen);
+        }
+        leaked += seen.intersection(&forbidden).count();
+    }
+    checks.check(compared > 0 && !forbidden.is_empty(), || "the field policy check compared nothing".into());
+    checks.check(leaked == 0, || format!("{leaked} dropped or raw pseudonymised values found in globex-private's files"));
+    println!(
+        "   {compared} rows compared with globex-main's; {} distinct raw identifiers and dropped values, {leaked} of them in the {} files",
+        forbidden.len(),
+        files.len()
+    );
+    Ok(())
 }
 
 /// Prints the DuckDB statement `exportctl ddl` gives for the Parquet + hive connection and

@@ -80,6 +80,46 @@ def ddl(exportctl, home, connection):
     return run.stdout
 
 
+def check_field_policy(con, view, fields, fail):
+    """The connection's `fields` policy, seen through the table `exportctl ddl` declares:
+    dropped top-level columns are all NULL (the column is still there, with its type),
+    dropped properties are absent, pseudonymised columns hold only 64-hex HMACs,
+    addresses are cut to /24 or /48 and locations rounded."""
+    checked = []
+    for path in fields.get("drop", []):
+        field, _, rest = path.partition(".")
+        if not rest:
+            left = con.execute(f'SELECT count("{field}") FROM "{view}"').fetchone()[0]
+        elif rest.endswith("*"):
+            continue
+        else:
+            json_path = "$." + ".".join(f'"{p}"' for p in rest.split("."))
+            left = con.execute(f'SELECT count(*) FROM "{view}" WHERE json_extract("{field}", ?) IS NOT NULL', [json_path]).fetchone()[0]
+        if left:
+            fail(f"{view}: {left} rows still hold the dropped {path}")
+        checked.append(path)
+    for path in fields.get("pseudonymise", []):
+        if "." in path:
+            continue
+        kind = dict((n, k) for n, k, *_ in con.execute(f'DESCRIBE "{view}"').fetchall()).get(path)
+        raw = con.execute(f"""SELECT count(*) FROM "{view}" WHERE "{path}" IS NOT NULL AND NOT regexp_full_match("{path}", '[0-9a-f]{{64}}')""").fetchone()[0]
+        if kind != "VARCHAR" or raw:
+            fail(f"{view}: {path} is {kind} with {raw} values that are not pseudonyms")
+        checked.append(path)
+    if fields.get("truncate_ip"):
+        bad = con.execute(f"""SELECT count(*) FROM "{view}" WHERE ip_address IS NOT NULL AND NOT (ip_address LIKE '%.0' OR ip_address LIKE '%::')""").fetchone()[0]
+        if bad:
+            fail(f"{view}: {bad} ip_address values are not cut to their network")
+        checked.append("ip_address")
+    if fields.get("location_decimals") is not None:
+        n = fields["location_decimals"]
+        bad = con.execute(f'SELECT count(*) FROM "{view}" WHERE abs(location_lat - round(location_lat, {n})) > 1e-9 OR abs(location_lng - round(location_lng, {n})) > 1e-9').fetchone()[0]
+        if bad:
+            fail(f"{view}: {bad} locations have more than {n} decimals")
+        checked.append("location")
+    return f"field policy holds for {', '.join(checked)}"
+
+
 def check_connection(exportctl, home, conn, failures):
     cid = conn["id"]
     fail = lambda message: failures.append(f"{cid}: {message}")
@@ -127,6 +167,8 @@ def check_connection(exportctl, home, conn, failures):
                 if types.get(column) != kind:
                     fail(f"{view}.{column} is typed {types.get(column)}, not {kind}")
             summary.append(f"{rows} events (markers: {expected})")
+            if conn.get("fields"):
+                summary.append(check_field_policy(con, view, conn["fields"], fail))
             if hive:
                 busiest = max((m for m in hour_markers if m[2]), key=lambda m: exported(m[1], "events"), default=None)
                 if busiest is None:

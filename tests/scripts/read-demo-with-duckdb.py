@@ -49,6 +49,17 @@ def markers(dest):
     return out
 
 
+def manifest_policy(dest):
+    """The field-policy digest of every complete marker under dest that names one."""
+    out = []
+    for marker in glob.glob(os.path.join(dest, "**", "*_complete"), recursive=True):
+        with open(marker) as f:
+            digest = json.load(f).get("field_policy")
+        if digest:
+            out.append(digest)
+    return out
+
+
 def exported_by_markers(dest):
     return sum(n for _, n in markers(dest))
 
@@ -96,9 +107,16 @@ def main(demo_dir):
         expected = exported_by_markers(dest)
         if rows != expected or expected == 0:
             failures.append(f"{dest}: DuckDB reads {rows} events, the complete markers say {expected}")
+        policy = ""
+        if any(manifest_policy(dest)):
+            # A field policy's pseudonyms are plain strings to read_json_auto, like the ids they replace.
+            raw = con.execute(f"""SELECT count(*) FROM {source} WHERE user_id IS NOT NULL AND NOT regexp_full_match(user_id, '[0-9a-f]{{64}}')""").fetchone()[0]
+            if types.get("user_id") != "VARCHAR" or raw:
+                failures.append(f"{dest}: user_id is {types.get('user_id')} with {raw} values that are not pseudonyms")
+            policy = f"; field policy {sorted(set(manifest_policy(dest)))[0][:19]}...: user_id all pseudonyms"
         print(f"duckdb {duckdb.__version__}: {os.path.basename(dest)}: {rows} events "
               f"(markers: {expected}), {with_event_time} with event_time; "
-              f"TIMESTAMP columns: {', '.join(populated)}")
+              f"TIMESTAMP columns: {', '.join(populated)}{policy}")
     for failure in failures:
         print(f"FAILED: {failure}")
     return 1 if failures else 0

@@ -219,6 +219,7 @@ async fn events_and_merged_ids_go_to_two_containers_of_one_connection() {
         layout: Default::default(),
         webhook: None,
         failure_webhook: None,
+        fields: None,
         enabled: true,
         created: None,
         owes_from: None,

@@ -40,6 +40,7 @@ fn connection(id: &str, project: &str, destination: Destination, created: &str) 
         layout: Default::default(),
         webhook: None,
         failure_webhook: None,
+        fields: None,
         enabled: true,
         created: Some(created.into()),
         owes_from: None,

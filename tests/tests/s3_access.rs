@@ -216,6 +216,7 @@ async fn export_to_a_bucket_the_role_cannot_write_names_the_permission_and_leave
         layout: Default::default(),
         webhook: None,
         failure_webhook: None,
+        fields: None,
         enabled: true,
         created: None,
         owes_from: None,

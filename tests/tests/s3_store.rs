@@ -245,6 +245,7 @@ async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
         layout: Default::default(),
         webhook: None,
         failure_webhook: None,
+        fields: None,
         enabled: true,
         created: None,
         owes_from: None,

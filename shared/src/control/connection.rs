@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ExportError, Result};
+use crate::export::field_policy::{check_key, FieldRules, PolicyInput};
 use crate::export::filter::Filter;
 use crate::export::layout::ExportLayout;
 use crate::export::spec::ExportSpec;
@@ -57,6 +58,40 @@ pub struct Webhook {
     pub secret: Secret,
 }
 
+/// A connection's field policy as its document gives it (`"fields"`): property paths and
+/// fields to drop (written as `null` at the top level) or pseudonymise, and coarsening of
+/// `ip_address` and the location. Compiled by [`FieldRules`]; the key is a sealed secret.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldsPolicy {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pseudonymise: Vec<String>,
+    /// `ip_address` to its /24 (IPv4) or /48 (IPv6).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub truncate_ip: bool,
+    /// `location_lat` and `location_lng` rounded to this many decimals (0-6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_decimals: Option<i64>,
+    /// The HMAC-SHA-256 key of `pseudonymise`: generated at create when absent, sealed in
+    /// the control store (bound to the connection and `fields.key`), never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Secret>,
+}
+
+impl FieldsPolicy {
+    /// The validated rules (paths compiled), without the key.
+    pub fn rules(&self) -> Result<FieldRules> {
+        FieldRules::parse(&PolicyInput {
+            drop: &self.drop,
+            pseudonymise: &self.pseudonymise,
+            truncate_ip: self.truncate_ip,
+            location_decimals: self.location_decimals,
+        })
+    }
+}
+
 /// A connection as stored in the control store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +131,9 @@ pub struct Connection {
     /// The URL is its own credential, so it is sealed like a secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_webhook: Option<Secret>,
+    /// Fields to drop, pseudonymise or coarsen in the event parts (see [`FieldsPolicy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<FieldsPolicy>,
     #[serde(default = "yes")]
     pub enabled: bool,
     /// RFC 3339 creation time; set by the control store when absent.
@@ -158,6 +196,25 @@ impl Connection {
         if let Some(url) = &self.failure_webhook {
             validate_http_url("failure_webhook", url.expose())?;
         }
+        if let Some(fields) = &self.fields {
+            fields.rules()?;
+            if let Some(key) = &fields.key {
+                check_key(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives a policy that pseudonymises a new random key (64 hex characters) when the
+    /// document brings none; called at create, before the key is sealed.
+    pub fn ensure_field_key(&mut self) -> Result<()> {
+        if let Some(fields) = &mut self.fields {
+            if fields.key.is_none() && fields.rules()?.pseudonymises() {
+                let mut bytes = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+                fields.key = Some(Secret::new(hex::encode(bytes)));
+            }
+        }
         Ok(())
     }
 
@@ -181,7 +238,8 @@ impl Connection {
     }
 
     /// What the export pipeline needs of this connection, and nothing else; `Err` only for
-    /// a filter that no longer parses (checked when the connection was loaded).
+    /// a filter or field policy that no longer compiles (checked when the connection was
+    /// loaded), or a policy that pseudonymises without a key (a file never created).
     pub fn export_spec(&self) -> Result<ExportSpec> {
         Ok(ExportSpec {
             connection_id: self.id.clone(),
@@ -196,6 +254,10 @@ impl Connection {
             timestamp_format: self.timestamp_format,
             complete_markers: self.complete_markers,
             filter: self.compiled_filter()?,
+            field_policy: match &self.fields {
+                Some(fields) => fields.rules()?.with_key(fields.key.as_ref())?,
+                None => None,
+            },
         })
     }
 
@@ -223,6 +285,9 @@ impl Connection {
         }
         if let Some(url) = &mut self.failure_webhook {
             out.push(("failure_webhook".to_string(), url));
+        }
+        if let Some(key) = self.fields.as_mut().and_then(|f| f.key.as_mut()) {
+            out.push(("fields.key".to_string(), key));
         }
         out
     }
@@ -274,6 +339,45 @@ mod tests {
         assert_eq!(spec.events_layout().part_key(hour, 0), conn.events_layout().part_key(hour, 0));
         assert_eq!(spec.merged_ids_layout().merged_ids_key(hour), conn.merged_ids_layout().merged_ids_key(hour));
         assert!(!format!("{spec:?}").contains("0123456789abcdef"), "the spec holds no secret");
+    }
+
+    #[test]
+    fn the_field_policy_is_validated_compiled_into_the_spec_and_its_key_is_a_secret() {
+        let doc = |fields: &str| {
+            format!(
+                r#"{{"id":"c1","org_id":"42","project_id":"187520","creator":"c@example.com","destination":{{"type":"local","path":"/d"}},"fields":{fields}}}"#
+            )
+        };
+        let key = "0123456789abcdef0123456789abcdef-key";
+        let mut conn =
+            Connection::from_json(&doc(&format!(r#"{{"drop":["idfa"],"pseudonymise":["user_id"],"truncate_ip":true,"location_decimals":1,"key":"{key}"}}"#)))
+                .unwrap();
+        let spec = conn.export_spec().unwrap();
+        let policy = spec.field_policy.as_ref().expect("compiled into the spec");
+        assert!(!format!("{spec:?} {conn:?}").contains(key), "Debug never shows the key");
+        assert!(policy.digest().starts_with("sha256:"));
+        let secrets: Vec<String> = conn.secrets_mut().into_iter().map(|(field, _)| field).collect();
+        assert_eq!(secrets, ["fields.key"], "the key is sealed with the other secrets");
+        // Without a key, a pseudonymising policy gets one at create; the spec refuses until then.
+        let mut keyless = Connection::from_json(&doc(r#"{"pseudonymise":["device_id"]}"#)).unwrap();
+        assert!(keyless.export_spec().unwrap_err().to_string().contains("fields.key"));
+        keyless.ensure_field_key().unwrap();
+        let made = keyless.fields.as_ref().unwrap().key.clone().unwrap();
+        assert_eq!(made.expose().len(), 64);
+        keyless.ensure_field_key().unwrap();
+        assert_eq!(keyless.fields.as_ref().unwrap().key.as_ref(), Some(&made), "an existing key is kept");
+        assert!(keyless.export_spec().unwrap().field_policy.is_some());
+        // No pseudonymise: no key made; an empty policy is no policy (no per-event work).
+        let mut drop_only = Connection::from_json(&doc(r#"{"drop":["adid"]}"#)).unwrap();
+        drop_only.ensure_field_key().unwrap();
+        assert!(drop_only.fields.as_ref().unwrap().key.is_none());
+        assert!(Connection::from_json(&doc("{}")).unwrap().export_spec().unwrap().field_policy.is_none());
+        // Round trip through the stored form keeps it.
+        conn.created = None;
+        let back: Connection = serde_json::from_str(&serde_json::to_string(&conn).unwrap()).unwrap();
+        assert_eq!(back, conn);
+        let err = Connection::from_json(&doc(r#"{"drop":["event_properties.card..number"]}"#)).unwrap_err().to_string();
+        assert!(err.contains("fields.drop[0]") && err.contains("empty segment"), "{err}");
     }
 
     #[test]

@@ -355,6 +355,8 @@ impl ControlStore {
     /// the cloud clients): see `lifecycle`.
     pub async fn create_connection(&self, mut conn: Connection, now: DateTime<Utc>) -> Result<Connection> {
         conn.validate_new()?;
+        // A pseudonymising field policy gets its key here, sealed with the other secrets.
+        conn.ensure_field_key()?;
         self.check_project(&conn).await?;
         if self.store.head(&connection_key(&conn.id)).await?.is_some() {
             return Err(ExportError::Conflict {

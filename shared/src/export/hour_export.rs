@@ -417,9 +417,11 @@ async fn export_events(
     let handle = tokio::runtime::Handle::current();
     let normalizer = Normalizer::new(&spec.project_id, spec.timestamp_format);
     let part_size = settings.part_size_bytes;
+    let field_policy = spec.field_policy.clone();
     let pipeline = tokio::task::spawn_blocking(move || {
         let mut report = DataReport { lake_files: files.len() as u64, lake_inputs: inputs_of(&files), ..DataReport::default() };
         let mut event = ExportEvent::default();
+        let mut policy_scratch = Vec::new();
         let mut next_part = first_part;
         read_files_blocking(&lake, &files, &handle, |item| {
             let Some((file, line, bytes)) = line_or_record(&mut report, item) else {
@@ -441,6 +443,10 @@ async fn export_events(
                     report.accounting.filtered += 1;
                     return Ok(());
                 }
+            }
+            // After the filter and de-duplication, which see the original values.
+            if let Some(policy) = &field_policy {
+                policy.apply(&mut event, &mut policy_scratch);
             }
             report.accounting.exported += 1;
             if !writer.is_open() {

@@ -98,6 +98,10 @@ pub struct Manifest {
     /// merged IDs are in that connection's file, and `merged_ids` is absent.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub merged_ids_written_by: Option<String>,
+    /// The digest of the field policy the hour's event parts were written with (see
+    /// `export::field_policy`); absent when the connection has none. Never the key.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub field_policy: Option<String>,
 }
 
 impl Manifest {
@@ -113,6 +117,7 @@ impl Manifest {
             events: None,
             merged_ids: None,
             merged_ids_written_by: None,
+            field_policy: spec.field_policy.as_ref().map(|p| p.digest().to_string()),
         }
     }
 

@@ -208,7 +208,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// One event in export form: the line (no newline) and where each field's value sits.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct ExportEvent {
     pub line: Vec<u8>,
     spans: Vec<(u32, u32)>,
@@ -243,6 +243,31 @@ impl ExportEvent {
 
     fn field_value(&self, index: usize) -> Option<serde_json::Value> {
         serde_json::from_slice(self.field_json(index)).ok()
+    }
+
+    /// Rebuilds the line with new values for some fields: `edit(index, value, out)` writes
+    /// field `index`'s new JSON value into `out` and returns true, or returns false to keep
+    /// it. Every other byte is copied; a timestamp field rewritten to `null` loses its time.
+    pub fn rewrite_fields(&mut self, scratch: &mut Vec<u8>, mut edit: impl FnMut(usize, &[u8], &mut Vec<u8>) -> bool) {
+        scratch.clear();
+        let mut copied = 0;
+        for i in 0..self.spans.len() {
+            let (a, b) = self.spans[i];
+            scratch.extend_from_slice(&self.line[copied..a as usize]);
+            let start = scratch.len();
+            if !edit(i, &self.line[a as usize..b as usize], scratch) {
+                scratch.truncate(start);
+                scratch.extend_from_slice(&self.line[a as usize..b as usize]);
+            } else if &scratch[start..] == b"null" {
+                if let Some(slot) = TIMESTAMP_FIELDS.iter().position(|&t| t == i) {
+                    self.times[slot] = None;
+                }
+            }
+            copied = b as usize;
+            self.spans[i] = (start as u32, scratch.len() as u32);
+        }
+        scratch.extend_from_slice(&self.line[copied..]);
+        std::mem::swap(&mut self.line, scratch);
     }
 
     /// `(device_id, $insert_id)` raw JSON texts when both are non-null strings.

@@ -5,6 +5,7 @@
 //! else of the connection (no admins, webhooks or secrets), so it is tested and
 //! benchmarked from a spec alone.
 
+use crate::export::field_policy::FieldPolicy;
 use crate::export::filter::Filter;
 use crate::export::layout::ExportLayout;
 use crate::export::timestamp::TimestampFormat;
@@ -32,6 +33,9 @@ pub struct ExportSpec {
     pub complete_markers: bool,
     /// Events that do not match are counted as filtered, not exported.
     pub filter: Option<Filter>,
+    /// Fields dropped, pseudonymised or coarsened after the filter (`None`: every value as
+    /// normalised, and no per-event work). Holds the opened key; its `Debug` never shows it.
+    pub field_policy: Option<FieldPolicy>,
 }
 
 impl ExportSpec {
@@ -52,6 +56,7 @@ impl ExportSpec {
             timestamp_format: TimestampFormat::default(),
             complete_markers: true,
             filter: None,
+            field_policy: None,
         }
     }
 

@@ -859,6 +859,27 @@ mod tests {
         }
     }
 
+    /// A field policy writes dropped top-level fields as `null` and pseudonyms as strings in
+    /// string columns: every engine's statement is the one of the same connection without it.
+    #[test]
+    fn a_field_policy_changes_no_statement() {
+        let policy = r#"{"drop":["idfa","user_creation_time","event_properties"],"pseudonymise":["user_id","device_id","user_properties.email"],
+            "truncate_ip":true,"location_decimals":2,"key":"0123456789abcdef0123456789abcdef"}"#;
+        for (destination, format, layout) in [(LOCAL, "json", "amplitude"), (S3, "parquet", "hive"), (AZURE, "json", "hive"), (S3, "json", "amplitude")] {
+            let plain = connection(destination, format, layout, "amplitude");
+            let with_policy = Connection { fields: Some(serde_json::from_str(policy).unwrap()), ..plain.clone() };
+            with_policy.validate().unwrap();
+            for engine in Engine::ALL {
+                let (a, b) = (ddl(&plain, engine), ddl(&with_policy, engine));
+                assert_eq!(a.is_ok(), b.is_ok(), "{engine:?} {format} {layout}");
+                if let (Ok(a), Ok(b)) = (a, b) {
+                    assert_eq!(a, b, "{engine:?} {format} {layout}");
+                    assert!(!b.contains("0123456789abcdef"), "the key is never printed");
+                }
+            }
+        }
+    }
+
     #[test]
     fn types_come_from_the_column_table() {
         let conn = connection(LOCAL, "json", "amplitude", "amplitude");
