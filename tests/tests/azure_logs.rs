@@ -9,33 +9,17 @@ use exporter::model::secret::Secret;
 use exporter::ports::AccessProbe;
 use exporter::ports::ObjectStore;
 use integration_tests::azurite::{self, account_sas};
+use integration_tests::captured_logs::CapturedLogs;
 
 fn url_sig(sas: &str) -> String {
     url::form_urlencoded::parse(sas.as_bytes()).find(|(k, _)| k == "sig").map(|(_, v)| v.into_owned()).unwrap()
 }
 
 /// Collects every formatted log line (all targets, TRACE) written while it is the default.
-#[derive(Clone, Default)]
-struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn no_log_line_at_any_level_contains_the_secret_or_the_sas_signature() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(move || writer.clone()).finish();
-    // Global, in a test binary of its own: a thread-scoped subscriber misses lines when other
-    // tests of the same process cache the callsites' interest first.
-    tracing::subscriber::set_global_default(subscriber).expect("only test of this binary");
+    let logs = CapturedLogs::install();
 
     let oauth = azurite::oauth();
     let container = oauth.new_container("logs").await;
@@ -55,7 +39,7 @@ async fn no_log_line_at_any_level_contains_the_secret_or_the_sas_signature() {
     sas_store.put("exports/c", Bytes::from_static(b"c")).await.unwrap_err();
     AzureProbe::new(sas_store, "exports").probe().await;
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(text.lines().count() > 20, "the capture must see the SDK's request logs:\n{text}");
     assert!(text.contains("Azure probe"), "our own warnings are captured too");
     oauth.assert_no_secret(&text);

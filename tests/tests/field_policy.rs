@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use arrow_array::{Array, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::RecordBatch;
 use bytes::Bytes;
 use exporter::adapters::local::memory::MemoryStore;
 use exporter::control::connection::Connection;
@@ -22,6 +22,7 @@ use exporter::hour::UtcHour;
 use exporter::model::hour_request::ExportMode;
 use exporter::ports::ObjectStore;
 use hmac::{Hmac, Mac};
+use integration_tests::parquet_values::parquet_cell;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
@@ -116,25 +117,10 @@ fn parquet_rows(body: &[u8]) -> Vec<Map<String, Value>> {
     for batch in reader.build().unwrap() {
         let batch: RecordBatch = batch.unwrap();
         for r in 0..batch.num_rows() {
-            out.push(export_columns().enumerate().map(|(i, c)| (c.name.to_string(), cell(batch.column(i).as_ref(), r, c.column_type))).collect());
+            out.push(export_columns().enumerate().map(|(i, c)| (c.name.to_string(), parquet_cell(batch.column(i).as_ref(), r, c.column_type))).collect());
         }
     }
     out
-}
-
-fn cell(array: &dyn Array, r: usize, column_type: ColumnType) -> Value {
-    if array.is_null(r) {
-        return Value::Null;
-    }
-    let any = array.as_any();
-    match column_type {
-        ColumnType::Timestamp => Value::from(any.downcast_ref::<TimestampMicrosecondArray>().unwrap().value(r)),
-        ColumnType::Int64 => Value::from(any.downcast_ref::<Int64Array>().unwrap().value(r)),
-        ColumnType::Float64 => Value::from(any.downcast_ref::<Float64Array>().unwrap().value(r)),
-        ColumnType::Boolean => Value::from(any.downcast_ref::<BooleanArray>().unwrap().value(r)),
-        ColumnType::Json => serde_json::from_str(any.downcast_ref::<StringArray>().unwrap().value(r)).unwrap(),
-        ColumnType::String => Value::from(any.downcast_ref::<StringArray>().unwrap().value(r)),
-    }
 }
 
 /// A JSON row in the Parquet row's shape: timestamps as microseconds, scalars of string

@@ -16,19 +16,7 @@ use exporter::export::generate::{generate_hour, HourSpec};
 use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets};
 use exporter::hour::UtcHour;
 use exporter::model::hour_request::ExportMode;
-
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use integration_tests::captured_logs::CapturedLogs;
 
 fn doc(id: &str, org: &str, path: &str, key: Option<&str>) -> String {
     let key = key.map(|k| format!(r#","key":"{k}""#)).unwrap_or_default();
@@ -41,10 +29,7 @@ fn doc(id: &str, org: &str, path: &str, key: Option<&str>) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_key_is_generated_sealed_bound_and_never_shown() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(move || writer.clone()).finish();
-    tracing::subscriber::set_global_default(subscriber).expect("only test of this binary");
+    let logs = CapturedLogs::install();
 
     let home = tempfile::tempdir().unwrap();
     let cipher = Arc::new(LocalCipher::open_or_create(home.path().join("secret.key")).unwrap());
@@ -119,7 +104,7 @@ async fn the_key_is_generated_sealed_bound_and_never_shown() {
     let short = Connection::from_json(&doc("c3", "1", "/data/c3", Some("short-secret-value"))).unwrap_err().to_string();
     assert!(short.contains("fields.key") && !short.contains("short-secret-value"), "{short}");
 
-    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     assert!(!logged.is_empty(), "the subscriber captured the run");
     for secret in [key.expose(), given] {
         assert!(!logged.contains(secret), "a key reached the logs");

@@ -32,6 +32,7 @@ use exporter::ports::{DestinationOpener, HourEventSink, ObjectStore, WebhookPost
 use exporter::runtime::embedded::EmbeddedHome;
 use exporter::runtime::factory::CloudContext;
 use hmac::{Hmac, Mac};
+use integration_tests::captured_logs::CapturedLogs;
 use integration_tests::emulators::{moto_url, unique_name};
 use integration_tests::moto::{self, admin_config, bus_to_queue, create_bucket, drain_queue, s3_client, ROLE_TEMPLATE};
 use serde_json::{json, Value};
@@ -48,31 +49,6 @@ fn t(s: &str) -> DateTime<Utc> {
 
 fn hour() -> UtcHour {
     UtcHour::parse(HOUR).unwrap()
-}
-
-/// Every formatted log line of this test binary (installed once, global).
-fn logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = buf.clone();
-        let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(move || LogWriter(sink.clone())).finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
-        buf
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 /// An embedded home on a movable clock, with a lake hour of `events` events.
@@ -455,6 +431,7 @@ fn verify(r: &Received) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_webhook_gets_the_signed_event_and_a_flaky_one_gets_it_on_the_third_attempt() {
+    let logs = CapturedLogs::install();
     let (base, got) = receiver(vec![Some(503), Some(502), Some(200)]).await;
     let mut bed = Bed::new(600).await;
     let folder = bed.home.events.clone();
@@ -482,7 +459,8 @@ async fn the_webhook_gets_the_signed_event_and_a_flaky_one_gets_it_on_the_third_
     let mut forged = posts[2].clone();
     forged.body = forged.body.replace_first(b"\"c1\"", b"\"c2\"");
     assert!(std::panic::catch_unwind(|| verify(&forged)).is_err(), "a changed body must not verify");
-    assert!(!logs().lock().unwrap().windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "the webhook secret is never logged");
+    let logged = logs.text();
+    assert!(!logged.is_empty() && !logged.contains(SECRET), "the webhook secret is never logged");
 }
 
 trait ReplaceFirst {
@@ -538,7 +516,7 @@ impl DestinationOpener for Refusing {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_destination_posts_the_slack_text_naming_the_missing_permission_and_never_the_url() {
-    let logs = logs();
+    let logs = CapturedLogs::install();
     let (base, got) = receiver(vec![Some(200)]).await;
     let secret_path = "/services/T0000/B0000/slack-secret-token-xyz";
     let mut bed = Bed::new(100).await;
@@ -579,7 +557,7 @@ async fn a_failing_destination_posts_the_slack_text_naming_the_missing_permissio
     let outcome = episode.failure_webhook.unwrap();
     assert!(!outcome.delivered && outcome.error.as_deref().unwrap().contains("HTTP 404"), "{outcome:?}");
     let stored = String::from_utf8(bed.home.control.store().get("failures/c1/episode.json").await.unwrap().to_vec()).unwrap();
-    let logged = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let logged = logs.text();
     for (what, text) in [("error", outcome.error.unwrap()), ("episode", stored), ("logs", logged)] {
         assert!(!text.contains("slack-secret-token-xyz") && !text.contains(&refusing), "the failure webhook URL leaked into {what}: {text}");
     }

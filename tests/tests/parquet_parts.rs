@@ -5,7 +5,7 @@
 use std::io::BufRead;
 use std::sync::Arc;
 
-use arrow_array::{Array, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::RecordBatch;
 use bytes::Bytes;
 use exporter::adapters::local::memory::MemoryStore;
 use exporter::control::connection::Connection;
@@ -18,6 +18,7 @@ use exporter::export::timestamp::parse_micros;
 use exporter::hour::UtcHour;
 use exporter::model::hour_request::ExportMode;
 use exporter::ports::ObjectStore;
+use integration_tests::parquet_values::parquet_cell;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -59,25 +60,10 @@ fn parquet_rows(body: &[u8]) -> Vec<Vec<Value>> {
     for batch in reader.build().unwrap() {
         let batch: RecordBatch = batch.unwrap();
         for r in 0..batch.num_rows() {
-            rows.push(export_columns().enumerate().map(|(i, c)| cell(batch.column(i).as_ref(), r, c.column_type)).collect());
+            rows.push(export_columns().enumerate().map(|(i, c)| parquet_cell(batch.column(i).as_ref(), r, c.column_type)).collect());
         }
     }
     rows
-}
-
-fn cell(array: &dyn Array, r: usize, column_type: ColumnType) -> Value {
-    if array.is_null(r) {
-        return Value::Null;
-    }
-    let any = array.as_any();
-    match column_type {
-        ColumnType::Timestamp => Value::from(any.downcast_ref::<TimestampMicrosecondArray>().unwrap().value(r)),
-        ColumnType::Int64 => Value::from(any.downcast_ref::<Int64Array>().unwrap().value(r)),
-        ColumnType::Float64 => Value::from(any.downcast_ref::<Float64Array>().unwrap().value(r)),
-        ColumnType::Boolean => Value::from(any.downcast_ref::<BooleanArray>().unwrap().value(r)),
-        ColumnType::Json => serde_json::from_str(any.downcast_ref::<StringArray>().unwrap().value(r)).unwrap(),
-        ColumnType::String => Value::from(any.downcast_ref::<StringArray>().unwrap().value(r)),
-    }
 }
 
 /// A JSON export line in the same shape: timestamps as microseconds, scalars kept as text
