@@ -4,7 +4,7 @@
 //! with the `hmac` crate); the failure notice on a Slack-style webhook.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
