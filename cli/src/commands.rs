@@ -32,6 +32,9 @@ pub async fn generate(
     seed: u64,
 ) -> Result<ExitCode> {
     let range = HourRange::parse(from, to.unwrap_or(from))?;
+    if org.is_none() {
+        eprintln!("note: no --org given: no merged user IDs are written (give the project's organisation to write them)");
+    }
     let lake = home.lake.clone();
     let mut total = exporter::export::generate::Generated::default();
     for hour in range.hours() {

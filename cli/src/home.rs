@@ -89,8 +89,33 @@ fn embedded_settings() -> Result<ExportSettings> {
     Ok(settings)
 }
 
+/// Whether this invocation works on a deployed stack (`--cloud` with
+/// `EXPORT_CONTROL_BUCKET`) rather than on a home folder.
+pub fn is_deployed(cloud: bool) -> bool {
+    cloud && std::env::var("EXPORT_CONTROL_BUCKET").is_ok_and(|v| !v.is_empty())
+}
+
+/// Whether `dir` is a home: the first command that wrote state sealed its key there.
+pub fn exists(dir: &Path) -> bool {
+    dir.join(HOME_KEY_FILE).is_file()
+}
+
+/// The error of a command that needs a home where there is none.
+pub fn missing(dir: &Path) -> ExportError {
+    ExportError::invalid_input(
+        format!("home {}", dir.display()),
+        format!(
+            "is not an exportctl home (no {HOME_KEY_FILE}); nothing was created. Give the home you used before with --home DIR \
+             (or EXPORT_HOME), or start one with `exportctl projects add PROJECT --org ORG` or `exportctl generate`"
+        ),
+    )
+}
+
+/// The file every home has from its first command on (the local cipher's key).
+const HOME_KEY_FILE: &str = "secret.key";
+
 pub async fn open(dir: &Path, cloud: bool, clock: Clock) -> Result<Home> {
-    if cloud && std::env::var("EXPORT_CONTROL_BUCKET").is_ok_and(|v| !v.is_empty()) {
+    if is_deployed(cloud) {
         return open_deployed().await;
     }
     let mut embedded = EmbeddedHome::open(dir, embedded_settings()?, RetryPolicy::default(), clock)?;
