@@ -17,7 +17,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::home::Home;
 
-pub async fn backfill(home: &Home, id: &str, from: &str, to: &str, allow_empty_lake: bool) -> Result<ExitCode> {
+/// What `backfill --json` prints.
+#[derive(Debug, serde::Serialize)]
+pub struct BackfillReport {
+    pub connection_id: String,
+    pub range: HourRange,
+    /// Every hour exported or waiting for its scheduled replace (exit code 0).
+    pub complete: bool,
+    pub progress: BackfillProgress,
+}
+
+pub async fn backfill(home: &Home, id: &str, from: &str, to: &str, allow_empty_lake: bool, json: bool) -> Result<ExitCode> {
     let range = HourRange::parse(from, to)?;
     // A fresh id per command: running the same range again is a new backfill, while the
     // function's own redeliveries (same id) resume it without starting pieces twice.
@@ -28,13 +38,14 @@ pub async fn backfill(home: &Home, id: &str, from: &str, to: &str, allow_empty_l
     let req = BackfillRequest::from_payload(&payload)?;
     let backfill_id = req.id();
     let control = home.control.store().clone();
-    let bar = ProgressBar::new(range.len());
+    // With --json stdout holds the one document: no bar, and the start line goes to stderr.
+    let bar = if json { ProgressBar::hidden() } else { ProgressBar::new(range.len()) };
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} hours exported {msg}").expect("template"));
     match (&home.embedded, &home.backfill_function) {
         (Some(embedded), _) => {
             let started = |o: &BackfillOutcome| {
                 if let BackfillOutcome::Split { .. } | BackfillOutcome::Leaf { .. } = o {
-                    started_line(&bar, &backfill_id, range);
+                    started_line(&bar, &backfill_id, range, json);
                 }
             };
             let mut announced = false;
@@ -68,7 +79,7 @@ pub async fn backfill(home: &Home, id: &str, from: &str, to: &str, allow_empty_l
             let conn = home.control.get_connection(id).await?;
             backfill_logic::check_within_lake(home.lake.as_ref(), &conn, range).await?;
             function.invoke_async(&payload).await?;
-            started_line(&bar, &backfill_id, range);
+            started_line(&bar, &backfill_id, range, json);
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(6 * 3600);
             loop {
                 let p = progress(control.as_ref(), &backfill_id).await?;
@@ -90,14 +101,24 @@ pub async fn backfill(home: &Home, id: &str, from: &str, to: &str, allow_empty_l
         // indicatif leaves the cursor at the end of the bar's line.
         eprintln!();
     }
-    print!("{}", summary(&p, id, range));
     let complete = p.failures.is_empty() && p.cancelled_hours == 0 && p.unreported_hours() == 0;
+    if json {
+        let report = BackfillReport { connection_id: id.to_string(), range, complete, progress: p };
+        println!("{}", serde_json::to_string_pretty(&report).expect("the report serialises"));
+    } else {
+        print!("{}", summary(&p, id, range));
+    }
     Ok(if complete { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn started_line(bar: &ProgressBar, backfill_id: &str, range: HourRange) {
+fn started_line(bar: &ProgressBar, backfill_id: &str, range: HourRange, json: bool) {
     // Printed once the first invocation is accepted: the id is what `--cancel` takes.
-    bar.suspend(|| println!("backfill {backfill_id} started: {} hour(s), {range}; stop it with: exportctl backfill --cancel {backfill_id}", range.len()));
+    let line = format!("backfill {backfill_id} started: {} hour(s), {range}; stop it with: exportctl backfill --cancel {backfill_id}", range.len());
+    if json {
+        eprintln!("{line}");
+    } else {
+        bar.suspend(|| println!("{line}"));
+    }
 }
 
 fn counts_message(waiting: u64, failed: u64, cancelled: u64) -> String {
@@ -196,10 +217,20 @@ pub fn summary(p: &BackfillProgress, connection: &str, range: HourRange) -> Stri
     out
 }
 
+/// What `backfill --cancel ID --json` prints.
+#[derive(Debug, serde::Serialize)]
+pub struct CancelReport {
+    /// False when the backfill had already finished (nothing was left to cancel).
+    pub cancel_recorded: bool,
+    pub progress: BackfillProgress,
+}
+
 /// `exportctl backfill --cancel ID`.
-pub async fn cancel(home: &Home, backfill_id: &str, now: DateTime<Utc>) -> Result<ExitCode> {
+pub async fn cancel(home: &Home, backfill_id: &str, now: DateTime<Utc>, json: bool) -> Result<ExitCode> {
     let p = backfill_logic::cancel(home.control.store().as_ref(), backfill_id, now).await?;
-    if p.is_finished() {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&CancelReport { cancel_recorded: !p.is_finished(), progress: p }).expect("the report serialises"));
+    } else if p.is_finished() {
         println!("backfill {backfill_id} had already finished: nothing left to cancel ({} of {} hours exported)", p.exported_hours, p.total_hours);
     } else {
         println!(

@@ -17,6 +17,7 @@ use exporter::runtime::factory::{probe_destination, project_principal};
 use exporter::{ExportError, Result};
 
 use crate::home::Home;
+use crate::report;
 
 #[allow(clippy::too_many_arguments)]
 pub async fn generate(
@@ -69,52 +70,131 @@ fn parse_mode(mode: &str) -> Result<ExportMode> {
     }
 }
 
-pub async fn export(home: &Home, id: &str, hour: &str, mode: &str, allow_empty_lake: bool) -> Result<ExitCode> {
+pub async fn export(home: &Home, id: &str, hour: &str, mode: &str, allow_empty_lake: bool, json: bool) -> Result<ExitCode> {
     let hour = UtcHour::parse(hour)?;
     let mode = parse_mode(mode)?;
     let payload =
         serde_json::json!({"connection_id": id, "hour": hour.to_string(), "mode": mode.to_string(), "attempt": 1, "allow_empty_lake": allow_empty_lake});
     let response = exporter::delivery::invocation::handle_hourly(&home.services, &payload, None).await?;
-    println!("{}", serde_json::to_string_pretty(&response).expect("response serialises"));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&response).expect("response serialises"));
+    } else {
+        say(&report::hourly(&response));
+    }
     Ok(if response.hours.iter().all(|h| h.succeeded()) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Prints what happened: exported and skipped hours on stdout, failures on stderr.
+/// Each on one line, whole (a terminal wraps it; grep finds it).
+fn say(lines: &[report::Said]) {
+    for line in lines {
+        if line.error {
+            eprintln!("error: {}", line.text);
+        } else {
+            println!("{}", line.text);
+        }
+    }
+}
+
+/// What `tick --json` prints: each schedule fired, with the response or the error.
+#[derive(Debug, serde::Serialize)]
+pub struct TickReport {
+    pub at: DateTime<Utc>,
+    pub fired: Vec<Fired>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Fired {
+    /// `hourly` (a connection's schedule) or `retry` (a due retry schedule).
+    pub schedule_kind: &'static str,
+    /// The connection id (hourly) or the retry schedule's name.
+    pub schedule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response: Option<exporter::delivery::invocation::HourlyResponse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Fires everything due at `at`: each enabled connection's hourly schedule, then the due
 /// retries. A connection that errors is reported and the others still run.
-pub async fn tick(home: &Home, at: DateTime<Utc>) -> Result<ExitCode> {
+pub async fn tick(home: &Home, at: DateTime<Utc>, json: bool) -> Result<ExitCode> {
     let embedded = home.embedded("tick")?;
     let mut ok = true;
-    let mut report = |what: &str, r: Result<exporter::delivery::invocation::HourlyResponse>| match r {
-        Ok(r) => {
-            ok &= r.hours.iter().all(|h| h.succeeded() || h.left_alone());
-            println!("{}", serde_json::to_string(&r).expect("serialises"));
-        }
-        Err(e) => {
-            ok = false;
-            eprintln!("{what}: error: {e}");
-        }
+    let mut fired = Vec::new();
+    let mut record = |schedule_kind: &'static str, schedule: String, r: Result<exporter::delivery::invocation::HourlyResponse>| {
+        let (response, error) = match r {
+            Ok(r) => {
+                ok &= r.hours.iter().all(|h| h.succeeded() || h.left_alone());
+                if !json {
+                    say(&report::hourly(&r));
+                }
+                (Some(r), None)
+            }
+            Err(e) => {
+                ok = false;
+                if !json {
+                    eprintln!("error: {schedule_kind} {schedule}: {e}");
+                }
+                (None, Some(e.to_string()))
+            }
+        };
+        fired.push(Fired { schedule_kind, schedule, response, error });
     };
     for (id, enabled) in embedded.scheduler.hourly().await? {
         if enabled {
-            report(&format!("hourly {id}"), embedded.fire_hourly(&id, at).await);
+            record("hourly", id.clone(), embedded.fire_hourly(&id, at).await);
         }
     }
     for (name, r) in embedded.fire_due_retries(at).await? {
-        report(&format!("retry {name}"), r);
+        record("retry", name, r);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&TickReport { at, fired }).expect("serialises"));
+    } else if fired.is_empty() {
+        println!("nothing due at {} (no enabled connection, no retry due)", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {
+/// What `runs --json` prints.
+#[derive(Debug, serde::Serialize)]
+pub struct RunsReport {
+    pub connection_id: String,
+    /// Set when the connection's file cannot be read (its runs are still listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+    /// Every run record, oldest start first.
+    pub runs: Vec<exporter::control::store::RunRecord>,
+}
+
+/// A connection's run records in the order they started, with when: each hour tried, its
+/// outcome and accounting, the freshness it measured, and beneath it why it was skipped,
+/// its error and the first invalid records (one line each, whole, so they can be searched).
+pub async fn runs(home: &Home, id: &str, json: bool) -> Result<ExitCode> {
     // The history of a connection whose file cannot be read is still shown.
-    if let ConnectionFile::Unreadable(u) = home.control.connection_file(id).await? {
-        println!("connection {id}: its file cannot be read ({}); its runs as recorded:", u.error);
+    let unreadable = match home.control.connection_file(id).await? {
+        ConnectionFile::Unreadable(u) => Some(u.error.to_string()),
+        ConnectionFile::Readable(_) => None,
+    };
+    let mut runs = home.control.list_runs(id).await?;
+    runs.sort_by_key(|r| (r.started, r.hour, r.attempt));
+    if json {
+        let report = RunsReport { connection_id: id.to_string(), unreadable, runs };
+        println!("{}", serde_json::to_string_pretty(&report).expect("the runs serialise"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(error) = &unreadable {
+        print!("{}", report::wrap(&format!("connection {id}: its file cannot be read ({error}); its runs as recorded:"), "", "  "));
+    }
+    if runs.is_empty() {
+        println!("connection {id} has no runs yet (its hourly schedule runs it once an hour has settled; `exportctl tick` in embedded mode)");
+        return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7} {:>7}  ERROR",
-        "HOUR", "MODE", "ATTEMPT", "OUTCOME", "READ", "EXPORTED", "FILT", "DUPS", "INVALID", "FRESH"
+        "{:<13} {:<9} {:>3} {:<9} {:>7} {:>8} {:>5} {:>5} {:>7} {:>6}  STARTED",
+        "HOUR", "MODE", "TRY", "OUTCOME", "READ", "EXPORTED", "FILT", "DUPS", "INVALID", "FRESH"
     );
-    for r in home.control.list_runs(id).await? {
+    for r in runs {
         // The freshness this run measured (it wrote the hour's first marker); `!` past the SLO.
         let fresh = match (r.freshness_seconds, r.slo_met) {
             (Some(s), Some(false)) => format!("{}!", exporter::control::freshness::minutes(s)),
@@ -122,7 +202,7 @@ pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {
             (None, _) => "-".into(),
         };
         println!(
-            "{:<14} {:<10} {:>7} {:<9} {:>8} {:>8} {:>6} {:>6} {:>7} {:>7}  {}",
+            "{:<13} {:<9} {:>3} {:<9} {:>7} {:>8} {:>5} {:>5} {:>7} {:>6}  {}",
             r.hour.to_string(),
             r.mode.to_string(),
             r.attempt,
@@ -133,8 +213,15 @@ pub async fn runs(home: &Home, id: &str) -> Result<ExitCode> {
             r.events.duplicates,
             r.events.invalid,
             fresh,
-            r.error.unwrap_or_default()
+            r.started.format("%Y-%m-%dT%H:%MZ"),
         );
+        if r.outcome == exporter::control::store::RunOutcome::Skipped {
+            println!("    skipped: the hour was already complete (its _complete marker is there)");
+        }
+        if let Some(error) = &r.error {
+            let kind = r.error_kind.as_deref().unwrap_or("Error");
+            println!("    error {kind}: {error}");
+        }
         for at in &r.invalid_locations {
             println!("    invalid record {}:{}  {}", at.file, at.line, at.reason);
         }
@@ -156,59 +243,129 @@ async fn load(home: &Home, id_or_file: &str) -> Result<Connection> {
     home.control.get_connection(id_or_file).await
 }
 
-pub async fn verify(home: &Home, id_or_file: &str) -> Result<ExitCode> {
+/// What `verify --json` prints: one probe report per destination (events, then merged IDs).
+#[derive(Debug, serde::Serialize)]
+pub struct VerifyReport {
+    pub connection_id: String,
+    pub all_passed: bool,
+    pub destinations: Vec<exporter::model::probe_report::ProbeReport>,
+}
+
+pub async fn verify(home: &Home, id_or_file: &str, json: bool) -> Result<ExitCode> {
     let conn = load(home, id_or_file).await?;
-    let mut ok = true;
+    let mut reports = Vec::new();
     for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
-        let report = probe_destination(dest, &conn.project_id, &home.cloud).await;
-        print!("{}", report.table());
-        if !report.all_passed() {
-            ok = false;
-            println!("MISSING: {}\n", report.missing().join(", "));
-        } else {
-            println!("all checks passed\n");
+        reports.push(probe_destination(dest, &conn.project_id, &home.cloud).await);
+    }
+    let ok = reports.iter().all(|r| r.all_passed());
+    if json {
+        let report = VerifyReport { connection_id: conn.id.clone(), all_passed: ok, destinations: reports };
+        println!("{}", serde_json::to_string_pretty(&report).expect("the reports serialise"));
+    } else {
+        for report in &reports {
+            print!("{}", report.table());
+            if report.all_passed() {
+                println!("all checks passed\n");
+            } else {
+                println!("MISSING: {}\n", report.missing().join(", "));
+            }
         }
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
+/// The role the bucket policy grants: the deployed stack's own answer, else the template
+/// filled in. A template that already names its account needs no `--account`, and one
+/// given that disagrees with it is refused rather than ignored.
+fn project_role(template: Option<&str>, account: Option<&str>, project_id: &str) -> Result<String> {
+    if let Some(account) = account {
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ExportError::invalid_input(format!("--account {account:?}"), "an AWS account id is 12 digits, e.g. 111122223333"));
+        }
+    }
+    let template = template.unwrap_or(DEFAULT_ROLE_TEMPLATE);
+    if !template.starts_with("arn:aws") || !template.contains(":role/") || !template.contains("{project_id}") {
+        return Err(ExportError::invalid_input(
+            format!("--role-template {template:?}"),
+            "give a role ARN with {project_id} (and {account} or the account), e.g. arn:aws:iam::111122223333:role/event-export-project-{project_id}",
+        ));
+    }
+    if template.contains("{account}") {
+        let Some(account) = account else {
+            return Err(ExportError::invalid_input(
+                "policy",
+                "the project role's account is unknown: pass --account 111122223333, a --role-template that names the account, or use --cloud on the deployed stack",
+            ));
+        };
+        return Ok(role_arn_from_template(template, account, project_id));
+    }
+    let role = role_arn_from_template(template, "", project_id);
+    let named = role.split(':').nth(4).unwrap_or_default();
+    match account {
+        Some(account) if account != named => Err(ExportError::invalid_input(
+            format!("--account {account}"),
+            format!("the role template names account {named:?}: give one of the two, or make them agree"),
+        )),
+        _ => Ok(role),
+    }
+}
+
 pub async fn policy(home: &Home, id_or_file: &str, template: Option<&str>, account: Option<&str>) -> Result<ExitCode> {
     let conn = load(home, id_or_file).await?;
     let destinations: Vec<&Destination> = std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()).collect();
-    // S3-compatible stores: IAM does not apply; say what their access key needs instead.
-    let mut printed = false;
-    for dest in &destinations {
+    let mut role_arn: Option<String> = None;
+    for dest in destinations {
+        // S3-compatible stores: IAM does not apply; say what their access key needs instead.
         if let Some(grants) = exporter::access::policy::s3_compatible_grants(dest) {
             println!("# {}\n{grants}", dest.describe());
-            printed = true;
+            continue;
         }
-    }
-    let amazon_s3: Vec<&&Destination> =
-        destinations.iter().filter(|d| matches!(d, Destination::S3 { .. }) && exporter::access::policy::s3_compatible_grants(d).is_none()).collect();
-    if !amazon_s3.is_empty() {
-        let role_arn =
-            match (project_principal(&conn.project_id, &home.cloud).await?, account) {
-                (Some(arn), _) => arn,
-                (None, Some(account)) => role_arn_from_template(template.unwrap_or(DEFAULT_ROLE_TEMPLATE), account, &conn.project_id),
-                (None, None) => return Err(ExportError::invalid_input(
-                    "policy",
-                    "the project role's account is unknown; pass --account 111122223333 (and --role-template if you changed the role naming) or use --cloud",
-                )),
-            };
-        for dest in amazon_s3 {
-            let p = s3_policies(dest, &role_arn)?;
-            println!("# Bucket policy for {}\n{}", dest.describe(), serde_json::to_string_pretty(&p.bucket_policy).expect("json"));
-            if let Some(k) = &p.kms_key_policy_statement {
-                println!("# KMS key policy statement (add to the key's policy)\n{}", serde_json::to_string_pretty(k).expect("json"));
+        match dest {
+            Destination::S3 { .. } => {
+                let role = match &role_arn {
+                    Some(r) => r.clone(),
+                    None => {
+                        let r = match project_principal(&conn.project_id, &home.cloud).await? {
+                            Some(arn) => arn,
+                            None => project_role(template, account, &conn.project_id)?,
+                        };
+                        role_arn = Some(r.clone());
+                        r
+                    }
+                };
+                let p = s3_policies(dest, &role)?;
+                println!("# Bucket policy for {}\n{}", dest.describe(), serde_json::to_string_pretty(&p.bucket_policy).expect("json"));
+                if let Some(k) = &p.kms_key_policy_statement {
+                    println!("# KMS key policy statement (add to the key's policy)\n{}", serde_json::to_string_pretty(k).expect("json"));
+                }
             }
-            printed = true;
+            Destination::Azure { container, client_id, sas_token, .. } => {
+                if let (None, Some(_)) = (client_id, sas_token) {
+                    println!("# {}\nNo bucket policy: the SAS token needs the r, w, d and l permissions on the container {container}.\n", dest.describe());
+                } else {
+                    println!(
+                        "# {}\nNo bucket policy: give the service principal the role \"Storage Blob Data Contributor\" on the container {container}:\n\
+                         az role assignment create --role \"Storage Blob Data Contributor\" --assignee {} \\\n  \
+                         --scope \"<storage account resource id>/blobServices/default/containers/{container}\"\n",
+                        dest.describe(),
+                        client_id.as_deref().unwrap_or("<client id>")
+                    );
+                }
+            }
+            Destination::Local { .. } => {
+                println!("# {}", dest.describe());
+                print!(
+                    "{}",
+                    report::wrap(
+                        "No policy: a local folder is written with the permissions of the user running exportctl; the folder must exist \
+                         and be writable by that user (`exportctl verify` checks it).",
+                        "",
+                        ""
+                    )
+                );
+                println!();
+            }
         }
-    }
-    if !printed {
-        return Err(ExportError::invalid_input(
-            "policy",
-            "this connection has no S3 destination; for Azure, assign the service principal the Storage Blob Data Contributor role on the container",
-        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -302,26 +459,71 @@ pub async fn delete(home: &Home, id: &str, now: DateTime<Utc>) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
+/// One connection as `connections list --json` prints it (no secret, no field policy key).
+#[derive(Debug, serde::Serialize)]
+pub struct ListedConnection {
+    pub connection_id: String,
+    pub org_id: Option<String>,
+    pub project_id: Option<String>,
+    pub enabled: Option<bool>,
+    /// Where the events go, e.g. `s3://bucket/prefix`, `azure://account/container/prefix`.
+    pub destination: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_ids_destination: Option<String>,
+    /// Set when its file cannot be read: why, and the fix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
 /// Every connection; those whose file cannot be read are listed by id with the reason and
 /// whatever their file still says.
-pub async fn list(home: &Home) -> Result<ExitCode> {
+pub async fn list(home: &Home, json: bool) -> Result<ExitCode> {
     let scan = home.control.scan_connections().await?;
-    println!("{:<16} {:<8} {:<8} {:<8} DESTINATION", "ID", "ORG", "PROJECT", "ENABLED");
-    for c in &scan.readable {
-        println!("{:<16} {:<8} {:<8} {:<8} {}", c.id, c.org_id, c.project_id, c.enabled, c.destination.describe());
-    }
+    let mut listed: Vec<ListedConnection> = scan
+        .readable
+        .iter()
+        .map(|c| ListedConnection {
+            connection_id: c.id.clone(),
+            org_id: Some(c.org_id.clone()),
+            project_id: Some(c.project_id.clone()),
+            enabled: Some(c.enabled),
+            destination: Some(c.destination.describe()),
+            merged_ids_destination: c.merged_ids_destination.as_ref().map(|d| d.describe()),
+            unreadable: None,
+        })
+        .collect();
     for u in &scan.unreadable {
         let o = &u.outline;
-        let known = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
-        println!(
-            "{:<16} {:<8} {:<8} {:<8} UNREADABLE: {} — fix the file, or run: exportctl connections delete {}",
-            u.id,
-            known(&o.org_id),
-            known(&o.project_id),
-            o.enabled.map_or_else(|| "?".into(), |e| e.to_string()),
-            u.error,
-            u.id
-        );
+        let destinations = o.destinations.as_deref().unwrap_or_default();
+        listed.push(ListedConnection {
+            connection_id: u.id.clone(),
+            org_id: o.org_id.clone(),
+            project_id: o.project_id.clone(),
+            enabled: o.enabled,
+            destination: destinations.first().map(|d| d.describe()),
+            merged_ids_destination: destinations.get(1).map(|d| d.describe()),
+            unreadable: Some(format!("{} — fix the file, or run: exportctl connections delete {}", u.error, u.id)),
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "connections": listed })).expect("the list serialises"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if listed.is_empty() {
+        println!("no connections yet: `exportctl connections create FILE` creates one (the README's \"Connection files\" shows a file)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<16} {:<8} {:<8} {:<7} DESTINATION", "ID", "ORG", "PROJECT", "ENABLED");
+    let known = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+    for c in &listed {
+        let enabled = c.enabled.map_or_else(|| "?".into(), |e| e.to_string());
+        println!("{:<16} {:<8} {:<8} {:<7} {}", c.connection_id, known(&c.org_id), known(&c.project_id), enabled, known(&c.destination));
+        if let Some(merged) = &c.merged_ids_destination {
+            println!("{:<43} merged IDs: {merged}", "");
+        }
+        if let Some(why) = &c.unreadable {
+            println!("    UNREADABLE: {why}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -348,9 +550,18 @@ pub async fn add_project(home: &Home, project: &str, org: &str, portfolio: bool)
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn list_projects(home: &Home) -> Result<ExitCode> {
+pub async fn list_projects(home: &Home, json: bool) -> Result<ExitCode> {
+    let projects = home.control.list_projects().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "projects": projects })).expect("the list serialises"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if projects.is_empty() {
+        println!("no projects registered: `exportctl projects add PROJECT --org ORG` registers one");
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{:<20} {:<20} KIND", "PROJECT", "ORG");
-    for p in home.control.list_projects().await? {
+    for p in projects {
         println!("{:<20} {:<20} {}", p.project_id, p.org_id, if p.portfolio { "portfolio" } else { "standard" });
     }
     Ok(ExitCode::SUCCESS)

@@ -11,6 +11,7 @@ mod bench;
 mod commands;
 mod demo;
 mod home;
+mod report;
 mod status;
 
 use std::path::PathBuf;
@@ -133,11 +134,14 @@ enum Command {
         #[arg(long)]
         hour: String,
         /// recurring (skip a completed hour), replace, or late (add late lake files as new parts).
-        #[arg(long, default_value = "recurring")]
+        #[arg(long, default_value = "recurring", value_parser = ["recurring", "replace", "late"])]
         mode: String,
         /// Replace even though the lake hour is empty while the destination holds the hour.
         #[arg(long)]
         allow_empty_lake: bool,
+        /// Print one JSON document (its shape is in docs/CLI.md) instead of text, for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Re-exports every hour of a range, replacing what is there, with a progress bar.
     ///
@@ -159,12 +163,22 @@ enum Command {
         /// not started are skipped; what was exported stays.
         #[arg(long, conflicts_with_all = ["connection", "from", "to", "allow_empty_lake"])]
         cancel: Option<String>,
+        /// Print the backfill's summary as one JSON document (its shape is in docs/CLI.md), with
+        /// no progress bar, instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Fires what is due at --at (default now): the hourly schedules and the due retries.
-    Tick,
+    ///
+    /// Example: exportctl tick --at 2020-01-25T18:20:00Z
+    Tick {
+        /// Print one JSON document (its shape is in docs/CLI.md) instead of text, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Status of every connection: watermark, owed hours, lag, freshness, failing state, gaps.
     Status {
-        /// Print the status as JSON (one documented shape, for scripts) instead of a table.
+        /// Print the status as one JSON document (its shape is in docs/CLI.md) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -182,6 +196,9 @@ enum Command {
     Runs {
         /// The connection's id (as in `exportctl connections list`).
         connection: String,
+        /// Print one JSON document (its shape is in docs/CLI.md) instead of text, for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Runs the destination probe suite (the test upload) of a connection id or file.
     ///
@@ -189,6 +206,9 @@ enum Command {
     Verify {
         /// A connection's id, or the path of a connection file (JSON) not created yet.
         connection: String,
+        /// Print one JSON document (its shape is in docs/CLI.md) instead of text, for scripts.
+        #[arg(long)]
+        json: bool,
     },
     /// Prints the bucket policy and KMS key policy statement a connection needs.
     ///
@@ -212,7 +232,7 @@ enum Command {
         /// The connection's id (as in `exportctl connections list`).
         connection: String,
         /// The SQL engine: duckdb, athena, snowflake or bigquery.
-        #[arg(long)]
+        #[arg(long, value_parser = ["duckdb", "athena", "snowflake", "bigquery"])]
         engine: String,
     },
     /// Connection lifecycle.
@@ -234,7 +254,7 @@ enum Command {
         events: u64,
         /// Compression level of JSON parts: gzip 0-9 (6 is the export's own); Parquet parts
         /// use zstd 3 whatever this says.
-        #[arg(long, default_value_t = 6)]
+        #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=9))]
         level: u32,
         /// Compression threads (0 = one per core).
         #[arg(long, default_value_t = 0)]
@@ -269,7 +289,11 @@ enum ProjectAction {
         portfolio: bool,
     },
     /// Every registered project with its organisation and kind.
-    List,
+    List {
+        /// Print one JSON document (its shape is in docs/CLI.md) instead of text, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Unregisters a project that no connection uses.
     Remove {
         /// The project id, e.g. 187520.
@@ -304,7 +328,11 @@ enum ConnectionAction {
         id: String,
     },
     /// Every connection, and apart, by id with the reason, those whose file cannot be read.
-    List,
+    List {
+        /// Print one JSON document (its shape is in docs/CLI.md) instead of text, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -358,7 +386,7 @@ fn home_use(command: &Command) -> HomeUse {
         Command::Generate { .. }
         | Command::Projects { action: ProjectAction::Add { .. } }
         | Command::Connections { action: ConnectionAction::Create { .. } } => HomeUse::Creates,
-        Command::Verify { connection } | Command::Policy { connection, .. } if std::path::Path::new(connection).is_file() => HomeUse::FileOrExisting,
+        Command::Verify { connection, .. } | Command::Policy { connection, .. } if std::path::Path::new(connection).is_file() => HomeUse::FileOrExisting,
         _ => HomeUse::Existing,
     }
 }
@@ -387,21 +415,21 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
             commands::generate(&home, &project, org.as_deref(), &from, to.as_deref(), events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed)
                 .await
         }
-        Command::Export { connection, hour, mode, allow_empty_lake } => {
-            commands::export(&open(cli.cloud).await?, &connection, &hour, &mode, allow_empty_lake).await
+        Command::Export { connection, hour, mode, allow_empty_lake, json } => {
+            commands::export(&open(cli.cloud).await?, &connection, &hour, &mode, allow_empty_lake, json).await
         }
-        Command::Backfill { cancel: Some(id), .. } => backfill::cancel(&open(cli.cloud).await?, &id, clock()).await,
-        Command::Backfill { connection, from, to, allow_empty_lake, cancel: None } => {
+        Command::Backfill { cancel: Some(id), json, .. } => backfill::cancel(&open(cli.cloud).await?, &id, clock(), json).await,
+        Command::Backfill { connection, from, to, allow_empty_lake, cancel: None, json } => {
             let (Some(connection), Some(from), Some(to)) = (connection, from, to) else {
                 return Err(exporter::ExportError::invalid_input("backfill", "give a connection, --from and --to (or --cancel ID)"));
             };
-            backfill::backfill(&open(cli.cloud).await?, &connection, &from, &to, allow_empty_lake).await
+            backfill::backfill(&open(cli.cloud).await?, &connection, &from, &to, allow_empty_lake, json).await
         }
-        Command::Tick => commands::tick(&open(cli.cloud).await?, clock()).await,
+        Command::Tick { json } => commands::tick(&open(cli.cloud).await?, clock(), json).await,
         Command::Status { json } => status::status(&open(cli.cloud).await?, clock(), json).await,
         Command::Metrics { stack } => status::metrics(&open(cli.cloud).await?, clock(), &stack).await,
-        Command::Runs { connection } => commands::runs(&open(cli.cloud).await?, &connection).await,
-        Command::Verify { connection } => commands::verify(&open(cli.cloud).await?, &connection).await,
+        Command::Runs { connection, json } => commands::runs(&open(cli.cloud).await?, &connection, json).await,
+        Command::Verify { connection, json } => commands::verify(&open(cli.cloud).await?, &connection, json).await,
         Command::Policy { connection, role_template, account } => {
             commands::policy(&open(cli.cloud).await?, &connection, role_template.as_deref(), account.as_deref()).await
         }
@@ -410,7 +438,7 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
             let home = open(cli.cloud).await?;
             match action {
                 ProjectAction::Add { project, org, portfolio } => commands::add_project(&home, &project, &org, portfolio).await,
-                ProjectAction::List => commands::list_projects(&home).await,
+                ProjectAction::List { json } => commands::list_projects(&home, json).await,
                 ProjectAction::Remove { project } => commands::remove_project(&home, &project).await,
             }
         }
@@ -421,7 +449,7 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
                 ConnectionAction::Enable { id } => commands::set_enabled(&home, &id, true, clock()).await,
                 ConnectionAction::Disable { id } => commands::set_enabled(&home, &id, false, clock()).await,
                 ConnectionAction::Delete { id } => commands::delete(&home, &id, clock()).await,
-                ConnectionAction::List => commands::list(&home).await,
+                ConnectionAction::List { json } => commands::list(&home, json).await,
             }
         }
     }

@@ -18,6 +18,7 @@ use exporter::Result;
 use serde::Serialize;
 
 use crate::home::Home;
+use crate::report;
 
 /// One connection's line, as `--json` prints it.
 #[derive(Debug, Serialize)]
@@ -92,15 +93,40 @@ const HEADER: [&str; 9] = ["CONNECTION", "PROJECT", "ENABLED", "WATERMARK", "LAS
 
 fn row(cells: [&str; 9]) -> String {
     format!(
-        "{:<16} {:<8} {:<8} {:<15} {:<15} {:>5} {:>5} {:<11} {}\n",
+        "{:<16} {:<8} {:<7} {:<13} {:<13} {:>5} {:>5} {:<11} {}\n",
         cells[0], cells[1], cells[2], cells[3], cells[4], cells[5], cells[6], cells[7], cells[8]
     )
+}
+
+/// A condition's name: its leading capitals (`LATE FILES: ...` is `LATE FILES`).
+fn label(condition: &str) -> &str {
+    let end = condition.find(|c: char| !(c.is_ascii_uppercase() || c == ' ')).unwrap_or(condition.len());
+    match condition[..end].trim_end() {
+        "" => condition.split_whitespace().next().unwrap_or("?"),
+        name => name,
+    }
+}
+
+/// The STATE cell: `ok`, or the names of the conditions (each is then spelt out beneath the
+/// line); when they do not fit, the first and how many more.
+fn state_cell(conditions: &[String], line_so_far: usize) -> String {
+    if conditions.is_empty() {
+        return "ok".into();
+    }
+    let names: Vec<&str> = conditions.iter().map(|c| label(c)).collect();
+    let all = names.join(", ");
+    if line_so_far + all.len() <= report::WIDTH {
+        all
+    } else {
+        format!("{} +{} more", names[0], names.len() - 1)
+    }
 }
 
 /// The status table (also used by the demo): the watermark derived from the hour ledger,
 /// the owed hours (oldest first), FRESHNESS (the newest hour's freshness, then in brackets
 /// the hours of the last 24 that met the SLO out of those due), and STATE: `ok` only when
-/// nothing is wrong, else every condition found (see `exporter::control::health`). An
+/// nothing is wrong, else the names of the conditions found, each spelt out beneath with
+/// the command that fixes it (see `exporter::control::health`). Lines fit 100 columns. An
 /// unreadable connection is listed as broken and the others are still shown.
 pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
     let report = report(home, now).await?;
@@ -108,6 +134,7 @@ pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
     let show = |h: Option<UtcHour>| h.map(|h| h.to_string()).unwrap_or_else(|| "-".into());
     for line in &report.connections {
         let lag = line.lag_hours.map(|l| format!("{l}h")).unwrap_or_else(|| "-".into());
+        let state = state_cell(&line.conditions, row(["", "", "", "", "", "", "", "", ""]).len() - 1 + line.connection_id.len().saturating_sub(16));
         out.push_str(&row([
             &line.connection_id,
             &line.project_id,
@@ -117,8 +144,11 @@ pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
             &lag,
             &line.owed.len().to_string(),
             &line.freshness.cell(),
-            &line.state,
+            &state,
         ]));
+        for condition in &line.conditions {
+            out.push_str(&report::wrap(condition, "  ", "    "));
+        }
         if !line.owed.is_empty() {
             let listed: Vec<String> = line
                 .owed
@@ -137,12 +167,16 @@ pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
                     format!("{} {state}{mode}{detail}", h.hour)
                 })
                 .collect();
-            let more = if line.owed.len() > 12 { format!(", ... {} more", line.owed.len() - 12) } else { String::new() };
-            out.push_str(&format!("  owed: {}{more}\n", listed.join(", ")));
+            let mut listed = listed;
+            if line.owed.len() > 12 {
+                listed.push(format!("... {} more", line.owed.len() - 12));
+            }
+            out.push_str(&report::wrap_items(&listed, "  owed: ", "    "));
         }
     }
     for bad in &report.unreadable {
-        out.push_str(&row([&bad.connection_id, "?", "?", "-", "-", "-", "-", "-", &bad.state]));
+        out.push_str(&row([&bad.connection_id, "?", "?", "-", "-", "-", "-", "-", label(&bad.state)]));
+        out.push_str(&report::wrap(&bad.state, "  ", "    "));
     }
     Ok(out)
 }

@@ -62,7 +62,7 @@ fn ddl_reads_the_stored_connection_and_refuses_what_it_cannot_write() {
     for (args, says) in [
         (
             ["ddl", "acme-lake", "--engine", "postgres"],
-            "--engine \"postgres\": is not an engine exportctl ddl knows; use athena, duckdb, snowflake or bigquery",
+            "invalid value 'postgres' for '--engine <ENGINE>'\n  [possible values: duckdb, athena, snowflake, bigquery]",
         ),
         (["ddl", "no-such-connection", "--engine", "duckdb"], "not found: connection \"no-such-connection\""),
     ] {

@@ -345,7 +345,7 @@ fn bad_clocks_and_settings_are_refused_clearly_and_change_nothing() {
     let o = w.run(&["tick"], "yesterday");
     assert!(!o.status.success() && text(&o).contains("--at \"yesterday\"") && text(&o).contains("RFC 3339"), "{}", text(&o));
     let o = w.run(&["export", CONN, "--hour", "2020-01-25T03", "--mode", "sideways"], "2020-01-25T05:00:00Z");
-    assert!(!o.status.success() && text(&o).contains("recurring, replace or late"), "{}", text(&o));
+    assert!(!o.status.success() && text(&o).contains("[possible values: recurring, replace, late]"), "{}", text(&o));
     for (var, value) in [("EXPORT_PART_SIZE_BYTES", "0"), ("EXPORT_HOUR_SECONDS", "ten")] {
         w.env = vec![(var.into(), value.into())];
         let o = w.run(&["tick"], "2020-01-25T05:20:00Z");

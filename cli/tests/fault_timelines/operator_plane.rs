@@ -57,7 +57,12 @@ fn one_unreadable_connection_file_never_breaks_the_operator_and_can_be_disabled_
 
     // Listing shows every connection, the unreadable ones by id with the reason.
     let list = w.ok(&["connections", "list"], "2020-01-25T02:00:00Z");
-    let row = |id: &str| list.lines().find(|l| l.split_whitespace().next() == Some(id)).unwrap_or_else(|| panic!("{id} not listed:\n{list}")).to_string();
+    // A connection's row and the lines beneath it (why it cannot be read).
+    let row = |id: &str| {
+        let mut lines = list.lines().skip_while(|l| l.split_whitespace().next() != Some(id));
+        let first = lines.next().unwrap_or_else(|| panic!("{id} not listed:\n{list}"));
+        std::iter::once(first).chain(lines.take_while(|l| l.starts_with("  "))).collect::<Vec<_>>().join("\n")
+    };
     assert!(row("c1").contains("file://"), "{list}");
     assert!(row("c2").contains("UNREADABLE") && row("c2").contains("creator") && row("c2").contains("connections delete c2"), "{list}");
     assert!(row("c3").contains("UNREADABLE") && row("c3").contains("corrupt"), "{list}");

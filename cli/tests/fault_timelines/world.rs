@@ -252,6 +252,27 @@ pub fn kill_at(w: &World, args: &[&str], at: &str, step: &str) {
 
 /// The STATE of `conn` in a status table: the columns after CONNECTION, PROJECT, ENABLED,
 /// WATERMARK, LAST EXPORTED, LAG, OWED and FRESHNESS.
+/// The STATE of `conn` in a status table: `ok`, or its conditions as spelt out beneath its
+/// line (each wrapped to 100 columns there, rejoined here), joined with `; `.
 pub fn state_in(status: &str, conn: &str) -> Option<String> {
-    status.lines().find(|l| l.split_whitespace().next() == Some(conn)).map(|l| l.split_whitespace().skip(8).collect::<Vec<_>>().join(" "))
+    let mut lines = status.lines().skip_while(|l| l.split_whitespace().next() != Some(conn));
+    let cell = lines.next()?.split_whitespace().skip(8).collect::<Vec<_>>().join(" ");
+    if cell == "ok" {
+        return Some(cell);
+    }
+    let mut conditions: Vec<String> = Vec::new();
+    for line in lines.take_while(|l| l.starts_with("  ")) {
+        if line.starts_with("  owed:") {
+            break;
+        }
+        let words = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        match conditions.last_mut() {
+            Some(c) if line.starts_with("    ") => {
+                c.push(' ');
+                c.push_str(&words);
+            }
+            _ => conditions.push(words),
+        }
+    }
+    Some(conditions.join("; "))
 }
