@@ -234,7 +234,7 @@ pub async fn runs(home: &Home, id: &str, json: bool) -> Result<ExitCode> {
 }
 
 /// A connection named by id (in the control store) or by a JSON file.
-async fn load(home: &Home, id_or_file: &str) -> Result<Connection> {
+pub(crate) async fn load(home: &Home, id_or_file: &str) -> Result<Connection> {
     let path = Path::new(id_or_file);
     if path.is_file() {
         let text = std::fs::read_to_string(path).map_err(|e| ExportError::io(id_or_file, e))?;

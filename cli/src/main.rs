@@ -11,6 +11,7 @@ mod bench;
 mod commands;
 mod demo;
 mod home;
+mod network;
 mod report;
 mod status;
 
@@ -60,6 +61,7 @@ Connections and projects:
   verify       Runs the destination probe suite (the test upload) of a connection
   policy       Prints the bucket and KMS key policy statements a connection needs
   ddl          Prints the SQL that reads a connection's export as tables
+  network      Prints the stack's fixed egress addresses and how customers allow them
 
 Exporting:
   export       Exports one hour of a connection now
@@ -235,6 +237,16 @@ enum Command {
         #[arg(long, value_parser = ["duckdb", "athena", "snowflake", "bigquery"])]
         engine: String,
     },
+    /// Prints the stack's fixed egress addresses (EXPORT_EGRESS_IPS, the EgressIpAddresses output
+    /// of a stack deployed with FixedEgressAddresses) and what a customer runs to allow them:
+    /// per destination kind, or for one connection's destinations.
+    ///
+    /// Example: EXPORT_EGRESS_IPS=52.1.2.3,52.1.2.4 exportctl network acme-web
+    Network {
+        /// A connection's id or the path of a connection file (JSON); without it, every
+        /// destination kind is shown.
+        connection: Option<String>,
+    },
     /// Connection lifecycle.
     Connections {
         #[command(subcommand)]
@@ -382,11 +394,11 @@ enum HomeUse {
 
 fn home_use(command: &Command) -> HomeUse {
     match command {
-        Command::Demo { .. } | Command::Bench { .. } => HomeUse::None,
+        Command::Demo { .. } | Command::Bench { .. } | Command::Network { connection: None } => HomeUse::None,
         Command::Generate { .. }
         | Command::Projects { action: ProjectAction::Add { .. } }
         | Command::Connections { action: ConnectionAction::Create { .. } } => HomeUse::Creates,
-        Command::Verify { connection, .. } | Command::Policy { connection, .. } if std::path::Path::new(connection).is_file() => HomeUse::FileOrExisting,
+        Command::Network { connection: Some(connection) } | Command::Verify { connection, .. } | Command::Policy { connection, .. } if std::path::Path::new(connection).is_file() => HomeUse::FileOrExisting,
         _ => HomeUse::Existing,
     }
 }
@@ -433,6 +445,8 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
         Command::Policy { connection, role_template, account } => {
             commands::policy(&open(cli.cloud).await?, &connection, role_template.as_deref(), account.as_deref()).await
         }
+        Command::Network { connection: None } => network::network(None, None).await,
+        Command::Network { connection: Some(connection) } => network::network(Some(&open(cli.cloud).await?), Some(&connection)).await,
         Command::Ddl { connection, engine } => commands::ddl(&open(cli.cloud).await?, &connection, &engine).await,
         Command::Projects { action } => {
             let home = open(cli.cloud).await?;

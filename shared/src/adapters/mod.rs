@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod azure;
+pub mod egress;
 pub mod http_errors;
 pub mod internal_hosts;
 pub mod local;

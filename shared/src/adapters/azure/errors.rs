@@ -198,9 +198,10 @@ pub fn classify(err: azure_core::Error, ctx: ErrorContext<'_>) -> ExportError {
             | (403, "AuthorizationProtocolMismatch")
             | (403, "AuthorizationServiceMismatch")
             | (403, "AuthorizationResourceTypeMismatch") => ExportError::AccessBlocked {
-                resource,
+                resource: resource.clone(),
                 detail: format!(
-                    "{detail}. Azure Storage refused the request before checking data permissions. Either the storage account's network rules (Networking → Firewalls and virtual networks) do not admit this client's address, or the SAS token does not authorise this request (expired, wrong IP range, protocol, service or resource type). Allow the exporter's network or issue a SAS that covers it."
+                    "{detail}. Azure Storage refused the request before checking data permissions. Either the storage account's network rules (Networking → Firewalls and virtual networks) do not admit this client's address, or the SAS token does not authorise this request (expired, wrong IP range, protocol, service or resource type). {}",
+                    crate::adapters::egress::azure_firewall_fix(&resource, &crate::adapters::egress::configured())
                 ),
             },
             (401, _) | (403, "AuthenticationFailed") | (403, "InvalidAuthenticationInfo") | (403, "NoAuthenticationInformation") => {
