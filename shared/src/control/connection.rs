@@ -150,9 +150,7 @@ pub struct Connection {
 impl Connection {
     /// Parses and validates a connection document, naming the first bad field.
     pub fn from_json(text: &str) -> Result<Self> {
-        let conn: Connection = serde_json::from_str(text).map_err(|e| {
-            ExportError::invalid_config("connection", format!("not a valid connection document: {e}"), "See README: Connections for the fields.")
-        })?;
+        let conn: Connection = serde_json::from_str(text).map_err(|e| document_error(text, &e))?;
         conn.validate()?;
         Ok(conn)
     }
@@ -305,6 +303,138 @@ impl Connection {
             }
         }
         out
+    }
+}
+
+/// A connection document serde refused, as the operator fixes it: a value of the wrong
+/// type names its field's path (`destination.bucket`, `admins[1]`) and what was expected.
+/// serde names only a line and column, and cannot name a field inside an internally tagged
+/// destination at all, so the field is found by taking values out of the document one at
+/// a time (see [`culprit`]). The refused value itself is never shown: it may be a secret.
+fn document_error(text: &str, err: &serde_json::Error) -> ExportError {
+    let whole = || ExportError::invalid_config("connection", format!("not a valid connection document: {err}"), "See README: Connections for the fields.");
+    if !err.is_data() {
+        return whole();
+    }
+    let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) else {
+        return whole();
+    };
+    // Refusals of a value (not a missing field): the ones a field's path explains.
+    let Some(reference) = serde_json::from_value::<Connection>(doc.clone()).err().map(|e| e.to_string()) else {
+        return whole();
+    };
+    if !["invalid type", "invalid value", "invalid length", "unknown field", "unknown variant"].iter().any(|p| reference.starts_with(p)) {
+        return whole();
+    }
+    let path = culprit(&doc, Vec::new(), &reference);
+    let Some(value) = lookup(&doc, &path).filter(|_| !path.is_empty()) else {
+        return whole();
+    };
+    let field = path_text(&path);
+    // The line and column belong to this refusal only when serde stopped at the same one.
+    let at = if err.to_string().starts_with(&reference) { format!(" (line {}, column {})", err.line(), err.column()) } else { String::new() };
+    let problem = match reference.split_once(", expected ") {
+        Some((kind, expected)) if kind.starts_with("invalid") => format!("expected {}, found {}{at}", plain_expected(expected), kind_of(value)),
+        // Unknown fields and variants: serde's words name only keys and allowed values.
+        _ => format!("{reference}{at}"),
+    };
+    ExportError::invalid_config(field.clone(), problem, format!("Fix `{field}` in the connection file (README: Connections describes every field)."))
+}
+
+/// One step of a path into a JSON document.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+fn path_text(path: &[Step]) -> String {
+    let mut out = String::new();
+    for step in path {
+        match step {
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => out.push_str(&format!(".{k}")),
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+fn lookup<'v>(doc: &'v serde_json::Value, path: &[Step]) -> Option<&'v serde_json::Value> {
+    path.iter().try_fold(doc, |v, step| match step {
+        Step::Key(k) => v.get(k),
+        Step::Index(i) => v.get(*i),
+    })
+}
+
+/// The value serde refused: the child whose removal changes the refusal (to none, to
+/// "missing field" if it is required, or to another value's), followed down as deep as it
+/// goes. Removing any other child leaves the same refusal, except the tag of an internally
+/// tagged destination (`type`): without it nothing else is read, so it is the culprit only
+/// when no other child is.
+fn culprit(doc: &serde_json::Value, path: Vec<Step>, reference: &str) -> Vec<Step> {
+    let children: Vec<Step> = match lookup(doc, &path) {
+        Some(serde_json::Value::Object(map)) => map.keys().map(|k| Step::Key(k.clone())).collect(),
+        Some(serde_json::Value::Array(items)) => (0..items.len()).map(Step::Index).collect(),
+        _ => return path,
+    };
+    let mut tag = None;
+    for child in children {
+        let mut trial = doc.clone();
+        let removed = match (lookup_mut(&mut trial, &path), &child) {
+            (Some(serde_json::Value::Object(map)), Step::Key(k)) => map.remove(k).is_some(),
+            (Some(serde_json::Value::Array(items)), Step::Index(i)) => {
+                items.remove(*i);
+                true
+            }
+            _ => false,
+        };
+        let changed = removed && serde_json::from_value::<Connection>(trial).err().map(|e| e.to_string()).as_deref() != Some(reference);
+        if !changed {
+            continue;
+        }
+        if child == Step::Key("type".into()) {
+            tag = Some(child);
+            continue;
+        }
+        return culprit(doc, [path, vec![child]].concat(), reference);
+    }
+    match tag {
+        Some(tag) => [path, vec![tag]].concat(),
+        None => path,
+    }
+}
+
+fn lookup_mut<'v>(doc: &'v mut serde_json::Value, path: &[Step]) -> Option<&'v mut serde_json::Value> {
+    path.iter().try_fold(doc, |v, step| match step {
+        Step::Key(k) => v.get_mut(k),
+        Step::Index(i) => v.get_mut(*i),
+    })
+}
+
+/// serde's name of the expected type in the words of a JSON document.
+fn plain_expected(expected: &str) -> String {
+    let expected = expected.trim();
+    match expected {
+        "a sequence" => "a list".into(),
+        "a map" => "an object".into(),
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" => "an integer".into(),
+        "f32" | "f64" => "a number".into(),
+        "variant identifier" => "a string (one of the allowed names)".into(),
+        e if e.starts_with("struct ") || e.starts_with("internally tagged enum") => "an object".into(),
+        e => e.to_string(),
+    }
+}
+
+/// What kind of JSON value was given, never the value (it may be a secret).
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "true or false",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
     }
 }
 
@@ -506,5 +636,74 @@ mod tests {
             let err = s3(bad).validate("destination").expect_err(bad).to_string();
             assert!(err.contains("destination.kms_key_arn") && err.contains("is not a KMS key ARN") && err.contains("Give the key's full ARN"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_field_and_what_was_expected_never_the_value() {
+        let base = || {
+            serde_json::json!({"id": "c1", "org_id": "42", "project_id": "187520", "admins": ["admin@example.com"], "creator": "owner@example.com",
+                "destination": {"type": "s3", "bucket": "acme-exports", "region": "us-east-1"}})
+        };
+        let refused = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut doc = base();
+            edit(&mut doc);
+            // Pretty-printed, so serde's refusal has a line other than 1.
+            Connection::from_json(&serde_json::to_string_pretty(&doc).unwrap()).expect_err("refused").to_string()
+        };
+        for (edit, field, says) in [
+            (
+                Box::new(|d: &mut serde_json::Value| d["admins"] = "a@b.c".into()) as Box<dyn Fn(&mut serde_json::Value)>,
+                "admins",
+                "expected a list, found a string",
+            ),
+            (Box::new(|d: &mut serde_json::Value| d["admins"] = serde_json::json!(["admin@example.com", 7])), "admins[1]", "expected a string, found a number"),
+            (Box::new(|d: &mut serde_json::Value| d["destination"]["bucket"] = 5.into()), "destination.bucket", "expected a string, found a number"),
+            (
+                Box::new(|d: &mut serde_json::Value| d["fields"] = serde_json::json!({"location_decimals": "2"})),
+                "fields.location_decimals",
+                "expected an integer, found a string",
+            ),
+            (Box::new(|d: &mut serde_json::Value| d["export"] = serde_json::json!({"events": "yes"})), "export.events", "expected a boolean, found a string"),
+            (
+                Box::new(|d: &mut serde_json::Value| d["destination"]["type"] = 5.into()),
+                "destination.type",
+                "expected a string (one of the allowed names), found a number",
+            ),
+            (Box::new(|d: &mut serde_json::Value| d["destination"]["bukket"] = "x".into()), "destination.bukket", "unknown field `bukket`"),
+        ] {
+            let err = refused(&*edit);
+            assert!(err.contains(&format!("invalid configuration: {field}: {says}")), "{field}: {err}");
+            assert!(err.contains(&format!("Fix `{field}`")), "{field}: {err}");
+        }
+        // serde's line and column are kept when they point at the same value.
+        let err = refused(&|d| d["admins"] = "a@b.c".into());
+        assert!(err.contains("(line ") && err.contains(", column "), "{err}");
+        assert!(!err.contains("a@b.c"), "the value is not echoed: {err}");
+
+        // A secret of the wrong type is named by its field, never shown.
+        let azure = |secret: serde_json::Value| {
+            let mut doc = base();
+            doc["destination"] = serde_json::json!({"type": "azure", "account_url": "https://acme.blob.core.windows.net", "container": "c",
+                "tenant_id": "t", "client_id": "c", "client_secret": secret});
+            Connection::from_json(&doc.to_string()).expect_err("refused").to_string()
+        };
+        let err = azure(serde_json::json!(98765432123_u64));
+        assert!(err.contains("destination.client_secret: expected a string, found a number") && !err.contains("98765432123"), "{err}");
+        let err = azure(serde_json::json!(["s3cr3t-value"]));
+        assert!(err.contains("destination.client_secret") && !err.contains("s3cr3t-value"), "{err}");
+        let mut doc = base();
+        doc["destination"] = serde_json::json!({"type": "s3", "bucket": "b-1", "region": "auto", "endpoint_url": "https://r2.example",
+            "access_key_id": "AK", "secret_access_key": 1234567890123_u64});
+        let err = Connection::from_json(&doc.to_string()).expect_err("refused").to_string();
+        assert!(err.contains("destination.secret_access_key: expected a string") && !err.contains("1234567890123"), "{err}");
+
+        // Not JSON at all: serde's words (line and column) are the useful ones.
+        let err = Connection::from_json("{\"id\": ").unwrap_err().to_string();
+        assert!(err.contains("not a valid connection document") && err.contains("line 1"), "{err}");
+        // A missing field is named by serde already.
+        let mut doc = base();
+        doc.as_object_mut().unwrap().remove("creator");
+        let err = Connection::from_json(&doc.to_string()).unwrap_err().to_string();
+        assert!(err.contains("missing field `creator`"), "{err}");
     }
 }

@@ -24,8 +24,10 @@ use crate::ports::ObjectStore;
 /// Cloud clients and settings shared by every connection in this process.
 #[derive(Clone, Debug, Default)]
 pub struct CloudContext {
-    /// `None` in embedded mode: Amazon S3 destinations are then refused with a clear error
-    /// (S3-compatible stores need no AWS account and still work).
+    /// `None` in embedded mode without `--cloud`: Amazon S3 destinations are then refused
+    /// at admission, naming `--cloud` (S3-compatible stores need no AWS account and still
+    /// work; Azure destinations carry their own credentials and work with the default
+    /// Azure settings).
     pub aws: Option<AwsContext>,
     pub azure: AzureOptions,
     /// Local-folder destinations are served (embedded mode). Off in the deployed
@@ -61,7 +63,10 @@ impl CloudContext {
             )),
             // The operator's emulator setting is read once, with the Azure endpoint rules
             // (EXPORT_ALLOW_EMULATOR_ENDPOINTS): one switch for every emulator.
-            Destination::S3 { endpoint_url: Some(endpoint), .. } => check_endpoint(endpoint, self.azure.endpoints.allow_emulators),
+            Destination::S3 { endpoint_url: Some(endpoint), .. } => check_endpoint(endpoint, &self.azure.endpoints),
+            // Before any probe: nothing is missing on the bucket's side, this process cannot
+            // reach Amazon S3 at all.
+            Destination::S3 { .. } if self.aws.is_none() => Err(no_aws()),
             Destination::Azure { account_url, .. } => {
                 let url = url::Url::parse(account_url.trim_end_matches('/')).map_err(|e| {
                     ExportError::invalid_config("destination.account_url", format!("is not a URL ({e})"), "Use https://{account}.blob.core.windows.net.")
@@ -79,14 +84,18 @@ impl CloudContext {
     }
 
     fn aws(&self) -> Result<&AwsContext> {
-        self.aws.as_ref().ok_or_else(|| {
-            ExportError::invalid_config(
-                "destination.type",
-                "this connection writes to S3, but AWS is not configured in this process (embedded mode)",
-                "Run with AWS credentials (the functions or exportctl with --cloud), or use a local destination.",
-            )
-        })
+        self.aws.as_ref().ok_or_else(no_aws)
     }
+}
+
+/// Amazon S3 without an AWS context: only embedded mode without `--cloud` has none (the
+/// functions always read their environment's credentials).
+fn no_aws() -> ExportError {
+    ExportError::invalid_config(
+        "destination.type",
+        "this connection's destination is Amazon S3, and exportctl without --cloud reads no AWS credentials (it serves local folders and S3-compatible stores only)",
+        "Run exportctl with --cloud and the environment's AWS credentials (AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; AWS_REGION; EXPORT_PROJECT_ROLE_ARN_TEMPLATE when exports run as a project role).",
+    )
 }
 
 /// The store a connection's destination is written through. For S3 the calls run as the
@@ -121,7 +130,13 @@ impl crate::ports::DestinationOpener for CloudContext {
 /// whole: a problem building clients is itself a failed probe.
 pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &CloudContext) -> ProbeReport {
     if let Err(e) = ctx.admit(dest) {
-        return single_failure(dest, None, "destination admitted", "a destination this deployment may write to", &e);
+        // Not a permission the destination lacks: what this process must be run with.
+        let need = if matches!(dest, Destination::S3 { endpoint_url: None, .. }) && ctx.aws.is_none() {
+            "exportctl --cloud with AWS credentials"
+        } else {
+            "a destination this deployment may write to"
+        };
+        return single_failure(dest, None, "destination admitted", need, &e);
     }
     match dest {
         Destination::S3 { endpoint_url: Some(_), .. } => match compatible_probe(dest, ctx.timeouts()) {

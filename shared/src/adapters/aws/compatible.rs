@@ -20,7 +20,7 @@ use url::Url;
 use crate::adapters::aws::errors::CompatibleEndpoint;
 use crate::adapters::aws::probe::S3Probe;
 use crate::adapters::aws::s3::S3Store;
-use crate::adapters::azure::endpoint::ALLOW_EMULATOR_ENV;
+use crate::adapters::azure::endpoint::EndpointRules;
 use crate::adapters::internal_hosts::is_internal_host;
 use crate::error::{ExportError, Result};
 use crate::model::destination::Destination;
@@ -28,8 +28,8 @@ use crate::model::destination::Destination;
 const FIELD: &str = "destination.endpoint_url";
 
 /// Refuses an endpoint the exporter must not send requests (and signatures) to. Amazon S3
-/// is refused whatever the setting; the rest is relaxed for emulators.
-pub fn check_endpoint(endpoint_url: &str, allow_emulators: bool) -> Result<()> {
+/// is refused whatever the rules; the rest is relaxed for emulators.
+pub fn check_endpoint(endpoint_url: &str, rules: &EndpointRules) -> Result<()> {
     let url = Url::parse(endpoint_url.trim())
         .map_err(|e| ExportError::invalid_config(FIELD, format!("is not a URL ({e})"), "Give the store's https:// endpoint."))?;
     let shown = origin(&url);
@@ -44,14 +44,14 @@ pub fn check_endpoint(endpoint_url: &str, allow_emulators: bool) -> Result<()> {
             "Remove endpoint_url, force_path_style, access_key_id and secret_access_key, and grant the project role access to the bucket (`exportctl policy` prints the policy).",
         ));
     }
-    if allow_emulators {
+    if rules.allow_emulators {
         return Ok(());
     }
     if url.scheme() != "https" {
         return Err(ExportError::invalid_config(
             FIELD,
             format!("{shown} is not https; the access key's signatures and the exported events would cross the network in the clear"),
-            format!("Use the store's https:// endpoint; plain http is accepted only for emulators ({ALLOW_EMULATOR_ENV})."),
+            format!("Use the store's https:// endpoint; {}.", rules.local_endpoints_note()),
         ));
     }
     let internal = is_internal_host(&url);
@@ -59,7 +59,7 @@ pub fn check_endpoint(endpoint_url: &str, allow_emulators: bool) -> Result<()> {
         return Err(ExportError::invalid_config(
             FIELD,
             format!("{shown} is a local, private, link-local or unspecified address, inside the exporter's own network"),
-            format!("Use the store's public https:// endpoint (a host name); local stores are accepted only for emulators ({ALLOW_EMULATOR_ENV})."),
+            format!("Use the store's public https:// endpoint (a host name); {}.", rules.local_endpoints_note()),
         ));
     }
     Ok(())
@@ -132,9 +132,15 @@ pub fn compatible_probe(dest: &Destination, timeouts: TimeoutConfig) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::azure::endpoint::ALLOW_EMULATOR_ENV;
+
+    /// The rules of a process that read the operator's setting (the functions, `--cloud`).
+    fn read(allow_emulators: bool) -> EndpointRules {
+        EndpointRules { allow_emulators, setting_read: true, ..EndpointRules::default() }
+    }
 
     fn refused(url: &str, allow: bool) -> String {
-        check_endpoint(url, allow).expect_err(url).to_string()
+        check_endpoint(url, &read(allow)).expect_err(url).to_string()
     }
 
     #[test]
@@ -147,7 +153,7 @@ mod tests {
             "https://minio.acme.example:9000",
             "https://203.0.113.10",
         ] {
-            assert_eq!(check_endpoint(ok, false).map_err(|e| e.to_string()), Ok(()), "{ok}");
+            assert_eq!(check_endpoint(ok, &read(false)).map_err(|e| e.to_string()), Ok(()), "{ok}");
         }
     }
 
@@ -180,8 +186,16 @@ mod tests {
         let err = refused("https://key:pw@minio.acme.example", false);
         assert!(err.contains("user info") && !err.contains("pw"), "{err}");
         // Emulators: plain http on the loopback.
-        assert_eq!(check_endpoint("http://127.0.0.1:9000", true).map_err(|e| e.to_string()), Ok(()));
-        assert_eq!(check_endpoint("http://localhost:9000", true).map_err(|e| e.to_string()), Ok(()));
+        assert_eq!(check_endpoint("http://127.0.0.1:9000", &read(true)).map_err(|e| e.to_string()), Ok(()));
+        assert_eq!(check_endpoint("http://localhost:9000", &read(true)).map_err(|e| e.to_string()), Ok(()));
+    }
+
+    #[test]
+    fn where_the_emulator_setting_is_not_read_a_refusal_does_not_name_it() {
+        for bad in ["http://localhost:9000", "https://127.0.0.1:9000", "http://minio.acme.example"] {
+            let err = check_endpoint(bad, &EndpointRules::default()).expect_err(bad).to_string();
+            assert!(err.contains("only https:// endpoints on public hosts are accepted here") && !err.contains(ALLOW_EMULATOR_ENV), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -200,8 +214,8 @@ mod tests {
             }
         }
         // A host that merely contains the name is not Amazon's.
-        assert_eq!(check_endpoint("https://amazonaws.com.attacker.example", false).map_err(|e| e.to_string()), Ok(()));
-        assert_eq!(check_endpoint("https://notamazonaws.com", false).map_err(|e| e.to_string()), Ok(()));
+        assert_eq!(check_endpoint("https://amazonaws.com.attacker.example", &read(false)).map_err(|e| e.to_string()), Ok(()));
+        assert_eq!(check_endpoint("https://notamazonaws.com", &read(false)).map_err(|e| e.to_string()), Ok(()));
     }
 
     #[test]

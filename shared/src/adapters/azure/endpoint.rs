@@ -22,6 +22,10 @@ pub struct EndpointRules {
     pub host_suffixes: Vec<String>,
     /// Accept http and any host (emulators). Off in production.
     pub allow_emulators: bool,
+    /// The operator's setting ([`ALLOW_EMULATOR_ENV`]) was read from this process's
+    /// environment: only then does a refusal name it. Where it is not read (embedded mode
+    /// without `--cloud`), setting it would change nothing.
+    pub setting_read: bool,
 }
 
 impl EndpointRules {
@@ -51,12 +55,22 @@ impl EndpointRules {
                 ))
             }
         };
-        Ok(EndpointRules { host_suffixes, allow_emulators })
+        Ok(EndpointRules { host_suffixes, allow_emulators, setting_read: true })
     }
 
     /// Emulators allowed (tests, local development).
     pub fn emulators() -> Self {
-        EndpointRules { host_suffixes: Vec::new(), allow_emulators: true }
+        EndpointRules { host_suffixes: Vec::new(), allow_emulators: true, setting_read: false }
+    }
+
+    /// How a refusal of plain http or a local host ends: the operator's setting where this
+    /// process reads it, else that nothing else is accepted here.
+    pub fn local_endpoints_note(&self) -> String {
+        if self.setting_read {
+            format!("plain http and local hosts are accepted only for emulators, when the operator sets {ALLOW_EMULATOR_ENV}=true")
+        } else {
+            "only https:// endpoints on public hosts are accepted here".into()
+        }
     }
 
     /// Refuses an account URL that is not `https://{account}{suffix}` (unless emulators are allowed).
@@ -72,11 +86,7 @@ impl EndpointRules {
         let suffixes = if self.host_suffixes.is_empty() { &defaults } else { &self.host_suffixes };
         let on_azure = suffixes.iter().any(|s| host.len() > s.len() && host.ends_with(s.as_str()) && !host[..host.len() - s.len()].contains('.'));
         if account.scheme() != "https" {
-            return Err(refused(
-                account,
-                "is not https",
-                "Use https://{account}.blob.core.windows.net; plain http is accepted only for emulators (EXPORT_ALLOW_EMULATOR_ENDPOINTS).",
-            ));
+            return Err(refused(account, "is not https", &format!("Use https://{{account}}.blob.core.windows.net; {}.", self.local_endpoints_note())));
         }
         if !on_azure || account.port().is_some() || account.path() != "/" {
             return Err(refused(
@@ -129,9 +139,18 @@ mod tests {
             assert!(err.contains(says) && err.contains("destination.account_url"), "{bad}: {err}");
             assert!(!err.contains("pw"), "{err}");
         }
-        let sovereign = EndpointRules { host_suffixes: vec![".blob.core.example.cloud".into()], allow_emulators: false };
+        let sovereign = EndpointRules { host_suffixes: vec![".blob.core.example.cloud".into()], allow_emulators: false, setting_read: true };
         assert_eq!(check(&sovereign, "https://acme.blob.core.example.cloud"), Ok(()));
         assert!(check(&sovereign, "https://acme.blob.core.windows.net").is_err(), "the list replaces the defaults");
         assert_eq!(check(&EndpointRules::emulators(), "http://127.0.0.1:10000/devstoreaccount1"), Ok(()));
+    }
+
+    #[test]
+    fn a_refusal_names_the_emulator_setting_only_where_it_is_read() {
+        let unread = check(&EndpointRules::default(), "http://127.0.0.1:10000/devstoreaccount1").unwrap_err();
+        assert!(unread.contains("only https:// endpoints on public hosts are accepted here") && !unread.contains(ALLOW_EMULATOR_ENV), "{unread}");
+        let read = EndpointRules { setting_read: true, ..EndpointRules::default() };
+        let err = check(&read, "http://127.0.0.1:10000/devstoreaccount1").unwrap_err();
+        assert!(err.contains(&format!("{ALLOW_EMULATOR_ENV}=true")), "{err}");
     }
 }

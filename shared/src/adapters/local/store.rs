@@ -129,17 +129,15 @@ impl ObjectStore for LocalStore {
         self.check_root()?;
         let path = self.path_of(key)?;
         let temp = self.write_temp(&body).await?;
-        create_parent(&path).await?;
-        tokio::fs::rename(&temp, &path).await.map_err(|e| io_err(&path, e))
+        publish(&temp, &path, Publish::Replace).await.map_err(|e| io_err(&path, e))
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<CreateOutcome> {
         self.check_root()?;
         let path = self.path_of(key)?;
         let temp = self.write_temp(&body).await?;
-        create_parent(&path).await?;
         // hard_link fails if the target exists: an atomic create-only publish.
-        let outcome = match tokio::fs::hard_link(&temp, &path).await {
+        let outcome = match publish(&temp, &path, Publish::CreateOnly).await {
             Ok(()) => Ok(CreateOutcome::Created),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(CreateOutcome::AlreadyExists),
             Err(e) => Err(io_err(&path, e)),
@@ -207,9 +205,57 @@ impl ObjectStore for LocalStore {
         self.check_root()?;
         let path = self.path_of(key)?;
         match tokio::fs::remove_file(&path).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(&path, e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path, e)),
+        }
+        self.remove_empty_folders_above(&path).await;
+        Ok(())
+    }
+}
+
+impl LocalStore {
+    /// Folders are this adapter's own artefact (a bucket has none): once a delete leaves
+    /// one empty, it goes too, so a probe or a replaced export leaves no empty folder in
+    /// the customer's destination. Walks up to, never including, the root. `remove_dir`
+    /// refuses a folder that holds anything, so a folder a concurrent writer has just
+    /// filled stays, and the walk stops there; one it has created but not yet filled may
+    /// go, which [`publish`] recovers from.
+    async fn remove_empty_folders_above(&self, path: &Path) {
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || !d.starts_with(&self.root) || tokio::fs::remove_dir(d).await.is_err() {
+                return;
+            }
+            dir = d.parent();
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Publish {
+    /// `rename`: replaces an existing object, as S3's PutObject does.
+    Replace,
+    /// `hard_link`: fails with `AlreadyExists` if the object exists.
+    CreateOnly,
+}
+
+/// Moves a finished temp file to `path`, creating its folders. A delete of the last object
+/// of a folder removes the folder (see `remove_empty_folders_above`), possibly between our
+/// `create_dir_all` and the rename: then the folders are created again and the move retried.
+async fn publish(temp: &Path, path: &Path, how: Publish) -> std::io::Result<()> {
+    let mut attempts = 0;
+    loop {
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let moved = match how {
+            Publish::Replace => tokio::fs::rename(temp, path).await,
+            Publish::CreateOnly => tokio::fs::hard_link(temp, path).await,
+        };
+        match moved {
+            Err(e) if e.kind() == ErrorKind::NotFound && attempts < 5 && tokio::fs::try_exists(temp).await.unwrap_or(false) => attempts += 1,
+            other => return other,
         }
     }
 }
@@ -322,12 +368,76 @@ impl StreamingUpload for LocalUpload {
     async fn finish(mut self: Box<Self>) -> Result<()> {
         self.file.flush().await.map_err(|e| io_err(&self.temp, e))?;
         self.file.get_ref().sync_all().await.map_err(|e| io_err(&self.temp, e))?;
-        create_parent(&self.path).await?;
-        tokio::fs::rename(&self.temp, &self.path).await.map_err(|e| io_err(&self.path, e))
+        publish(&self.temp, &self.path, Publish::Replace).await.map_err(|e| io_err(&self.path, e))
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
         let _ = tokio::fs::remove_file(&self.temp).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files_and_folders(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                out.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+                if path.is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_delete_removes_the_folders_it_leaves_empty_but_never_the_root_or_a_folder_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("dest");
+        std::fs::create_dir(&root).unwrap();
+        let store = LocalStore::existing(&root).unwrap();
+        store.put("exports/_export_probe/probe-1", Bytes::from_static(b"x")).await.unwrap();
+        store.put("exports/187520/part", Bytes::from_static(b"x")).await.unwrap();
+
+        store.delete("exports/_export_probe/probe-1").await.unwrap();
+        assert!(!root.join("exports/_export_probe").exists(), "{:?}", files_and_folders(&root));
+        assert!(root.join("exports/187520/part").is_file(), "a folder that still holds a file stays");
+
+        store.delete("exports/187520/part").await.unwrap();
+        assert!(root.is_dir(), "the destination root is never removed");
+        assert_eq!(files_and_folders(&root), [".uploads"], "only the reserved uploads folder is left");
+
+        // A key at the top, and a key that was never there: the root stays.
+        store.put("top", Bytes::from_static(b"x")).await.unwrap();
+        store.delete("top").await.unwrap();
+        store.delete("a/b/never-written").await.unwrap();
+        assert!(root.is_dir());
+
+        // A home store (created on demand) keeps its root too.
+        let lake = LocalStore::new(dir.path().join("lake")).unwrap();
+        lake.put("k", Bytes::from_static(b"x")).await.unwrap();
+        lake.delete("k").await.unwrap();
+        assert!(dir.path().join("lake").is_dir());
+    }
+
+    #[tokio::test]
+    async fn writes_racing_a_delete_that_empties_their_folder_still_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::existing(dir.path()).unwrap();
+        for round in 0..50 {
+            let (a, b) = (store.clone(), store.clone());
+            let writer = tokio::spawn(async move { a.put(&format!("p/h/part-{round}"), Bytes::from_static(b"x")).await });
+            let deleter = tokio::spawn(async move { b.delete(&format!("p/h/part-{}", round.max(1) - 1)).await });
+            writer.await.unwrap().unwrap();
+            deleter.await.unwrap().unwrap();
+            assert!(dir.path().join(format!("p/h/part-{round}")).is_file(), "round {round}");
+        }
     }
 }
