@@ -371,7 +371,8 @@ fn hint(e: &exporter::ExportError) -> Option<&'static str> {
     match e {
         E::NotFound { .. } => Some("nothing by that name in this home: `exportctl connections list` and `exportctl projects list` show what is there; give --home DIR for another home"),
         E::Transient { .. } | E::OurInfrastructure { .. } | E::RunStopped { .. } | E::HourBusy { .. } => Some("temporary: the same command can succeed later"),
-        E::PermissionDenied { .. } | E::BadCredentials { .. } | E::DestinationMissing { .. } | E::AccessBlocked { .. } => {
+        E::DestinationMissing { .. } => Some("the destination is not there: create it (bucket, container or folder), then `exportctl verify ID` checks it"),
+        E::PermissionDenied { .. } | E::BadCredentials { .. } | E::AccessBlocked { .. } => {
             Some("the destination refused: `exportctl verify ID` lists every missing permission")
         }
         _ => None,
@@ -398,7 +399,11 @@ fn home_use(command: &Command) -> HomeUse {
         Command::Generate { .. }
         | Command::Projects { action: ProjectAction::Add { .. } }
         | Command::Connections { action: ConnectionAction::Create { .. } } => HomeUse::Creates,
-        Command::Network { connection: Some(connection) } | Command::Verify { connection, .. } | Command::Policy { connection, .. } if std::path::Path::new(connection).is_file() => HomeUse::FileOrExisting,
+        Command::Network { connection: Some(connection) } | Command::Verify { connection, .. } | Command::Policy { connection, .. }
+            if std::path::Path::new(connection).is_file() =>
+        {
+            HomeUse::FileOrExisting
+        }
         _ => HomeUse::Existing,
     }
 }

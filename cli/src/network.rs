@@ -12,7 +12,8 @@ use exporter::{ExportError, Result};
 use crate::home::Home;
 
 pub async fn network(home: Option<&Home>, connection: Option<&str>) -> Result<ExitCode> {
-    let addresses = egress::parse(&std::env::var(EGRESS_IPS_ENV).unwrap_or_default()).map_err(|e| ExportError::invalid_config(EGRESS_IPS_ENV, e, "Set it to the stack's EgressIpAddresses output."))?;
+    let addresses = egress::parse(&std::env::var(EGRESS_IPS_ENV).unwrap_or_default())
+        .map_err(|e| ExportError::invalid_config(EGRESS_IPS_ENV, e, "Set it to the stack's EgressIpAddresses output."))?;
     if addresses.is_empty() {
         return Err(ExportError::invalid_config(
             EGRESS_IPS_ENV,

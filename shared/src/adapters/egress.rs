@@ -17,7 +17,9 @@ pub fn parse(text: &str) -> Result<Vec<IpAddr>, String> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<IpAddr>().map_err(|_| format!("{EGRESS_IPS_ENV}: {s:?} is not an IP address (give the EgressIpAddresses output, e.g. 52.1.2.3,52.1.2.4)")))
+        .map(|s| {
+            s.parse::<IpAddr>().map_err(|_| format!("{EGRESS_IPS_ENV}: {s:?} is not an IP address (give the EgressIpAddresses output, e.g. 52.1.2.3,52.1.2.4)"))
+        })
         .collect()
 }
 
@@ -50,7 +52,10 @@ pub fn azure_account(container_url: &str) -> Option<String> {
 
 /// The `az` commands that admit `addresses` through a storage account's firewall.
 pub fn azure_network_rules(account: &str, addresses: &[IpAddr]) -> Vec<String> {
-    addresses.iter().map(|ip| format!("az storage account network-rule add --resource-group RESOURCE_GROUP --account-name {account} --ip-address {ip}")).collect()
+    addresses
+        .iter()
+        .map(|ip| format!("az storage account network-rule add --resource-group RESOURCE_GROUP --account-name {account} --ip-address {ip}"))
+        .collect()
 }
 
 /// What fixes an Azure firewall refusal of the account behind `container_url`: the fixed

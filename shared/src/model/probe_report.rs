@@ -12,6 +12,11 @@ use crate::error::ExportError;
 /// every provider (one lifecycle rule covers them all).
 pub const PROBE_DIR: &str = "_export_probe";
 
+/// What a probe refused by a firewall (or a SAS's limits) before any permission was checked lacks.
+pub const NETWORK_ACCESS: &str = "network access (the storage firewall admits the exporter, or the SAS covers it)";
+/// What a probe that got no answer lacks.
+pub const AN_ANSWER: &str = "an answer from the destination (it did not respond: retried later)";
+
 /// Outcome of one probe.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -76,12 +81,19 @@ impl ProbeReport {
         self.results.iter().all(|r| r.passed())
     }
 
-    /// The permissions (or causes) of every failed probe, in probe order, without repeats.
+    /// The permissions (or causes) of every failed probe, in probe order, without repeats. A
+    /// probe refused before any permission was checked (a storage firewall) or never answered
+    /// names that, not the permission it would have needed: no permission is known missing.
     pub fn missing(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for r in self.results.iter().filter(|r| r.failed()) {
-            if !out.contains(&r.permission) {
-                out.push(r.permission.clone());
+            let what = match &r.outcome {
+                ProbeOutcome::Fail { cause, .. } if cause == "AccessBlocked" => NETWORK_ACCESS.to_string(),
+                ProbeOutcome::Fail { cause, .. } if cause == "Transient" => AN_ANSWER.to_string(),
+                _ => r.permission.clone(),
+            };
+            if !out.contains(&what) {
+                out.push(what);
             }
         }
         out
@@ -106,5 +118,29 @@ impl ProbeReport {
             let _ = writeln!(s, "{:<width$}  {:<pw$}  {result}", r.check, r.permission);
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(check: &str, permission: &str, cause: &str) -> ProbeResult {
+        ProbeResult { check: check.into(), permission: permission.into(), outcome: ProbeOutcome::Fail { cause: cause.into(), detail: "d".into() } }
+    }
+
+    #[test]
+    fn a_firewall_or_silence_is_named_instead_of_permissions_nobody_checked() {
+        let report = |results| ProbeReport { destination: "https://a.blob.core.windows.net/c".into(), principal: None, results };
+        let blocked = report(vec![
+            failed("container exists", "container exists", "AccessBlocked"),
+            failed("write probe blob", "blobs/write", "AccessBlocked"),
+            ProbeResult::skipped("read probe blob", "blobs/read", "no probe blob"),
+        ]);
+        assert_eq!(blocked.missing(), vec![NETWORK_ACCESS.to_string()]);
+        let silent = report(vec![failed("write probe blob", "blobs/write", "Transient")]);
+        assert_eq!(silent.missing(), vec![AN_ANSWER.to_string()]);
+        let denied = report(vec![failed("write probe blob", "blobs/write", "PermissionDenied"), ProbeResult::pass("read", "blobs/read")]);
+        assert_eq!(denied.missing(), vec!["blobs/write".to_string()]);
     }
 }
