@@ -87,9 +87,24 @@ fn every_command_argument_and_option_is_described() {
     let top = help(&[]);
     let commands: Vec<(String, String)> = GROUPS.iter().flat_map(|g| entries(&top, g)).collect();
     let names: Vec<&str> = commands.iter().map(|(n, _)| n.as_str()).collect();
-    for expected in
-        ["demo", "generate", "bench", "projects", "connections", "verify", "policy", "ddl", "network", "export", "backfill", "tick", "status", "runs", "metrics", "help"]
-    {
+    for expected in [
+        "demo",
+        "generate",
+        "bench",
+        "projects",
+        "connections",
+        "verify",
+        "policy",
+        "ddl",
+        "network",
+        "export",
+        "backfill",
+        "tick",
+        "status",
+        "runs",
+        "metrics",
+        "help",
+    ] {
         assert!(names.contains(&expected), "the top-level help groups every command; {expected} is missing:\n{top}");
     }
     assert!(top.contains("Exit codes: 0 done; 1 "), "the exit codes are documented:\n{top}");

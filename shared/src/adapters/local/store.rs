@@ -1,5 +1,6 @@
 //! Local folder adapter (embedded mode): the lake, the control store and destinations as
-//! directories. Writes are atomic: a temp file under `.uploads/`, then a rename.
+//! directories. Writes are atomic: a temp file under `.uploads/`, then a rename; the
+//! `.uploads/` folder is removed whenever no write is in progress.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -66,10 +67,24 @@ impl LocalStore {
         self.root.join(UPLOADS_DIR).join(format!("{}-{n}", std::process::id()))
     }
 
-    async fn write_temp(&self, body: &[u8]) -> Result<PathBuf> {
+    /// A new temp file under `.uploads/`. That folder sits in the customer's destination, so
+    /// every write that leaves it empty removes it (`release_uploads`), possibly between our
+    /// `create_dir_all` and the create: then it is created again.
+    async fn create_temp(&self) -> Result<(PathBuf, tokio::fs::File)> {
         let temp = self.temp_path();
-        create_parent(&temp).await?;
-        let mut f = tokio::fs::File::create(&temp).await.map_err(|e| io_err(&temp, e))?;
+        let mut attempts = 0;
+        loop {
+            create_parent(&temp).await?;
+            match tokio::fs::File::create(&temp).await {
+                Ok(f) => return Ok((temp, f)),
+                Err(e) if e.kind() == ErrorKind::NotFound && attempts < 5 => attempts += 1,
+                Err(e) => return Err(io_err(&temp, e)),
+            }
+        }
+    }
+
+    async fn write_temp(&self, body: &[u8]) -> Result<PathBuf> {
+        let (temp, mut f) = self.create_temp().await?;
         f.write_all(body).await.map_err(|e| io_err(&temp, e))?;
         f.sync_all().await.map_err(|e| io_err(&temp, e))?;
         Ok(temp)
@@ -129,7 +144,9 @@ impl ObjectStore for LocalStore {
         self.check_root()?;
         let path = self.path_of(key)?;
         let temp = self.write_temp(&body).await?;
-        publish(&temp, &path, Publish::Replace).await.map_err(|e| io_err(&path, e))
+        let published = publish(&temp, &path, Publish::Replace).await.map_err(|e| io_err(&path, e));
+        release_uploads(&self.root).await;
+        published
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<CreateOutcome> {
@@ -143,16 +160,15 @@ impl ObjectStore for LocalStore {
             Err(e) => Err(io_err(&path, e)),
         };
         let _ = tokio::fs::remove_file(&temp).await;
+        release_uploads(&self.root).await;
         outcome
     }
 
     async fn upload(&self, key: &str) -> Result<Box<dyn StreamingUpload>> {
         self.check_root()?;
         let path = self.path_of(key)?;
-        let temp = self.temp_path();
-        create_parent(&temp).await?;
-        let file = tokio::fs::File::create(&temp).await.map_err(|e| io_err(&temp, e))?;
-        Ok(Box::new(LocalUpload { file: tokio::io::BufWriter::with_capacity(1 << 20, file), temp, path }))
+        let (temp, file) = self.create_temp().await?;
+        Ok(Box::new(LocalUpload { file: tokio::io::BufWriter::with_capacity(1 << 20, file), temp, path, root: self.root.clone() }))
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
@@ -238,6 +254,12 @@ enum Publish {
     Replace,
     /// `hard_link`: fails with `AlreadyExists` if the object exists.
     CreateOnly,
+}
+
+/// Removes the uploads folder when no upload is in progress (`remove_dir` refuses a folder
+/// that holds anything), so a destination keeps only what was exported.
+async fn release_uploads(root: &Path) {
+    let _ = tokio::fs::remove_dir(root.join(UPLOADS_DIR)).await;
 }
 
 /// Moves a finished temp file to `path`, creating its folders. A delete of the last object
@@ -357,6 +379,7 @@ struct LocalUpload {
     file: tokio::io::BufWriter<tokio::fs::File>,
     temp: PathBuf,
     path: PathBuf,
+    root: PathBuf,
 }
 
 #[async_trait]
@@ -368,11 +391,14 @@ impl StreamingUpload for LocalUpload {
     async fn finish(mut self: Box<Self>) -> Result<()> {
         self.file.flush().await.map_err(|e| io_err(&self.temp, e))?;
         self.file.get_ref().sync_all().await.map_err(|e| io_err(&self.temp, e))?;
-        publish(&self.temp, &self.path, Publish::Replace).await.map_err(|e| io_err(&self.path, e))
+        let published = publish(&self.temp, &self.path, Publish::Replace).await.map_err(|e| io_err(&self.path, e));
+        release_uploads(&self.root).await;
+        published
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
         let _ = tokio::fs::remove_file(&self.temp).await;
+        release_uploads(&self.root).await;
         Ok(())
     }
 }
@@ -412,7 +438,7 @@ mod tests {
 
         store.delete("exports/187520/part").await.unwrap();
         assert!(root.is_dir(), "the destination root is never removed");
-        assert_eq!(files_and_folders(&root), [".uploads"], "only the reserved uploads folder is left");
+        assert_eq!(files_and_folders(&root), Vec::<String>::new(), "nothing is left, the uploads folder included");
 
         // A key at the top, and a key that was never there: the root stays.
         store.put("top", Bytes::from_static(b"x")).await.unwrap();
@@ -425,6 +451,31 @@ mod tests {
         lake.put("k", Bytes::from_static(b"x")).await.unwrap();
         lake.delete("k").await.unwrap();
         assert!(dir.path().join("lake").is_dir());
+    }
+
+    #[tokio::test]
+    async fn concurrent_uploads_all_land_though_each_finished_one_removes_the_uploads_folder_when_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::existing(dir.path()).unwrap();
+        let writers: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if i % 2 == 0 {
+                        store.put(&format!("a/{i}"), Bytes::from(vec![b'x'; 1000])).await
+                    } else {
+                        let mut up = store.upload(&format!("b/{i}")).await?;
+                        up.write(Bytes::from(vec![b'y'; 1000])).await?;
+                        up.finish().await
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.await.unwrap().unwrap();
+        }
+        assert_eq!(store.list("").await.unwrap().len(), 64);
+        assert!(!dir.path().join(UPLOADS_DIR).exists(), "{:?}", files_and_folders(dir.path()));
     }
 
     #[tokio::test]
