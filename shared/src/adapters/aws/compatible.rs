@@ -145,7 +145,7 @@ mod tests {
             "https://storage.googleapis.com",
             "https://s3.us-west-004.backblazeb2.com",
             "https://minio.acme.example:9000",
-            "https://203.0.113.10",
+            "https://93.184.216.34",
         ] {
             assert_eq!(check_endpoint(ok, false).map_err(|e| e.to_string()), Ok(()), "{ok}");
         }
