@@ -85,7 +85,7 @@ impl Lookup for StaticLookup {
 /// names the host or its addresses (a failure webhook's URL is a credential).
 #[derive(Debug)]
 pub enum GuardError {
-    /// Every address of the answer is inside a private network (or the answer was empty).
+    /// Every address of the answer is inside a private network.
     Internal,
     /// The lookup itself failed.
     Lookup(std::io::Error),
@@ -143,8 +143,11 @@ impl GuardedResolver {
             Ok(ip) => vec![ip],
             Err(_) => self.lookup.lookup(host).await.map_err(GuardError::Lookup)?,
         };
+        if answer.is_empty() {
+            return Err(GuardError::Lookup(std::io::Error::new(std::io::ErrorKind::NotFound, "the answer has no address")));
+        }
         if self.allow_internal {
-            return if answer.is_empty() { Err(GuardError::Internal) } else { Ok(answer) };
+            return Ok(answer);
         }
         let passed: Vec<IpAddr> = answer.into_iter().filter(|ip| !is_internal_ip(*ip)).collect();
         if passed.is_empty() {
@@ -203,7 +206,7 @@ mod tests {
         let err = strict.resolve("inside.example.com").await.unwrap_err();
         assert!(matches!(err, GuardError::Internal) && err.to_string() == INTERNAL_REFUSAL, "{err}");
         assert!(!err.to_string().contains("127.0.0.1"), "never the address: {err}");
-        assert!(matches!(strict.resolve("empty.example.com").await, Err(GuardError::Internal)));
+        assert!(matches!(strict.resolve("empty.example.com").await, Err(GuardError::Lookup(_))));
         assert!(matches!(strict.resolve("unknown.example.com").await, Err(GuardError::Lookup(_))));
         // IP literals are judged without a lookup.
         let before = lookup.lookups();
