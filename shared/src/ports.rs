@@ -182,12 +182,14 @@ pub trait AccessProbe: Send + Sync {
 #[async_trait]
 pub trait DestinationProber: Send + Sync {
     /// Refuses, before any request, a destination this process must never write to (an
-    /// account URL off the provider's hosts; a local folder in a deployed function).
-    fn admit(&self, dest: &Destination) -> Result<()>;
+    /// account URL off the provider's hosts; a local folder in a deployed function; an
+    /// endpoint whose name resolves inside our network: resolved, never connected to).
+    async fn admit(&self, dest: &Destination) -> Result<()>;
 
     /// Refuses, before anything is stored, a webhook URL this process would never post to
-    /// (plain http, a host inside our network); `field` names it in the error.
-    fn admit_webhook(&self, field: &str, url: &str) -> Result<()>;
+    /// (plain http, a host inside our network, by spelling or by what its name resolves
+    /// to); `field` names it in the error.
+    async fn admit_webhook(&self, field: &str, url: &str) -> Result<()>;
 
     /// Probes `dest` as the identity that writes it for `project_id` (the project role).
     async fn probe(&self, dest: &Destination, project_id: &str) -> ProbeReport;

@@ -9,5 +9,6 @@ pub mod egress;
 pub mod http_errors;
 pub mod internal_hosts;
 pub mod local;
+pub mod outbound_dns;
 pub mod upload;
 pub mod webhook;

@@ -14,9 +14,12 @@
 //!
 //! Only `https://` URLs on public hosts are posted to; plain http and local or private
 //! addresses only when the operator sets `EXPORT_ALLOW_EMULATOR_ENDPOINTS=true` (tests,
-//! local receivers). Redirects are not followed. No error or log names a URL: a failure
-//! webhook's URL is a credential.
+//! local receivers). A host name is judged by every address it resolves to, at create
+//! ([`admit_webhook_host`]) and at each connect (the client's resolver is a
+//! [`GuardedResolver`]: it connects only to addresses that passed). Redirects are not
+//! followed. No error or log names a URL: a failure webhook's URL is a credential.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -27,6 +30,7 @@ use url::Url;
 use crate::adapters::azure::endpoint::{EndpointRules, ALLOW_EMULATOR_ENV};
 use crate::adapters::http_errors::{error_chain_text, is_transient_status};
 use crate::adapters::internal_hosts::is_internal_host;
+use crate::adapters::outbound_dns::{is_internal_refusal, GuardError, GuardedResolver, Lookup, SystemLookup, INTERNAL_REFUSAL};
 use crate::error::{ExportError, Result};
 use crate::ports::{WebhookPost, WebhookPoster};
 
@@ -62,7 +66,13 @@ pub struct HttpWebhooks {
 impl HttpWebhooks {
     /// `allow_local`: accept http and local or private hosts (emulators and tests only).
     pub fn new(timeout: Duration, allow_local: bool) -> Result<Self> {
+        Self::with_lookup(timeout, allow_local, Arc::new(SystemLookup))
+    }
+
+    /// Host names answered by `lookup` (tests: no real DNS).
+    pub fn with_lookup(timeout: Duration, allow_local: bool, lookup: Arc<dyn Lookup>) -> Result<Self> {
         let client = reqwest::Client::builder()
+            .dns_resolver(GuardedResolver::new(lookup, allow_local))
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -86,15 +96,7 @@ impl HttpWebhooks {
 /// Refuses a webhook URL this process must not post to (before any request: at create and
 /// at each send). `allow_local`: the operator's emulator setting.
 pub fn admit_webhook_url(label: &str, url: &str, allow_local: bool) -> Result<Url> {
-    let refuse = |problem: &str| {
-        ExportError::invalid_config(
-            label,
-            problem,
-            format!(
-                "Give an https:// URL on a public host; plain http and local addresses are accepted only when the operator sets {ALLOW_EMULATOR_ENV}=true."
-            ),
-        )
-    };
+    let refuse = |problem: &str| refusal(label, problem);
     let parsed = Url::parse(url).map_err(|_| refuse("is not a URL"))?;
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(refuse("has user info"));
@@ -110,6 +112,33 @@ pub fn admit_webhook_url(label: &str, url: &str, allow_local: bool) -> Result<Ur
         return Err(refuse("names a local, private or link-local host"));
     }
     Ok(parsed)
+}
+
+fn refusal(label: &str, problem: &str) -> ExportError {
+    ExportError::invalid_config(
+        label,
+        problem,
+        format!("Give an https:// URL on a public host; plain http and local addresses are accepted only when the operator sets {ALLOW_EMULATOR_ENV}=true."),
+    )
+}
+
+/// [`admit_webhook_url`], then the host name resolved as each send resolves it (one lookup
+/// through `lookup`, never a connection): refused when no address it resolves to is
+/// outside our network, or when it does not resolve. For connection create.
+pub async fn admit_webhook_host(label: &str, url: &str, allow_local: bool, lookup: Arc<dyn Lookup>) -> Result<Url> {
+    let parsed = admit_webhook_url(label, url, allow_local)?;
+    if allow_local {
+        return Ok(parsed);
+    }
+    match GuardedResolver::new(lookup, false).resolve(parsed.host_str().unwrap_or("")).await {
+        Ok(_) => Ok(parsed),
+        Err(GuardError::Internal) => Err(refusal(label, INTERNAL_REFUSAL)),
+        Err(GuardError::Lookup(_)) => Err(ExportError::invalid_config(
+            label,
+            "its host name does not resolve",
+            "Check the host name in the URL (it must resolve in public DNS); if it is right, try again in a few minutes.",
+        )),
+    }
 }
 
 /// `text` with the URL and its path removed (both may carry the credential).
@@ -134,8 +163,13 @@ impl WebhookPoster for HttpWebhooks {
             request = request.header(TIMESTAMP_HEADER, timestamp.to_string()).header(SIGNATURE_HEADER, signature(secret.expose(), timestamp, post.body));
         }
         let operation = format!("POST to the {}", post.label);
-        let response =
-            request.body(post.body.to_vec()).send().await.map_err(|e| ExportError::transient(&operation, scrub(&error_chain_text(&e.without_url()), &url)))?;
+        let response = request.body(post.body.to_vec()).send().await.map_err(|e| {
+            if is_internal_refusal(&e) {
+                // The name answered only with addresses inside our network: nothing was sent.
+                return refusal(post.label, INTERNAL_REFUSAL);
+            }
+            ExportError::transient(&operation, scrub(&error_chain_text(&e.without_url()), &url))
+        })?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
@@ -198,6 +232,109 @@ mod tests {
         let local = HttpWebhooks::new(DEFAULT_TIMEOUT, true).unwrap();
         assert!(local.admit("webhook", "http://127.0.0.1:9/x").is_ok());
         assert!(local.admit("webhook", "ftp://127.0.0.1/").is_err());
+    }
+
+    /// A TCP listener on the loopback that accepts nothing by itself: a connection made to
+    /// it waits in its backlog, where [`accepted_none`] finds it.
+    fn listener() -> (std::net::TcpListener, u16) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    }
+
+    fn accepted_none(listener: &std::net::TcpListener) -> bool {
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn post<'a>(url: &'a str) -> WebhookPost<'a> {
+        WebhookPost { label: "failure webhook of connection c1", url, body: b"{}", signing_secret: None, event_id: None }
+    }
+
+    /// Names that answer with the listener's address (127.0.0.1, and its IPv4-mapped form,
+    /// which a dual-stack socket reaches too) or with other internal addresses are refused
+    /// at each send, with no connection made; emulators not admitted (explicitly, whatever
+    /// the environment says).
+    #[tokio::test]
+    async fn a_public_looking_name_that_resolves_inside_is_refused_at_send_without_connecting() {
+        use crate::adapters::outbound_dns::StaticLookup;
+        let (listener, port) = listener();
+        for answer in ["127.0.0.1", "::ffff:127.0.0.1", "10.0.0.5", "169.254.169.254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe"] {
+            let lookup = Arc::new(StaticLookup::new().answer("hooks.example.com", &[ip(answer)]));
+            let hooks = HttpWebhooks::with_lookup(Duration::from_secs(2), false, lookup.clone()).unwrap();
+            let url = format!("https://hooks.example.com:{port}/services/SECRETPATH");
+            let err = hooks.post(&post(&url)).await.expect_err(answer);
+            assert!(accepted_none(&listener), "{answer}: a connection reached the listener");
+            let text = err.to_string();
+            assert!(text.contains(INTERNAL_REFUSAL) && text.contains("failure webhook of connection c1"), "{answer}: {text}");
+            assert!(!err.is_retryable() && !text.contains("SECRETPATH") && !text.contains(answer), "{answer}: {text}");
+            assert!(lookup.lookups() >= 1, "{answer}: the guard resolved the name");
+        }
+    }
+
+    /// DNS rebinding: public at admission, the loopback at send: the send's own lookup is
+    /// the one connected with, so it is refused.
+    #[tokio::test]
+    async fn a_name_that_rebinds_after_admission_is_refused_at_send() {
+        use crate::adapters::outbound_dns::StaticLookup;
+        let (listener, port) = listener();
+        let lookup = Arc::new(StaticLookup::new().answer("rebind.example.com", &[ip("93.184.216.34")]).answer("rebind.example.com", &[ip("127.0.0.1")]));
+        let url = format!("https://rebind.example.com:{port}/h");
+        admit_webhook_host("webhook.url", &url, false, lookup.clone()).await.expect("public at admission");
+        let hooks = HttpWebhooks::with_lookup(Duration::from_secs(2), false, lookup.clone()).unwrap();
+        let err = hooks.post(&post(&url)).await.expect_err("rebound to the loopback");
+        assert!(err.to_string().contains(INTERNAL_REFUSAL), "{err}");
+        assert_eq!(lookup.lookups(), 2, "one lookup at admission, one at send");
+        assert!(accepted_none(&listener), "a connection reached the listener");
+    }
+
+    #[tokio::test]
+    async fn admission_resolves_and_refuses_names_inside_without_connecting() {
+        use crate::adapters::outbound_dns::StaticLookup;
+        let (listener, port) = listener();
+        for answer in ["127.0.0.1", "10.0.0.5", "169.254.169.254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe"] {
+            let lookup = Arc::new(StaticLookup::new().answer("hooks.example.com", &[ip(answer)]));
+            let err = admit_webhook_host("webhook.url", &format!("https://hooks.example.com:{port}/x"), false, lookup).await.expect_err(answer);
+            assert!(err.to_string().contains(INTERNAL_REFUSAL) && !err.is_retryable(), "{answer}: {err}");
+        }
+        let err = admit_webhook_host("webhook.url", "https://nowhere.example.com/x", false, Arc::new(StaticLookup::new())).await.unwrap_err();
+        assert!(err.to_string().contains("does not resolve"), "{err}");
+        // Emulators admitted: no lookup, the loopback is fine.
+        let lookup = Arc::new(StaticLookup::new().answer("hooks.example.com", &[ip("127.0.0.1")]));
+        assert!(admit_webhook_host("webhook.url", &format!("http://hooks.example.com:{port}/x"), true, lookup.clone()).await.is_ok());
+        assert_eq!(lookup.lookups(), 0);
+        assert!(accepted_none(&listener));
+    }
+
+    /// The control: with emulators admitted, a name on the loopback is posted to.
+    #[tokio::test]
+    async fn with_emulators_admitted_the_loopback_is_posted_to() {
+        use crate::adapters::outbound_dns::StaticLookup;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = server.local_addr().unwrap().port();
+        let answered = tokio::spawn(async move {
+            let (mut socket, _) = server.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut seen = Vec::new();
+            while !String::from_utf8_lossy(&seen).contains("\r\n\r\n{}") {
+                let n = socket.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+            socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await.unwrap();
+            String::from_utf8_lossy(&seen).into_owned()
+        });
+        let lookup = Arc::new(StaticLookup::new().answer("receiver.example.com", &[ip("127.0.0.1")]));
+        let hooks = HttpWebhooks::with_lookup(Duration::from_secs(5), true, lookup).unwrap();
+        hooks.post(&post(&format!("http://receiver.example.com:{port}/h"))).await.expect("posted");
+        assert!(answered.await.unwrap().starts_with("POST /h "));
     }
 
     #[test]

@@ -26,13 +26,13 @@ pub async fn create_connection(
     // No two connections write the same keys (see `key_space`): refused before any probe.
     crate::control::key_space::refuse_coinciding(control, &conn).await?;
     for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
-        prober.admit(dest)?;
+        prober.admit(dest).await?;
     }
     if let Some(hook) = &conn.webhook {
-        prober.admit_webhook("webhook.url", &hook.url)?;
+        prober.admit_webhook("webhook.url", &hook.url).await?;
     }
     if let Some(url) = &conn.failure_webhook {
-        prober.admit_webhook("failure_webhook", url.expose())?;
+        prober.admit_webhook("failure_webhook", url.expose()).await?;
     }
     let destinations: Vec<&Destination> = std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()).collect();
     let mut reports = Vec::new();

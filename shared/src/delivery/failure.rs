@@ -611,11 +611,11 @@ mod tests {
     struct Probe;
     #[async_trait]
     impl DestinationProber for Probe {
-        fn admit(&self, _d: &Destination) -> Result<()> {
+        async fn admit(&self, _d: &Destination) -> Result<()> {
             Ok(())
         }
 
-        fn admit_webhook(&self, _field: &str, _url: &str) -> Result<()> {
+        async fn admit_webhook(&self, _field: &str, _url: &str) -> Result<()> {
             Ok(())
         }
 

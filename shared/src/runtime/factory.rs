@@ -104,7 +104,7 @@ pub async fn open_store(dest: &Destination, project_id: &str, ctx: &CloudContext
     ctx.admit(dest)?;
     match dest {
         // Its own endpoint and access key: no project role, no AWS account needed.
-        Destination::S3 { endpoint_url: Some(_), .. } => Ok(Arc::new(compatible_store(dest, ctx.timeouts())?)),
+        Destination::S3 { endpoint_url: Some(_), .. } => Ok(Arc::new(compatible_store(dest, ctx.timeouts(), ctx.azure.endpoints.allow_emulators)?)),
         Destination::S3 { bucket, region, kms_key_arn, .. } => {
             let aws = ctx.aws()?;
             let identity = aws.project_identity(project_id).await?;
@@ -139,7 +139,7 @@ pub async fn probe_destination(dest: &Destination, project_id: &str, ctx: &Cloud
         return single_failure(dest, None, "destination admitted", need, &e);
     }
     match dest {
-        Destination::S3 { endpoint_url: Some(_), .. } => match compatible_probe(dest, ctx.timeouts()) {
+        Destination::S3 { endpoint_url: Some(_), .. } => match compatible_probe(dest, ctx.timeouts(), ctx.azure.endpoints.allow_emulators) {
             Ok(probe) => probe.probe().await,
             Err(e) => single_failure(dest, None, "S3-compatible client configured", "valid endpoint and access key settings", &e),
         },

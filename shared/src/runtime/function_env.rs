@@ -34,12 +34,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::adapters::aws::compatible::admit_endpoint_host;
 use crate::adapters::aws::emf::EmfLogSink;
 use crate::adapters::aws::eventbridge::EventBridgeSink;
 use crate::adapters::aws::kms::KmsCipher;
 use crate::adapters::aws::lambda::LambdaInvoker;
 use crate::adapters::aws::scheduler::{EventBridgeScheduler, SchedulerConfig};
 use crate::adapters::aws::ses::SesMailer;
+use crate::adapters::outbound_dns::{Lookup, SystemLookup};
 use crate::adapters::webhook::HttpWebhooks;
 use crate::control::hour_event::HourAnnouncer;
 use crate::control::ledger::HourLedger;
@@ -214,6 +216,11 @@ impl FunctionConfig {
 #[derive(Debug, Clone)]
 pub struct FactoryProber {
     cloud: CloudContext,
+    /// Resolves customers' host names at admission (the system resolver but in tests).
+    lookup: Arc<dyn Lookup>,
+    /// The emulator setting for webhooks; `None`: read from the environment at each
+    /// admission, as each send reads it (`HttpWebhooks::from_env`).
+    webhook_emulators: Option<bool>,
 }
 
 /// The "Hour Exported" publisher of a deployed stack: the bus the configuration names, and
@@ -230,19 +237,42 @@ pub fn cloud_announcer(config: &FunctionConfig, sdk: &aws_config::SdkConfig) -> 
 
 impl FactoryProber {
     pub fn new(cloud: CloudContext) -> Self {
-        FactoryProber { cloud }
+        FactoryProber { cloud, lookup: Arc::new(SystemLookup), webhook_emulators: None }
+    }
+
+    /// Host names answered by `lookup` instead of the system resolver (tests).
+    pub fn with_lookup(mut self, lookup: Arc<dyn Lookup>) -> Self {
+        self.lookup = lookup;
+        self
+    }
+
+    /// The emulator setting for webhooks, instead of the environment's (tests).
+    pub fn with_webhook_emulators(mut self, allow: bool) -> Self {
+        self.webhook_emulators = Some(allow);
+        self
     }
 }
 
 #[async_trait]
 impl DestinationProber for FactoryProber {
-    fn admit(&self, dest: &Destination) -> Result<()> {
-        self.cloud.admit(dest)
+    async fn admit(&self, dest: &Destination) -> Result<()> {
+        self.cloud.admit(dest)?;
+        match dest {
+            // The name resolved as each request resolves it (never connected to).
+            Destination::S3 { endpoint_url: Some(endpoint), .. } => {
+                admit_endpoint_host(endpoint, self.cloud.azure.endpoints.allow_emulators, self.lookup.clone()).await
+            }
+            _ => Ok(()),
+        }
     }
 
-    fn admit_webhook(&self, field: &str, url: &str) -> Result<()> {
+    async fn admit_webhook(&self, field: &str, url: &str) -> Result<()> {
         // The same rule, and the same operator setting, as each send (`HttpWebhooks::from_env`).
-        crate::adapters::webhook::admit_webhook_url(field, url, crate::adapters::azure::endpoint::EndpointRules::from_env()?.allow_emulators).map(|_| ())
+        let allow = match self.webhook_emulators {
+            Some(allow) => allow,
+            None => crate::adapters::azure::endpoint::EndpointRules::from_env()?.allow_emulators,
+        };
+        crate::adapters::webhook::admit_webhook_host(field, url, allow, self.lookup.clone()).await.map(|_| ())
     }
 
     async fn probe(&self, dest: &Destination, project_id: &str) -> ProbeReport {

@@ -10,11 +10,15 @@
 //! private, link-local and unspecified addresses: e.g. the instance metadata service at
 //! 169.254.169.254). Plain http and local hosts are accepted only with the operator's
 //! emulator setting (`EXPORT_ALLOW_EMULATOR_ENDPOINTS`, the one Azure emulators use).
+//! A host name is judged by what it resolves to: at create by [`admit_endpoint_host`], and
+//! at every connect by the client's own resolver (a [`GuardedResolver`], given to the
+//! SDK's HTTP client), which connects only to addresses that passed.
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use url::Url;
 
 use crate::adapters::aws::errors::CompatibleEndpoint;
@@ -22,6 +26,7 @@ use crate::adapters::aws::probe::S3Probe;
 use crate::adapters::aws::s3::S3Store;
 use crate::adapters::azure::endpoint::EndpointRules;
 use crate::adapters::internal_hosts::is_internal_host;
+use crate::adapters::outbound_dns::{GuardError, GuardedResolver, Lookup, INTERNAL_REFUSAL};
 use crate::error::{ExportError, Result};
 use crate::model::destination::Destination;
 
@@ -65,6 +70,32 @@ pub fn check_endpoint(endpoint_url: &str, rules: &EndpointRules) -> Result<()> {
     Ok(())
 }
 
+/// [`check_endpoint`], then the endpoint's host name resolved as every request resolves it
+/// (one lookup through `lookup`, never a connection): refused when no address it resolves
+/// to is outside our network, or when it does not resolve. For connection create.
+pub async fn admit_endpoint_host(endpoint_url: &str, allow_emulators: bool, lookup: std::sync::Arc<dyn Lookup>) -> Result<()> {
+    check_endpoint(endpoint_url, allow_emulators)?;
+    if allow_emulators {
+        return Ok(());
+    }
+    let url = Url::parse(endpoint_url.trim())
+        .map_err(|e| ExportError::invalid_config(FIELD, format!("is not a URL ({e})"), "Give the store's https:// endpoint."))?;
+    let shown = origin(&url);
+    match GuardedResolver::new(lookup, false).resolve(url.host_str().unwrap_or("")).await {
+        Ok(_) => Ok(()),
+        Err(GuardError::Internal) => Err(ExportError::invalid_config(
+            FIELD,
+            format!("{shown}: {INTERNAL_REFUSAL}"),
+            "Use the store's public https:// endpoint (a host name that resolves to public addresses only).",
+        )),
+        Err(GuardError::Lookup(_)) => Err(ExportError::invalid_config(
+            FIELD,
+            format!("{shown}: its host name does not resolve"),
+            "Check the host of endpoint_url (it must resolve in public DNS); if it is right, try again in a few minutes.",
+        )),
+    }
+}
+
 /// `scheme://host[:port]`: how an endpoint is named in messages (nothing else of the
 /// customer's URL is echoed).
 fn origin(url: &Url) -> String {
@@ -85,7 +116,7 @@ struct Parts<'a> {
     client: aws_sdk_s3::Client,
 }
 
-fn parts(dest: &Destination, timeouts: TimeoutConfig) -> Result<Parts<'_>> {
+fn parts(dest: &Destination, timeouts: TimeoutConfig, resolver: GuardedResolver) -> Result<Parts<'_>> {
     let Destination::S3 { bucket, prefix, region, endpoint_url: Some(endpoint_url), force_path_style, access_key_id, secret_access_key, .. } = dest else {
         return Err(ExportError::Internal("an S3-compatible store was opened for a destination without endpoint_url".into()));
     };
@@ -112,20 +143,29 @@ fn parts(dest: &Destination, timeouts: TimeoutConfig) -> Result<Parts<'_>> {
         // refuse the x-amz-checksum-* headers and trailers the SDK would add by default.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        // The SDK's own HTTPS client, resolving through the guard: it connects only to
+        // addresses outside our network (unless emulators are allowed).
+        .http_client(aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::AwsLc)).build_with_resolver(resolver))
         .build();
     Ok(Parts { endpoint, bucket, prefix, region, path_style: *force_path_style, client: aws_sdk_s3::Client::from_conf(config) })
 }
 
 /// The store of an S3-compatible destination, signing with its access key.
-pub fn compatible_store(dest: &Destination, timeouts: TimeoutConfig) -> Result<S3Store> {
-    let p = parts(dest, timeouts)?;
+/// `allow_emulators`: the operator's emulator setting (local addresses are connected to).
+pub fn compatible_store(dest: &Destination, timeouts: TimeoutConfig, allow_emulators: bool) -> Result<S3Store> {
+    compatible_store_resolving(dest, timeouts, GuardedResolver::system(allow_emulators))
+}
+
+/// [`compatible_store`] with host names resolved by `resolver` (tests: no real DNS).
+pub fn compatible_store_resolving(dest: &Destination, timeouts: TimeoutConfig, resolver: GuardedResolver) -> Result<S3Store> {
+    let p = parts(dest, timeouts, resolver)?;
     tracing::debug!(endpoint = %p.endpoint.url, bucket = p.bucket, region = p.region, path_style = p.path_style, "S3-compatible store");
     Ok(S3Store::new(p.client, p.bucket).on_compatible_endpoint(p.endpoint))
 }
 
 /// The probe suite of an S3-compatible destination (no KMS: the store cannot use AWS KMS).
-pub fn compatible_probe(dest: &Destination, timeouts: TimeoutConfig) -> Result<S3Probe> {
-    let p = parts(dest, timeouts)?;
+pub fn compatible_probe(dest: &Destination, timeouts: TimeoutConfig, allow_emulators: bool) -> Result<S3Probe> {
+    let p = parts(dest, timeouts, GuardedResolver::system(allow_emulators))?;
     Ok(S3Probe::new(p.client, p.bucket, p.prefix, None, None).on_compatible_endpoint(p.endpoint))
 }
 
@@ -151,7 +191,7 @@ mod tests {
             "https://storage.googleapis.com",
             "https://s3.us-west-004.backblazeb2.com",
             "https://minio.acme.example:9000",
-            "https://203.0.113.10",
+            "https://93.184.216.34",
         ] {
             assert_eq!(check_endpoint(ok, &read(false)).map_err(|e| e.to_string()), Ok(()), "{ok}");
         }
@@ -218,6 +258,79 @@ mod tests {
         assert_eq!(check_endpoint("https://notamazonaws.com", &read(false)).map_err(|e| e.to_string()), Ok(()));
     }
 
+    fn listener() -> (std::net::TcpListener, u16) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    }
+
+    fn accepted_none(listener: &std::net::TcpListener) -> bool {
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn store_at(endpoint: &str, lookup: std::sync::Arc<crate::adapters::outbound_dns::StaticLookup>) -> S3Store {
+        let dest = Destination::s3_compatible(endpoint, "acme-events", "exports", "auto", true, "AKIAEXAMPLEKEY", crate::model::secret::Secret::new("s3cr3t"));
+        let timeouts = TimeoutConfig::builder().connect_timeout(std::time::Duration::from_secs(2)).build();
+        compatible_store_resolving(&dest, timeouts, GuardedResolver::new(lookup, false)).unwrap()
+    }
+
+    /// The SDK's client resolves through the guard: a name answering with the listener's
+    /// address (or any other internal one) gets no connection, and the error says why.
+    #[tokio::test]
+    async fn a_public_looking_endpoint_that_resolves_inside_is_refused_at_send_without_connecting() {
+        use crate::adapters::outbound_dns::StaticLookup;
+        use crate::ports::ObjectStore;
+        let (listener, port) = listener();
+        for answer in ["127.0.0.1", "::ffff:127.0.0.1", "10.0.0.5", "169.254.169.254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe"] {
+            let lookup = std::sync::Arc::new(StaticLookup::new().answer("store.example.com", &[ip(answer)]));
+            let store = store_at(&format!("https://store.example.com:{port}"), lookup.clone());
+            let err = store.put("exports/x", bytes::Bytes::from_static(b"x")).await.expect_err(answer);
+            assert!(accepted_none(&listener), "{answer}: a connection reached the listener");
+            let text = err.to_string();
+            assert_eq!(err.kind(), "InvalidConfig", "{answer}: {text}");
+            assert!(text.contains(INTERNAL_REFUSAL) && text.contains(FIELD), "{answer}: {text}");
+            assert!(!text.contains(answer) && !text.contains("s3cr3t"), "{answer}: {text}");
+            assert!(lookup.lookups() >= 1, "{answer}: the guard resolved the name");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_rebinds_after_admission_is_refused_at_send() {
+        use crate::adapters::outbound_dns::StaticLookup;
+        use crate::ports::ObjectStore;
+        let (listener, port) = listener();
+        let lookup =
+            std::sync::Arc::new(StaticLookup::new().answer("rebind.example.com", &[ip("93.184.216.34")]).answer("rebind.example.com", &[ip("127.0.0.1")]));
+        let endpoint = format!("https://rebind.example.com:{port}");
+        admit_endpoint_host(&endpoint, false, lookup.clone()).await.expect("public at admission");
+        let err = store_at(&endpoint, lookup.clone()).put("exports/x", bytes::Bytes::from_static(b"x")).await.expect_err("rebound");
+        assert!(err.to_string().contains(INTERNAL_REFUSAL), "{err}");
+        assert!(accepted_none(&listener), "a connection reached the listener");
+    }
+
+    #[tokio::test]
+    async fn admission_resolves_the_endpoint_and_refuses_names_inside() {
+        use crate::adapters::outbound_dns::StaticLookup;
+        for answer in ["127.0.0.1", "10.0.0.5", "169.254.169.254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe"] {
+            let lookup = std::sync::Arc::new(StaticLookup::new().answer("store.example.com", &[ip(answer)]));
+            let err = admit_endpoint_host("https://store.example.com:9000", false, lookup).await.expect_err(answer).to_string();
+            assert!(err.contains(INTERNAL_REFUSAL) && err.contains("https://store.example.com:9000") && !err.contains(answer), "{answer}: {err}");
+        }
+        let public = std::sync::Arc::new(StaticLookup::new().answer("store.example.com", &[ip("93.184.216.34")]));
+        assert_eq!(admit_endpoint_host("https://store.example.com", false, public).await.map_err(|e| e.to_string()), Ok(()));
+        let err = admit_endpoint_host("https://nowhere.example.com", false, std::sync::Arc::new(StaticLookup::new())).await.unwrap_err().to_string();
+        assert!(err.contains("does not resolve"), "{err}");
+        // Emulators: no lookup at all.
+        let lookup = std::sync::Arc::new(StaticLookup::new());
+        assert_eq!(admit_endpoint_host("http://minio.example.com:9000", true, lookup.clone()).await.map_err(|e| e.to_string()), Ok(()));
+        assert_eq!(lookup.lookups(), 0);
+    }
+
     #[test]
     fn stores_name_the_endpoint_and_key_never_the_secret() {
         let dest = Destination::s3_compatible(
@@ -230,13 +343,13 @@ mod tests {
             crate::model::secret::Secret::new("very-secret-value"),
         );
         let timeouts = TimeoutConfig::builder().build();
-        let store = compatible_store(&dest, timeouts.clone()).unwrap();
+        let store = compatible_store(&dest, timeouts.clone(), false).unwrap();
         use crate::ports::ObjectStore;
         assert_eq!(store.describe(), "https://acct.r2.cloudflarestorage.com/acme-events");
         assert_eq!(store.endpoint().unwrap().principal(), "access key AKIAEXAMPLEKEY on https://acct.r2.cloudflarestorage.com");
         let debug = format!("{store:?} {:?}", store.client().config());
         assert!(!debug.contains("very-secret-value"), "{debug}");
-        assert!(compatible_probe(&dest, timeouts.clone()).is_ok());
-        assert!(compatible_store(&Destination::aws_s3("b", "", "us-east-1", None), timeouts).is_err());
+        assert!(compatible_probe(&dest, timeouts.clone(), false).is_ok());
+        assert!(compatible_store(&Destination::aws_s3("b", "", "us-east-1", None), timeouts, false).is_err());
     }
 }

@@ -243,6 +243,14 @@ where
     if let Some(inner) = find_in_chain::<CredentialsFailure>(&err) {
         return inner.0.duplicate();
     }
+    // The endpoint's name resolved only to addresses inside our network: nothing was sent.
+    if let (Some(endpoint), true) = (&ctx.endpoint, crate::adapters::outbound_dns::is_internal_refusal(&err)) {
+        return ExportError::invalid_config(
+            "destination.endpoint_url",
+            format!("{}: {}; {} was not sent", endpoint.url, crate::adapters::outbound_dns::INTERNAL_REFUSAL, ctx.op.name()),
+            "Use the store's public https:// endpoint (a host name that resolves to public addresses only).",
+        );
+    }
     let (status, body) = match err.raw_response() {
         Some(raw) => (Some(raw.status().as_u16()), raw.body().bytes().map(|b| String::from_utf8_lossy(b).into_owned())),
         None => (None, None),
