@@ -71,7 +71,10 @@ impl HttpWebhooks {
 
     /// Host names answered by `lookup` (tests: no real DNS).
     pub fn with_lookup(timeout: Duration, allow_local: bool, lookup: Arc<dyn Lookup>) -> Result<Self> {
+        // No proxy: through one, the webhook's host would be resolved by the proxy, out of
+        // the guard's sight (HTTPS_PROXY in the environment must not turn it off).
         let client = reqwest::Client::builder()
+            .no_proxy()
             .dns_resolver(GuardedResolver::new(lookup, allow_local))
             .timeout(timeout)
             .connect_timeout(timeout)

@@ -259,9 +259,7 @@ impl DestinationProber for FactoryProber {
         self.cloud.admit(dest)?;
         match dest {
             // The name resolved as each request resolves it (never connected to).
-            Destination::S3 { endpoint_url: Some(endpoint), .. } => {
-                admit_endpoint_host(endpoint, self.cloud.azure.endpoints.allow_emulators, self.lookup.clone()).await
-            }
+            Destination::S3 { endpoint_url: Some(endpoint), .. } => admit_endpoint_host(endpoint, &self.cloud.azure.endpoints, self.lookup.clone()).await,
             _ => Ok(()),
         }
     }

@@ -73,9 +73,9 @@ pub fn check_endpoint(endpoint_url: &str, rules: &EndpointRules) -> Result<()> {
 /// [`check_endpoint`], then the endpoint's host name resolved as every request resolves it
 /// (one lookup through `lookup`, never a connection): refused when no address it resolves
 /// to is outside our network, or when it does not resolve. For connection create.
-pub async fn admit_endpoint_host(endpoint_url: &str, allow_emulators: bool, lookup: std::sync::Arc<dyn Lookup>) -> Result<()> {
-    check_endpoint(endpoint_url, allow_emulators)?;
-    if allow_emulators {
+pub async fn admit_endpoint_host(endpoint_url: &str, rules: &EndpointRules, lookup: std::sync::Arc<dyn Lookup>) -> Result<()> {
+    check_endpoint(endpoint_url, rules)?;
+    if rules.allow_emulators {
         return Ok(());
     }
     let url = Url::parse(endpoint_url.trim())
@@ -307,7 +307,7 @@ mod tests {
         let lookup =
             std::sync::Arc::new(StaticLookup::new().answer("rebind.example.com", &[ip("93.184.216.34")]).answer("rebind.example.com", &[ip("127.0.0.1")]));
         let endpoint = format!("https://rebind.example.com:{port}");
-        admit_endpoint_host(&endpoint, false, lookup.clone()).await.expect("public at admission");
+        admit_endpoint_host(&endpoint, &read(false), lookup.clone()).await.expect("public at admission");
         let err = store_at(&endpoint, lookup.clone()).put("exports/x", bytes::Bytes::from_static(b"x")).await.expect_err("rebound");
         assert!(err.to_string().contains(INTERNAL_REFUSAL), "{err}");
         assert!(accepted_none(&listener), "a connection reached the listener");
@@ -318,16 +318,16 @@ mod tests {
         use crate::adapters::outbound_dns::StaticLookup;
         for answer in ["127.0.0.1", "10.0.0.5", "169.254.169.254", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe"] {
             let lookup = std::sync::Arc::new(StaticLookup::new().answer("store.example.com", &[ip(answer)]));
-            let err = admit_endpoint_host("https://store.example.com:9000", false, lookup).await.expect_err(answer).to_string();
+            let err = admit_endpoint_host("https://store.example.com:9000", &read(false), lookup).await.expect_err(answer).to_string();
             assert!(err.contains(INTERNAL_REFUSAL) && err.contains("https://store.example.com:9000") && !err.contains(answer), "{answer}: {err}");
         }
         let public = std::sync::Arc::new(StaticLookup::new().answer("store.example.com", &[ip("93.184.216.34")]));
-        assert_eq!(admit_endpoint_host("https://store.example.com", false, public).await.map_err(|e| e.to_string()), Ok(()));
-        let err = admit_endpoint_host("https://nowhere.example.com", false, std::sync::Arc::new(StaticLookup::new())).await.unwrap_err().to_string();
+        assert_eq!(admit_endpoint_host("https://store.example.com", &read(false), public).await.map_err(|e| e.to_string()), Ok(()));
+        let err = admit_endpoint_host("https://nowhere.example.com", &read(false), std::sync::Arc::new(StaticLookup::new())).await.unwrap_err().to_string();
         assert!(err.contains("does not resolve"), "{err}");
         // Emulators: no lookup at all.
         let lookup = std::sync::Arc::new(StaticLookup::new());
-        assert_eq!(admit_endpoint_host("http://minio.example.com:9000", true, lookup.clone()).await.map_err(|e| e.to_string()), Ok(()));
+        assert_eq!(admit_endpoint_host("http://minio.example.com:9000", &read(true), lookup.clone()).await.map_err(|e| e.to_string()), Ok(()));
         assert_eq!(lookup.lookups(), 0);
     }
 

@@ -129,9 +129,22 @@ fn io_err(path: &Path, e: std::io::Error) -> ExportError {
 
 async fn create_parent(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(|e| io_err(parent, e))?;
+        create_folders(parent).await.map_err(|e| io_err(parent, e))?;
     }
     Ok(())
+}
+
+/// `create_dir_all`, again when a concurrent removal of an emptied folder (a delete's
+/// `remove_empty_folders_above`, `release_uploads`) races it: `create_dir_all` then fails
+/// with "exists" (it found the folder, which was gone when it looked again) or "not found".
+async fn create_folders(dir: &Path) -> std::io::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match tokio::fs::create_dir_all(dir).await {
+            Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::NotFound) && attempts < 10 => attempts += 1,
+            other => return other,
+        }
+    }
 }
 
 #[async_trait]
@@ -269,7 +282,7 @@ async fn publish(temp: &Path, path: &Path, how: Publish) -> std::io::Result<()> 
     let mut attempts = 0;
     loop {
         if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
+            create_folders(parent).await?;
         }
         let moved = match how {
             Publish::Replace => tokio::fs::rename(temp, path).await,
@@ -453,8 +466,16 @@ mod tests {
         assert!(dir.path().join("lake").is_dir());
     }
 
-    #[tokio::test]
+    // Threads, not tasks on one thread: the folder a write creates can vanish between the
+    // system calls of `create_dir_all` only when writes really run at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_uploads_all_land_though_each_finished_one_removes_the_uploads_folder_when_empty() {
+        for _round in 0..20 {
+            concurrent_uploads_round().await;
+        }
+    }
+
+    async fn concurrent_uploads_round() {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::existing(dir.path()).unwrap();
         let writers: Vec<_> = (0..64)
