@@ -185,6 +185,28 @@ pub fn is_internal_refusal(err: &(dyn std::error::Error + 'static)) -> bool {
     crate::adapters::http_errors::find_in_chain::<GuardError>(err).is_some_and(|e| matches!(e, GuardError::Internal))
 }
 
+/// What the send-path tests of every guarded client share: a listener that must see no
+/// connection, and addresses by their spelling.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// A TCP listener on the loopback that accepts nothing by itself: a connection made to
+    /// it waits in its backlog, where [`accepted_none`] finds it.
+    pub fn listener() -> (std::net::TcpListener, u16) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    }
+
+    pub fn accepted_none(listener: &std::net::TcpListener) -> bool {
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    pub fn ip(s: &str) -> std::net::IpAddr {
+        s.parse().unwrap()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -237,22 +237,7 @@ mod tests {
         assert!(local.admit("webhook", "ftp://127.0.0.1/").is_err());
     }
 
-    /// A TCP listener on the loopback that accepts nothing by itself: a connection made to
-    /// it waits in its backlog, where [`accepted_none`] finds it.
-    fn listener() -> (std::net::TcpListener, u16) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        (listener, port)
-    }
-
-    fn accepted_none(listener: &std::net::TcpListener) -> bool {
-        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-    }
-
-    fn ip(s: &str) -> std::net::IpAddr {
-        s.parse().unwrap()
-    }
+    use crate::adapters::outbound_dns::test_support::{accepted_none, ip, listener};
 
     fn post<'a>(url: &'a str) -> WebhookPost<'a> {
         WebhookPost { label: "failure webhook of connection c1", url, body: b"{}", signing_secret: None, event_id: None }

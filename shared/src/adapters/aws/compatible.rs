@@ -258,20 +258,7 @@ mod tests {
         assert_eq!(check_endpoint("https://notamazonaws.com", &read(false)).map_err(|e| e.to_string()), Ok(()));
     }
 
-    fn listener() -> (std::net::TcpListener, u16) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        (listener, port)
-    }
-
-    fn accepted_none(listener: &std::net::TcpListener) -> bool {
-        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-    }
-
-    fn ip(s: &str) -> std::net::IpAddr {
-        s.parse().unwrap()
-    }
+    use crate::adapters::outbound_dns::test_support::{accepted_none, ip, listener};
 
     fn store_at(endpoint: &str, lookup: std::sync::Arc<crate::adapters::outbound_dns::StaticLookup>) -> S3Store {
         let dest = Destination::s3_compatible(endpoint, "acme-events", "exports", "auto", true, "AKIAEXAMPLEKEY", crate::model::secret::Secret::new("s3cr3t"));
