@@ -24,6 +24,17 @@ impl Hasher for PassThrough {
     }
 }
 
+/// The 64-bit fingerprint of a (`device_id`, `$insert_id`) key: std's SipHash-1-3 with
+/// fixed zero keys, deterministic across runs, hosts and threads.
+pub fn fingerprint(device_id: &[u8], insert_id: &[u8]) -> u64 {
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    h.write(device_id);
+    h.write_u8(0xff);
+    h.write(insert_id);
+    h.finish()
+}
+
 #[derive(Default)]
 pub struct Deduplicator {
     seen: HashSet<u64, BuildHasherDefault<PassThrough>>,
@@ -36,13 +47,12 @@ impl Deduplicator {
 
     /// True the first time a key is seen, false for every later duplicate.
     pub fn first_time(&mut self, device_id: &[u8], insert_id: &[u8]) -> bool {
-        // std's SipHash-1-3 with fixed zero keys: deterministic across runs and hosts.
-        #[allow(deprecated)]
-        let mut h = std::hash::SipHasher::new();
-        h.write(device_id);
-        h.write_u8(0xff);
-        h.write(insert_id);
-        self.seen.insert(h.finish())
+        self.first_time_fingerprint(fingerprint(device_id, insert_id))
+    }
+
+    /// [`Self::first_time`] for a key already fingerprinted (by a normalising thread).
+    pub fn first_time_fingerprint(&mut self, key: u64) -> bool {
+        self.seen.insert(key)
     }
 
     pub fn len(&self) -> usize {
