@@ -83,8 +83,11 @@ pub fn for_each_event(
     mut visit: impl FnMut(Prepared<'_>) -> Result<()>,
 ) -> Result<()> {
     let n = workers.max(1);
+    // One batch being read, one being consumed, one per worker: enough to keep every
+    // thread busy, and what bounds the memory of the pipeline.
+    let circulating = n + 2;
     std::thread::scope(|scope| {
-        let (free_tx, free_rx) = mpsc::sync_channel::<Batch>(2 * n + 2);
+        let (free_tx, free_rx) = mpsc::sync_channel::<Batch>(circulating);
         let mut to_workers = Vec::with_capacity(n);
         let mut from_workers = Vec::with_capacity(n);
         let mut worker_threads = Vec::with_capacity(n);
@@ -98,7 +101,7 @@ pub fn for_each_event(
         }
         let reader = std::thread::Builder::new()
             .name("lake-reader".into())
-            .spawn_scoped(scope, move || read(lake, files, handle, to_workers, free_rx, 2 * n + 2))
+            .spawn_scoped(scope, move || read(lake, files, handle, to_workers, free_rx, circulating))
             .map_err(|e| ExportError::Internal(format!("cannot start the lake reader: {e}")))?;
         // In order: batch k comes back from worker k mod n. Returning drops the receivers
         // and the free list, which stops the workers and the reader on an early error.
@@ -143,7 +146,8 @@ fn read(
     let next = |made: &mut usize| -> Result<Batch> {
         if *made < max {
             *made += 1;
-            return Ok(Batch::default());
+            // Sized once, so the text never reallocates as it fills.
+            return Ok(Batch { text: Vec::with_capacity(BATCH_BYTES + (64 << 10)), ..Batch::default() });
         }
         let mut b = free.recv().map_err(|_| stopped())?;
         b.text.clear();

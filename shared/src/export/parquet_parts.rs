@@ -132,13 +132,24 @@ impl ColumnBuilder {
         Ok(())
     }
 
+    /// The batch's array; the builder starts the next batch at this one's size, so its
+    /// buffers are allocated once a batch instead of regrowing (and fragmenting the heap).
     fn finish(&mut self) -> ArrayRef {
         match self {
-            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
-            ColumnBuilder::Int(b) => Arc::new(b.finish()),
-            ColumnBuilder::Float(b) => Arc::new(b.finish()),
-            ColumnBuilder::Bool(b) => Arc::new(b.finish()),
-            ColumnBuilder::Text(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => {
+                let a = b.finish();
+                *b = TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC");
+                Arc::new(a)
+            }
+            ColumnBuilder::Int(b) => Arc::new(std::mem::replace(b, Int64Builder::with_capacity(BATCH_ROWS)).finish()),
+            ColumnBuilder::Float(b) => Arc::new(std::mem::replace(b, Float64Builder::with_capacity(BATCH_ROWS)).finish()),
+            ColumnBuilder::Bool(b) => Arc::new(std::mem::replace(b, BooleanBuilder::with_capacity(BATCH_ROWS)).finish()),
+            ColumnBuilder::Text(b) => {
+                let a = b.finish();
+                let bytes = a.values().len();
+                *b = StringBuilder::with_capacity(BATCH_ROWS, bytes + bytes / 8 + 64);
+                Arc::new(a)
+            }
         }
     }
 }
