@@ -47,7 +47,8 @@ def main():
         con.execute(f"SET threads = {args.threads}")
     # A field missing from every sampled line would make the SELECT fail: read the union of
     # all names and add the ones the lake does not have as NULL.
-    con.execute("CREATE VIEW lake AS SELECT * FROM read_ndjson(?, union_by_name = true, ignore_errors = true)", [files])
+    listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+    con.execute(f"CREATE VIEW lake AS SELECT * FROM read_ndjson([{listed}], union_by_name = true, ignore_errors = true)")
     present = {row[0] for row in con.execute("DESCRIBE lake").fetchall()}
     cols = ", ".join(f'"{f}"' if f in present else f'NULL AS "{f}"' for f in FIELDS)
     out = args.out.replace("'", "''")

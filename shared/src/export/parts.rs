@@ -69,6 +69,9 @@ pub struct PartStats {
     pub sha256: String,
 }
 
+/// A block's deflate output and its input buffer (returned for reuse), or the error.
+type Deflated = std::result::Result<(Vec<u8>, Vec<u8>), String>;
+
 /// Streams one gzip member: `write` lines in, compressed chunks out to `sink` in order.
 pub struct GzipPartEncoder<S: FnMut(Vec<u8>) -> Result<()>> {
     pool: CompressionPool,
@@ -80,7 +83,7 @@ pub struct GzipPartEncoder<S: FnMut(Vec<u8>) -> Result<()>> {
     compressed: u64,
     sha: Sha256,
     /// Compressed blocks in order, each with its input buffer to be reused.
-    pending: VecDeque<mpsc::Receiver<std::result::Result<(Vec<u8>, Vec<u8>), String>>>,
+    pending: VecDeque<mpsc::Receiver<Deflated>>,
     /// Input buffers back from the pool: a part reuses the same few megabytes instead of
     /// allocating (and fragmenting the heap with) a new one for every block.
     spare: Vec<Vec<u8>>,
