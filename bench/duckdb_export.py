@@ -30,6 +30,18 @@ FIELDS = [
     "session_id", "device_family", "sample_rate", "idfa", "client_event_time",
 ]
 assert len(FIELDS) == 49
+TIMESTAMPS = {"server_received_time", "event_time", "processed_time", "user_creation_time", "client_upload_time", "server_upload_time", "client_event_time"}
+INTS = {"app", "$schema", "amplitude_id", "event_id", "session_id"}
+FLOATS = {"location_lat", "location_lng"}
+BOOLS = {"paying", "is_attribution_event"}
+JSONS = {"group_properties", "user_properties", "groups", "event_properties", "data", "amplitude_attribution_ids"}
+
+
+def column_type(field):
+    for names, t in ((TIMESTAMPS, "TIMESTAMP"), (INTS, "BIGINT"), (FLOATS, "DOUBLE"), (BOOLS, "BOOLEAN"), (JSONS, "JSON")):
+        if field in names:
+            return t
+    return "VARCHAR"
 
 
 def main():
@@ -45,12 +57,13 @@ def main():
     con = duckdb.connect()
     if args.threads:
         con.execute(f"SET threads = {args.threads}")
-    # A field missing from every sampled line would make the SELECT fail: read the union of
-    # all names and add the ones the lake does not have as NULL.
+    # The columns and their types given up front, as our Parquet schema has them
+    # (shared/src/export/columns.rs): no sniffing pass over the files, and a field absent
+    # from the lake reads as NULL.
+    columns = ", ".join(f"'{f}': '{column_type(f)}'" for f in FIELDS)
     listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    con.execute(f"CREATE VIEW lake AS SELECT * FROM read_ndjson([{listed}], union_by_name = true, ignore_errors = true)")
-    present = {row[0] for row in con.execute("DESCRIBE lake").fetchall()}
-    cols = ", ".join(f'"{f}"' if f in present else f'NULL AS "{f}"' for f in FIELDS)
+    con.execute(f"CREATE VIEW lake AS SELECT * FROM read_ndjson([{listed}], columns = {{{columns}}})")
+    cols = ", ".join(f'"{f}"' for f in FIELDS)
     out = args.out.replace("'", "''")
     con.execute(
         f"""COPY (
