@@ -21,9 +21,10 @@ use crate::export::lake::{list_hour_files, read_files_blocking, InvalidRecord, L
 use crate::export::layout::{lake_events_prefix, lake_merges_prefix};
 use crate::export::manifest::{DataReport, LakeInput, Manifest};
 use crate::export::merged_ids::normalize_merge;
+use crate::export::parallel::{for_each_event, EventPrep, Prepared};
 use crate::export::part_writer::{self, PartWriter};
 use crate::export::parts::CompressionPool;
-use crate::export::schema::{ExportEvent, Normalizer};
+use crate::export::schema::Normalizer;
 use crate::export::spec::ExportSpec;
 use crate::hour::UtcHour;
 use crate::model::format::PartFormat;
@@ -334,7 +335,7 @@ async fn export_late(
         // whole hour is what must fit, not only the new files.
         let whole: Vec<ObjectMeta> = old.iter().chain(new.iter()).cloned().collect();
         settings.limits.check(hour, &whole, Some(&events))?;
-        let dedup = replay_dedup(spec, targets, old).await?;
+        let dedup = replay_dedup(spec, targets, settings, old).await?;
         let first_part = events.files.iter().filter_map(|f| f.part).max().map_or(0, |p| p + 1);
         late = export_events(spec, targets, hour, filter, settings, new, first_part, dedup).await?;
         events.extend(late.clone());
@@ -375,20 +376,16 @@ pub async fn late_merge_files(lake: &dyn ObjectStore, spec: &ExportSpec, manifes
 }
 
 /// The de-duplication set of the events in lake files already exported.
-async fn replay_dedup(spec: &ExportSpec, targets: &ExportTargets, files: Vec<ObjectMeta>) -> Result<Deduplicator> {
+async fn replay_dedup(spec: &ExportSpec, targets: &ExportTargets, settings: &ExportSettings, files: Vec<ObjectMeta>) -> Result<Deduplicator> {
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
-    let normalizer = Normalizer::new(&spec.project_id, spec.timestamp_format);
+    let prep = EventPrep { normalizer: Normalizer::new(&spec.project_id, spec.timestamp_format), filter: None, field_policy: None };
+    let workers = settings.pool.threads();
     tokio::task::spawn_blocking(move || {
         let mut dedup = Deduplicator::new();
-        let mut event = ExportEvent::default();
-        read_files_blocking(&lake, &files, &handle, |item| {
-            if let LakeItem::Line { bytes, .. } = item {
-                if normalizer.normalize(bytes, &mut event).is_ok() {
-                    if let Some((device, insert)) = event.dedup_key() {
-                        dedup.first_time(device, insert);
-                    }
-                }
+        for_each_event(&lake, &files, &handle, workers, &prep, |item| {
+            if let Prepared::Event { key: Some(key), .. } = item {
+                dedup.first_time_fingerprint(key);
             }
             Ok(())
         })
@@ -415,46 +412,39 @@ async fn export_events(
     let (mut writer, uploader) = PartWriter::start(targets.events.clone(), settings.pool.clone(), settings.gzip_level, spec.format);
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
-    let normalizer = Normalizer::new(&spec.project_id, spec.timestamp_format);
+    let prep = EventPrep { normalizer: Normalizer::new(&spec.project_id, spec.timestamp_format), filter, field_policy: spec.field_policy.clone() };
     let part_size = settings.part_size_bytes;
-    let field_policy = spec.field_policy.clone();
+    let workers = settings.pool.threads();
     let pipeline = tokio::task::spawn_blocking(move || {
         let mut report = DataReport { lake_files: files.len() as u64, lake_inputs: inputs_of(&files), ..DataReport::default() };
-        let mut event = ExportEvent::default();
-        let mut policy_scratch = Vec::new();
         let mut next_part = first_part;
-        read_files_blocking(&lake, &files, &handle, |item| {
-            let Some((file, line, bytes)) = line_or_record(&mut report, item) else {
-                return Ok(());
+        // Every decision that depends on order is taken here, one line after the other in
+        // lake order: the same lake gives the same parts at any thread count.
+        for_each_event(&lake, &files, &handle, workers, &prep, |item| {
+            let (event, key, kept) = match item {
+                Prepared::Invalid(rec) => {
+                    report.record_invalid(rec);
+                    return Ok(());
+                }
+                Prepared::Event { event, key, kept } => (event, key, kept),
             };
-            if let Err(reason) = normalizer.normalize(bytes, &mut event) {
-                report.record_invalid(InvalidRecord { file: file.to_string(), line, reason: reason.0 });
-                return Ok(());
-            }
             report.accounting.read += 1;
-            if let Some((device, insert)) = event.dedup_key() {
-                if !dedup.first_time(device, insert) {
+            if let Some(key) = key {
+                if !dedup.first_time_fingerprint(key) {
                     report.accounting.duplicates += 1;
                     return Ok(());
                 }
             }
-            if let Some(f) = &filter {
-                if !f.matches(&event) {
-                    report.accounting.filtered += 1;
-                    return Ok(());
-                }
-            }
-            // After the filter and de-duplication, which see the original values.
-            if let Some(policy) = &field_policy {
-                policy.apply(&mut event, &mut policy_scratch);
+            if !kept {
+                report.accounting.filtered += 1;
+                return Ok(());
             }
             report.accounting.exported += 1;
             if !writer.is_open() {
                 writer.open(layout.part_key(hour, next_part), Some(next_part))?;
                 next_part += 1;
             }
-            event.line.push(b'\n');
-            writer.write_event(&event)?;
+            writer.write_event(event)?;
             if writer.uncompressed_len() >= part_size {
                 report.files.extend(writer.close()?);
                 crash_point("between_parts");

@@ -14,6 +14,7 @@ pub mod layout;
 pub mod limits;
 pub mod manifest;
 pub mod merged_ids;
+pub mod parallel;
 pub mod parquet_parts;
 pub mod part_writer;
 pub mod parts;

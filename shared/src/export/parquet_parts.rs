@@ -4,9 +4,11 @@
 //! The pipeline thread appends each event to column builders; every [`BATCH_ROWS`] rows the
 //! finished arrays go to an encoding thread, which encodes the columns of the batch in
 //! parallel on the compression pool while the pipeline fills the next batch. A row group
-//! closes at [`ROW_GROUP_ROWS`] rows or [`ROW_GROUP_JSON_BYTES`] of event JSON, whichever
-//! comes first; its column chunks are then written out in schema order and leave memory, so
-//! a part is never held whole. Each column is encoded by one writer in one order, so the
+//! closes at [`ROW_GROUP_ROWS`] rows, [`ROW_GROUP_JSON_BYTES`] of event JSON or
+//! [`ROW_GROUP_MEMORY_BYTES`] held by its column writers (encoded pages and dictionaries),
+//! whichever comes first; its column chunks are then written out in schema order and leave
+//! memory, so neither a part nor an unbounded row group is ever held. Each column is encoded
+//! by one writer in one order and every limit is checked between the same batches, so the
 //! bytes depend only on the events, never on the number of threads.
 
 use std::io::Write;
@@ -22,6 +24,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -30,13 +33,19 @@ use crate::export::columns::{column_type, export_columns, ColumnType};
 use crate::export::parts::{CompressionPool, PartStats};
 use crate::export::schema::{ExportEvent, EXPORT_FIELDS};
 
-/// Rows per batch handed to the encoder.
-pub const BATCH_ROWS: usize = 8192;
+/// Rows per batch handed to the encoder (about 2 MiB of arrays; three are alive at once).
+pub const BATCH_ROWS: usize = 2048;
 /// A row group closes at this many rows...
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
 /// ...or once its events held this much JSON (about the uncompressed size engines plan
 /// row groups by; with the default part size a part is one row group).
 pub const ROW_GROUP_JSON_BYTES: u64 = 128 << 20;
+/// ...or once its column writers hold this much (encoded pages, dictionaries, the open
+/// pages): what bounds an encoder's memory whatever the part size and the data.
+pub const ROW_GROUP_MEMORY_BYTES: usize = 16 << 20;
+/// Columns of (nearly) unique values: a dictionary cannot pay for itself there, yet it
+/// would be built up to its size limit, held, and then thrown away in every row group.
+const NO_DICTIONARY: [&str; 5] = ["uuid", "$insert_id", "device_id", "user_id", "amplitude_id"];
 /// zstd level: zstd's own default, the usual speed/size balance for lake files.
 pub const ZSTD_LEVEL: i32 = 3;
 /// Bytes gathered before a chunk goes to the upload.
@@ -123,13 +132,24 @@ impl ColumnBuilder {
         Ok(())
     }
 
+    /// The batch's array; the builder starts the next batch at this one's size, so its
+    /// buffers are allocated once a batch instead of regrowing (and fragmenting the heap).
     fn finish(&mut self) -> ArrayRef {
         match self {
-            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
-            ColumnBuilder::Int(b) => Arc::new(b.finish()),
-            ColumnBuilder::Float(b) => Arc::new(b.finish()),
-            ColumnBuilder::Bool(b) => Arc::new(b.finish()),
-            ColumnBuilder::Text(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => {
+                let a = b.finish();
+                *b = TimestampMicrosecondBuilder::with_capacity(BATCH_ROWS).with_timezone("UTC");
+                Arc::new(a)
+            }
+            ColumnBuilder::Int(b) => Arc::new(std::mem::replace(b, Int64Builder::with_capacity(BATCH_ROWS)).finish()),
+            ColumnBuilder::Float(b) => Arc::new(std::mem::replace(b, Float64Builder::with_capacity(BATCH_ROWS)).finish()),
+            ColumnBuilder::Bool(b) => Arc::new(std::mem::replace(b, BooleanBuilder::with_capacity(BATCH_ROWS)).finish()),
+            ColumnBuilder::Text(b) => {
+                let a = b.finish();
+                let bytes = a.values().len();
+                *b = StringBuilder::with_capacity(BATCH_ROWS, bytes + bytes / 8 + 64);
+                Arc::new(a)
+            }
         }
     }
 }
@@ -164,19 +184,23 @@ pub struct ParquetPartEncoder {
 struct RowGroupLimits {
     rows: usize,
     json_bytes: u64,
+    memory_bytes: usize,
 }
 
 impl ParquetPartEncoder {
     pub fn new<S: FnMut(Vec<u8>) -> Result<()> + Send + 'static>(pool: CompressionPool, sink: S) -> Result<Self> {
-        Self::with_limits(pool, sink, RowGroupLimits { rows: ROW_GROUP_ROWS, json_bytes: ROW_GROUP_JSON_BYTES })
+        Self::with_limits(pool, sink, RowGroupLimits { rows: ROW_GROUP_ROWS, json_bytes: ROW_GROUP_JSON_BYTES, memory_bytes: ROW_GROUP_MEMORY_BYTES })
     }
 
     fn with_limits<S: FnMut(Vec<u8>) -> Result<()> + Send + 'static>(pool: CompressionPool, sink: S, limits: RowGroupLimits) -> Result<Self> {
         let schema = arrow_schema();
-        let properties = WriterProperties::builder()
+        let mut properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).map_err(parquet_error)?))
-            .set_max_row_group_row_count(Some(limits.rows))
-            .build();
+            .set_max_row_group_row_count(Some(limits.rows));
+        for column in NO_DICTIONARY {
+            properties = properties.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        let properties = properties.build();
         let out = HashingSink { sink: Box::new(sink), buffer: Vec::with_capacity(CHUNK_BYTES), bytes: 0, sha: Sha256::new() };
         // Through ArrowWriter so the footer carries the Arrow schema (time zone included).
         let (file, factory) = ArrowWriter::try_new_with_options(out, schema.clone(), ArrowWriterOptions::new().with_properties(properties))
@@ -185,7 +209,7 @@ impl ParquetPartEncoder {
         let (stage, inbox) = mpsc::sync_channel(1);
         let encoder = std::thread::Builder::new()
             .name("parquet-part".into())
-            .spawn(move || encode_file(file, factory, schema, pool, inbox))
+            .spawn(move || encode_file(file, factory, schema, pool, inbox, limits.memory_bytes))
             .map_err(|e| ExportError::Internal(format!("cannot start the parquet encoder: {e}")))?;
         let types: Vec<ColumnType> = (0..EXPORT_FIELDS.len()).map(column_type).collect();
         Ok(ParquetPartEncoder {
@@ -259,6 +283,7 @@ fn encode_file(
     schema: SchemaRef,
     pool: CompressionPool,
     inbox: mpsc::Receiver<StageMsg>,
+    memory_bytes: usize,
 ) -> Result<Written> {
     let mut open: Option<Vec<ArrowColumnWriter>> = None;
     let mut row_groups = 0usize;
@@ -286,6 +311,9 @@ fn encode_file(
                     leaves.extend(compute_leaves(field, column).map_err(parquet_error)?);
                 }
                 pool.install(|| writers.par_iter_mut().zip(leaves).try_for_each(|(w, leaf)| w.write(&leaf))).map_err(parquet_error)?;
+                if writers.iter().map(ArrowColumnWriter::memory_size).sum::<usize>() >= memory_bytes {
+                    close_group(&mut file, open.take().expect("opened above"))?;
+                }
             }
             StageMsg::EndRowGroup => {
                 if let Some(writers) = open.take() {
@@ -392,7 +420,7 @@ mod tests {
     #[test]
     fn parts_read_back_typed_and_are_independent_of_threads() {
         let input = events(2 * BATCH_ROWS + 77);
-        let limits = RowGroupLimits { rows: 5000, json_bytes: u64::MAX };
+        let limits = RowGroupLimits { rows: 5000, json_bytes: u64::MAX, memory_bytes: usize::MAX };
         let (one, stats) = encode(&input, 1, limits);
         let (four, _) = encode(&input, 4, limits);
         assert!(one == four, "thread count changed the bytes");
@@ -451,12 +479,34 @@ mod tests {
     fn a_row_group_closes_at_its_json_size_and_an_empty_part_is_a_valid_file() {
         let input = events(1000);
         let per_event = input[0].line.len() as u64;
-        let (bytes, _) = encode(&input, 2, RowGroupLimits { rows: usize::MAX, json_bytes: 300 * per_event });
+        let (bytes, _) = encode(&input, 2, RowGroupLimits { rows: usize::MAX, json_bytes: 300 * per_event, memory_bytes: usize::MAX });
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
         assert!((3..=5).contains(&reader.metadata().num_row_groups()), "{} row groups", reader.metadata().num_row_groups());
-        let (empty, stats) = encode(&[], 1, RowGroupLimits { rows: 10, json_bytes: 10 });
+        let (empty, stats) = encode(&[], 1, RowGroupLimits { rows: 10, json_bytes: 10, memory_bytes: 10 });
         assert_eq!(stats.events, 0);
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(empty)).unwrap();
         assert_eq!(reader.metadata().file_metadata().num_rows(), 0);
+    }
+
+    #[test]
+    fn a_row_group_closes_at_its_writers_memory_the_same_way_at_any_thread_count_and_ids_have_no_dictionary() {
+        let input = events(3 * BATCH_ROWS);
+        let limits = RowGroupLimits { rows: usize::MAX, json_bytes: u64::MAX, memory_bytes: 64 << 10 };
+        let (one, _) = encode(&input, 1, limits);
+        let (two, _) = encode(&input, 2, limits);
+        assert!(one == two, "thread count changed the bytes");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(one)).unwrap();
+        let meta = reader.metadata();
+        assert!(meta.num_row_groups() >= 2, "{} row groups under a 64 KiB memory bound", meta.num_row_groups());
+        assert_eq!(meta.file_metadata().num_rows() as usize, input.len());
+        let (unbounded, _) = encode(&input, 1, RowGroupLimits { rows: usize::MAX, json_bytes: u64::MAX, memory_bytes: usize::MAX });
+        let meta = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(unbounded)).unwrap().metadata().clone();
+        assert_eq!(meta.num_row_groups(), 1);
+        let group = meta.row_group(0);
+        let has_dictionary = |name: &str| group.column(EXPORT_FIELDS.iter().position(|f| *f == name).unwrap()).dictionary_page_offset().is_some();
+        for name in NO_DICTIONARY {
+            assert!(!has_dictionary(name), "{name} has a dictionary");
+        }
+        assert!(has_dictionary("event_type") && has_dictionary("platform"), "other strings keep theirs");
     }
 }

@@ -18,8 +18,9 @@ use crate::export::schema::ExportEvent;
 use crate::model::format::PartFormat;
 use crate::ports::{ObjectStore, StreamingUpload};
 
-/// Chunks in flight between the compressor and the upload (bounds memory).
-const CHANNEL_CHUNKS: usize = 16;
+/// Chunks in flight between the compressor and the upload (bounds memory: a Parquet chunk
+/// is 1 MiB; more would only queue behind a slow upload).
+const CHANNEL_CHUNKS: usize = 4;
 
 enum UploadMsg {
     Begin(String),

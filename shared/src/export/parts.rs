@@ -69,6 +69,9 @@ pub struct PartStats {
     pub sha256: String,
 }
 
+/// A block's deflate output and its input buffer (returned for reuse), or the error.
+type Deflated = std::result::Result<(Vec<u8>, Vec<u8>), String>;
+
 /// Streams one gzip member: `write` lines in, compressed chunks out to `sink` in order.
 pub struct GzipPartEncoder<S: FnMut(Vec<u8>) -> Result<()>> {
     pool: CompressionPool,
@@ -79,7 +82,11 @@ pub struct GzipPartEncoder<S: FnMut(Vec<u8>) -> Result<()>> {
     uncompressed: u64,
     compressed: u64,
     sha: Sha256,
-    pending: VecDeque<mpsc::Receiver<std::result::Result<Vec<u8>, String>>>,
+    /// Compressed blocks in order, each with its input buffer to be reused.
+    pending: VecDeque<mpsc::Receiver<Deflated>>,
+    /// Input buffers back from the pool: a part reuses the same few megabytes instead of
+    /// allocating (and fragmenting the heap with) a new one for every block.
+    spare: Vec<Vec<u8>>,
     sink: S,
     started: bool,
 }
@@ -96,6 +103,7 @@ impl<S: FnMut(Vec<u8>) -> Result<()>> GzipPartEncoder<S> {
             compressed: 0,
             sha: Sha256::new(),
             pending: VecDeque::new(),
+            spare: Vec::new(),
             sink,
             started: false,
         }
@@ -136,7 +144,8 @@ impl<S: FnMut(Vec<u8>) -> Result<()>> GzipPartEncoder<S> {
     /// Hands the current block to the pool; keeps at most 2 blocks per thread in flight so
     /// memory stays bounded whatever the input size.
     fn submit(&mut self, last: bool) -> Result<()> {
-        let block = std::mem::replace(&mut self.block, Vec::with_capacity(if last { 0 } else { BLOCK_SIZE }));
+        let next = if last { Vec::new() } else { self.spare.pop().unwrap_or_else(|| Vec::with_capacity(BLOCK_SIZE)) };
+        let block = std::mem::replace(&mut self.block, next);
         let dictionary = std::mem::take(&mut self.dictionary);
         if !last {
             self.dictionary = block[block.len().saturating_sub(WINDOW)..].to_vec();
@@ -144,7 +153,7 @@ impl<S: FnMut(Vec<u8>) -> Result<()>> GzipPartEncoder<S> {
         let level = self.level;
         let (tx, rx) = mpsc::sync_channel(1);
         self.pool.pool.spawn(move || {
-            let _ = tx.send(deflate_block(&block, &dictionary, level, last));
+            let _ = tx.send(deflate_block(&block, &dictionary, level, last).map(|out| (out, block)));
         });
         self.pending.push_back(rx);
         while self.pending.len() > 2 * self.pool.threads {
@@ -155,10 +164,14 @@ impl<S: FnMut(Vec<u8>) -> Result<()>> GzipPartEncoder<S> {
 
     fn drain_one(&mut self) -> Result<()> {
         if let Some(rx) = self.pending.pop_front() {
-            let out = rx
+            let (out, mut block) = rx
                 .recv()
                 .map_err(|_| ExportError::Internal("compression thread vanished".into()))?
                 .map_err(|e| ExportError::Internal(format!("deflate failed: {e}")))?;
+            if block.capacity() >= BLOCK_SIZE {
+                block.clear();
+                self.spare.push(block);
+            }
             self.emit(out)?;
         }
         Ok(())
