@@ -73,7 +73,9 @@ fn stopped() -> ExportError {
 }
 
 /// Reads `files` in order and calls `visit` for each line, in lake order, with `workers`
-/// threads normalising (at least one).
+/// threads normalising. With one worker (the deployed function's single vCPU) everything
+/// runs on the calling thread: handing batches between three threads on one core only
+/// costs (about 9 % of Parquet throughput, measured), and the output is the same.
 pub fn for_each_event(
     lake: &Arc<dyn ObjectStore>,
     files: &[ObjectMeta],
@@ -82,7 +84,10 @@ pub fn for_each_event(
     prep: &EventPrep,
     mut visit: impl FnMut(Prepared<'_>) -> Result<()>,
 ) -> Result<()> {
-    let n = workers.max(1);
+    if workers <= 1 {
+        return inline(lake, files, handle, prep, visit);
+    }
+    let n = workers;
     // One batch being read, one being consumed, one per worker: enough to keep every
     // thread busy, and what bounds the memory of the pipeline.
     let circulating = n + 2;
@@ -130,6 +135,39 @@ pub fn for_each_event(
         sequenced?;
         read
     })
+}
+
+/// The same as the workers and the sequencer together, one line at a time, on this thread.
+fn inline(
+    lake: &Arc<dyn ObjectStore>,
+    files: &[ObjectMeta],
+    handle: &Handle,
+    prep: &EventPrep,
+    mut visit: impl FnMut(Prepared<'_>) -> Result<()>,
+) -> Result<()> {
+    let mut event = ExportEvent::default();
+    let mut scratch = Vec::new();
+    read_files_blocking(lake, files, handle, |item| match item {
+        LakeItem::Broken(rec) => visit(Prepared::Invalid(rec)),
+        LakeItem::Line { file, line, bytes } => match prepare(prep, bytes, &mut event, &mut scratch) {
+            Ok((key, kept)) => visit(Prepared::Event { event: &event, key, kept }),
+            Err(reason) => visit(Prepared::Invalid(InvalidRecord { file: file.to_string(), line, reason })),
+        },
+    })
+}
+
+/// One line: normalised into `event`, its de-duplication fingerprint and the filter's
+/// verdict taken on the original values, then the field policy applied to a kept event;
+/// or why it is invalid.
+fn prepare(prep: &EventPrep, line: &[u8], event: &mut ExportEvent, scratch: &mut Vec<u8>) -> std::result::Result<(Option<u64>, bool), String> {
+    prep.normalizer.normalize(line, event).map_err(|reason| reason.0)?;
+    let key = event.dedup_key().map(|(device, insert)| fingerprint(device, insert));
+    let kept = prep.filter.as_ref().is_none_or(|f| f.matches(event));
+    if let (true, Some(policy)) = (kept, &prep.field_policy) {
+        policy.apply(event, scratch);
+    }
+    event.line.push(b'\n');
+    Ok((key, kept))
 }
 
 fn read(
@@ -198,20 +236,13 @@ fn work(files: &[ObjectMeta], prep: &EventPrep, inbox: Receiver<Batch>, outbox: 
             if batch.events.len() == used {
                 batch.events.push(ExportEvent::default());
             }
-            let event = &mut batch.events[used];
-            if let Err(reason) = prep.normalizer.normalize(&batch.text[start as usize..end as usize], event) {
-                batch.outs.push(Out::Invalid(InvalidRecord { file: files[file as usize].key.clone(), line, reason: reason.0 }));
-                continue;
+            match prepare(prep, &batch.text[start as usize..end as usize], &mut batch.events[used], &mut scratch) {
+                Ok((key, kept)) => {
+                    batch.outs.push(Out::Event { slot: used as u32, key, kept });
+                    used += 1;
+                }
+                Err(reason) => batch.outs.push(Out::Invalid(InvalidRecord { file: files[file as usize].key.clone(), line, reason })),
             }
-            let key = event.dedup_key().map(|(device, insert)| fingerprint(device, insert));
-            let kept = prep.filter.as_ref().is_none_or(|f| f.matches(event));
-            // After the filter and the fingerprint, which see the original values.
-            if let (true, Some(policy)) = (kept, &prep.field_policy) {
-                policy.apply(event, &mut scratch);
-            }
-            event.line.push(b'\n');
-            batch.outs.push(Out::Event { slot: used as u32, key, kept });
-            used += 1;
         }
         if outbox.send(batch).is_err() {
             return;
