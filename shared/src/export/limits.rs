@@ -30,9 +30,12 @@ impl Default for HourLimits {
     }
 }
 
-/// Compressed lake bytes one run reads per second (about 110k events/s at ~1 KB per event
-/// and the ~5x gzip ratio of the lake, with headroom for a slower destination).
-pub const LAKE_BYTES_PER_SECOND: u64 = 15_000_000;
+/// Compressed lake bytes one run reads per second on one vCPU, the deployed function's size
+/// and the slowest case: JSON parts at ~68k events/s of ~176 gzipped lake bytes each
+/// (12 MB/s, README "How large an hour one run finishes"), less headroom for a slower
+/// destination. Larger functions and Parquet are faster, so this refuses early rather than
+/// letting a run time out on an hour for ever.
+pub const LAKE_BYTES_PER_SECOND: u64 = 11_000_000;
 /// A gzipped lake file holds about this many times its size in JSON.
 const LAKE_GZIP_RATIO: u64 = 6;
 /// Bytes of raw JSON per event, and bytes of the de-duplication set per event.
