@@ -16,6 +16,7 @@ use exporter::{ExportError, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::home::Home;
+use crate::report::rfc;
 
 /// What `backfill --json` prints.
 #[derive(Debug, serde::Serialize)]
@@ -104,7 +105,7 @@ pub async fn backfill(home: &Home, id: &str, from: &str, to: &str, allow_empty_l
     let complete = p.failures.is_empty() && p.cancelled_hours == 0 && p.unreported_hours() == 0;
     if json {
         let report = BackfillReport { connection_id: id.to_string(), range, complete, progress: p };
-        println!("{}", serde_json::to_string_pretty(&report).expect("the report serialises"));
+        crate::output::json(&report);
     } else {
         print!("{}", summary(&p, id, range));
     }
@@ -141,10 +142,6 @@ fn plural(n: u64) -> &'static str {
     } else {
         "hours"
     }
-}
-
-fn rfc(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn ranges_text(ranges: &[HourRange]) -> String {
@@ -229,7 +226,7 @@ pub struct CancelReport {
 pub async fn cancel(home: &Home, backfill_id: &str, now: DateTime<Utc>, json: bool) -> Result<ExitCode> {
     let p = backfill_logic::cancel(home.control.store().as_ref(), backfill_id, now).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&CancelReport { cancel_recorded: !p.is_finished(), progress: p }).expect("the report serialises"));
+        crate::output::json(&CancelReport { cancel_recorded: !p.is_finished(), progress: p });
     } else if p.is_finished() {
         println!("backfill {backfill_id} had already finished: nothing left to cancel ({} of {} hours exported)", p.exported_hours, p.total_hours);
     } else {

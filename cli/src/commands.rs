@@ -77,7 +77,7 @@ pub async fn export(home: &Home, id: &str, hour: &str, mode: &str, allow_empty_l
         serde_json::json!({"connection_id": id, "hour": hour.to_string(), "mode": mode.to_string(), "attempt": 1, "allow_empty_lake": allow_empty_lake});
     let response = exporter::delivery::invocation::handle_hourly(&home.services, &payload, None).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&response).expect("response serialises"));
+        crate::output::json(&response);
     } else {
         say(&report::hourly(&response));
     }
@@ -149,9 +149,9 @@ pub async fn tick(home: &Home, at: DateTime<Utc>, json: bool) -> Result<ExitCode
         record("retry", name, r);
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&TickReport { at, fired }).expect("serialises"));
+        crate::output::json(&TickReport { at, fired });
     } else if fired.is_empty() {
-        println!("nothing due at {} (no enabled connection, no retry due)", at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        println!("nothing due at {} (no enabled connection, no retry due)", report::rfc(at));
     }
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
@@ -180,7 +180,7 @@ pub async fn runs(home: &Home, id: &str, json: bool) -> Result<ExitCode> {
     runs.sort_by_key(|r| (r.started, r.hour, r.attempt));
     if json {
         let report = RunsReport { connection_id: id.to_string(), unreadable, runs };
-        println!("{}", serde_json::to_string_pretty(&report).expect("the runs serialise"));
+        crate::output::json(&report);
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(error) = &unreadable {
@@ -260,7 +260,7 @@ pub async fn verify(home: &Home, id_or_file: &str, json: bool) -> Result<ExitCod
     let ok = reports.iter().all(|r| r.all_passed());
     if json {
         let report = VerifyReport { connection_id: conn.id.clone(), all_passed: ok, destinations: reports };
-        println!("{}", serde_json::to_string_pretty(&report).expect("the reports serialise"));
+        crate::output::json(&report);
     } else {
         for report in &reports {
             print!("{}", report.table());
@@ -506,7 +506,7 @@ pub async fn list(home: &Home, json: bool) -> Result<ExitCode> {
         });
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "connections": listed })).expect("the list serialises"));
+        crate::output::json(&serde_json::json!({ "connections": listed }));
         return Ok(ExitCode::SUCCESS);
     }
     if listed.is_empty() {
@@ -553,7 +553,7 @@ pub async fn add_project(home: &Home, project: &str, org: &str, portfolio: bool)
 pub async fn list_projects(home: &Home, json: bool) -> Result<ExitCode> {
     let projects = home.control.list_projects().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "projects": projects })).expect("the list serialises"));
+        crate::output::json(&serde_json::json!({ "projects": projects }));
         return Ok(ExitCode::SUCCESS);
     }
     if projects.is_empty() {

@@ -450,8 +450,8 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
         Command::Policy { connection, role_template, account } => {
             commands::policy(&open(cli.cloud).await?, &connection, role_template.as_deref(), account.as_deref()).await
         }
-        Command::Network { connection: None } => network::network(None, None).await,
-        Command::Network { connection: Some(connection) } => network::network(Some(&open(cli.cloud).await?), Some(&connection)).await,
+        Command::Network { connection: None } => network::network(None),
+        Command::Network { connection: Some(connection) } => network::network(Some(&commands::load(&open(cli.cloud).await?, &connection).await?)),
         Command::Ddl { connection, engine } => commands::ddl(&open(cli.cloud).await?, &connection, &engine).await,
         Command::Projects { action } => {
             let home = open(cli.cloud).await?;

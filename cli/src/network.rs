@@ -6,12 +6,12 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use exporter::adapters::egress::{self, EGRESS_IPS_ENV, S3_ENDPOINT_ENV};
+use exporter::control::connection::Connection;
 use exporter::model::destination::Destination;
 use exporter::{ExportError, Result};
 
-use crate::home::Home;
-
-pub async fn network(home: Option<&Home>, connection: Option<&str>) -> Result<ExitCode> {
+/// `connection`: the one whose destinations are shown; `None`, every destination kind.
+pub fn network(connection: Option<&Connection>) -> Result<ExitCode> {
     let addresses = egress::parse(&std::env::var(EGRESS_IPS_ENV).unwrap_or_default())
         .map_err(|e| ExportError::invalid_config(EGRESS_IPS_ENV, e, "Set it to the stack's EgressIpAddresses output."))?;
     if addresses.is_empty() {
@@ -23,13 +23,8 @@ pub async fn network(home: Option<&Home>, connection: Option<&str>) -> Result<Ex
         ));
     }
     let endpoint = std::env::var(S3_ENDPOINT_ENV).ok().filter(|v| !v.is_empty());
-    let destinations: Vec<Destination> = match (home, connection) {
-        (Some(home), Some(id)) => {
-            let conn = crate::commands::load(home, id).await?;
-            std::iter::once(conn.destination).chain(conn.merged_ids_destination).collect()
-        }
-        _ => Vec::new(),
-    };
+    let destinations: Vec<&Destination> =
+        connection.map(|c| std::iter::once(&c.destination).chain(c.merged_ids_destination.iter()).collect()).unwrap_or_default();
     println!("Egress addresses: {}", egress::listed(&addresses));
     println!("Every request the export functions send to a customer's store or webhook comes from these addresses,");
     println!("except requests to S3 buckets in the stack's own region, which go through its S3 gateway endpoint.\n");
@@ -38,7 +33,7 @@ pub async fn network(home: Option<&Home>, connection: Option<&str>) -> Result<Ex
         print!("{}", s3("BUCKET", "PREFIX", &addresses, endpoint.as_deref()));
         print!("{}", compatible(&addresses));
     }
-    for dest in &destinations {
+    for dest in destinations {
         match dest {
             Destination::Azure { account_url, .. } => {
                 let account = egress::azure_account(account_url).unwrap_or_else(|| "ACCOUNT".into());

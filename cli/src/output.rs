@@ -62,6 +62,12 @@ impl Write for LogWriter {
     }
 }
 
+/// The one document a `--json` command prints on stdout (pretty, then a line break). Our
+/// report types always serialise; a failure would be a bug, not the user's input.
+pub fn json(document: &impl serde::Serialize) {
+    write(Stream::Stdout, format_args!("{}", serde_json::to_string_pretty(document).expect("a report serialises to JSON")), true);
+}
+
 #[allow(unused_macros)]
 macro_rules! println {
     () => { $crate::output::write($crate::output::Stream::Stdout, format_args!(""), true) };

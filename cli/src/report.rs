@@ -89,7 +89,8 @@ fn next_step(h: &HourResult) -> String {
     }
 }
 
-fn rfc(t: chrono::DateTime<chrono::Utc>) -> String {
+/// A time as the CLI prints it: RFC 3339, whole seconds, `Z`.
+pub fn rfc(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 

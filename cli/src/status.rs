@@ -183,7 +183,7 @@ pub async fn status_table(home: &Home, now: DateTime<Utc>) -> Result<String> {
 
 pub async fn status(home: &Home, now: DateTime<Utc>, json: bool) -> Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&report(home, now).await?).expect("the report serialises"));
+        crate::output::json(&report(home, now).await?);
     } else {
         print!("{}", status_table(home, now).await?);
     }

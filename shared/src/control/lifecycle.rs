@@ -25,7 +25,8 @@ pub async fn create_connection(
     control.check_project(&conn).await?;
     // No two connections write the same keys (see `key_space`): refused before any probe.
     crate::control::key_space::refuse_coinciding(control, &conn).await?;
-    for dest in std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()) {
+    let destinations: Vec<&Destination> = std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()).collect();
+    for dest in &destinations {
         prober.admit(dest).await?;
     }
     if let Some(hook) = &conn.webhook {
@@ -34,7 +35,6 @@ pub async fn create_connection(
     if let Some(url) = &conn.failure_webhook {
         prober.admit_webhook("failure_webhook", url.expose()).await?;
     }
-    let destinations: Vec<&Destination> = std::iter::once(&conn.destination).chain(conn.merged_ids_destination.iter()).collect();
     let mut reports = Vec::new();
     for dest in &destinations {
         reports.push(prober.probe(dest, &conn.project_id).await);
