@@ -274,10 +274,22 @@ enum Command {
         /// Keep the generated lake here (default: a temporary folder).
         #[arg(long)]
         dir: Option<PathBuf>,
-        /// Part format: json (gzipped JSON lines) or parquet.
-        #[arg(long, default_value = "json", value_parser = parse_format)]
-        format: exporter::model::format::PartFormat,
+        /// Part format: json (gzipped JSON lines), parquet, or both (the default): the same
+        /// hour exported in each format by its own process, then Parquet's speed over JSON's.
+        #[arg(long, default_value = "both", value_parser = parse_bench_formats)]
+        format: bench::Formats,
+        /// The lake under --dir is already generated (what `--format both` passes to each
+        /// format's process).
+        #[arg(long, hide = true, requires = "dir")]
+        lake_ready: bool,
     },
+}
+
+fn parse_bench_formats(text: &str) -> Result<bench::Formats, String> {
+    match text {
+        "both" => Ok(bench::Formats::Both),
+        _ => parse_format(text).map(bench::Formats::One).map_err(|_| format!("{text:?} is not a part format: use json, parquet or both")),
+    }
 }
 
 fn parse_format(text: &str) -> Result<exporter::model::format::PartFormat, String> {
@@ -426,7 +438,7 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
     let open = |cloud: bool| home::open(&home_dir, cloud, clock.clone());
     match cli.command {
         Command::Demo { dir } => demo::run(&dir).await,
-        Command::Bench { events, level, threads, dir, format } => bench::run(events, level, threads, dir, format).await,
+        Command::Bench { events, level, threads, dir, format, lake_ready } => bench::run(bench::Options { events, level, threads, dir, formats: format, lake_ready }).await,
         Command::Generate { project, org, from, to, events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed } => {
             let home = open(cli.cloud).await?;
             commands::generate(&home, &project, org.as_deref(), &from, to.as_deref(), events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed)

@@ -139,7 +139,7 @@ fn every_command_argument_and_option_is_described() {
     for (args, values) in [
         (vec!["ddl"], "duckdb, athena, snowflake or bigquery"),
         (vec!["export"], "recurring (skip a completed hour), replace, or late"),
-        (vec!["bench"], "json (gzipped JSON lines) or parquet"),
+        (vec!["bench"], "json (gzipped JSON lines), parquet, or both"),
     ] {
         assert!(help(&args).contains(values), "{args:?} names its values");
     }

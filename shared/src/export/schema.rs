@@ -3,7 +3,6 @@
 //! event_time rule, a deterministic uuid). This is the hot path: values of fields that
 //! need no conversion are copied as raw JSON text, never parsed into trees.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 
@@ -117,29 +116,54 @@ pub const CLIENT_EVENT_TIME: usize = 48;
 /// Below this clock difference between the server and the device, event_time is not adjusted.
 pub const EVENT_TIME_THRESHOLD_MICROS: i64 = 60 * 1_000_000;
 
+/// The export field named `name`. Called for every key of every lake line, so it is a
+/// perfect hash: the length and three bytes of a name pick one slot of 256, and one
+/// comparison confirms it (a general hash map read every byte, then compared).
 pub fn field_index(name: &str) -> Option<usize> {
-    static INDEX: OnceLock<HashMap<&'static str, usize, Fnv>> = OnceLock::new();
-    INDEX.get_or_init(|| EXPORT_FIELDS.iter().enumerate().map(|(i, f)| (*f, i)).collect()).get(name).copied()
+    let table = FieldTable::get();
+    let i = table.slots[FieldTable::slot(name.as_bytes(), table.seed)];
+    (i != FieldTable::EMPTY && EXPORT_FIELDS[i as usize] == name).then_some(i as usize)
 }
 
-/// FNV-1a: short keys, no DoS concern (keys only index a fixed table).
-#[derive(Default, Clone, Copy)]
-struct Fnv;
-struct FnvHasher(u64);
-impl std::hash::BuildHasher for Fnv {
-    type Hasher = FnvHasher;
-    fn build_hasher(&self) -> FnvHasher {
-        FnvHasher(0xcbf2_9ce4_8422_2325)
-    }
+struct FieldTable {
+    slots: [u8; 256],
+    seed: u32,
 }
-impl std::hash::Hasher for FnvHasher {
-    fn finish(&self) -> u64 {
-        self.0
+
+impl FieldTable {
+    const EMPTY: u8 = u8::MAX;
+
+    fn slot(name: &[u8], seed: u32) -> usize {
+        let [first, .., second_last, last] = name else { return 0 };
+        // `event_time` and `event_type` agree on their length, ends and middle byte.
+        let mixed = (name.len() as u32)
+            ^ (*first as u32) << 8
+            ^ (*second_last as u32) << 16
+            ^ (name[name.len() / 2] as u32) << 24
+            ^ (*last as u32).wrapping_mul(0x9e37_79b1);
+        (mixed.wrapping_mul(seed) >> 24) as usize
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ *b as u64).wrapping_mul(0x100_0000_01b3);
-        }
+
+    /// The first odd multiplier that gives every export field a slot of its own.
+    fn get() -> &'static FieldTable {
+        static TABLE: OnceLock<FieldTable> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            (1..1u32 << 16)
+                .step_by(2)
+                .map(|k| k.wrapping_mul(0x9e37_79b9) | 1)
+                .find_map(|seed| {
+                    let mut slots = [Self::EMPTY; 256];
+                    for (i, name) in EXPORT_FIELDS.iter().enumerate() {
+                        let slot = &mut slots[Self::slot(name.as_bytes(), seed)];
+                        if *slot != Self::EMPTY {
+                            return None;
+                        }
+                        *slot = i as u8;
+                    }
+                    Some(FieldTable { slots, seed })
+                })
+                .expect("a multiplier that separates 49 names exists")
+        })
     }
 }
 
@@ -588,6 +612,19 @@ mod tests {
         let mut ev = ExportEvent::default();
         Normalizer::new("187520", TimestampFormat::Amplitude).normalize(line.as_bytes(), &mut ev)?;
         Ok(serde_json::from_slice(&ev.line).expect("export line is JSON"))
+    }
+
+    #[test]
+    fn field_index_finds_every_field_and_nothing_else() {
+        for (i, name) in EXPORT_FIELDS.iter().enumerate() {
+            assert_eq!(field_index(name), Some(i), "{name}");
+            for other in [&name[1..], &name[..name.len() - 1], &format!("{name}x"), &name.to_uppercase()] {
+                assert_eq!(field_index(other), None, "{other:?}");
+            }
+        }
+        for other in ["", "x", "$", "event_typf", "user_id\0", "server_received_timf"] {
+            assert_eq!(field_index(other), None, "{other:?}");
+        }
     }
 
     #[test]
