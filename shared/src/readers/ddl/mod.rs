@@ -13,6 +13,8 @@
 mod athena;
 mod bigquery;
 mod duckdb;
+#[cfg(test)]
+mod parse_tests;
 mod snowflake;
 mod spark;
 #[cfg(test)]
