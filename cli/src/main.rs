@@ -227,14 +227,15 @@ enum Command {
         account: Option<String>,
     },
     /// Prints the SQL that reads a connection's export as tables (events, merged IDs) in one
-    /// engine: athena, duckdb, snowflake or bigquery.
+    /// engine: athena, duckdb, snowflake, bigquery or spark. A Delta connection's tables
+    /// are read through their Delta log.
     ///
     /// Example: exportctl ddl acme-web --engine duckdb
     Ddl {
         /// The connection's id (as in `exportctl connections list`).
         connection: String,
-        /// The SQL engine: duckdb, athena, snowflake or bigquery.
-        #[arg(long, value_parser = ["duckdb", "athena", "snowflake", "bigquery"])]
+        /// The SQL engine: duckdb, athena, snowflake, bigquery or spark (Spark SQL, Databricks).
+        #[arg(long, value_parser = ["duckdb", "athena", "snowflake", "bigquery", "spark"])]
         engine: String,
     },
     /// Prints the stack's fixed egress addresses (EXPORT_EGRESS_IPS, the EgressIpAddresses output

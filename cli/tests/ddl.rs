@@ -59,10 +59,28 @@ fn ddl_reads_the_stored_connection_and_refuses_what_it_cannot_write() {
     assert!(athena.contains("'projection.dt.range' = '2020-01-20,NOW'"), "{athena}");
     assert!(athena.contains("'storage.location.template' = 's3://acme-analytics/exports/187520/dt=${dt}/hour=${hour}/'"), "{athena}");
 
+    // A Delta connection (Parquet parts): every engine reads its tables through the Delta log,
+    // Spark included.
+    let mut delta = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&s3_file).unwrap()).unwrap();
+    delta["format"] = "parquet".into();
+    delta["table"] = "delta".into();
+    let delta_file = dir.path().join("delta.json");
+    std::fs::write(&delta_file, delta.to_string()).unwrap();
+    let spark = ok(&home, &["ddl", delta_file.to_str().unwrap(), "--engine", "spark"]);
+    assert!(spark.contains("CREATE TABLE IF NOT EXISTS acme_lake_events\nUSING DELTA\nLOCATION 's3://acme-analytics/exports/187520';"), "{spark}");
+    let athena = ok(&home, &["ddl", delta_file.to_str().unwrap(), "--engine", "athena"]);
+    assert!(athena.contains("TBLPROPERTIES ('table_type' = 'DELTA');") && !athena.contains("projection"), "{athena}");
+    // Delta needs Parquet parts: a JSON connection saying delta is refused before any SQL.
+    delta["format"] = "json".into();
+    std::fs::write(&delta_file, delta.to_string()).unwrap();
+    let refused = exportctl(&home, &["ddl", delta_file.to_str().unwrap(), "--engine", "spark"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(refused.stdout.is_empty() && text(&refused).contains("a Delta table holds Parquet files only"), "{}", text(&refused));
+
     for (args, says) in [
         (
             ["ddl", "acme-lake", "--engine", "postgres"],
-            "invalid value 'postgres' for '--engine <ENGINE>'\n  [possible values: duckdb, athena, snowflake, bigquery]",
+            "invalid value 'postgres' for '--engine <ENGINE>'\n  [possible values: duckdb, athena, snowflake, bigquery, spark]",
         ),
         (["ddl", "no-such-connection", "--engine", "duckdb"], "not found: connection \"no-such-connection\""),
     ] {

@@ -137,7 +137,7 @@ fn every_command_argument_and_option_is_described() {
     assert!(described > 100, "only {described} entries read: the help's shape changed");
     // Options with a fixed set of values name them.
     for (args, values) in [
-        (vec!["ddl"], "duckdb, athena, snowflake or bigquery"),
+        (vec!["ddl"], "duckdb, athena, snowflake, bigquery or spark"),
         (vec!["export"], "recurring (skip a completed hour), replace, or late"),
         (vec!["bench"], "json (gzipped JSON lines), parquet, or both"),
     ] {

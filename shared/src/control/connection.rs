@@ -12,7 +12,7 @@ use crate::export::timestamp::TimestampFormat;
 use crate::hour::UtcHour;
 use crate::model::destination::Destination;
 use crate::model::fields::{validate_email, validate_http_url, validate_id, validate_numeric_id};
-use crate::model::format::PartFormat;
+use crate::model::format::{PartFormat, TableFormat};
 use crate::model::layout_kind::LayoutKind;
 use crate::model::secret::Secret;
 
@@ -124,6 +124,9 @@ pub struct Connection {
     /// `amplitude` (flat, the default) or `hive` (`dt=yyyy-MM-dd/hour=HH/` folders).
     #[serde(default, skip_serializing_if = "is_default")]
     pub layout: LayoutKind,
+    /// `files` (the default) or `delta`: the Parquet parts also form a Delta Lake table.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub table: TableFormat,
     /// Where an "Hour Exported" event is also POSTed, signed with the secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Webhook>,
@@ -176,6 +179,13 @@ impl Connection {
         }
         if let Some(f) = &self.filter {
             Filter::parse(f)?;
+        }
+        if self.table == TableFormat::Delta && self.format != PartFormat::Parquet {
+            return Err(ExportError::invalid_config(
+                "table",
+                format!("is delta but the parts are {}: a Delta table holds Parquet files only", self.format),
+                "Add \"format\": \"parquet\" to the connection, or remove \"table\".",
+            ));
         }
         for (i, email) in self.admins.iter().enumerate() {
             validate_email(&format!("admins[{i}]"), email)?;
@@ -249,6 +259,7 @@ impl Connection {
             merged_ids_prefix: self.merged_ids_destination().prefix().to_string(),
             layout: self.layout,
             format: self.format,
+            table: self.table,
             timestamp_format: self.timestamp_format,
             complete_markers: self.complete_markers,
             filter: self.compiled_filter()?,

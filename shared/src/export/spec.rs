@@ -9,7 +9,7 @@ use crate::export::field_policy::FieldPolicy;
 use crate::export::filter::Filter;
 use crate::export::layout::ExportLayout;
 use crate::export::timestamp::TimestampFormat;
-use crate::model::format::PartFormat;
+use crate::model::format::{PartFormat, TableFormat};
 use crate::model::layout_kind::LayoutKind;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +28,8 @@ pub struct ExportSpec {
     pub merged_ids_prefix: String,
     pub layout: LayoutKind,
     pub format: PartFormat,
+    /// Whether the Parquet parts also form a Delta table (committed once per hour export).
+    pub table: TableFormat,
     pub timestamp_format: TimestampFormat,
     /// Write the `_complete` manifest last (the default); without it an hour is only parts.
     pub complete_markers: bool,
@@ -53,6 +55,7 @@ impl ExportSpec {
             merged_ids_prefix: prefix,
             layout: LayoutKind::default(),
             format: PartFormat::default(),
+            table: TableFormat::default(),
             timestamp_format: TimestampFormat::default(),
             complete_markers: true,
             filter: None,

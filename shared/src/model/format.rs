@@ -31,3 +31,25 @@ impl std::fmt::Display for PartFormat {
         })
     }
 }
+
+/// What a connection's Parquet parts form besides files: nothing more (the default), or a
+/// Delta Lake table whose log says which parts are the data, committed once per hour export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TableFormat {
+    /// Parts and `_complete` manifests only: readers follow the manifests.
+    #[default]
+    Files,
+    /// The events folder (and the merged IDs' folder) is also a Delta table, partitioned by
+    /// `dt` and `hour`.
+    Delta,
+}
+
+impl std::fmt::Display for TableFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TableFormat::Files => "files",
+            TableFormat::Delta => "delta",
+        })
+    }
+}
