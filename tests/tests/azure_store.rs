@@ -217,6 +217,7 @@ async fn events_and_merged_ids_go_to_two_containers_of_one_connection() {
         timestamp_format: Default::default(),
         format: Default::default(),
         layout: Default::default(),
+        table: Default::default(),
         webhook: None,
         failure_webhook: None,
         fields: None,

@@ -38,6 +38,7 @@ fn connection(id: &str, project: &str, destination: Destination, created: &str) 
         timestamp_format: Default::default(),
         format: Default::default(),
         layout: Default::default(),
+        table: Default::default(),
         webhook: None,
         failure_webhook: None,
         fields: None,

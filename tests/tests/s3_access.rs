@@ -214,6 +214,7 @@ async fn export_to_a_bucket_the_role_cannot_write_names_the_permission_and_leave
         timestamp_format: Default::default(),
         format: Default::default(),
         layout: Default::default(),
+        table: Default::default(),
         webhook: None,
         failure_webhook: None,
         fields: None,

@@ -243,6 +243,7 @@ async fn export_on_s3_skips_marked_hours_and_replace_deletes_stale_parts() {
         timestamp_format: Default::default(),
         format: Default::default(),
         layout: Default::default(),
+        table: Default::default(),
         webhook: None,
         failure_webhook: None,
         fields: None,

@@ -81,6 +81,7 @@ impl HourExported {
             merged_ids,
             merged_ids_written_by: manifest.merged_ids_written_by.clone(),
             freshness_seconds: None,
+            table_version: manifest.table_version,
             accounting: HourAccounting {
                 events: manifest.events.as_ref().map(|e| e.accounting.clone()),
                 merged_ids: manifest.merged_ids.as_ref().map(|m| m.accounting.clone()),
