@@ -17,6 +17,7 @@ use exporter::adapters::local::store::LocalStore;
 use exporter::export::columns::{export_columns, ColumnType};
 use exporter::export::delta::commit::HourCommit;
 use exporter::export::delta::log::DeltaTable;
+use exporter::export::delta::vacuum;
 use exporter::export::generate::{generate_hour, HourSpec};
 use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets};
 use exporter::export::layout::lake_events_prefix;
@@ -195,7 +196,25 @@ async fn every_version_reads_as_the_json_export(dest: Arc<dyn ObjectStore>, read
     assert_eq!(s.export(h1, ExportMode::Replace).await.table_version, Some(3), "a replace of the same bytes names the earlier commit");
 
     assert_ne!(versions[2]["hours"][h1.to_string()], versions[3]["hours"][h1.to_string()], "the replace changed the hour");
-    read_with_deltalake(&reader, 3, versions);
+    read_with_deltalake(&reader, 3, versions.clone());
+
+    // Vacuum a day after the replace: the replaced parts are within the 7-day retention and
+    // stay, so time travel to version 2 still reads the old hour.
+    let table = DeltaTable::new(s.dest.clone(), ROOT);
+    let state = table.load().await.unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    let upkeep = vacuum::upkeep(&table, &state, now + day).await.unwrap();
+    assert_eq!((upkeep.vacuumed_files, upkeep.checkpoint), (0, Some(3)));
+    read_with_deltalake(&reader, 3, versions[2..].to_vec());
+    // Eight days on, the replaced parts are deleted; the latest version still reads whole.
+    let upkeep = vacuum::upkeep(&table, &state, now + 8 * day).await.unwrap();
+    assert_eq!(upkeep.vacuumed_files, state.tombstones.len());
+    assert!(upkeep.vacuumed_files > 0);
+    for path in state.tombstones.keys() {
+        assert!(s.dest.head(&table.key_of(path).unwrap()).await.unwrap().is_none(), "{path} is vacuumed");
+    }
+    read_with_deltalake(&reader, 3, versions[3..].to_vec());
 }
 
 #[tokio::test]
@@ -222,7 +241,10 @@ async fn deltalake_reads_every_version_on_s3_and_commits_are_timed() {
     let cfg = moto::admin_config(&moto_url());
     let bucket = unique_name("delta");
     moto::create_bucket(&cfg, &bucket).await;
-    let dest: Arc<dyn ObjectStore> = Arc::new(S3Store::new(moto::s3_client(&cfg), &bucket));
+    // Every object (parts, log entries, checkpoints) written with SSE-KMS, as a connection
+    // with a KMS key writes them.
+    let key = moto::create_kms_key(&cfg).await;
+    let dest: Arc<dyn ObjectStore> = Arc::new(S3Store::new(moto::s3_client(&cfg), &bucket).with_kms_key(Some(key)));
     every_version_reads_as_the_json_export(dest.clone(), moto_reader(&bucket)).await;
 
     // Commit latency per hour on moto, over a table of a few versions: read the log, write
