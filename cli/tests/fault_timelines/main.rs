@@ -14,6 +14,7 @@
 mod world;
 
 mod backfills;
+mod delta;
 mod freshness;
 mod key_space;
 mod operator_plane;
