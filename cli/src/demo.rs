@@ -4,7 +4,8 @@
 //! schedules, runs an overlapping backfill, takes one destination folder away for longer
 //! than the whole retry schedule (the one email, the owed hours, the recovery), prints the
 //! destination tree, the status table and the accounting, shows the DuckDB statement that
-//! reads the Parquet + hive connection, and checks its own output: it exits non-zero if
+//! reads the Parquet + hive connection, reads the Delta connection's table back from its
+//! log, and checks its own output: it exits non-zero if
 //! anything is off.
 
 use std::collections::{BTreeMap, HashSet};
@@ -34,7 +35,7 @@ use crate::home::Home;
 const EXACT_TIMESTAMP: &str = "%Y-%m-%d %H:%M:%S%.6f";
 
 /// The demo's connections, in the order the schedules fire.
-const CONNECTIONS: [&str; 5] = ["acme-web", "acme-app", "globex-main", "acme-lake", "globex-private"];
+const CONNECTIONS: [&str; 6] = ["acme-web", "acme-app", "globex-main", "acme-lake", "globex-private", crate::demo_delta::DELTA_CONNECTION];
 
 /// The field policy of `globex-private` (the same project as `globex-main`, so each of its
 /// rows is checked against the unprotected row of the same event). No key: create makes one.
@@ -44,13 +45,13 @@ const FIELD_POLICY: &str = r#"{"drop":["idfa","adid","user_properties.referrer",
 /// Written into a demo folder so a second run may safely wipe it.
 const DEMO_MARK: &str = ".exportctl-demo";
 
-struct Checks {
+pub(crate) struct Checks {
     failures: Vec<String>,
     passed: u64,
 }
 
 impl Checks {
-    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
+    pub(crate) fn check(&mut self, ok: bool, what: impl FnOnce() -> String) {
         if ok {
             self.passed += 1;
         } else {
@@ -185,8 +186,9 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     let dest_b = dir.join("destinations/globex-lake");
     let dest_c = dir.join("destinations/acme-lakehouse");
     let dest_d = dir.join("destinations/globex-private");
+    let dest_e = dir.join("destinations/acme-delta");
     // Destination folders behave like buckets: they exist before a connection points at them.
-    for d in [&dest_a, &dest_b, &dest_c, &dest_d] {
+    for d in [&dest_a, &dest_b, &dest_c, &dest_d, &dest_e] {
         std::fs::create_dir_all(d).map_err(|e| ExportError::io(d.display().to_string(), e))?;
     }
     let created = replay.0.lock().expect("clock").to_owned();
@@ -196,6 +198,15 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     let globex = connection_json("globex-main", "77", "300001", &dest_b, "amplitude", r#","export":{"events":true,"merged_ids":true}"#);
     // Lake-ready: the same project's events as Parquet in dt=/hour= folders engines prune by.
     let lakehouse = connection_json("acme-lake", "42", "187520", &dest_c, "events", r#","format":"parquet","layout":"hive""#);
+    // A Delta Lake table: acme-app's project as Parquet parts in hive folders, one commit per hour.
+    let delta = connection_json(
+        crate::demo_delta::DELTA_CONNECTION,
+        "42",
+        "187521",
+        &dest_e,
+        "delta",
+        r#","format":"parquet","layout":"hive","table":"delta","export":{"events":true,"merged_ids":false}"#,
+    );
     // Privacy: the same events as globex-main with identifiers pseudonymised, some dropped.
     let private = connection_json(
         "globex-private",
@@ -211,7 +222,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     }
     println!("   registered projects 187520, 187521 (org 42), 300001 (org 77) and portfolio 999999 (org 42)");
     let prober = exporter::runtime::function_env::FactoryProber::new(home.cloud.clone());
-    for doc in [&web, &app, &globex, &lakehouse, &private] {
+    for doc in [&web, &app, &globex, &lakehouse, &private, &delta] {
         let conn = Connection::from_json(doc)?;
         let (conn, reports) = exporter::control::lifecycle::create_connection(&home.control, home.schedules.as_ref(), &prober, conn, created).await?;
         println!(
@@ -302,7 +313,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     println!("   after the recovery every owed hour is exported; the email's promise held");
 
     println!("\n== 6. Destination tree");
-    for d in [&dest_a, &dest_b, &dest_c, &dest_d] {
+    for d in [&dest_a, &dest_b, &dest_c, &dest_d, &dest_e] {
         print_tree(d)?;
     }
 
@@ -321,10 +332,13 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
     println!("\n== 9. The Parquet + hive connection as a table (exportctl ddl acme-lake --engine duckdb)");
     show_duckdb_table(&home, exported.get("acme-lake").copied().unwrap_or(0), &mut checks).await?;
 
-    println!("\n== 10. The field policy of globex-private (its key was generated at create and is sealed)");
+    println!("\n== 10. The Delta Lake table of acme-delta (one commit per hour; read back from its log)");
+    crate::demo_delta::verify_delta_table(&home, &hours, &mut checks).await?;
+
+    println!("\n== 11. The field policy of globex-private (its key was generated at create and is sealed)");
     verify_field_policy(&home, &dir.join("destinations"), &hours, &mut checks).await?;
 
-    println!("\n== 11. Self-check");
+    println!("\n== 12. Self-check");
     if checks.failures.is_empty() {
         println!("   all {} checks passed", checks.passed);
         println!("\nEverything is in {}", dir.display());

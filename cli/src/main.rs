@@ -10,6 +10,7 @@ mod backfill;
 mod bench;
 mod commands;
 mod demo;
+mod demo_delta;
 mod home;
 mod network;
 mod report;

@@ -14,6 +14,8 @@ AZURITE_VERSION="3.35.0"
 CHECKOV_VERSION="3.2.459"
 DUCKDB_VERSION="2.0.0"
 PROMETHEUS_CLIENT_VERSION="0.23.1"
+DELTALAKE_VERSION="1.6.6"
+PYARROW_VERSION="26.0.1"
 # The steps call checkov by this path (its venv is not put on PATH, so its python and pip
 # never shadow the emulator venv's).
 export CHECKOV="$CHECKOV_VENV/bin/checkov"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs moto, cfn-lint, cargo-lambda, DuckDB (PyPI) and Azurite (npm) into the cache folder, and
+# Installs moto, cfn-lint, cargo-lambda, DuckDB, deltalake (PyPI) and Azurite (npm) into the cache folder, and
 # checkov (PyPI) into a venv of its own there (its pinned dependencies conflict with moto's).
 # Idempotent: each part does nothing when its pinned versions are already there.
 set -euo pipefail
@@ -44,6 +44,18 @@ else
   rm -f "$EMULATOR_VENV"/installed-prometheus-client-*
   touch "$prometheus_stamp"
   echo "prometheus_client $PROMETHEUS_CLIENT_VERSION installed"
+fi
+
+# Delta Lake's own Python reader (delta-rs) reads the tables of "table": "delta" connections,
+# with pyarrow to compare their rows (shared/tests/delta_table.rs, tests/tests/delta_reader.rs).
+deltalake_stamp="$EMULATOR_VENV/installed-deltalake-$DELTALAKE_VERSION-$PYARROW_VERSION"
+if [ -f "$deltalake_stamp" ]; then
+  echo "deltalake $DELTALAKE_VERSION already installed in $EMULATOR_VENV"
+else
+  "$EMULATOR_VENV/bin/pip" install --quiet --disable-pip-version-check "deltalake==$DELTALAKE_VERSION" "pyarrow==$PYARROW_VERSION"
+  rm -f "$EMULATOR_VENV"/installed-deltalake-*
+  touch "$deltalake_stamp"
+  echo "deltalake $DELTALAKE_VERSION installed"
 fi
 
 checkov_stamp="$CHECKOV_VENV/installed-checkov-$CHECKOV_VERSION"

@@ -16,3 +16,5 @@ grep -q "checks passed" "$out/demo.log"
 # Then every connection's `exportctl ddl --engine duckdb`, run as printed: typed tables with
 # exactly the events (and merged IDs) the complete markers count; hive connections by dt/hour.
 "$EMULATOR_VENV/bin/python3" "$repo/tests/scripts/ddl-with-duckdb.py" "$out/export-demo/home" --exportctl "$CARGO_TARGET_DIR/debug/exportctl"
+# The Delta connection's table through Delta Lake's own reader: rows per hour as the markers count.
+"$EMULATOR_VENV/bin/python3" "$repo/tests/scripts/read-demo-delta-with-deltalake.py" "$out/export-demo"

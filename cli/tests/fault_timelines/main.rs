@@ -2,7 +2,8 @@
 //! `--at` as the one clock: an outage longer than the retries, a late lake file, open and
 //! future hours, a replace over an expired lake hour, a retry firing while disabled, kill -9
 //! at each step of a replace, two writers at once (50 trials), a redelivered tick, a lake
-//! object we cannot read, an hour too large for the limits.
+//! object we cannot read, an hour too large for the limits, a Delta connection killed
+//! between its commit and its marker.
 //!
 //! Every scenario ends with the same check: every owed hour has a marker whose manifest
 //! matches the stored parts (names, counts, sha256), every lake event is exported exactly
@@ -14,6 +15,7 @@
 mod world;
 
 mod backfills;
+mod delta;
 mod freshness;
 mod key_space;
 mod operator_plane;

@@ -81,6 +81,7 @@ impl HourExported {
             merged_ids,
             merged_ids_written_by: manifest.merged_ids_written_by.clone(),
             freshness_seconds: None,
+            table_version: manifest.table_version,
             accounting: HourAccounting {
                 events: manifest.events.as_ref().map(|e| e.accounting.clone()),
                 merged_ids: manifest.merged_ids.as_ref().map(|m| m.accounting.clone()),
@@ -283,6 +284,12 @@ mod tests {
         assert_eq!(json["hour"], "2020-01-25T17");
         assert_eq!(json["mode"], "recurring");
         assert!(json.get("parts_omitted").is_none());
+        assert!(json.get("table_version").is_none(), "no Delta table, no version");
+        let mut delta = manifest(2);
+        delta.table_version = Some(7);
+        let e = HourExported::from_manifest(&c, &delta, ExportMode::Replace);
+        assert_eq!(e.table_version, Some(7), "the event carries the version of the hour's commit");
+        assert_ne!(e.id, a.id, "another commit of the hour is another event");
     }
 
     #[test]

@@ -16,10 +16,11 @@ use bytes::Bytes;
 
 use crate::error::{ExportError, Result};
 use crate::export::dedup::Deduplicator;
+use crate::export::delta::{CommitOutcome, DeltaTable, HourCommit};
 use crate::export::filter::Filter;
 use crate::export::lake::{list_hour_files, read_files_blocking, InvalidRecord, LakeItem};
 use crate::export::layout::{lake_events_prefix, lake_merges_prefix};
-use crate::export::manifest::{DataReport, LakeInput, Manifest};
+use crate::export::manifest::{DataReport, FileEntry, LakeInput, Manifest};
 use crate::export::merged_ids::normalize_merge;
 use crate::export::parallel::{for_each_event, EventPrep, Prepared};
 use crate::export::part_writer::{self, PartWriter};
@@ -27,7 +28,7 @@ use crate::export::parts::CompressionPool;
 use crate::export::schema::Normalizer;
 use crate::export::spec::ExportSpec;
 use crate::hour::UtcHour;
-use crate::model::format::PartFormat;
+use crate::model::format::{PartFormat, TableFormat};
 use crate::model::hour_request::ExportMode;
 use crate::ports::{ObjectMeta, ObjectStore};
 
@@ -128,7 +129,8 @@ impl ExportOptions {
 /// environment the exporter stops at that step (prints `paused at <step>` on stderr and
 /// waits), so a test can kill -9 it exactly there; with `EXPORT_PAUSE_UNTIL=<file>` as well
 /// it goes on once that file exists (a run that stalled and wakes up). Steps:
-/// `after_marker_delete`, `between_parts`, `before_stale_delete`, `before_marker`.
+/// `after_marker_delete`, `between_parts`, `before_stale_delete`, `after_delta_commit` (a
+/// Delta table's commit is written, the marker not yet), `before_marker`.
 pub fn crash_point(step: &str) {
     static PAUSE_AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     if PAUSE_AT.get_or_init(|| std::env::var("EXPORT_PAUSE_AT").ok()).as_deref() == Some(step) {
@@ -199,10 +201,25 @@ pub async fn export_hour_with(
     }
     let mut manifest = Manifest::empty(spec, hour);
     if spec.events {
-        let report = export_events(spec, targets, hour, filter, settings, event_files, 0, Deduplicator::new()).await?;
+        let table = events_table(spec, targets);
+        // A Delta table's data files are never overwritten: the parts are numbered above
+        // every part of the hour its log still knows.
+        let first_part = match &table {
+            Some(t) => t.next_part(&t.load().await?, &spec.events_layout(), hour)?,
+            None => 0,
+        };
+        let mut report = export_events(spec, targets, hour, filter, settings, event_files, first_part, Deduplicator::new()).await?;
         crash_point("before_stale_delete");
         options.check().await?;
-        delete_stale_parts(spec, targets, hour, report.files.len() as u32).await?;
+        match &table {
+            // The replaced parts stay until the table's vacuum: readers of older versions need them.
+            Some(t) => {
+                let outcome = commit_events(t, spec, targets, hour, mode, &report.files).await?;
+                report.files = outcome.files;
+                manifest.table_version = Some(outcome.version);
+            }
+            None => delete_stale_parts(spec, targets, hour, report.files.len() as u32).await?,
+        }
         manifest.events = Some(report);
     }
     if spec.merged_ids {
@@ -283,6 +300,32 @@ async fn refuse_empty_replace(
     })
 }
 
+/// The Delta table over the connection's event parts, when it asked for one.
+fn events_table(spec: &ExportSpec, targets: &ExportTargets) -> Option<DeltaTable> {
+    (spec.events && spec.table == TableFormat::Delta).then(|| DeltaTable::new(targets.events.clone(), spec.events_layout().events_dir()))
+}
+
+/// Commits the hour's event parts to its Delta table (see `export::delta::commit`: one
+/// idempotent commit). When the table already held the same bytes under other part numbers
+/// (a rerun after a crash between the commit and the marker), the parts just written are
+/// deleted again and the table's are the hour's.
+async fn commit_events(
+    table: &DeltaTable,
+    spec: &ExportSpec,
+    targets: &ExportTargets,
+    hour: UtcHour,
+    mode: ExportMode,
+    files: &[FileEntry],
+) -> Result<CommitOutcome> {
+    let commit = HourCommit { connection_id: &spec.connection_id, hour, mode, files, now_ms: chrono::Utc::now().timestamp_millis() };
+    let outcome = table.commit_hour(&commit).await?;
+    for key in &outcome.redundant {
+        targets.events.delete(key).await?;
+    }
+    crash_point("after_delta_commit");
+    Ok(outcome)
+}
+
 /// Parts beyond the ones just written belong to an earlier, larger export of this hour.
 async fn delete_stale_parts(spec: &ExportSpec, targets: &ExportTargets, hour: UtcHour, written: u32) -> Result<()> {
     let layout = spec.events_layout();
@@ -336,9 +379,22 @@ async fn export_late(
         let whole: Vec<ObjectMeta> = old.iter().chain(new.iter()).cloned().collect();
         settings.limits.check(hour, &whole, Some(&events))?;
         let dedup = replay_dedup(spec, targets, settings, old).await?;
-        let first_part = events.files.iter().filter_map(|f| f.part).max().map_or(0, |p| p + 1);
+        let table = events_table(spec, targets);
+        let mut first_part = events.files.iter().filter_map(|f| f.part).max().map_or(0, |p| p + 1);
+        if let Some(t) = &table {
+            first_part = first_part.max(t.next_part(&t.load().await?, &spec.events_layout(), hour)?);
+        }
         late = export_events(spec, targets, hour, filter, settings, new, first_part, dedup).await?;
+        let earlier = events.files.len();
         events.extend(late.clone());
+        if let Some(t) = &table {
+            options.check().await?;
+            // One more `add` per new part; the earlier parts are already in the table.
+            let outcome = commit_events(t, spec, targets, hour, ExportMode::Late, &events.files).await?;
+            late.files = outcome.files[earlier..].to_vec();
+            events.files = outcome.files;
+            manifest.table_version = Some(outcome.version);
+        }
         manifest.events = Some(events);
     }
     let mut late_merged_ids = None;

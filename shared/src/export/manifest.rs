@@ -102,6 +102,10 @@ pub struct Manifest {
     /// `export::field_policy`); absent when the connection has none. Never the key.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub field_policy: Option<String>,
+    /// `"table": "delta"`: the version of the Delta commit that made the hour's events what
+    /// this manifest lists (an export that found them already committed names that commit).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub table_version: Option<u64>,
 }
 
 impl Manifest {
@@ -118,6 +122,7 @@ impl Manifest {
             merged_ids: None,
             merged_ids_written_by: None,
             field_policy: spec.field_policy.as_ref().map(|p| p.digest().to_string()),
+            table_version: None,
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod columns;
 pub mod dedup;
+pub mod delta;
 pub mod field_policy;
 pub mod filter;
 pub mod generate;

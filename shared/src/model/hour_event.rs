@@ -89,6 +89,10 @@ pub struct HourExported {
     /// before freshness was measured, or completed only by a replace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freshness_seconds: Option<i64>,
+    /// `"table": "delta"`: the version of the events table whose commit holds this hour as
+    /// the event describes it (time travel to it reads exactly these parts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_version: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
