@@ -75,7 +75,16 @@ pub async fn run(options: Options) -> Result<ExitCode> {
         let files = lake.list("").await?;
         Generated { bytes: files.iter().map(|f| f.size).sum(), raw_bytes: None }
     } else {
-        let spec = HourSpec { project_id: "100000".into(), hour, events: options.events, events_per_file: 20_000, duplicate_every: 0, invalid_every: 0, seed: 7, gzip: true };
+        let spec = HourSpec {
+            project_id: "100000".into(),
+            hour,
+            events: options.events,
+            events_per_file: 20_000,
+            duplicate_every: 0,
+            invalid_every: 0,
+            seed: 7,
+            gzip: true,
+        };
         eprintln!("generating {} events into {} ...", options.events, lake.root().display());
         let generated = generate_hour(lake.as_ref(), &spec).await?;
         Generated { bytes: generated.bytes, raw_bytes: Some(generated.raw_bytes) }

@@ -440,7 +440,9 @@ async fn run(cli: Cli) -> exporter::Result<ExitCode> {
     let open = |cloud: bool| home::open(&home_dir, cloud, clock.clone());
     match cli.command {
         Command::Demo { dir } => demo::run(&dir).await,
-        Command::Bench { events, level, threads, dir, format, lake_ready } => bench::run(bench::Options { events, level, threads, dir, formats: format, lake_ready }).await,
+        Command::Bench { events, level, threads, dir, format, lake_ready } => {
+            bench::run(bench::Options { events, level, threads, dir, formats: format, lake_ready }).await
+        }
         Command::Generate { project, org, from, to, events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed } => {
             let home = open(cli.cloud).await?;
             commands::generate(&home, &project, org.as_deref(), &from, to.as_deref(), events_per_hour, duplicate_every, invalid_every, merges_per_hour, seed)
