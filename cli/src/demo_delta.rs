@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use exporter::adapters::local::store::LocalStore;
-use exporter::export::delta::actions::is_hour;
+use exporter::export::delta::actions::{is_hour, TableData};
 use exporter::export::delta::commit::app_id;
 use exporter::export::delta::log::DeltaTable;
 use exporter::export::manifest::Manifest;
@@ -50,7 +50,7 @@ pub async fn verify_delta_table(home: &Home, hours: &HourRange, checks: &mut Che
         let mut want: Vec<(String, Option<String>)> = listed.iter().map(|f| (table.path_of(&f.key), Some(f.sha256.clone()))).collect();
         want.sort();
         checks.check(live == want, || format!("{DELTA_CONNECTION} {hour}: the table holds {live:?}, the manifest lists {want:?}"));
-        let txn = state.txns.get(&app_id(&conn.id, hour)).map(|&v| v as u64);
+        let txn = state.txns.get(&app_id(&conn.id, TableData::Events, hour)).map(|&v| v as u64);
         checks.check(txn.is_some() && txn == manifest.table_version, || {
             format!("{DELTA_CONNECTION} {hour}: the manifest names version {:?}, the table's txn {txn:?}", manifest.table_version)
         });

@@ -3,7 +3,8 @@
 //! parts and adds the new ones in one commit and keeps the old files for older versions; a
 //! replace of the same bytes, a rerun after a crash between the commit and the marker, and
 //! a redelivery commit nothing; two hours committed at once leave a gapless log; checkpoints
-//! every ten commits; vacuum keeps what retained versions read. The log is read back here
+//! every ten commits; vacuum keeps what retained versions read; the merged IDs are a
+//! second table under the same rules. The log is read back here
 //! entry by entry, not through the writer's own state.
 
 use std::collections::BTreeMap;
@@ -11,13 +12,14 @@ use std::io::Write;
 use std::sync::Arc;
 
 use exporter::adapters::local::store::LocalStore;
-use exporter::export::delta::actions::{commit_file, Action};
+use exporter::export::delta::actions::{commit_file, Action, TableData};
 use exporter::export::delta::commit::{app_id, HourCommit};
 use exporter::export::delta::log::DeltaTable;
-use exporter::export::generate::{generate_hour, HourSpec};
+use exporter::export::generate::{generate_hour, generate_merges, HourSpec};
 use exporter::export::hour_export::{export_hour, ExportSettings, ExportTargets, HourReport};
-use exporter::export::layout::lake_events_prefix;
+use exporter::export::layout::{lake_events_prefix, lake_merges_prefix};
 use exporter::export::manifest::FileEntry;
+use exporter::export::merged_ids::{parse_merge, MergeRow, MERGE_FIELDS};
 use exporter::export::spec::ExportSpec;
 use exporter::hour::UtcHour;
 use exporter::model::format::{PartFormat, TableFormat};
@@ -27,6 +29,7 @@ use exporter::ports::ObjectStore;
 
 const PROJECT: &str = "187520";
 const ROOT: &str = "exports/187520";
+const MERGES_ROOT: &str = "exports/-42";
 
 struct World {
     _dir: tempfile::TempDir,
@@ -149,7 +152,7 @@ async fn recurring_late_and_replace_each_commit_once_and_a_same_bytes_replace_co
     let add = v0.iter().find_map(|a| a.add.clone()).unwrap();
     assert_eq!(add.partition_values, BTreeMap::from([("dt".to_string(), Some("2020-01-25".to_string())), ("hour".to_string(), Some("4".to_string()))]));
     let txn = v0.iter().find_map(|a| a.txn.clone()).expect("txn");
-    assert_eq!((txn.app_id.as_str(), txn.version), (app_id("c-delta", hour).as_str(), 0));
+    assert_eq!((txn.app_id.as_str(), txn.version), (app_id("c-delta", TableData::Events, hour).as_str(), 0));
     assert!(v0.iter().any(|a| a.commit_info.is_some()));
 
     // Late: one more add per new part, nothing removed.
@@ -351,4 +354,137 @@ async fn vacuum_deletes_only_files_removed_longer_ago_than_the_retention() {
     assert_eq!(state.tombstones.len(), 1);
     // Log retention (30 days) has nothing to drop yet: every entry is kept.
     assert_eq!(table.list_versions().await.unwrap().0.len(), 11);
+}
+
+/// The rows of a merged-IDs Parquet file, in file order.
+async fn merged_rows(store: &LocalStore, key: &str) -> Vec<MergeRow> {
+    use arrow_array::{Array, Int64Array};
+    let body = store.get(key).await.unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body).unwrap().build().unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        assert_eq!(batch.schema().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), MERGE_FIELDS);
+        let cols: Vec<&Int64Array> = batch.columns().iter().map(|c| c.as_any().downcast_ref::<Int64Array>().unwrap()).collect();
+        for r in 0..batch.num_rows() {
+            rows.push(std::array::from_fn(|i| (!cols[i].is_null(r)).then(|| cols[i].value(r))));
+        }
+    }
+    rows
+}
+
+/// The normalised rows of every lake merge file of the hour, in lake order.
+async fn lake_merge_rows(lake: &LocalStore, hour: UtcHour) -> Vec<MergeRow> {
+    let mut rows = Vec::new();
+    for file in lake.list(&lake_merges_prefix("42", hour)).await.unwrap() {
+        let body = lake.get(&file.key).await.unwrap();
+        rows.extend(body.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| parse_merge(l).unwrap()));
+    }
+    rows
+}
+
+#[tokio::test]
+async fn the_merged_ids_are_a_second_delta_table_under_the_same_rules() {
+    let mut w = World::new();
+    w.spec.merged_ids = true;
+    let hour = UtcHour::parse("2020-01-25T04").unwrap();
+    w.lake_hour(hour, 5).await;
+    generate_merges(w.lake.as_ref(), "42", hour, 40, 5).await.unwrap();
+    let table = DeltaTable::merged_ids(w.dest.clone(), MERGES_ROOT);
+    let layout = w.spec.merged_ids_layout();
+    let log = |t: DeltaTable| async move {
+        let (versions, _) = t.list_versions().await.unwrap();
+        assert_eq!(versions, (0..versions.len() as u64).collect::<Vec<_>>(), "the log is gapless from 0");
+        let mut out = Vec::new();
+        for v in versions {
+            out.push(t.read_entry(v).await.unwrap());
+        }
+        out
+    };
+    let merged_files = |r: &HourReport| r.manifest.as_ref().unwrap().merged_ids.as_ref().unwrap().files.clone();
+    let on_disk = || async { w.dest.list(&layout.merged_ids_part_prefix(hour)).await.unwrap().into_iter().map(|m| m.key).collect::<Vec<_>>() };
+
+    // Recurring: the merged IDs' own table, version 0, one Parquet file; no JSON file.
+    let first = w.export(hour, ExportMode::Recurring).await;
+    let m = first.manifest.as_ref().unwrap();
+    assert_eq!((m.table_version, m.merged_ids_table_version), (Some(0), Some(0)), "each table has its own log");
+    let first_files = merged_files(&first);
+    assert_eq!(first_files.len(), 1);
+    assert_eq!(first_files[0].key, format!("{MERGES_ROOT}/dt=2020-01-25/hour=04/-42_2020-01-25_4#0.parquet"));
+    assert!(w.dest.head(&layout.merged_ids_key(hour)).await.unwrap().is_none(), "no gzipped JSON merged IDs under a Delta connection");
+    assert_eq!(merged_rows(&w.dest, &first_files[0].key).await, lake_merge_rows(&w.lake, hour).await, "the file holds the lake's merges");
+    assert_eq!(first_files[0].events, 40);
+    let entries = log(table.clone()).await;
+    assert_eq!(entries.len(), 1);
+    let meta = entries[0].iter().find_map(|a| a.metadata.clone()).expect("metaData");
+    let schema: serde_json::Value = serde_json::from_str(&meta.schema_string).unwrap();
+    let names: Vec<&str> = schema["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["scope", "merge_time", "merge_server_time", "amplitude_id", "merged_amplitude_id", "dt", "hour"]);
+    let txn = entries[0].iter().find_map(|a| a.txn.clone()).expect("txn");
+    assert_eq!(txn.app_id, app_id("c-delta", TableData::MergedIds, hour));
+    assert_eq!(txn.app_id, "event-export/c-delta/merged_ids/2020-01-25T04");
+    let merged_encoded = |key: &str| key.strip_prefix(&format!("{MERGES_ROOT}/")).unwrap().replace('#', "%23");
+    assert_eq!(adds(&entries[0]), vec![merged_encoded(&first_files[0].key).as_str()]);
+
+    // Late merges: one more file of the late rows only, added beside the first.
+    let late_body = "{\"scope\":-42,\"merge_time\":1579924800000,\"merge_server_time\":1579924800250,\"amplitude_id\":7,\"merged_amplitude_id\":8}\n";
+    w.lake.put(&format!("{}merges-00001.json", lake_merges_prefix("42", hour)), bytes::Bytes::from(late_body)).await.unwrap();
+    let late = w.export(hour, ExportMode::Late).await;
+    assert_eq!(late.manifest.as_ref().unwrap().merged_ids_table_version, Some(1));
+    assert_eq!(late.manifest.as_ref().unwrap().table_version, Some(0), "no late events: the events table is untouched");
+    let late_files = merged_files(&late);
+    assert_eq!(late_files.len(), 2);
+    assert_eq!(late_files[0], first_files[0]);
+    assert_eq!(late_files[1].part, Some(1));
+    assert_eq!(merged_rows(&w.dest, &late_files[1].key).await, vec![[Some(-42), Some(1579924800000), Some(1579924800250), Some(7), Some(8)]]);
+    assert_eq!(late.manifest.as_ref().unwrap().merged_ids.as_ref().unwrap().accounting.exported, 41);
+    let entries = log(table.clone()).await;
+    assert_eq!(entries.len(), 2);
+    assert!(removes(&entries[1]).is_empty(), "late merges remove nothing");
+    assert_eq!(adds(&entries[1]), vec![merged_encoded(&late_files[1].key).as_str()]);
+
+    // Replace: one commit removes both files and adds one new one, under a new name.
+    let replaced = w.export(hour, ExportMode::Replace).await;
+    assert_eq!(replaced.manifest.as_ref().unwrap().merged_ids_table_version, Some(2));
+    let new_files = merged_files(&replaced);
+    assert_eq!(new_files.len(), 1);
+    assert_eq!(new_files[0].part, Some(2), "data files are never overwritten");
+    assert_eq!(merged_rows(&w.dest, &new_files[0].key).await, lake_merge_rows(&w.lake, hour).await);
+    let entries = log(table.clone()).await;
+    let mut removed = removes(&entries[2]);
+    removed.sort();
+    assert_eq!(removed, vec![merged_encoded(&late_files[0].key), merged_encoded(&late_files[1].key)]);
+    assert_eq!(adds(&entries[2]), vec![merged_encoded(&new_files[0].key).as_str()]);
+    for f in &late_files {
+        assert!(w.dest.head(&f.key).await.unwrap().is_some(), "{} is kept until vacuum", f.key);
+    }
+
+    // The same bytes again, then a crash between the commit and the marker and a rerun:
+    // no commit, the hour's version stays 2, no file left behind.
+    let files_before = on_disk().await;
+    let again = w.export(hour, ExportMode::Replace).await;
+    assert_eq!(again.manifest.as_ref().unwrap().merged_ids_table_version, Some(2));
+    assert_eq!(merged_files(&again), new_files);
+    w.dest.delete(&w.spec.events_layout().complete_key(hour)).await.unwrap();
+    let rerun = w.export(hour, ExportMode::Recurring).await;
+    assert_eq!(rerun.manifest, again.manifest);
+    assert_eq!(log(table.clone()).await.len(), 3, "identical bytes commit nothing");
+    assert_eq!(on_disk().await, files_before, "the copies written are deleted again");
+    assert_eq!(table.load().await.unwrap().files.len(), 1);
+}
+
+#[tokio::test]
+async fn a_files_connection_keeps_its_merged_ids_gzipped_json() {
+    let mut w = World::new();
+    w.spec.merged_ids = true;
+    w.spec.table = TableFormat::Files;
+    let hour = UtcHour::parse("2020-01-25T04").unwrap();
+    generate_merges(w.lake.as_ref(), "42", hour, 10, 5).await.unwrap();
+    let report = w.export(hour, ExportMode::Recurring).await;
+    let m = report.manifest.as_ref().unwrap();
+    assert_eq!(m.merged_ids_table_version, None);
+    assert!(!String::from_utf8(m.to_json()).unwrap().contains("merged_ids_table_version"));
+    let layout = w.spec.merged_ids_layout();
+    assert_eq!(m.merged_ids.as_ref().unwrap().files[0].key, layout.merged_ids_key(hour));
+    assert!(w.dest.list(&format!("{MERGES_ROOT}/_delta_log/")).await.unwrap().is_empty(), "no Delta log");
 }

@@ -3,7 +3,7 @@
 //! deletes its own copies and writes the marker naming the first commit's version.
 
 use exporter::adapters::local::store::LocalStore;
-use exporter::export::delta::actions::is_hour;
+use exporter::export::delta::actions::{is_hour, TableData};
 use exporter::export::delta::commit::app_id;
 use exporter::export::delta::log::DeltaTable;
 use exporter::export::manifest::Manifest;
@@ -51,7 +51,7 @@ fn kill_9_between_the_delta_commit_and_the_marker_then_a_rerun_adds_no_second_co
         .collect();
     assert_eq!(touching, vec![0], "no second commit adds hour 03 (log: {versions:?})");
     let state = rt.block_on(table.load()).unwrap();
-    assert_eq!(state.txns.get(&app_id(DELTA, hour)), Some(&0));
+    assert_eq!(state.txns.get(&app_id(DELTA, TableData::Events, hour)), Some(&0));
     let live: Vec<&str> = state.files.values().filter(|a| is_hour(&a.partition_values, hour)).map(|a| a.sha256().unwrap()).collect();
     let listed: Vec<&str> = manifest.events.as_ref().unwrap().files.iter().map(|f| f.sha256.as_str()).collect();
     assert_eq!(live.len(), listed.len());

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 use crate::error::{ExportError, Result};
 use crate::export::dedup::Deduplicator;
@@ -21,7 +22,8 @@ use crate::export::filter::Filter;
 use crate::export::lake::{list_hour_files, read_files_blocking, InvalidRecord, LakeItem};
 use crate::export::layout::{lake_events_prefix, lake_merges_prefix};
 use crate::export::manifest::{DataReport, FileEntry, LakeInput, Manifest};
-use crate::export::merged_ids::normalize_merge;
+use crate::export::merged_ids::{normalize_merge, parse_merge};
+use crate::export::merged_ids_parquet::MergedIdsColumns;
 use crate::export::parallel::{for_each_event, EventPrep, Prepared};
 use crate::export::part_writer::{self, PartWriter};
 use crate::export::parts::CompressionPool;
@@ -214,7 +216,7 @@ pub async fn export_hour_with(
         match &table {
             // The replaced parts stay until the table's vacuum: readers of older versions need them.
             Some(t) => {
-                let outcome = commit_events(t, spec, targets, hour, mode, &report.files).await?;
+                let outcome = commit_hour(t, spec, hour, mode, &report.files).await?;
                 report.files = outcome.files;
                 manifest.table_version = Some(outcome.version);
             }
@@ -223,9 +225,15 @@ pub async fn export_hour_with(
         manifest.events = Some(report);
     }
     if spec.merged_ids {
-        match &options.merged_ids_owner {
-            Some(owner) => manifest.merged_ids_written_by = Some(owner.clone()),
-            None => manifest.merged_ids = Some(export_merged_ids(spec, targets, hour, settings, merge_files).await?),
+        match (&options.merged_ids_owner, merged_ids_table(spec, targets)) {
+            (Some(owner), _) => manifest.merged_ids_written_by = Some(owner.clone()),
+            (None, None) => manifest.merged_ids = Some(export_merged_ids(spec, targets, hour, settings, merge_files).await?),
+            (None, Some(t)) => {
+                // Boxed: the export's future stays small (clippy's large_futures).
+                let (report, version) = Box::pin(export_merged_ids_table(&t, spec, targets, hour, mode, merge_files, options)).await?;
+                manifest.merged_ids_table_version = Some(version);
+                manifest.merged_ids = Some(report);
+            }
         }
     }
     write_marker(spec, marker_store, &marker_key, &manifest, options).await?;
@@ -269,8 +277,15 @@ async fn refuse_empty_replace(
             held.push(format!("{parts} event part(s) while the lake has no event files"));
         }
     }
-    if spec.merged_ids && empty(merge_files) && targets.merged_ids.head(&spec.merged_ids_layout().merged_ids_key(hour)).await?.is_some() {
-        held.push("its merged-IDs file while the lake has no merge files".to_string());
+    if spec.merged_ids && empty(merge_files) {
+        let layout = spec.merged_ids_layout();
+        let held_file = match spec.table {
+            TableFormat::Files => targets.merged_ids.head(&layout.merged_ids_key(hour)).await?.is_some(),
+            TableFormat::Delta => !targets.merged_ids.list(&layout.merged_ids_part_prefix(hour)).await?.is_empty(),
+        };
+        if held_file {
+            held.push("its merged-IDs file while the lake has no merge files".to_string());
+        }
     }
     let (marker_store, marker_key) = marker_location(spec, targets, hour);
     // A marker alone deletes nothing unless it counts exported records: an hour that was
@@ -305,22 +320,21 @@ fn events_table(spec: &ExportSpec, targets: &ExportTargets) -> Option<DeltaTable
     (spec.events && spec.table == TableFormat::Delta).then(|| DeltaTable::new(targets.events.clone(), spec.events_layout().events_dir()))
 }
 
-/// Commits the hour's event parts to its Delta table (see `export::delta::commit`: one
-/// idempotent commit). When the table already held the same bytes under other part numbers
-/// (a rerun after a crash between the commit and the marker), the parts just written are
-/// deleted again and the table's are the hour's.
-async fn commit_events(
-    table: &DeltaTable,
-    spec: &ExportSpec,
-    targets: &ExportTargets,
-    hour: UtcHour,
-    mode: ExportMode,
-    files: &[FileEntry],
-) -> Result<CommitOutcome> {
+/// The Delta table over the organisation's merged IDs (`P/-O`), when the connection asked
+/// for Delta tables.
+fn merged_ids_table(spec: &ExportSpec, targets: &ExportTargets) -> Option<DeltaTable> {
+    (spec.merged_ids && spec.table == TableFormat::Delta).then(|| DeltaTable::merged_ids(targets.merged_ids.clone(), spec.merged_ids_layout().merges_dir()))
+}
+
+/// Commits the hour's files to its Delta table (see `export::delta::commit`: one idempotent
+/// commit). When the table already held the same bytes under other part numbers (a rerun
+/// after a crash between the commit and the marker), the files just written are deleted
+/// again and the table's are the hour's.
+async fn commit_hour(table: &DeltaTable, spec: &ExportSpec, hour: UtcHour, mode: ExportMode, files: &[FileEntry]) -> Result<CommitOutcome> {
     let commit = HourCommit { connection_id: &spec.connection_id, hour, mode, files, now_ms: chrono::Utc::now().timestamp_millis() };
     let outcome = table.commit_hour(&commit).await?;
     for key in &outcome.redundant {
-        targets.events.delete(key).await?;
+        table.store.delete(key).await?;
     }
     crash_point("after_delta_commit");
     Ok(outcome)
@@ -390,7 +404,7 @@ async fn export_late(
         if let Some(t) = &table {
             options.check().await?;
             // One more `add` per new part; the earlier parts are already in the table.
-            let outcome = commit_events(t, spec, targets, hour, ExportMode::Late, &events.files).await?;
+            let outcome = commit_hour(t, spec, hour, ExportMode::Late, &events.files).await?;
             late.files = outcome.files[earlier..].to_vec();
             events.files = outcome.files;
             manifest.table_version = Some(outcome.version);
@@ -399,9 +413,18 @@ async fn export_late(
     }
     let mut late_merged_ids = None;
     if merges_late {
-        // One file per hour, the name loaders know: rewritten whole, never a second file.
-        options.check().await?;
-        let merged = export_merged_ids(spec, targets, hour, settings, merge_files).await?;
+        let merged = match (merged_ids_table(spec, targets), manifest.merged_ids.clone()) {
+            (Some(t), Some(merged)) => {
+                let (merged, version) = Box::pin(add_late_merged_ids(&t, spec, targets, hour, merged, &merge_files, options)).await?;
+                manifest.merged_ids_table_version = Some(version);
+                merged
+            }
+            _ => {
+                // One file per hour, the name loaders know: rewritten whole, never a second file.
+                options.check().await?;
+                export_merged_ids(spec, targets, hour, settings, merge_files).await?
+            }
+        };
         manifest.merged_ids = Some(merged.clone());
         late_merged_ids = Some(merged);
     }
@@ -556,6 +579,85 @@ async fn export_merged_ids(spec: &ExportSpec, targets: &ExportTargets, hour: Utc
     if report.files.is_empty() {
         // No merges this hour: a file left by an earlier export of it is stale.
         targets.merged_ids.delete(&key).await?;
+    }
+    Ok(report)
+}
+
+/// A Delta connection's merged IDs of the hour: one Parquet file, numbered above every file
+/// of the hour the log knows (like the event parts), committed; the report and the version.
+async fn export_merged_ids_table(
+    table: &DeltaTable,
+    spec: &ExportSpec,
+    targets: &ExportTargets,
+    hour: UtcHour,
+    mode: ExportMode,
+    files: Vec<ObjectMeta>,
+    options: &ExportOptions,
+) -> Result<(DataReport, u64)> {
+    let part = table.next_part(&table.load().await?, &spec.merged_ids_layout(), hour)?;
+    let mut report = export_merged_ids_parquet(spec, targets, hour, files, part).await?;
+    options.check().await?;
+    let outcome = commit_hour(table, spec, hour, mode, &report.files).await?;
+    report.files = outcome.files;
+    Ok((report, outcome.version))
+}
+
+/// A Delta connection's late merges: one more file of the late records only, committed
+/// beside the hour's earlier files (whose rows the table already holds); `merged` extended
+/// with it, and the version.
+async fn add_late_merged_ids(
+    table: &DeltaTable,
+    spec: &ExportSpec,
+    targets: &ExportTargets,
+    hour: UtcHour,
+    mut merged: DataReport,
+    merge_files: &[ObjectMeta],
+    options: &ExportOptions,
+) -> Result<(DataReport, u64)> {
+    let late_files = unlisted(true, Some(&merged), merge_files).into_iter().cloned().collect();
+    let part = table.next_part(&table.load().await?, &spec.merged_ids_layout(), hour)?;
+    merged.extend(export_merged_ids_parquet(spec, targets, hour, late_files, part).await?);
+    options.check().await?;
+    let outcome = commit_hour(table, spec, hour, ExportMode::Late, &merged.files).await?;
+    merged.files = outcome.files;
+    Ok((merged, outcome.version))
+}
+
+/// A Delta connection's merged IDs of `files` as one Parquet file numbered `part` (no file
+/// when they hold no merge: the commit then leaves the hour without one).
+async fn export_merged_ids_parquet(spec: &ExportSpec, targets: &ExportTargets, hour: UtcHour, files: Vec<ObjectMeta>, part: u32) -> Result<DataReport> {
+    let key = spec.merged_ids_layout().merged_ids_part_key(hour, part);
+    let lake = targets.lake.clone();
+    let handle = tokio::runtime::Handle::current();
+    let encoded = tokio::task::spawn_blocking(move || {
+        let mut report = DataReport { lake_files: files.len() as u64, lake_inputs: inputs_of(&files), ..DataReport::default() };
+        let mut columns = MergedIdsColumns::default();
+        read_files_blocking(&lake, &files, &handle, |item| {
+            let Some((file, line, bytes)) = line_or_record(&mut report, item) else {
+                return Ok(());
+            };
+            match parse_merge(bytes) {
+                Ok(row) => {
+                    report.accounting.read += 1;
+                    report.accounting.exported += 1;
+                    columns.push(&row);
+                }
+                Err(reason) => report.record_invalid(InvalidRecord { file: file.to_string(), line, reason: reason.0 }),
+            }
+            Ok(())
+        })?;
+        let rows = columns.rows();
+        let file = if rows == 0 { None } else { Some(columns.finish()?) };
+        Ok::<_, ExportError>((report, rows, file))
+    })
+    .await
+    .map_err(|e| ExportError::Internal(format!("merged-ID parquet encoding panicked: {e}")))?;
+    let (mut report, rows, file) = encoded?;
+    if let Some((bytes, uncompressed)) = file {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let size = bytes.len() as u64;
+        targets.merged_ids.put(&key, Bytes::from(bytes)).await?;
+        report.files.push(FileEntry { key, part: Some(part), events: rows, bytes: size, uncompressed_bytes: uncompressed, sha256 });
     }
     Ok(report)
 }

@@ -105,15 +105,35 @@ impl ExportLayout {
         format!("{}/{}-{}_{}_complete", self.hour_dir(self.merges_dir(), hour), self.marker_lead(), self.org_id, hour.file_stem())
     }
 
+    /// `P/-O/-O_D_H#`: the start of a Delta connection's merged-IDs Parquet files, which
+    /// are numbered like event parts because a Delta table never overwrites a data file.
+    pub fn merged_ids_part_prefix(&self, hour: UtcHour) -> String {
+        format!("{}/-{}_{}#", self.hour_dir(self.merges_dir(), hour), self.org_id, hour.file_stem())
+    }
+
+    /// `P/-O/-O_D_H#n.parquet`
+    pub fn merged_ids_part_key(&self, hour: UtcHour, part: u32) -> String {
+        format!("{}{part}{}", self.merged_ids_part_prefix(hour), PartFormat::Parquet.extension())
+    }
+
+    /// The part number of a key under [`Self::merged_ids_part_prefix`], if it is one.
+    pub fn merged_ids_part_number(&self, hour: UtcHour, key: &str) -> Option<u32> {
+        parse_part(key.strip_prefix(&self.merged_ids_part_prefix(hour))?, PartFormat::Parquet)
+    }
+
     /// The part number of a key under [`Self::part_prefix`], if it is a part.
     pub fn part_number(&self, hour: UtcHour, key: &str) -> Option<u32> {
-        let rest = key.strip_prefix(&self.part_prefix(hour))?;
-        let digits = rest.strip_suffix(self.format.extension())?;
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
-            return None;
-        }
-        digits.parse().ok()
+        parse_part(key.strip_prefix(&self.part_prefix(hour))?, self.format)
     }
+}
+
+/// `n` of `{n}{extension}`, without leading zeros.
+fn parse_part(rest: &str, format: PartFormat) -> Option<u32> {
+    let digits = rest.strip_suffix(format.extension())?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || (digits.len() > 1 && digits.starts_with('0')) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// Lake folder of one project's raw events for one hour: `events/{project}/{yyyy-MM-dd}/{HH}/`.

@@ -106,6 +106,10 @@ pub struct Manifest {
     /// this manifest lists (an export that found them already committed names that commit).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub table_version: Option<u64>,
+    /// `"table": "delta"`: the same for the merged IDs' Delta table (absent when this
+    /// connection does not write the organisation's merged IDs).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub merged_ids_table_version: Option<u64>,
 }
 
 impl Manifest {
@@ -123,6 +127,7 @@ impl Manifest {
             merged_ids_written_by: None,
             field_policy: spec.field_policy.as_ref().map(|p| p.digest().to_string()),
             table_version: None,
+            merged_ids_table_version: None,
         }
     }
 

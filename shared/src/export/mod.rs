@@ -15,6 +15,7 @@ pub mod layout;
 pub mod limits;
 pub mod manifest;
 pub mod merged_ids;
+pub mod merged_ids_parquet;
 pub mod parallel;
 pub mod parquet_parts;
 pub mod part_writer;

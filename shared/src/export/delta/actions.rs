@@ -10,6 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::export::columns::{export_columns, ColumnType};
+use crate::export::merged_ids::MERGE_FIELDS;
 use crate::hour::UtcHour;
 
 /// Reader and writer versions: plain Parquet files, no table features (any Delta reader
@@ -145,24 +146,46 @@ pub fn is_hour(values: &BTreeMap<String, Option<String>>, hour: UtcHour) -> bool
     *values == partition_values(hour)
 }
 
-/// The table schema in Delta's JSON form (Spark's StructType): the 49 columns of the one
-/// column table, then the partition columns. Property maps are strings (JSON text), as in
-/// the parts.
-pub fn schema_string() -> String {
-    let mut fields: Vec<Value> = export_columns()
-        .map(|c| {
-            let t = match c.column_type {
-                ColumnType::Timestamp => "timestamp",
-                ColumnType::Int64 => "long",
-                ColumnType::Float64 => "double",
-                ColumnType::Boolean => "boolean",
-                ColumnType::Json | ColumnType::String => "string",
-            };
-            serde_json::json!({"name": c.name, "type": t, "nullable": true, "metadata": {}})
-        })
-        .collect();
-    fields.push(serde_json::json!({"name": "dt", "type": "string", "nullable": true, "metadata": {}}));
-    fields.push(serde_json::json!({"name": "hour", "type": "integer", "nullable": true, "metadata": {}}));
+/// Which data a table holds: what its schema is and what its `txn` appIds say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableData {
+    /// The events folder `P/A`: the 49 columns of the one column table.
+    Events,
+    /// The merged IDs' folder `P/-O`: the five merged-ID columns, all longs.
+    MergedIds,
+}
+
+impl TableData {
+    /// The data's name in a `txn` appId (`events`, `merged_ids`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TableData::Events => "events",
+            TableData::MergedIds => "merged_ids",
+        }
+    }
+}
+
+/// The table schema in Delta's JSON form (Spark's StructType): the data's columns, then the
+/// partition columns. Event property maps are strings (JSON text), as in the parts.
+pub fn schema_string(data: TableData) -> String {
+    let field = |name: &str, t: &str| serde_json::json!({"name": name, "type": t, "nullable": true, "metadata": {}});
+    let mut fields: Vec<Value> = match data {
+        TableData::Events => export_columns()
+            .map(|c| {
+                let t = match c.column_type {
+                    ColumnType::Timestamp => "timestamp",
+                    ColumnType::Int64 => "long",
+                    ColumnType::Float64 => "double",
+                    ColumnType::Boolean => "boolean",
+                    ColumnType::Json | ColumnType::String => "string",
+                };
+                field(c.name, t)
+            })
+            .collect(),
+        TableData::MergedIds => MERGE_FIELDS.iter().map(|name| field(name, "long")).collect(),
+    };
+    fields.push(field("dt", "string"));
+    fields.push(field("hour", "integer"));
     serde_json::json!({"type": "struct", "fields": fields}).to_string()
 }
 
@@ -241,7 +264,7 @@ mod tests {
 
     #[test]
     fn the_schema_is_the_column_table_then_the_partitions() {
-        let schema: Value = serde_json::from_str(&schema_string()).unwrap();
+        let schema: Value = serde_json::from_str(&schema_string(TableData::Events)).unwrap();
         let fields = schema["fields"].as_array().unwrap();
         assert_eq!(fields.len(), 51);
         assert_eq!(fields[0]["name"], "server_received_time");
@@ -252,6 +275,10 @@ mod tests {
         let hour = UtcHour::parse("2020-01-25T04").unwrap();
         assert_eq!(partition_values(hour)["hour"].as_deref(), Some("4"));
         assert!(is_hour(&partition_values(hour), hour));
+        let merged: Value = serde_json::from_str(&schema_string(TableData::MergedIds)).unwrap();
+        let names: Vec<&str> = merged["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["scope", "merge_time", "merge_server_time", "amplitude_id", "merged_amplitude_id", "dt", "hour"]);
+        assert!(merged["fields"].as_array().unwrap()[..5].iter().all(|f| f["type"] == "long"));
     }
 
     #[test]

@@ -290,7 +290,7 @@ fn map_row(m: &MapArray, i: usize) -> Values {
 mod tests {
     use super::*;
     use crate::adapters::local::memory::MemoryStore;
-    use crate::export::delta::actions::{partition_values, schema_string};
+    use crate::export::delta::actions::{partition_values, schema_string, TableData};
     use crate::hour::UtcHour;
 
     #[tokio::test]
@@ -303,7 +303,7 @@ mod tests {
             id: "id".into(),
             name: None,
             format: Format { provider: "parquet".into(), options: BTreeMap::new() },
-            schema_string: schema_string(),
+            schema_string: schema_string(TableData::Events),
             partition_columns: vec!["dt".into(), "hour".into()],
             configuration: BTreeMap::from([("delta.checkpointInterval".into(), "10".into())]),
             created_time: Some(5),

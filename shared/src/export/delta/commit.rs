@@ -13,8 +13,8 @@
 //! parts all commit nothing new, whatever their attempt number, because it asks the
 //! table what it holds rather than trusting a counter kept elsewhere.
 //!
-//! **`txn`:** every hour commit also carries `txn {appId: "event-export/{connection}/events/
-//! {yyyy-MM-dd}T{HH}", version: <the table version of this commit>}`. Reconciliation keeps the
+//! **`txn`:** every hour commit also carries `txn {appId: "event-export/{connection}/{data}/
+//! {yyyy-MM-dd}T{HH}"` (`{data}`: `events` or `merged_ids`), version: <the table version of this commit>}`. Reconciliation keeps the
 //! newest per appId, also through checkpoints (which drop `commitInfo`), so the version of
 //! the commit that last changed an hour is one lookup in the snapshot: it is the version an
 //! unchanged re-export reports, and "committed before" above means "has a txn". `commitInfo`
@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{ExportError, Result};
 use crate::export::delta::actions::{
-    commit_file, is_hour, partition_values, schema_string, table_id, Action, Add, Format, Metadata, Protocol, Remove, Txn, MIN_READER_VERSION,
+    commit_file, is_hour, partition_values, schema_string, table_id, Action, Add, Format, Metadata, Protocol, Remove, TableData, Txn, MIN_READER_VERSION,
     MIN_WRITER_VERSION, PARTITION_COLUMNS, TAG_SHA256,
 };
 use crate::export::delta::log::{DeltaTable, TableState};
@@ -84,11 +84,11 @@ pub struct CommitOutcome {
     pub state: TableState,
 }
 
-/// `event-export/{connection}/events/{yyyy-MM-dd}T{HH}`: one `txn` appId per hour of a
-/// connection's events table (an hour may be committed long after later hours, so one
-/// appId per table could not keep a version that only grows).
-pub fn app_id(connection_id: &str, hour: UtcHour) -> String {
-    format!("event-export/{connection_id}/events/{hour}")
+/// `event-export/{connection}/events/{yyyy-MM-dd}T{HH}` (or `.../merged_ids/...`): one
+/// `txn` appId per hour of a connection's table (an hour may be committed long after later
+/// hours, so one appId per table could not keep a version that only grows).
+pub fn app_id(connection_id: &str, data: TableData, hour: UtcHour) -> String {
+    format!("event-export/{connection_id}/{}/{hour}", data.name())
 }
 
 impl DeltaTable {
@@ -98,7 +98,12 @@ impl DeltaTable {
     pub fn next_part(&self, state: &TableState, layout: &ExportLayout, hour: UtcHour) -> Result<u32> {
         let mut next = 0;
         for path in state.files.keys().chain(state.tombstones.keys()) {
-            if let Some(n) = layout.part_number(hour, &self.key_of(path)?) {
+            let key = self.key_of(path)?;
+            let part = match self.data {
+                TableData::Events => layout.part_number(hour, &key),
+                TableData::MergedIds => layout.merged_ids_part_number(hour, &key),
+            };
+            if let Some(n) = part {
                 next = next.max(n + 1);
             }
         }
@@ -110,7 +115,7 @@ impl DeltaTable {
         let mut state = self.load().await?;
         for _ in 0..MAX_TRIES {
             let live = hour_files(&state, commit.hour);
-            let app = app_id(commit.connection_id, commit.hour);
+            let app = app_id(commit.connection_id, self.data, commit.hour);
             if let Some(&version) = state.txns.get(&app) {
                 if same_bytes(&live, commit.files) {
                     let files = commit.files.iter().zip(&live).map(|(want, (path, _))| self.as_held(want, path)).collect::<Result<Vec<_>>>()?;
@@ -209,7 +214,7 @@ impl DeltaTable {
         }
         let removed = actions.iter().filter(|a| a.remove.is_some()).count();
         actions.push(Action {
-            txn: Some(Txn { app_id: app_id(commit.connection_id, commit.hour), version: version as i64, last_updated: Some(commit.now_ms) }),
+            txn: Some(Txn { app_id: app_id(commit.connection_id, self.data, commit.hour), version: version as i64, last_updated: Some(commit.now_ms) }),
             ..Action::default()
         });
         actions.push(Action { commit_info: Some(self.commit_info(commit, added, removed)), ..Action::default() });
@@ -221,7 +226,7 @@ impl DeltaTable {
             id: table_id(&format!("{}\n{}", self.store.describe(), self.root)),
             name: None,
             format: Format { provider: "parquet".into(), options: BTreeMap::new() },
-            schema_string: schema_string(),
+            schema_string: schema_string(self.data),
             partition_columns: PARTITION_COLUMNS.iter().map(|c| c.to_string()).collect(),
             configuration: BTreeMap::from([
                 ("delta.deletedFileRetentionDuration".into(), DELETED_FILE_RETENTION.into()),

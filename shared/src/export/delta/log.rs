@@ -9,16 +9,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::error::{ExportError, Result};
-use crate::export::delta::actions::{commit_file, decode_path, parse_log_file, Action, Add, Metadata, Protocol, Remove};
+use crate::export::delta::actions::{commit_file, decode_path, parse_log_file, Action, Add, Metadata, Protocol, Remove, TableData};
 use crate::export::delta::checkpoint;
 use crate::ports::{join_key, ObjectStore};
 
-/// A Delta table in a store: its root folder (the events folder `P/A`).
+/// A Delta table in a store: its root folder (the events folder `P/A`, or the merged IDs'
+/// folder `P/-O`).
 #[derive(Debug, Clone)]
 pub struct DeltaTable {
     pub store: Arc<dyn ObjectStore>,
     /// The table root, a key prefix without trailing `/` (may be empty).
     pub root: String,
+    /// What it holds (its schema, its `txn` appIds).
+    pub data: TableData,
 }
 
 /// A table's state at one version.
@@ -64,8 +67,18 @@ impl TableState {
 }
 
 impl DeltaTable {
+    /// The events table at `root`.
     pub fn new(store: Arc<dyn ObjectStore>, root: impl Into<String>) -> Self {
-        DeltaTable { store, root: root.into().trim_matches('/').to_string() }
+        Self::holding(store, root, TableData::Events)
+    }
+
+    /// The merged IDs' table at `root`.
+    pub fn merged_ids(store: Arc<dyn ObjectStore>, root: impl Into<String>) -> Self {
+        Self::holding(store, root, TableData::MergedIds)
+    }
+
+    pub fn holding(store: Arc<dyn ObjectStore>, root: impl Into<String>, data: TableData) -> Self {
+        DeltaTable { store, root: root.into().trim_matches('/').to_string(), data }
     }
 
     /// `root/_delta_log/` (the listing prefix of the log).
