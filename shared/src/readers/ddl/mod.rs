@@ -181,15 +181,19 @@ fn tables(conn: &Connection) -> Vec<Table<'_>> {
         });
     }
     if conn.export.merged_ids {
-        // Merged IDs are gzipped JSON lines whatever the events' format and table: a Delta
-        // table holds Parquet files only, so a Delta connection's merged IDs stay files.
+        // Merged IDs are gzipped JSON lines whatever the events' format, except under a Delta
+        // connection, whose merged-IDs folder is a second Delta table (of Parquet parts).
+        let format = match conn.table {
+            TableFormat::Delta => PartFormat::Parquet,
+            TableFormat::Files => PartFormat::Json,
+        };
         out.push(Table {
             data: Data::MergedIds,
             name: format!("{base}_merged_ids"),
             destination: conn.merged_ids_destination(),
             layout: conn.merged_ids_layout(),
-            format: PartFormat::Json,
-            table: TableFormat::Files,
+            format,
+            table: conn.table,
             columns: MERGE_FIELDS.iter().map(|name| Column { name, column_type: ColumnType::Int64 }).collect(),
             timestamps: conn.timestamp_format,
             file_glob: format!("-{}_*.json.gz", conn.org_id),
@@ -233,7 +237,10 @@ impl Table<'_> {
         let what = match (self.data, self.delta()) {
             (Data::Events, false) => format!("Events ({} parts)", self.format),
             (Data::Events, true) => "Events (a Delta Lake table of parquet parts, partitioned by dt and hour)".to_string(),
-            (Data::MergedIds, _) => "Merged IDs (gzipped JSON lines; merge_time and merge_server_time are epoch milliseconds)".to_string(),
+            (Data::MergedIds, false) => "Merged IDs (gzipped JSON lines; merge_time and merge_server_time are epoch milliseconds)".to_string(),
+            (Data::MergedIds, true) => {
+                "Merged IDs (a Delta Lake table partitioned by dt and hour; merge_time and merge_server_time are epoch milliseconds)".to_string()
+            }
         };
         Ok(format!("-- {what} in {}\n", url(engine, self.destination, &self.dir())?))
     }
