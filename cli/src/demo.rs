@@ -23,7 +23,7 @@ use exporter::export::generate::{generate_hour, generate_merges, write_raw_event
 use exporter::export::manifest::Manifest;
 use exporter::export::schema::{EXPORT_FIELDS, TIMESTAMP_FIELDS};
 use exporter::hour::{HourRange, UtcHour};
-use exporter::model::format::PartFormat;
+use exporter::model::format::{PartFormat, TableFormat};
 use exporter::ports::ObjectStore;
 use exporter::{ExportError, Result};
 use sha2::{Digest, Sha256};
@@ -205,7 +205,7 @@ pub async fn run(dir: &Path) -> Result<ExitCode> {
         "187521",
         &dest_e,
         "delta",
-        r#","format":"parquet","layout":"hive","table":"delta","export":{"events":true,"merged_ids":false}"#,
+        r#","format":"parquet","layout":"hive","table":"delta","export":{"events":true,"merged_ids":true}"#,
     );
     // Privacy: the same events as globex-main with identifiers pseudonymised, some dropped.
     let private = connection_json(
@@ -516,8 +516,14 @@ async fn verify_exports(
             checks.check(counted == acc.exported, || format!("{} {hour}: {counted} lines in parts, manifest says {}", conn.id, acc.exported));
             *exported_by_connection.entry(conn.id.clone()).or_insert(0) += acc.exported;
             if let Some(merged) = &manifest.merged_ids {
-                let expected = conn.merged_ids_layout().merged_ids_key(hour);
-                checks.check(merged.files.iter().all(|f| f.key == expected), || format!("{} {hour}: merged IDs misnamed (expected {expected})", conn.id));
+                let layout = conn.merged_ids_layout();
+                let expected = layout.merged_ids_key(hour);
+                // A Delta table's files are numbered (`-O_D_H#n.parquet`): a replace never overwrites one.
+                let named = |key: &str| match conn.table {
+                    TableFormat::Delta => layout.merged_ids_part_number(hour, key).is_some(),
+                    TableFormat::Files => key == expected,
+                };
+                checks.check(merged.files.iter().all(|f| named(&f.key)), || format!("{} {hour}: merged IDs misnamed (expected {expected})", conn.id));
             }
         }
     }
