@@ -65,7 +65,9 @@ def exported_by_markers(dest):
 
 
 def read_parquet_hive(con, dest, failures):
-    parts = os.path.join(dest, "**", "*#*.parquet")
+    # Event parts only (`{project}_...#n.parquet`): a Delta connection's merged IDs are
+    # Parquet too (`-{org}_...#n.parquet`).
+    parts = os.path.join(dest, "**", "[0-9]*#*.parquet")
     source = f"read_parquet('{parts}', hive_partitioning = true)"
     types = {name: kind for name, kind, *_ in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
     for column, expected in PARQUET_TYPES.items():
@@ -92,7 +94,7 @@ def main(demo_dir):
         failures.append(f"no destinations under {demo_dir}/destinations")
     con = duckdb.connect()
     for dest in destinations:
-        if glob.glob(os.path.join(dest, "**", "*#*.parquet"), recursive=True):
+        if glob.glob(os.path.join(dest, "**", "[0-9]*#*.parquet"), recursive=True):
             read_parquet_hive(con, dest, failures)
             continue
         # Event parts only: `**/*.json.gz` would also match the merged-IDs files.
