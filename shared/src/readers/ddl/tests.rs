@@ -24,6 +24,16 @@ pub(super) const AZURE: &str =
 pub(super) const COMPAT: &str =
     r#"{"type":"s3","bucket":"acme","region":"auto","endpoint_url":"https://r2.example.com","access_key_id":"AKIA1","secret_access_key":"s3cret"}"#;
 
+/// `sql` holds every `must` needle and none of the `must_not` ones.
+fn assert_shape(label: &str, sql: &str, must: &[&str], must_not: &[&str]) {
+    for needle in must {
+        assert!(sql.contains(needle), "{label}: missing {needle:?} in\n{sql}");
+    }
+    for needle in must_not {
+        assert!(!sql.contains(needle), "{label}: unexpected {needle:?} in\n{sql}");
+    }
+}
+
 pub(super) fn ddl(conn: &Connection, engine: Engine) -> Result<String> {
     table_ddl(conn, engine, &DdlOptions::default())
 }
@@ -210,12 +220,7 @@ fn every_engine_format_and_layout() {
         let conn = connection(case.destination, case.format, case.layout, "amplitude");
         let sql = ddl(&conn, case.engine).unwrap_or_else(|e| panic!("{} {} {}: {e}", case.engine.name(), case.format, case.layout));
         let label = format!("{} {} {} {}", case.engine.name(), destination_kind(&conn.destination), case.format, case.layout);
-        for needle in case.must {
-            assert!(sql.contains(needle), "{label}: missing {needle:?} in\n{sql}");
-        }
-        for needle in case.must_not {
-            assert!(!sql.contains(needle), "{label}: unexpected {needle:?} in\n{sql}");
-        }
+        assert_shape(&label, &sql, case.must, case.must_not);
     }
 }
 
@@ -446,12 +451,7 @@ fn delta_tables_are_read_through_their_log() {
         let conn = connection_with(case.destination, "parquet", case.layout, "amplitude", "delta");
         let sql = ddl(&conn, case.engine).unwrap_or_else(|e| panic!("{} {}: {e}", case.engine.name(), case.layout));
         let label = format!("{} delta {} {}", case.engine.name(), destination_kind(&conn.destination), case.layout);
-        for needle in case.must {
-            assert!(sql.contains(needle), "{label}: missing {needle:?} in\n{sql}");
-        }
-        for needle in case.must_not {
-            assert!(!sql.contains(needle), "{label}: unexpected {needle:?} in\n{sql}");
-        }
+        assert_shape(&label, &sql, case.must, case.must_not);
     }
 }
 
