@@ -162,22 +162,18 @@ pub struct ParquetPartEncoder {
 
 /// When a row group closes.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RowGroupLimits {
-    pub rows: usize,
-    pub json_bytes: u64,
-    pub memory_bytes: usize,
-}
-
-impl RowGroupLimits {
-    pub const DEFAULT: RowGroupLimits = RowGroupLimits { rows: ROW_GROUP_ROWS, json_bytes: ROW_GROUP_JSON_BYTES, memory_bytes: ROW_GROUP_MEMORY_BYTES };
+struct RowGroupLimits {
+    rows: usize,
+    json_bytes: u64,
+    memory_bytes: usize,
 }
 
 impl ParquetPartEncoder {
-    pub fn new<S: PartSink>(pool: CompressionPool, sink: S) -> Result<Self> {
-        Self::with_limits(pool, sink, RowGroupLimits::DEFAULT)
+    pub fn new<S: FnMut(Vec<u8>) -> Result<()> + Send + 'static>(pool: CompressionPool, sink: S) -> Result<Self> {
+        Self::with_limits(pool, sink, RowGroupLimits { rows: ROW_GROUP_ROWS, json_bytes: ROW_GROUP_JSON_BYTES, memory_bytes: ROW_GROUP_MEMORY_BYTES })
     }
 
-    pub(crate) fn with_limits<S: PartSink>(pool: CompressionPool, sink: S, limits: RowGroupLimits) -> Result<Self> {
+    fn with_limits<S: FnMut(Vec<u8>) -> Result<()> + Send + 'static>(pool: CompressionPool, sink: S, limits: RowGroupLimits) -> Result<Self> {
         let schema = arrow_schema();
         let mut properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).map_err(parquet_error)?))
@@ -341,32 +337,12 @@ fn encode_file(
     // Writes the footer and hands back the sink.
     let mut out = file.into_inner().map_err(parquet_error)?;
     out.flush_chunk()?;
-    out.sink.complete()?;
     Ok(Written { bytes: out.bytes, sha256: hex::encode(out.sha.finalize()), uncompressed_bytes })
-}
-
-/// Where a Parquet file's bytes go, in order, from its encoding thread.
-pub trait PartSink: Send + 'static {
-    fn chunk(&mut self, bytes: Vec<u8>) -> Result<()>;
-    /// Called once after the last chunk, when the file is whole: the part may finish on
-    /// its own thread while the pipeline has moved on to the next one.
-    fn complete(&mut self) -> Result<()>;
-}
-
-/// A closure takes the chunks; completion needs no signal.
-impl<F: FnMut(Vec<u8>) -> Result<()> + Send + 'static> PartSink for F {
-    fn chunk(&mut self, bytes: Vec<u8>) -> Result<()> {
-        self(bytes)
-    }
-
-    fn complete(&mut self) -> Result<()> {
-        Ok(())
-    }
 }
 
 /// The file's bytes on their way to the upload, counted and hashed, in chunks.
 struct HashingSink {
-    sink: Box<dyn PartSink>,
+    sink: Box<dyn FnMut(Vec<u8>) -> Result<()> + Send>,
     buffer: Vec<u8>,
     bytes: u64,
     sha: Sha256,
@@ -378,7 +354,7 @@ impl HashingSink {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES));
-        self.sink.chunk(chunk)
+        (self.sink)(chunk)
     }
 }
 

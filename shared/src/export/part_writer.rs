@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{ExportError, Result};
 use crate::export::manifest::FileEntry;
-use crate::export::parquet_parts::{FinishingPart, ParquetPartEncoder, PartSink, RowGroupLimits};
+use crate::export::parquet_parts::{FinishingPart, ParquetPartEncoder};
 use crate::export::parts::{CompressionPool, GzipPartEncoder, PartStats};
 use crate::export::schema::ExportEvent;
 use crate::model::format::PartFormat;
@@ -41,22 +41,8 @@ enum FileChunk {
 type ChunkSink = Box<dyn FnMut(Vec<u8>) -> Result<()> + Send>;
 
 enum Encoder {
-    /// With the channel the pipeline ends the file on.
-    Gzip(GzipPartEncoder<ChunkSink>, mpsc::Sender<FileChunk>),
+    Gzip(GzipPartEncoder<ChunkSink>),
     Parquet(ParquetPartEncoder),
-}
-
-/// A Parquet part's bytes, sent by its encoding thread, which also ends the file.
-struct ChunkSender(mpsc::Sender<FileChunk>);
-
-impl PartSink for ChunkSender {
-    fn chunk(&mut self, bytes: Vec<u8>) -> Result<()> {
-        self.0.blocking_send(FileChunk::Bytes(Bytes::from(bytes))).map_err(|_| stopped())
-    }
-
-    fn complete(&mut self) -> Result<()> {
-        self.0.blocking_send(FileChunk::End).map_err(|_| stopped())
-    }
 }
 
 struct OpenFile {
@@ -64,6 +50,7 @@ struct OpenFile {
     part: Option<u32>,
     lines: u64,
     encoder: Encoder,
+    chunks: mpsc::Sender<FileChunk>,
 }
 
 /// A Parquet part closed by the pipeline whose encoder is writing its last row group and
@@ -72,6 +59,7 @@ struct FinishingFile {
     key: String,
     part: Option<u32>,
     encoding: FinishingPart,
+    chunks: mpsc::Sender<FileChunk>,
 }
 
 /// Writes files of one format to one store. Used from a blocking thread; the upload runs
@@ -83,16 +71,15 @@ pub struct PartWriter {
     format: PartFormat,
     open: Option<OpenFile>,
     finishing: Option<FinishingFile>,
-    /// Row groups of Parquet parts close at these limits (tests make them small).
-    parquet_limits: RowGroupLimits,
 }
 
 fn stopped() -> ExportError {
     ExportError::Internal("upload stopped".into())
 }
 
-fn entry(key: String, part: Option<u32>, stats: PartStats) -> FileEntry {
-    FileEntry { key, part, events: stats.events, bytes: stats.compressed_bytes, uncompressed_bytes: stats.uncompressed_bytes, sha256: stats.sha256 }
+fn entry(key: String, part: Option<u32>, stats: PartStats, chunks: &mpsc::Sender<FileChunk>) -> Result<FileEntry> {
+    chunks.blocking_send(FileChunk::End).map_err(|_| stopped())?;
+    Ok(FileEntry { key, part, events: stats.events, bytes: stats.compressed_bytes, uncompressed_bytes: stats.uncompressed_bytes, sha256: stats.sha256 })
 }
 
 impl PartWriter {
@@ -102,7 +89,7 @@ impl PartWriter {
     pub fn start(store: Arc<dyn ObjectStore>, pool: CompressionPool, level: u32, format: PartFormat) -> (PartWriter, JoinHandle<Result<()>>) {
         let (files, queued) = mpsc::channel::<FileUpload>(FILES_IN_FLIGHT);
         let uploader = tokio::spawn(upload_files(store, queued));
-        (PartWriter { files, pool, level, format, open: None, finishing: None, parquet_limits: RowGroupLimits::DEFAULT }, uploader)
+        (PartWriter { files, pool, level, format, open: None, finishing: None }, uploader)
     }
 
     pub fn is_open(&self) -> bool {
@@ -114,17 +101,13 @@ impl PartWriter {
         debug_assert!(self.open.is_none(), "close the open file first");
         let (chunks, receiver) = mpsc::channel::<FileChunk>(CHANNEL_CHUNKS);
         self.files.blocking_send(FileUpload { key: key.clone(), chunks: receiver }).map_err(|_| stopped())?;
+        let tx = chunks.clone();
+        let sink: ChunkSink = Box::new(move |chunk: Vec<u8>| tx.blocking_send(FileChunk::Bytes(Bytes::from(chunk))).map_err(|_| stopped()));
         let encoder = match self.format {
-            PartFormat::Json => {
-                let tx = chunks.clone();
-                let sink: ChunkSink = Box::new(move |chunk: Vec<u8>| tx.blocking_send(FileChunk::Bytes(Bytes::from(chunk))).map_err(|_| stopped()));
-                Encoder::Gzip(GzipPartEncoder::new(self.pool.clone(), self.level, sink), chunks)
-            }
-            // The encoding thread holds the only sender and ends the file itself: the upload
-            // of a part never waits for the pipeline to come back to it.
-            PartFormat::Parquet => Encoder::Parquet(ParquetPartEncoder::with_limits(self.pool.clone(), ChunkSender(chunks), self.parquet_limits)?),
+            PartFormat::Json => Encoder::Gzip(GzipPartEncoder::new(self.pool.clone(), self.level, sink)),
+            PartFormat::Parquet => Encoder::Parquet(ParquetPartEncoder::new(self.pool.clone(), sink)?),
         };
-        self.open = Some(OpenFile { key, part, lines: 0, encoder });
+        self.open = Some(OpenFile { key, part, lines: 0, encoder, chunks });
         Ok(())
     }
 
@@ -136,7 +119,7 @@ impl PartWriter {
     pub fn write_line(&mut self, line: &[u8]) -> Result<()> {
         let file = self.open_file()?;
         match &mut file.encoder {
-            Encoder::Gzip(gzip, _) => gzip.write(line)?,
+            Encoder::Gzip(gzip) => gzip.write(line)?,
             Encoder::Parquet(_) => return Err(ExportError::Internal("a JSON line was written to a Parquet file".into())),
         }
         file.lines += 1;
@@ -147,7 +130,7 @@ impl PartWriter {
     pub fn write_event(&mut self, event: &ExportEvent) -> Result<()> {
         let file = self.open_file()?;
         match &mut file.encoder {
-            Encoder::Gzip(gzip, _) => gzip.write(&event.line)?,
+            Encoder::Gzip(gzip) => gzip.write(&event.line)?,
             Encoder::Parquet(parquet) => parquet.write(event)?,
         }
         file.lines += 1;
@@ -158,7 +141,7 @@ impl PartWriter {
     /// measure parts roll over on, whatever their format.
     pub fn uncompressed_len(&self) -> u64 {
         self.open.as_ref().map_or(0, |f| match &f.encoder {
-            Encoder::Gzip(gzip, _) => gzip.uncompressed_len(),
+            Encoder::Gzip(gzip) => gzip.uncompressed_len(),
             Encoder::Parquet(parquet) => parquet.uncompressed_len(),
         })
     }
@@ -171,12 +154,10 @@ impl PartWriter {
         let mut complete: Vec<FileEntry> = self.settle()?.into_iter().collect();
         let Some(file) = self.open.take() else { return Ok(complete) };
         match file.encoder {
-            Encoder::Gzip(gzip, chunks) => {
-                let stats = gzip.finish(file.lines)?;
-                chunks.blocking_send(FileChunk::End).map_err(|_| stopped())?;
-                complete.push(entry(file.key, file.part, stats));
+            Encoder::Gzip(gzip) => complete.push(entry(file.key, file.part, gzip.finish(file.lines)?, &file.chunks)?),
+            Encoder::Parquet(parquet) => {
+                self.finishing = Some(FinishingFile { key: file.key, part: file.part, encoding: parquet.finish_later(file.lines), chunks: file.chunks })
             }
-            Encoder::Parquet(parquet) => self.finishing = Some(FinishingFile { key: file.key, part: file.part, encoding: parquet.finish_later(file.lines) }),
         }
         Ok(complete)
     }
@@ -192,7 +173,8 @@ impl PartWriter {
     /// Waits for the finishing part, if any.
     fn settle(&mut self) -> Result<Option<FileEntry>> {
         let Some(file) = self.finishing.take() else { return Ok(None) };
-        Ok(Some(entry(file.key, file.part, file.encoding.wait()?)))
+        let stats = file.encoding.wait()?;
+        entry(file.key, file.part, stats, &file.chunks).map(Some)
     }
 }
 
@@ -237,66 +219,4 @@ pub async fn join<T>(pipeline: JoinHandle<Result<T>>, uploader: JoinHandle<Resul
     let pipeline_result = pipeline.await.map_err(|e| ExportError::Internal(format!("{what} pipeline panicked: {e}")))?;
     uploader.await.map_err(|e| ExportError::Internal(format!("{what} uploader panicked: {e}")))??;
     pipeline_result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::adapters::local::memory::MemoryStore;
-    use crate::export::schema::Normalizer;
-    use crate::export::timestamp::TimestampFormat;
-    use rand::rngs::SmallRng;
-    use rand::{Rng, SeedableRng};
-    use std::time::Duration;
-
-    /// Events of ~60 KB of incompressible text, so a few hundred make megabytes of Parquet.
-    fn big_events(n: usize, seed: u64) -> Vec<ExportEvent> {
-        let normalizer = Normalizer::new("187520", TimestampFormat::Amplitude);
-        let mut rng = SmallRng::seed_from_u64(seed);
-        (0..n)
-            .map(|i| {
-                let blob: String = (0..60_000).map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)])).collect();
-                let line = format!(r#"{{"event_type":"e","device_id":"d{i}","$insert_id":"{seed}-{i}","event_properties":{{"blob":"{blob}"}}}}"#);
-                let mut event = ExportEvent::default();
-                normalizer.normalize(line.as_bytes(), &mut event).unwrap();
-                event.line.push(b'\n');
-                event
-            })
-            .collect()
-    }
-
-    /// A Parquet part finishes while the next one is written, and the next one's row groups
-    /// already stream out: the upload of the first must end without waiting for the
-    /// pipeline to close the second (it once waited, and the export hung).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn parquet_parts_upload_whole_while_the_next_part_streams() {
-        let store = Arc::new(MemoryStore::new("dest"));
-        let (mut writer, uploader) = PartWriter::start(store.clone(), CompressionPool::new(2).unwrap(), 6, PartFormat::Parquet);
-        // Row groups close every few events: each part streams several 1 MiB chunks,
-        // more than its channel holds, before it is closed.
-        writer.parquet_limits = RowGroupLimits { rows: usize::MAX, json_bytes: u64::MAX, memory_bytes: 256 << 10 };
-        let parts = [big_events(200, 1), big_events(200, 2), big_events(200, 3)];
-        let pipeline = tokio::task::spawn_blocking(move || {
-            let mut entries = Vec::new();
-            for (n, events) in parts.iter().enumerate() {
-                writer.open(format!("p#{n}.parquet"), Some(n as u32))?;
-                for event in events {
-                    writer.write_event(event)?;
-                }
-                entries.extend(writer.close()?);
-            }
-            entries.extend(writer.finish()?);
-            Ok::<_, ExportError>(entries)
-        });
-        let entries = tokio::time::timeout(Duration::from_secs(120), join(pipeline, uploader, "test")).await.expect("the export hung").unwrap();
-        assert_eq!(entries.iter().map(|e| e.part).collect::<Vec<_>>(), vec![Some(0), Some(1), Some(2)], "entries in part order");
-        for entry in &entries {
-            assert_eq!(entry.events, 200);
-            assert!(entry.bytes > (CHANNEL_CHUNKS as u64 + 1) << 20, "{} bytes: more chunks than the channel holds", entry.bytes);
-            let bytes = store.get(&entry.key).await.unwrap();
-            assert_eq!(bytes.len() as u64, entry.bytes, "{} uploaded whole", entry.key);
-            assert_eq!(&bytes[..4], b"PAR1");
-            assert_eq!(&bytes[bytes.len() - 4..], b"PAR1");
-        }
-    }
 }
