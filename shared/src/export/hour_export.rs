@@ -458,7 +458,7 @@ pub async fn late_merge_files(lake: &dyn ObjectStore, spec: &ExportSpec, manifes
 async fn replay_dedup(spec: &ExportSpec, targets: &ExportTargets, settings: &ExportSettings, files: Vec<ObjectMeta>) -> Result<Deduplicator> {
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
-    let prep = EventPrep { normalizer: Normalizer::new(&spec.project_id, spec.timestamp_format), filter: None, field_policy: None, typed_rows: false };
+    let prep = EventPrep { normalizer: Normalizer::new(&spec.project_id, spec.timestamp_format), filter: None, field_policy: None };
     let workers = settings.pool.threads();
     tokio::task::spawn_blocking(move || {
         let mut dedup = Deduplicator::new();
@@ -491,12 +491,7 @@ async fn export_events(
     let (mut writer, uploader) = PartWriter::start(targets.events.clone(), settings.pool.clone(), settings.gzip_level, spec.format);
     let lake = targets.lake.clone();
     let handle = tokio::runtime::Handle::current();
-    let prep = EventPrep {
-        normalizer: Normalizer::new(&spec.project_id, spec.timestamp_format),
-        filter,
-        field_policy: spec.field_policy.clone(),
-        typed_rows: spec.format == PartFormat::Parquet,
-    };
+    let prep = EventPrep { normalizer: Normalizer::new(&spec.project_id, spec.timestamp_format), filter, field_policy: spec.field_policy.clone() };
     let part_size = settings.part_size_bytes;
     let workers = settings.pool.threads();
     let pipeline = tokio::task::spawn_blocking(move || {
@@ -535,7 +530,7 @@ async fn export_events(
             }
             Ok(())
         })?;
-        report.files.extend(writer.finish()?);
+        report.files.extend(writer.close()?);
         Ok::<_, ExportError>(report)
     });
     part_writer::join(pipeline, uploader, "export").await
@@ -577,7 +572,7 @@ async fn export_merged_ids(spec: &ExportSpec, targets: &ExportTargets, hour: Utc
             line_out.push(b'\n');
             writer.write_line(&line_out)
         })?;
-        report.files.extend(writer.finish()?);
+        report.files.extend(writer.close()?);
         Ok::<_, ExportError>(report)
     });
     let report = part_writer::join(pipeline, uploader, "merged-ID").await?;

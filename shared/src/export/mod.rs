@@ -23,5 +23,4 @@ pub mod parts;
 pub mod schema;
 pub mod spec;
 pub mod timestamp;
-pub mod typed_row;
 pub mod value_limits;

@@ -33,9 +33,6 @@ pub struct EventPrep {
     pub normalizer: Normalizer,
     pub filter: Option<Filter>,
     pub field_policy: Option<FieldPolicy>,
-    /// Convert each kept event to its columns' types (Parquet parts): done here, in
-    /// parallel, instead of on the thread that keeps lake order.
-    pub typed_rows: bool,
 }
 
 /// One lake line (or broken piece of the lake) after the workers, in lake order.
@@ -170,14 +167,6 @@ fn prepare(prep: &EventPrep, line: &[u8], event: &mut ExportEvent, scratch: &mut
         policy.apply(event, scratch);
     }
     event.line.push(b'\n');
-    if kept && prep.typed_rows {
-        let mut row = std::mem::take(&mut event.typed);
-        // A value that does not convert is a bug the Parquet encoder reports when it
-        // converts the event again; the row stays empty for it.
-        if row.fill(event).is_ok() {
-            event.typed = row;
-        }
-    }
     Ok((key, kept))
 }
 

@@ -32,7 +32,6 @@ use crate::error::{ExportError, Result};
 use crate::export::columns::{column_type, export_columns, ColumnType};
 use crate::export::parts::{CompressionPool, PartStats};
 use crate::export::schema::{ExportEvent, EXPORT_FIELDS};
-use crate::export::typed_row::{Cell, TypedRow, Unconvertible};
 
 /// Rows per batch handed to the encoder (about 2 MiB of arrays; three are alive at once).
 pub const BATCH_ROWS: usize = 2048;
@@ -93,21 +92,42 @@ impl ColumnBuilder {
         }
     }
 
-    /// Appends one cell. The normaliser has already checked every value against its
-    /// column ([`crate::export::value_limits`]), so a cell of another type is a bug.
-    fn append(&mut self, cell: Cell, row: &TypedRow, index: usize) -> Result<()> {
-        match (self, cell) {
-            (ColumnBuilder::Timestamp(b), Cell::Int(micros)) => b.append_value(micros),
-            (ColumnBuilder::Timestamp(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Int(b), Cell::Int(n)) => b.append_value(n),
-            (ColumnBuilder::Int(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Float(b), Cell::Float(x)) => b.append_value(x),
-            (ColumnBuilder::Float(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Bool(b), Cell::Bool(v)) => b.append_value(v),
-            (ColumnBuilder::Bool(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Text(b), Cell::Text { start, end }) => b.append_value(row.text(start, end)),
-            (ColumnBuilder::Text(b), Cell::Null) => b.append_null(),
-            (_, cell) => return Err(ExportError::Internal(format!("export field {} holds {cell:?}, not its column's type", EXPORT_FIELDS[index]))),
+    /// Appends export field `index` of `event`. The normaliser has already checked every
+    /// value against its kind and against what Parquet and strict readers accept
+    /// ([`crate::export::value_limits`]), so a value that does not convert is a bug, not bad input.
+    fn append(&mut self, event: &ExportEvent, index: usize, json_column: bool) -> Result<()> {
+        let raw = event.field_json(index);
+        let null = raw == b"null";
+        let unconvertible = || {
+            ExportError::Internal(format!(
+                "export field {} holds {} where its column type needs otherwise",
+                EXPORT_FIELDS[index],
+                String::from_utf8_lossy(&raw[..raw.len().min(40)])
+            ))
+        };
+        match self {
+            ColumnBuilder::Timestamp(b) => b.append_option(event.timestamp(index)),
+            ColumnBuilder::Int(b) if null => b.append_null(),
+            ColumnBuilder::Int(b) => b.append_value(std::str::from_utf8(raw).ok().and_then(|s| s.parse().ok()).ok_or_else(unconvertible)?),
+            ColumnBuilder::Float(b) if null => b.append_null(),
+            ColumnBuilder::Float(b) => b.append_value(std::str::from_utf8(raw).ok().and_then(|s| s.parse().ok()).ok_or_else(unconvertible)?),
+            ColumnBuilder::Bool(b) => match raw {
+                b"true" => b.append_value(true),
+                b"false" => b.append_value(false),
+                b"null" => b.append_null(),
+                _ => return Err(unconvertible()),
+            },
+            ColumnBuilder::Text(b) if null => b.append_null(),
+            ColumnBuilder::Text(b) => {
+                let text = std::str::from_utf8(raw).map_err(|_| unconvertible())?;
+                match text.as_bytes()[0] {
+                    // A string's content; escapes (rare in ids and names) are decoded.
+                    b'"' if !json_column && !text.contains('\\') => b.append_value(&text[1..text.len() - 1]),
+                    b'"' if !json_column => b.append_value(serde_json::from_str::<String>(text).map_err(|_| unconvertible())?),
+                    // JSON columns keep the JSON text; a scalar (`sample_rate`) its text.
+                    _ => b.append_value(text),
+                }
+            }
         }
         Ok(())
     }
@@ -150,8 +170,7 @@ struct Written {
 pub struct ParquetPartEncoder {
     limits: RowGroupLimits,
     builders: Vec<ColumnBuilder>,
-    /// Converts the events that come without a typed row.
-    scratch: TypedRow,
+    json_columns: Vec<bool>,
     rows_in_batch: usize,
     rows_in_group: usize,
     json_in_group: u64,
@@ -196,7 +215,7 @@ impl ParquetPartEncoder {
         Ok(ParquetPartEncoder {
             limits,
             builders: types.iter().map(|t| ColumnBuilder::new(*t)).collect(),
-            scratch: TypedRow::default(),
+            json_columns: types.iter().map(|t| *t == ColumnType::Json).collect(),
             rows_in_batch: 0,
             rows_in_group: 0,
             json_in_group: 0,
@@ -212,17 +231,10 @@ impl ParquetPartEncoder {
         self.json_bytes
     }
 
-    /// Appends one event; `event.line` may end with its newline. Its typed row is used
-    /// when the normalising threads filled it, else the event is converted here.
+    /// Appends one event; `event.line` may end with its newline.
     pub fn write(&mut self, event: &ExportEvent) -> Result<()> {
-        let row = if event.typed.is_filled() {
-            &event.typed
-        } else {
-            self.scratch.fill(event).map_err(|Unconvertible(what)| ExportError::Internal(what))?;
-            &self.scratch
-        };
-        for (i, (builder, cell)) in self.builders.iter_mut().zip(row.cells()).enumerate() {
-            builder.append(*cell, row, i)?;
+        for (i, builder) in self.builders.iter_mut().enumerate() {
+            builder.append(event, i, self.json_columns[i])?;
         }
         self.rows_in_batch += 1;
         self.rows_in_group += 1;
@@ -255,32 +267,12 @@ impl ParquetPartEncoder {
     }
 
     /// Ends the file (last row group and footer) and returns its stats.
-    pub fn finish(self, events: u64) -> Result<PartStats> {
-        self.finish_later(events).wait()
-    }
-
-    /// Hands the last rows to the encoding thread and returns at once: the caller goes on
-    /// with the next part while this one's last row group and footer are encoded.
-    pub fn finish_later(mut self, events: u64) -> FinishingPart {
+    pub fn finish(mut self, events: u64) -> Result<PartStats> {
         let sent = self.send_batch();
         drop(self.stage);
-        FinishingPart { events, sent, encoder: self.encoder }
-    }
-}
-
-/// A part whose encoding thread is writing its last row group and footer.
-pub struct FinishingPart {
-    events: u64,
-    sent: Result<()>,
-    encoder: JoinHandle<Result<Written>>,
-}
-
-impl FinishingPart {
-    /// Waits for the file to be complete and returns its stats.
-    pub fn wait(self) -> Result<PartStats> {
         let written = self.encoder.join().map_err(|_| ExportError::Internal("parquet encoder panicked".into()))??;
-        self.sent?;
-        Ok(PartStats { events: self.events, uncompressed_bytes: written.uncompressed_bytes, compressed_bytes: written.bytes, sha256: written.sha256 })
+        sent?;
+        Ok(PartStats { events, uncompressed_bytes: written.uncompressed_bytes, compressed_bytes: written.bytes, sha256: written.sha256 })
     }
 }
 

@@ -12,29 +12,19 @@ use tokio::task::JoinHandle;
 
 use crate::error::{ExportError, Result};
 use crate::export::manifest::FileEntry;
-use crate::export::parquet_parts::{FinishingPart, ParquetPartEncoder};
-use crate::export::parts::{CompressionPool, GzipPartEncoder, PartStats};
+use crate::export::parquet_parts::ParquetPartEncoder;
+use crate::export::parts::{CompressionPool, GzipPartEncoder};
 use crate::export::schema::ExportEvent;
 use crate::model::format::PartFormat;
 use crate::ports::{ObjectStore, StreamingUpload};
 
-/// Chunks in flight between one file's encoder and the upload (bounds memory: a Parquet
-/// chunk is 1 MiB; more would only queue behind a slow upload).
+/// Chunks in flight between the compressor and the upload (bounds memory: a Parquet chunk
+/// is 1 MiB; more would only queue behind a slow upload).
 const CHANNEL_CHUNKS: usize = 4;
-/// Files announced to the uploader and not yet uploaded: the one being written and the
-/// Parquet part still finishing behind it.
-const FILES_IN_FLIGHT: usize = 2;
 
-/// One file for the uploader: its key, then its bytes on a channel of its own, so a part
-/// that is still finishing and the next one being written never mix their chunks.
-struct FileUpload {
-    key: String,
-    chunks: mpsc::Receiver<FileChunk>,
-}
-
-enum FileChunk {
-    Bytes(Bytes),
-    /// The file is complete. A channel that closes without it was abandoned mid-file.
+enum UploadMsg {
+    Begin(String),
+    Chunk(Bytes),
     End,
 }
 
@@ -50,36 +40,20 @@ struct OpenFile {
     part: Option<u32>,
     lines: u64,
     encoder: Encoder,
-    chunks: mpsc::Sender<FileChunk>,
-}
-
-/// A Parquet part closed by the pipeline whose encoder is writing its last row group and
-/// footer while the pipeline fills the next part.
-struct FinishingFile {
-    key: String,
-    part: Option<u32>,
-    encoding: FinishingPart,
-    chunks: mpsc::Sender<FileChunk>,
 }
 
 /// Writes files of one format to one store. Used from a blocking thread; the upload runs
-/// on the runtime. At most one file is open at a time, and at most one more finishing.
+/// on the runtime. At most one file is open at a time.
 pub struct PartWriter {
-    files: mpsc::Sender<FileUpload>,
+    tx: mpsc::Sender<UploadMsg>,
     pool: CompressionPool,
     level: u32,
     format: PartFormat,
     open: Option<OpenFile>,
-    finishing: Option<FinishingFile>,
 }
 
 fn stopped() -> ExportError {
     ExportError::Internal("upload stopped".into())
-}
-
-fn entry(key: String, part: Option<u32>, stats: PartStats, chunks: &mpsc::Sender<FileChunk>) -> Result<FileEntry> {
-    chunks.blocking_send(FileChunk::End).map_err(|_| stopped())?;
-    Ok(FileEntry { key, part, events: stats.events, bytes: stats.compressed_bytes, uncompressed_bytes: stats.uncompressed_bytes, sha256: stats.sha256 })
 }
 
 impl PartWriter {
@@ -87,9 +61,9 @@ impl PartWriter {
     /// writes; await the task after the writer is dropped (its error is the real cause
     /// when both fail).
     pub fn start(store: Arc<dyn ObjectStore>, pool: CompressionPool, level: u32, format: PartFormat) -> (PartWriter, JoinHandle<Result<()>>) {
-        let (files, queued) = mpsc::channel::<FileUpload>(FILES_IN_FLIGHT);
-        let uploader = tokio::spawn(upload_files(store, queued));
-        (PartWriter { files, pool, level, format, open: None, finishing: None }, uploader)
+        let (tx, rx) = mpsc::channel::<UploadMsg>(CHANNEL_CHUNKS);
+        let uploader = tokio::spawn(upload_files(store, rx));
+        (PartWriter { tx, pool, level, format, open: None }, uploader)
     }
 
     pub fn is_open(&self) -> bool {
@@ -99,15 +73,14 @@ impl PartWriter {
     /// Starts the file `key` (`part` is its `#n`, or `None` for the merged-IDs file).
     pub fn open(&mut self, key: String, part: Option<u32>) -> Result<()> {
         debug_assert!(self.open.is_none(), "close the open file first");
-        let (chunks, receiver) = mpsc::channel::<FileChunk>(CHANNEL_CHUNKS);
-        self.files.blocking_send(FileUpload { key: key.clone(), chunks: receiver }).map_err(|_| stopped())?;
-        let tx = chunks.clone();
-        let sink: ChunkSink = Box::new(move |chunk: Vec<u8>| tx.blocking_send(FileChunk::Bytes(Bytes::from(chunk))).map_err(|_| stopped()));
+        self.tx.blocking_send(UploadMsg::Begin(key.clone())).map_err(|_| stopped())?;
+        let tx = self.tx.clone();
+        let sink: ChunkSink = Box::new(move |chunk: Vec<u8>| tx.blocking_send(UploadMsg::Chunk(Bytes::from(chunk))).map_err(|_| stopped()));
         let encoder = match self.format {
             PartFormat::Json => Encoder::Gzip(GzipPartEncoder::new(self.pool.clone(), self.level, sink)),
             PartFormat::Parquet => Encoder::Parquet(ParquetPartEncoder::new(self.pool.clone(), sink)?),
         };
-        self.open = Some(OpenFile { key, part, lines: 0, encoder, chunks });
+        self.open = Some(OpenFile { key, part, lines: 0, encoder });
         Ok(())
     }
 
@@ -146,65 +119,40 @@ impl PartWriter {
         })
     }
 
-    /// Closes the open file, if any, and returns the manifest entries of the files complete
-    /// now, in order. A Parquet part's last row group and footer are encoded while the
-    /// pipeline fills the next part (waiting for them stalled every thread once a part):
-    /// its entry comes from the next `close` or from [`Self::finish`].
-    pub fn close(&mut self) -> Result<Vec<FileEntry>> {
-        let mut complete: Vec<FileEntry> = self.settle()?.into_iter().collect();
-        let Some(file) = self.open.take() else { return Ok(complete) };
-        match file.encoder {
-            Encoder::Gzip(gzip) => complete.push(entry(file.key, file.part, gzip.finish(file.lines)?, &file.chunks)?),
-            Encoder::Parquet(parquet) => {
-                self.finishing = Some(FinishingFile { key: file.key, part: file.part, encoding: parquet.finish_later(file.lines), chunks: file.chunks })
-            }
-        }
-        Ok(complete)
-    }
-
-    /// Closes the open file and waits for every file to be complete: the manifest entries
-    /// not yet returned, in order.
-    pub fn finish(mut self) -> Result<Vec<FileEntry>> {
-        let mut complete = self.close()?;
-        complete.extend(self.settle()?);
-        Ok(complete)
-    }
-
-    /// Waits for the finishing part, if any.
-    fn settle(&mut self) -> Result<Option<FileEntry>> {
-        let Some(file) = self.finishing.take() else { return Ok(None) };
-        let stats = file.encoding.wait()?;
-        entry(file.key, file.part, stats, &file.chunks).map(Some)
+    /// Finishes the open file, if any, and returns its manifest entry.
+    pub fn close(&mut self) -> Result<Option<FileEntry>> {
+        let Some(file) = self.open.take() else { return Ok(None) };
+        let stats = match file.encoder {
+            Encoder::Gzip(gzip) => gzip.finish(file.lines)?,
+            Encoder::Parquet(parquet) => parquet.finish(file.lines)?,
+        };
+        self.tx.blocking_send(UploadMsg::End).map_err(|_| stopped())?;
+        Ok(Some(FileEntry {
+            key: file.key,
+            part: file.part,
+            events: file.lines,
+            bytes: stats.compressed_bytes,
+            uncompressed_bytes: stats.uncompressed_bytes,
+            sha256: stats.sha256,
+        }))
     }
 }
 
-/// Receives files from the pipeline, in order, and streams each to the store.
-async fn upload_files(store: Arc<dyn ObjectStore>, mut files: mpsc::Receiver<FileUpload>) -> Result<()> {
+/// Receives files from the pipeline and streams them to the store, one at a time.
+async fn upload_files(store: Arc<dyn ObjectStore>, mut rx: mpsc::Receiver<UploadMsg>) -> Result<()> {
     let mut current: Option<Box<dyn StreamingUpload>> = None;
     let result = async {
-        while let Some(FileUpload { key, mut chunks }) = files.recv().await {
-            current = Some(store.upload(&key).await?);
-            let upload = current.as_mut().expect("set above");
-            let mut complete = false;
-            while let Some(chunk) = chunks.recv().await {
-                match chunk {
-                    FileChunk::Bytes(bytes) => upload.write(bytes).await?,
-                    FileChunk::End => {
-                        complete = true;
-                        break;
-                    }
-                }
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                UploadMsg::Begin(key) => current = Some(store.upload(&key).await?),
+                UploadMsg::Chunk(bytes) => current.as_mut().expect("chunk inside a file").write(bytes).await?,
+                UploadMsg::End => current.take().expect("end of an open file").finish().await?,
             }
-            if !complete {
-                // The pipeline stopped mid-file; its error is the one reported.
-                break;
-            }
-            current.take().expect("set above").finish().await?;
         }
         Ok(())
     }
     .await;
-    files.close();
+    rx.close();
     // A file still open here means the pipeline stopped mid-file (its error is reported
     // by the pipeline) or the upload failed: either way it must not linger half-written.
     if let Some(upload) = current.take() {

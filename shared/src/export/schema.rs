@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 
 use crate::export::filter::{FilterSubject, Scope};
 use crate::export::timestamp::{parse_micros, write_export_timestamp, Micros, TimestampFormat, TIMESTAMP_RANGE};
-use crate::export::typed_row::TypedRow;
 use crate::export::value_limits::{check_float, check_string, check_value, field_at, Refusal, MAX_STRING_BYTES};
 
 /// The export fields, in the order every export line has them.
@@ -240,9 +239,6 @@ pub struct ExportEvent {
     /// The timestamp fields as numbers, in [`TIMESTAMP_FIELDS`] order (typed columns use
     /// them instead of parsing the text back).
     times: [Option<Micros>; TIMESTAMP_FIELDS.len()],
-    /// The values in their columns' types, filled by the normalising threads when the parts
-    /// are Parquet (emptied whenever the line changes).
-    pub typed: TypedRow,
 }
 
 impl ExportEvent {
@@ -250,12 +246,6 @@ impl ExportEvent {
     /// [`EXPORT_FIELDS`]), `None` when null or not a timestamp field.
     pub fn timestamp(&self, index: usize) -> Option<Micros> {
         TIMESTAMP_FIELDS.iter().position(|&i| i == index).and_then(|slot| self.times[slot])
-    }
-
-    /// Where field `index`'s raw JSON value sits in the export line.
-    pub fn field_span(&self, index: usize) -> (usize, usize) {
-        let (a, b) = self.spans[index];
-        (a as usize, b as usize)
     }
 
     /// Raw JSON text of a field's value in the export line.
@@ -283,7 +273,6 @@ impl ExportEvent {
     /// field `index`'s new JSON value into `out` and returns true, or returns false to keep
     /// it. Every other byte is copied; a timestamp field rewritten to `null` loses its time.
     pub fn rewrite_fields(&mut self, scratch: &mut Vec<u8>, mut edit: impl FnMut(usize, &[u8], &mut Vec<u8>) -> bool) {
-        self.typed.clear();
         scratch.clear();
         let mut copied = 0;
         for i in 0..self.spans.len() {
@@ -358,7 +347,6 @@ impl Normalizer {
 
     /// Normalises one raw line into `out` (reused between calls to avoid allocation).
     pub fn normalize(&self, raw_line: &[u8], out: &mut ExportEvent) -> Result<(), InvalidReason> {
-        out.typed.clear();
         let text = std::str::from_utf8(raw_line).map_err(|e| {
             let at = e.valid_up_to();
             let what = format!("invalid UTF-8 (byte 0x{:02x} at byte {} of the line); the line must be UTF-8 text", raw_line[at], at + 1);
