@@ -82,6 +82,7 @@ impl HourExported {
             merged_ids_written_by: manifest.merged_ids_written_by.clone(),
             freshness_seconds: None,
             table_version: manifest.table_version,
+            merged_ids_table_version: manifest.merged_ids_table_version,
             accounting: HourAccounting {
                 events: manifest.events.as_ref().map(|e| e.accounting.clone()),
                 merged_ids: manifest.merged_ids.as_ref().map(|m| m.accounting.clone()),
@@ -285,10 +286,15 @@ mod tests {
         assert_eq!(json["mode"], "recurring");
         assert!(json.get("parts_omitted").is_none());
         assert!(json.get("table_version").is_none(), "no Delta table, no version");
+        assert!(json.get("merged_ids_table_version").is_none());
         let mut delta = manifest(2);
         delta.table_version = Some(7);
+        delta.merged_ids_table_version = Some(3);
         let e = HourExported::from_manifest(&c, &delta, ExportMode::Replace);
         assert_eq!(e.table_version, Some(7), "the event carries the version of the hour's commit");
+        assert_eq!(e.merged_ids_table_version, Some(3), "and the merged-IDs table's");
+        let json: serde_json::Value = serde_json::from_slice(&e.to_json()).unwrap();
+        assert_eq!((json["table_version"].as_u64(), json["merged_ids_table_version"].as_u64()), (Some(7), Some(3)));
         assert_ne!(e.id, a.id, "another commit of the hour is another event");
     }
 

@@ -93,6 +93,10 @@ pub struct HourExported {
     /// the event describes it (time travel to it reads exactly these parts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_version: Option<u64>,
+    /// `"table": "delta"` with the merged IDs: the version of the merged-IDs table whose
+    /// commit holds the hour's merged IDs as `merged_ids` describes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_ids_table_version: Option<u64>,
 }
 
 fn is_zero(n: &u64) -> bool {
