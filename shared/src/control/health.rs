@@ -138,6 +138,12 @@ pub async fn assess(ledger: &HourLedger, conn: &Connection, status: &ConnectionS
         conditions.push(format!("BEHIND: {} hour(s) {what} (oldest {})", behind.len(), oldest.hour));
     }
     // Read through the ledger: a gap that a backfill filled since is gone at once.
+    for (table, error) in &status.table_upkeep_failures {
+        conditions.push(format!(
+            "TABLE UPKEEP failing for the Delta table at {table}: {}; the hours are exported and read correctly, but checkpoints and vacuum wait (the log grows, replaced files stay) until an upkeep succeeds (every tenth commit) — fix what the error names",
+            short(error)
+        ));
+    }
     if let Some(gap) = status.gap.clone() {
         if let Some(gap) = remaining_gap(ledger, &conn.id, gap).await? {
             conditions.push(format!("GAP {} never exported — run: {}", gap.range, gap.backfill_command));
@@ -225,5 +231,21 @@ mod tests {
         ledger.save_owed("c1", &parked).await.unwrap();
         let broken = health("2020-01-25T09:00:00Z").await.state();
         assert!(broken.starts_with("BROKEN: 1 hour(s)") && broken.contains("exportctl export c1 --hour 2020-01-25T03"), "{broken}");
+    }
+
+    #[tokio::test]
+    async fn a_delta_table_whose_upkeep_failed_is_not_ok_until_an_upkeep_succeeds() {
+        let ledger = HourLedger::new(Arc::new(MemoryStore::new("control")));
+        let mut status = ConnectionStatus::default();
+        status.table_upkeep_failures.insert("s3://b/exports/187520".into(), "the upkeep at version 10 failed: access denied (s3:DeleteObject)".into());
+        let health = assess(&ledger, &conn(), &status, &RunPolicy::default(), t("2020-01-25T04:20:00Z")).await.unwrap();
+        assert!(
+            health.state().starts_with("TABLE UPKEEP failing for the Delta table at s3://b/exports/187520: the upkeep at version 10"),
+            "{}",
+            health.state()
+        );
+        assert!(health.state().contains("s3:DeleteObject"), "the cause is named");
+        status.table_upkeep_failures.clear();
+        assert!(assess(&ledger, &conn(), &status, &RunPolicy::default(), t("2020-01-25T04:20:00Z")).await.unwrap().is_ok());
     }
 }

@@ -74,6 +74,14 @@ impl MetricsOut {
             .add("Parts", Unit::Count, parts as f64, "files written")
             .add("RunSeconds", Unit::Seconds, seconds, "time one hour's run took")
             .add("Attempt", Unit::Count, record.attempt as f64, "the attempt number of the run (1 = first)");
+        if !record.table_upkeep_failures.is_empty() {
+            set.add(
+                "TableUpkeepFailures",
+                Unit::Count,
+                record.table_upkeep_failures.len() as f64,
+                "Delta tables whose upkeep (checkpoint, vacuum) failed in the run",
+            );
+        }
         if let Some(f) = record.freshness_seconds {
             set.add("FreshnessSeconds", Unit::Seconds, f as f64, "seconds from an hour's end to its first complete marker");
         }

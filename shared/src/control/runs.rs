@@ -256,7 +256,7 @@ impl RunService {
         let owed_event_mode = was_owed.as_ref().map(|o| o.event_pending.unwrap_or(o.mode));
         if mode == ExportMode::Recurring {
             if let Some(manifest) = completed {
-                let report = HourReport { hour, skipped: true, manifest: Some(manifest.clone()), late: None, late_merged_ids: None };
+                let report = HourReport { hour, skipped: true, manifest: Some(manifest.clone()), late: None, late_merged_ids: None, table_upkeep: Vec::new() };
                 // Done already. Still owed: an interrupted bookkeeping step, or an event the
                 // bus did not take; publish (same id as before) and take the hour off.
                 let Some(owed) = was_owed else {
@@ -392,6 +392,7 @@ impl RunService {
                 if let Some(late) = &report.late {
                     record.late_lake_files = late.lake_inputs.iter().map(|i| i.key.clone()).collect();
                 }
+                record.table_upkeep_failures = report.table_upkeep.iter().filter_map(|u| u.error.as_ref().map(|e| format!("{}: {e}", u.table))).collect();
                 let (events, merged) = match (&report.late, &report.manifest) {
                     (Some(late), _) => (Some(late), report.late_merged_ids.as_ref()),
                     (None, Some(m)) => (m.events.as_ref(), m.merged_ids.as_ref()),
@@ -428,9 +429,19 @@ impl RunService {
                 self.control.put_run(&record).await?;
             }
             match &result {
-                Ok(_) => {
+                Ok(run) => {
                     let hour = req.hour;
-                    self.control.update_status(&conn.id, |s| s.last_exported_hour = Some(s.last_exported_hour.map_or(hour, |h| h.max(hour)))).await?;
+                    self.control
+                        .update_status(&conn.id, |s| {
+                            s.last_exported_hour = Some(s.last_exported_hour.map_or(hour, |h| h.max(hour)));
+                            for upkeep in &run.report.table_upkeep {
+                                match &upkeep.error {
+                                    Some(e) => s.table_upkeep_failures.insert(upkeep.table.clone(), e.clone()),
+                                    None => s.table_upkeep_failures.remove(&upkeep.table),
+                                };
+                            }
+                        })
+                        .await?;
                 }
                 Err(e) => {
                     let message = e.to_string();

@@ -90,6 +90,10 @@ pub struct RunRecord {
     /// Whether that marker was written within the freshness SLO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slo_met: Option<bool>,
+    /// Delta connections: the table upkeep (checkpoint, vacuum, log retention) this run's
+    /// commits ran and could not finish, one sentence per table. The hour is exported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub table_upkeep_failures: Vec<String>,
 }
 
 impl RunRecord {
@@ -115,6 +119,7 @@ impl RunRecord {
             late_lake_files: Vec::new(),
             freshness_seconds: None,
             slo_met: None,
+            table_upkeep_failures: Vec::new(),
         }
     }
 }
@@ -143,6 +148,10 @@ pub struct ConnectionStatus {
     /// Hours the scheduled catch-up will not reach, with the command that fills them.
     #[serde(default)]
     pub gap: Option<Gap>,
+    /// Delta tables whose last upkeep failed, with the error; a table leaves once an upkeep
+    /// of it succeeds.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub table_upkeep_failures: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{ExportError, Result};
 use crate::export::dedup::Deduplicator;
-use crate::export::delta::{CommitOutcome, DeltaTable, HourCommit};
+use crate::export::delta::{CommitOutcome, DeltaTable, HourCommit, TableUpkeep};
 use crate::export::filter::Filter;
 use crate::export::lake::{list_hour_files, read_files_blocking, InvalidRecord, LakeItem};
 use crate::export::layout::{lake_events_prefix, lake_merges_prefix};
@@ -86,6 +86,8 @@ pub struct HourReport {
     /// Late mode: the hour's merged-IDs file as rewritten because late merge files landed
     /// (every merge record of the hour; `None` when it was not rewritten).
     pub late_merged_ids: Option<DataReport>,
+    /// Delta connections: the upkeep of each table whose commit ran it (every tenth version).
+    pub table_upkeep: Vec<TableUpkeep>,
 }
 
 /// Where this connection's complete marker for `hour` lives.
@@ -182,7 +184,7 @@ pub async fn export_hour_with(
                 Ok(body) => serde_json::from_slice(&body).ok(),
                 Err(_) => None,
             };
-            return Ok(HourReport { hour, skipped: true, manifest, late: None, late_merged_ids: None });
+            return Ok(HourReport { hour, skipped: true, manifest, late: None, late_merged_ids: None, table_upkeep: Vec::new() });
         }
     }
     let event_files = if spec.events { lake_files(targets.lake.as_ref(), &lake_events_prefix(&spec.project_id, hour)).await? } else { Vec::new() };
@@ -202,6 +204,7 @@ pub async fn export_hour_with(
         }
     }
     let mut manifest = Manifest::empty(spec, hour);
+    let mut table_upkeep = Vec::new();
     if spec.events {
         let table = events_table(spec, targets);
         // A Delta table's data files are never overwritten: the parts are numbered above
@@ -219,6 +222,7 @@ pub async fn export_hour_with(
                 let outcome = commit_hour(t, spec, hour, mode, &report.files).await?;
                 report.files = outcome.files;
                 manifest.table_version = Some(outcome.version);
+                table_upkeep.extend(outcome.upkeep);
             }
             None => delete_stale_parts(spec, targets, hour, report.files.len() as u32).await?,
         }
@@ -230,14 +234,15 @@ pub async fn export_hour_with(
             (None, None) => manifest.merged_ids = Some(export_merged_ids(spec, targets, hour, settings, merge_files).await?),
             (None, Some(t)) => {
                 // Boxed: the export's future stays small (clippy's large_futures).
-                let (report, version) = Box::pin(export_merged_ids_table(&t, spec, targets, hour, mode, merge_files, options)).await?;
+                let (report, version, upkeep) = Box::pin(export_merged_ids_table(&t, spec, targets, hour, mode, merge_files, options)).await?;
                 manifest.merged_ids_table_version = Some(version);
+                table_upkeep.extend(upkeep);
                 manifest.merged_ids = Some(report);
             }
         }
     }
     write_marker(spec, marker_store, &marker_key, &manifest, options).await?;
-    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: None, late_merged_ids: None })
+    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: None, late_merged_ids: None, table_upkeep })
 }
 
 /// The last step of every export: the accounting must balance, then the marker (with the
@@ -383,10 +388,11 @@ async fn export_late(
     };
     let merges_late = options.merged_ids_owner.is_none() && !unlisted(spec.merged_ids, prior.merged_ids.as_ref(), &merge_files).is_empty();
     if new.is_empty() && !merges_late {
-        return Ok(HourReport { hour, skipped: true, manifest: Some(prior), late: None, late_merged_ids: None });
+        return Ok(HourReport { hour, skipped: true, manifest: Some(prior), late: None, late_merged_ids: None, table_upkeep: Vec::new() });
     }
     let mut manifest = prior;
     let mut late = DataReport::default();
+    let mut table_upkeep = Vec::new();
     if let (Some(mut events), false) = (events_before, new.is_empty()) {
         // The whole hour is read again (the de-duplication replays the old files), so the
         // whole hour is what must fit, not only the new files.
@@ -408,6 +414,7 @@ async fn export_late(
             late.files = outcome.files[earlier..].to_vec();
             events.files = outcome.files;
             manifest.table_version = Some(outcome.version);
+            table_upkeep.extend(outcome.upkeep);
         }
         manifest.events = Some(events);
     }
@@ -415,8 +422,9 @@ async fn export_late(
     if merges_late {
         let merged = match (merged_ids_table(spec, targets), manifest.merged_ids.clone()) {
             (Some(t), Some(merged)) => {
-                let (merged, version) = Box::pin(add_late_merged_ids(&t, spec, targets, hour, merged, &merge_files, options)).await?;
+                let (merged, version, upkeep) = Box::pin(add_late_merged_ids(&t, spec, targets, hour, merged, &merge_files, options)).await?;
                 manifest.merged_ids_table_version = Some(version);
+                table_upkeep.extend(upkeep);
                 merged
             }
             _ => {
@@ -429,7 +437,7 @@ async fn export_late(
         late_merged_ids = Some(merged);
     }
     write_marker(spec, marker_store, &marker_key, &manifest, options).await?;
-    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: Some(late), late_merged_ids })
+    Ok(HourReport { hour, skipped: false, manifest: Some(manifest), late: Some(late), late_merged_ids, table_upkeep })
 }
 
 /// The lake files of one data kind that `report` (what the hour's manifest says was
@@ -593,13 +601,13 @@ async fn export_merged_ids_table(
     mode: ExportMode,
     files: Vec<ObjectMeta>,
     options: &ExportOptions,
-) -> Result<(DataReport, u64)> {
+) -> Result<(DataReport, u64, Option<TableUpkeep>)> {
     let part = table.next_part(&table.load().await?, &spec.merged_ids_layout(), hour)?;
     let mut report = export_merged_ids_parquet(spec, targets, hour, files, part).await?;
     options.check().await?;
     let outcome = commit_hour(table, spec, hour, mode, &report.files).await?;
     report.files = outcome.files;
-    Ok((report, outcome.version))
+    Ok((report, outcome.version, outcome.upkeep))
 }
 
 /// A Delta connection's late merges: one more file of the late records only, committed
@@ -613,14 +621,14 @@ async fn add_late_merged_ids(
     mut merged: DataReport,
     merge_files: &[ObjectMeta],
     options: &ExportOptions,
-) -> Result<(DataReport, u64)> {
+) -> Result<(DataReport, u64, Option<TableUpkeep>)> {
     let late_files = unlisted(true, Some(&merged), merge_files).into_iter().cloned().collect();
     let part = table.next_part(&table.load().await?, &spec.merged_ids_layout(), hour)?;
     merged.extend(export_merged_ids_parquet(spec, targets, hour, late_files, part).await?);
     options.check().await?;
     let outcome = commit_hour(table, spec, hour, ExportMode::Late, &merged.files).await?;
     merged.files = outcome.files;
-    Ok((merged, outcome.version))
+    Ok((merged, outcome.version, outcome.upkeep))
 }
 
 /// A Delta connection's merged IDs of `files` as one Parquet file numbered `part` (no file

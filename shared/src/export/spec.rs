@@ -114,4 +114,62 @@ mod tests {
         assert!(dest.head(&marker).await.unwrap().is_some(), "the marker is written last");
         assert!(manifest.merged_ids.is_none(), "the spec asked for no merged IDs");
     }
+
+    /// A Delta table's upkeep that fails never fails the hour, and is reported with the
+    /// hour (the run record and the status carry it); the next upkeep that succeeds says so.
+    #[tokio::test]
+    async fn a_failed_delta_upkeep_is_reported_with_the_hour_it_ran_in() {
+        use crate::adapters::local::memory::MemoryOp;
+        use crate::model::format::{PartFormat, TableFormat};
+        let lake = Arc::new(MemoryStore::new("lake"));
+        let dest = Arc::new(MemoryStore::new("dest"));
+        let spec = ExportSpec {
+            merged_ids: false,
+            format: PartFormat::Parquet,
+            table: TableFormat::Delta,
+            layout: LayoutKind::Hive,
+            ..ExportSpec::new("c1", "187520", "42", "exports")
+        };
+        let targets = ExportTargets { lake: lake.clone(), events: dest.clone(), merged_ids: dest.clone() };
+        let settings = ExportSettings::new(1 << 20, 1, 1).unwrap();
+        // Checkpoints cannot be written; commits (their own log entries) can.
+        dest.refuse_keys_containing(MemoryOp::Put, "checkpoint");
+        let mut upkeep_at = Vec::new();
+        for h in 0..21u32 {
+            let hour = UtcHour::parse(&format!("2020-01-{:02}T{:02}", 1 + h / 24, h % 24)).unwrap();
+            generate_hour(
+                lake.as_ref(),
+                &HourSpec {
+                    project_id: "187520".into(),
+                    hour,
+                    events: 20,
+                    events_per_file: 20,
+                    duplicate_every: 0,
+                    invalid_every: 0,
+                    seed: h as u64,
+                    gzip: true,
+                },
+            )
+            .await
+            .unwrap();
+            if h == 15 {
+                dest.allow_all();
+            }
+            let report = export_hour(&spec, &targets, hour, ExportMode::Recurring, &settings).await.unwrap();
+            assert!(report.manifest.is_some(), "hour {h} is exported whatever its upkeep did");
+            for upkeep in report.table_upkeep {
+                upkeep_at.push((
+                    report.manifest.as_ref().unwrap().table_version,
+                    upkeep.table,
+                    upkeep.error.map(|e| e.contains("memory:Put") && e.contains("version 10")),
+                ));
+            }
+        }
+        let table = "memory://dest/exports/187520".to_string();
+        assert_eq!(
+            upkeep_at,
+            vec![(Some(10), table.clone(), Some(true)), (Some(20), table, None)],
+            "version 10's upkeep failed naming the refused permission; version 20's succeeded"
+        );
+    }
 }

@@ -23,6 +23,8 @@ pub enum MemoryOp {
 struct Inner {
     objects: BTreeMap<String, Bytes>,
     refused: Vec<MemoryOp>,
+    /// Operations refused only on keys that contain the text.
+    refused_keys: Vec<(MemoryOp, String)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -41,8 +43,15 @@ impl MemoryStore {
         self.inner.lock().unwrap().refused.push(op);
     }
 
+    /// Makes every later `op` on a key containing `text` fail the same way.
+    pub fn refuse_keys_containing(&self, op: MemoryOp, text: &str) {
+        self.inner.lock().unwrap().refused_keys.push((op, text.to_string()));
+    }
+
     pub fn allow_all(&self) {
-        self.inner.lock().unwrap().refused.clear();
+        let mut inner = self.inner.lock().unwrap();
+        inner.refused.clear();
+        inner.refused_keys.clear();
     }
 
     pub fn keys(&self) -> Vec<String> {
@@ -50,7 +59,11 @@ impl MemoryStore {
     }
 
     fn check(&self, op: MemoryOp, key: &str) -> Result<()> {
-        if self.inner.lock().unwrap().refused.contains(&op) {
+        let refused = {
+            let inner = self.inner.lock().unwrap();
+            inner.refused.contains(&op) || inner.refused_keys.iter().any(|(o, text)| *o == op && key.contains(text.as_str()))
+        };
+        if refused {
             return Err(ExportError::PermissionDenied {
                 operation: format!("{op:?}"),
                 resource: format!("memory://{}/{key}", self.name),

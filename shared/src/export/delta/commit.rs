@@ -67,6 +67,16 @@ pub struct HourCommit<'a> {
     pub now_ms: i64,
 }
 
+/// How the upkeep of a table (checkpoint, vacuum, log retention) went. A failure never
+/// fails the hour (readers stay correct; the next checkpoint retries) but must not pass in
+/// silence: it reaches the run record and the connection's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableUpkeep {
+    /// The table, as [`DeltaTable::describe`] names it.
+    pub table: String,
+    pub error: Option<String>,
+}
+
 /// What a commit did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitOutcome {
@@ -82,6 +92,8 @@ pub struct CommitOutcome {
     pub redundant: Vec<String>,
     /// The state after the commit (for checkpoints and vacuum).
     pub state: TableState,
+    /// The table's upkeep, when this commit ran it (every tenth version).
+    pub upkeep: Option<TableUpkeep>,
 }
 
 /// `event-export/{connection}/events/{yyyy-MM-dd}T{HH}` (or `.../merged_ids/...`): one
@@ -121,7 +133,7 @@ impl DeltaTable {
                     let files = commit.files.iter().zip(&live).map(|(want, (path, _))| self.as_held(want, path)).collect::<Result<Vec<_>>>()?;
                     let held: Vec<&str> = files.iter().map(|f| f.key.as_str()).collect();
                     let redundant = commit.files.iter().filter(|f| !held.contains(&f.key.as_str())).map(|f| f.key.clone()).collect();
-                    return Ok(CommitOutcome { version: version as u64, committed: false, files, redundant, state });
+                    return Ok(CommitOutcome { version: version as u64, committed: false, files, redundant, state, upkeep: None });
                 }
             }
             let version = state.next_version();
@@ -133,12 +145,16 @@ impl DeltaTable {
                         state.apply(a);
                     }
                     state.version = Some(version);
-                    if version > 0 && version % CHECKPOINT_INTERVAL == 0 {
-                        if let Err(e) = upkeep(self, &state, commit.now_ms).await {
+                    let upkept = if version > 0 && version % CHECKPOINT_INTERVAL == 0 {
+                        let error = upkeep(self, &state, commit.now_ms).await.err().map(|e| {
                             tracing::warn!(table = %self.describe(), version, error = %e, "Delta upkeep (vacuum, checkpoint, log retention) failed; the next one retries");
-                        }
-                    }
-                    return Ok(CommitOutcome { version, committed: true, files: commit.files.to_vec(), redundant: Vec::new(), state });
+                            format!("the upkeep at version {version} (checkpoint, vacuum, log retention) failed: {e}")
+                        });
+                        Some(TableUpkeep { table: self.describe(), error })
+                    } else {
+                        None
+                    };
+                    return Ok(CommitOutcome { version, committed: true, files: commit.files.to_vec(), redundant: Vec::new(), state, upkeep: upkept });
                 }
                 CreateOutcome::AlreadyExists => self.catch_up(&mut state).await?,
             }

@@ -21,5 +21,5 @@ pub mod commit;
 pub mod log;
 pub mod vacuum;
 
-pub use commit::{CommitOutcome, HourCommit};
+pub use commit::{CommitOutcome, HourCommit, TableUpkeep};
 pub use log::{DeltaTable, TableState};
