@@ -60,3 +60,54 @@ fn kill_9_between_the_delta_commit_and_the_marker_then_a_rerun_adds_no_second_co
     assert_eq!(folder, parts_after_kill + 1, "the rerun's copies are deleted again: the folder holds the parts and the marker");
     w.assert_complete_and_consistent(exporter::hour::HourRange::parse("2020-01-25T03", "2020-01-25T03").unwrap());
 }
+
+/// A Delta table whose checkpoint cannot be written (a folder squats on version 10's
+/// checkpoint file): every hour is still exported, `status` says `TABLE UPKEEP` with the
+/// error from that run on, the run record lists it, and once the next upkeep (version 20)
+/// succeeds, status is `ok` again.
+#[test]
+fn a_failed_delta_upkeep_shows_in_status_until_an_upkeep_succeeds() {
+    let w = World::new("2020-01-25T00..2020-01-25T20", 20);
+    let dest = w.home.parent().unwrap().join("dest-delta");
+    std::fs::create_dir_all(&dest).unwrap();
+    let conn = serde_json::json!({"id": DELTA, "org_id": "42", "project_id": PROJECT, "created": "2020-01-25T00:05:00Z",
+        "destination": {"type": "local", "path": dest, "prefix": "lake"}, "export": {"events": true, "merged_ids": false},
+        "format": "parquet", "layout": "hive", "table": "delta", "admins": ["admin@example.com"], "creator": "owner@example.com"});
+    let file = w.home.parent().unwrap().join("delta.json");
+    std::fs::write(&file, conn.to_string()).unwrap();
+    w.ok(&["connections", "create", file.to_str().unwrap()], "2020-01-25T00:05:00Z");
+    let squatter = dest.join(format!("lake/{PROJECT}/_delta_log/00000000000000000010.checkpoint.parquet"));
+    std::fs::create_dir_all(&squatter).unwrap();
+
+    let tick = |hour: u32| {
+        let at = format!("2020-01-25T{hour:02}:20:00Z");
+        w.run(&["tick"], &at);
+        at
+    };
+    for hour in 1..=11 {
+        let at = tick(hour);
+        let state = w.state(DELTA, &at);
+        // Hours 00..09 are versions 0..9; hour 10 is version 10, whose upkeep fails.
+        if hour < 11 {
+            assert_eq!(state, "ok", "before version 10 at {at}");
+        } else {
+            assert!(state.starts_with("TABLE UPKEEP"), "after version 10's upkeep failed: {state}");
+        }
+    }
+    let status = w.ok(&["status"], "2020-01-25T11:21:00Z");
+    let words = status.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("version 10: i/o error") && words.contains("Is a directory"), "the condition names the failed upkeep and its cause:\n{status}");
+    let runs = w.ok(&["runs", DELTA, "--json"], "2020-01-25T11:21:00Z");
+    assert!(runs.contains("table_upkeep_failures"), "the run record lists the failure:\n{runs}");
+    std::fs::remove_dir_all(&squatter).unwrap();
+    for hour in 12..=21 {
+        tick(hour);
+    }
+    // Hour 20 is version 20: its upkeep succeeds and clears the condition.
+    assert_eq!(w.state(DELTA, "2020-01-25T21:21:00Z"), "ok");
+    w.assert_status_ok("2020-01-25T21:21:00Z");
+    let last_checkpoint: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dest.join(format!("lake/{PROJECT}/_delta_log/_last_checkpoint"))).unwrap()).unwrap();
+    assert_eq!(last_checkpoint["version"], 20);
+    w.assert_complete_and_consistent(exporter::hour::HourRange::parse("2020-01-25T00", "2020-01-25T20").unwrap());
+}

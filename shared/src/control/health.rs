@@ -140,7 +140,7 @@ pub async fn assess(ledger: &HourLedger, conn: &Connection, status: &ConnectionS
     // Read through the ledger: a gap that a backfill filled since is gone at once.
     for (table, error) in &status.table_upkeep_failures {
         conditions.push(format!(
-            "TABLE UPKEEP failing for the Delta table at {table}: {}; the hours are exported and read correctly, but checkpoints and vacuum wait (the log grows, replaced files stay) until an upkeep succeeds (every tenth commit) — fix what the error names",
+            "TABLE UPKEEP (checkpoint, vacuum, log retention) failed for the Delta table at {table}, {}; the hours are exported and read correctly, but the log grows and replaced files stay until an upkeep succeeds (every tenth commit) — fix what the error names",
             short(error)
         ));
     }
@@ -237,10 +237,10 @@ mod tests {
     async fn a_delta_table_whose_upkeep_failed_is_not_ok_until_an_upkeep_succeeds() {
         let ledger = HourLedger::new(Arc::new(MemoryStore::new("control")));
         let mut status = ConnectionStatus::default();
-        status.table_upkeep_failures.insert("s3://b/exports/187520".into(), "the upkeep at version 10 failed: access denied (s3:DeleteObject)".into());
+        status.table_upkeep_failures.insert("s3://b/exports/187520".into(), "version 10: access denied (s3:DeleteObject)".into());
         let health = assess(&ledger, &conn(), &status, &RunPolicy::default(), t("2020-01-25T04:20:00Z")).await.unwrap();
         assert!(
-            health.state().starts_with("TABLE UPKEEP failing for the Delta table at s3://b/exports/187520: the upkeep at version 10"),
+            health.state().starts_with("TABLE UPKEEP (checkpoint, vacuum, log retention) failed for the Delta table at s3://b/exports/187520, version 10:"),
             "{}",
             health.state()
         );

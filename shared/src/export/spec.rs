@@ -161,7 +161,7 @@ mod tests {
                 upkeep_at.push((
                     report.manifest.as_ref().unwrap().table_version,
                     upkeep.table,
-                    upkeep.error.map(|e| e.contains("memory:Put") && e.contains("version 10")),
+                    upkeep.error.map(|e| e.starts_with("version 10: ") && e.contains("memory:Put")),
                 ));
             }
         }

@@ -148,7 +148,7 @@ impl DeltaTable {
                     let upkept = if version > 0 && version % CHECKPOINT_INTERVAL == 0 {
                         let error = upkeep(self, &state, commit.now_ms).await.err().map(|e| {
                             tracing::warn!(table = %self.describe(), version, error = %e, "Delta upkeep (vacuum, checkpoint, log retention) failed; the next one retries");
-                            format!("the upkeep at version {version} (checkpoint, vacuum, log retention) failed: {e}")
+                            format!("version {version}: {e}")
                         });
                         Some(TableUpkeep { table: self.describe(), error })
                     } else {
