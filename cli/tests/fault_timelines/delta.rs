@@ -13,10 +13,8 @@ use crate::world::*;
 
 const DELTA: &str = "c-delta";
 
-#[test]
-fn kill_9_between_the_delta_commit_and_the_marker_then_a_rerun_adds_no_second_commit() {
-    let mut w = World::new("2020-01-25T03..2020-01-25T03", 400);
-    w.env.push(("EXPORT_PART_SIZE_BYTES".into(), "150000".into()));
+/// Creates the Delta connection (Parquet, hive, events only) in a folder of its own: its path.
+fn create_delta_connection(w: &World) -> std::path::PathBuf {
     let dest = w.home.parent().unwrap().join("dest-delta");
     std::fs::create_dir_all(&dest).unwrap();
     let conn = serde_json::json!({"id": DELTA, "org_id": "42", "project_id": PROJECT, "created": "2020-01-25T00:05:00Z",
@@ -25,6 +23,14 @@ fn kill_9_between_the_delta_commit_and_the_marker_then_a_rerun_adds_no_second_co
     let file = w.home.parent().unwrap().join("delta.json");
     std::fs::write(&file, conn.to_string()).unwrap();
     w.ok(&["connections", "create", file.to_str().unwrap()], "2020-01-25T00:05:00Z");
+    dest
+}
+
+#[test]
+fn kill_9_between_the_delta_commit_and_the_marker_then_a_rerun_adds_no_second_commit() {
+    let mut w = World::new("2020-01-25T03..2020-01-25T03", 400);
+    w.env.push(("EXPORT_PART_SIZE_BYTES".into(), "150000".into()));
+    let dest = create_delta_connection(&w);
 
     let hour = h("2020-01-25T03");
     let root = format!("lake/{PROJECT}");
@@ -68,14 +74,7 @@ fn kill_9_between_the_delta_commit_and_the_marker_then_a_rerun_adds_no_second_co
 #[test]
 fn a_failed_delta_upkeep_shows_in_status_until_an_upkeep_succeeds() {
     let w = World::new("2020-01-25T00..2020-01-25T20", 20);
-    let dest = w.home.parent().unwrap().join("dest-delta");
-    std::fs::create_dir_all(&dest).unwrap();
-    let conn = serde_json::json!({"id": DELTA, "org_id": "42", "project_id": PROJECT, "created": "2020-01-25T00:05:00Z",
-        "destination": {"type": "local", "path": dest, "prefix": "lake"}, "export": {"events": true, "merged_ids": false},
-        "format": "parquet", "layout": "hive", "table": "delta", "admins": ["admin@example.com"], "creator": "owner@example.com"});
-    let file = w.home.parent().unwrap().join("delta.json");
-    std::fs::write(&file, conn.to_string()).unwrap();
-    w.ok(&["connections", "create", file.to_str().unwrap()], "2020-01-25T00:05:00Z");
+    let dest = create_delta_connection(&w);
     let squatter = dest.join(format!("lake/{PROJECT}/_delta_log/00000000000000000010.checkpoint.parquet"));
     std::fs::create_dir_all(&squatter).unwrap();
 
