@@ -137,13 +137,15 @@ pub async fn assess(ledger: &HourLedger, conn: &Connection, status: &ConnectionS
         };
         conditions.push(format!("BEHIND: {} hour(s) {what} (oldest {})", behind.len(), oldest.hour));
     }
-    // Read through the ledger: a gap that a backfill filled since is gone at once.
+    // Set by the run whose commit ran the upkeep; removed by the next upkeep of the table
+    // that succeeds.
     for (table, error) in &status.table_upkeep_failures {
         conditions.push(format!(
             "TABLE UPKEEP (checkpoint, vacuum, log retention) failed for the Delta table at {table}, {}; the hours are exported and read correctly, but the log grows and replaced files stay until an upkeep succeeds (every tenth commit) — fix what the error names",
             short(error)
         ));
     }
+    // Read through the ledger: a gap that a backfill filled since is gone at once.
     if let Some(gap) = status.gap.clone() {
         if let Some(gap) = remaining_gap(ledger, &conn.id, gap).await? {
             conditions.push(format!("GAP {} never exported — run: {}", gap.range, gap.backfill_command));
