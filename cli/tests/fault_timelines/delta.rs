@@ -67,46 +67,52 @@ fn kill_9_between_the_delta_commit_and_the_marker_then_a_rerun_adds_no_second_co
     w.assert_complete_and_consistent(exporter::hour::HourRange::parse("2020-01-25T03", "2020-01-25T03").unwrap());
 }
 
-/// A Delta table whose checkpoint cannot be written (a folder squats on version 10's
-/// checkpoint file): every hour is still exported, `status` says `TABLE UPKEEP` with the
-/// error from that run on, the run record lists it, and once the next upkeep (version 20)
-/// succeeds, status is `ok` again.
+/// A Delta table whose checkpoints cannot be written for a while (folders squat on the
+/// checkpoint files of versions 10 to 12): every hour is still exported; from version 10 on,
+/// `status` says `TABLE UPKEEP` with the cause and the run records list it; the upkeep is
+/// retried at every commit, so once the folders are gone version 13 writes the checkpoint and
+/// status is `ok` again, and the next upkeep falls due at version 20 as usual.
 #[test]
 fn a_failed_delta_upkeep_shows_in_status_until_an_upkeep_succeeds() {
     let w = World::new("2020-01-25T00..2020-01-25T20", 20);
     let dest = create_delta_connection(&w);
-    let squatter = dest.join(format!("lake/{PROJECT}/_delta_log/00000000000000000010.checkpoint.parquet"));
-    std::fs::create_dir_all(&squatter).unwrap();
-
+    let log = dest.join(format!("lake/{PROJECT}/_delta_log"));
+    let squatters: Vec<_> = (10..=12).map(|v| log.join(format!("{v:020}.checkpoint.parquet"))).collect();
+    for squatter in &squatters {
+        std::fs::create_dir_all(squatter).unwrap();
+    }
     let tick = |hour: u32| {
         let at = format!("2020-01-25T{hour:02}:20:00Z");
         w.run(&["tick"], &at);
         at
     };
-    for hour in 1..=11 {
+    // The tick at hh:20 exports hour hh-1: hours 00..09 are versions 0..9.
+    for hour in 1..=13 {
         let at = tick(hour);
         let state = w.state(DELTA, &at);
-        // Hours 00..09 are versions 0..9; hour 10 is version 10, whose upkeep fails.
-        if hour < 11 {
+        if hour <= 10 {
             assert_eq!(state, "ok", "before version 10 at {at}");
         } else {
-            assert!(state.starts_with("TABLE UPKEEP"), "after version 10's upkeep failed: {state}");
+            assert!(state.starts_with("TABLE UPKEEP"), "version {}'s upkeep failed: {state}", hour - 1);
+            let status = w.ok(&["status"], &at);
+            let words = status.split_whitespace().collect::<Vec<_>>().join(" ");
+            let cause = format!("version {}: i/o error", hour - 1);
+            assert!(words.contains(&cause) && words.contains("Is a directory"), "the condition names the failed upkeep and its cause:\n{status}");
         }
     }
-    let status = w.ok(&["status"], "2020-01-25T11:21:00Z");
-    let words = status.split_whitespace().collect::<Vec<_>>().join(" ");
-    assert!(words.contains("version 10: i/o error") && words.contains("Is a directory"), "the condition names the failed upkeep and its cause:\n{status}");
-    let runs = w.ok(&["runs", DELTA, "--json"], "2020-01-25T11:21:00Z");
-    assert!(runs.contains("table_upkeep_failures"), "the run record lists the failure:\n{runs}");
-    std::fs::remove_dir_all(&squatter).unwrap();
-    for hour in 12..=21 {
+    let runs = w.ok(&["runs", DELTA, "--json"], "2020-01-25T13:21:00Z");
+    assert_eq!(runs.matches("table_upkeep_failures").count(), 3, "the run records of versions 10 to 12 list the failure:\n{runs}");
+    for squatter in &squatters {
+        std::fs::remove_dir_all(squatter).unwrap();
+    }
+    let at = tick(14);
+    assert_eq!(w.state(DELTA, &at), "ok", "version 13's upkeep succeeded");
+    let last_checkpoint = || -> serde_json::Value { serde_json::from_slice(&std::fs::read(log.join("_last_checkpoint")).unwrap()).unwrap() };
+    assert_eq!(last_checkpoint()["version"], 13);
+    for hour in 15..=21 {
         tick(hour);
     }
-    // Hour 20 is version 20: its upkeep succeeds and clears the condition.
-    assert_eq!(w.state(DELTA, "2020-01-25T21:21:00Z"), "ok");
+    assert_eq!(last_checkpoint()["version"], 20, "the next upkeep at version 20");
     w.assert_status_ok("2020-01-25T21:21:00Z");
-    let last_checkpoint: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dest.join(format!("lake/{PROJECT}/_delta_log/_last_checkpoint"))).unwrap()).unwrap();
-    assert_eq!(last_checkpoint["version"], 20);
     w.assert_complete_and_consistent(exporter::hour::HourRange::parse("2020-01-25T00", "2020-01-25T20").unwrap());
 }

@@ -141,7 +141,7 @@ pub async fn assess(ledger: &HourLedger, conn: &Connection, status: &ConnectionS
     // that succeeds.
     for (table, error) in &status.table_upkeep_failures {
         conditions.push(format!(
-            "TABLE UPKEEP (checkpoint, vacuum, log retention) failed for the Delta table at {table}, {}; the hours are exported and read correctly, but the log grows and replaced files stay until an upkeep succeeds (every tenth commit) — fix what the error names",
+            "TABLE UPKEEP (checkpoint, vacuum, log retention) failed for the Delta table at {table}, {}; the hours are exported and read correctly, but the log grows and replaced files stay until an upkeep succeeds (it is retried at every commit) — fix what the error names",
             short(error)
         ));
     }

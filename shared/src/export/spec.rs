@@ -115,10 +115,11 @@ mod tests {
         assert!(manifest.merged_ids.is_none(), "the spec asked for no merged IDs");
     }
 
-    /// A Delta table's upkeep that fails never fails the hour, and is reported with the
-    /// hour (the run record and the status carry it); the next upkeep that succeeds says so.
+    /// A Delta table's upkeep that fails never fails the hour, is reported with the hour (the
+    /// run record and the status carry it) and is retried at every commit until it succeeds;
+    /// then it falls due every tenth version again.
     #[tokio::test]
-    async fn a_failed_delta_upkeep_is_reported_with_the_hour_it_ran_in() {
+    async fn a_failed_delta_upkeep_is_reported_and_retried_at_every_commit_until_it_succeeds() {
         use crate::adapters::local::memory::MemoryOp;
         use crate::model::format::{PartFormat, TableFormat};
         let lake = Arc::new(MemoryStore::new("lake"));
@@ -157,19 +158,17 @@ mod tests {
             }
             let report = export_hour(&spec, &targets, hour, ExportMode::Recurring, &settings).await.unwrap();
             assert!(report.manifest.is_some(), "hour {h} is exported whatever its upkeep did");
+            let version = report.manifest.as_ref().unwrap().table_version;
             for upkeep in report.table_upkeep {
-                upkeep_at.push((
-                    report.manifest.as_ref().unwrap().table_version,
-                    upkeep.table,
-                    upkeep.error.map(|e| e.starts_with("version 10: ") && e.contains("memory:Put")),
-                ));
+                let names_it = upkeep.error.map(|e| e.starts_with(&format!("version {}: ", version.unwrap())) && e.contains("memory:Put"));
+                upkeep_at.push((version, upkeep.table, names_it));
             }
         }
         let table = "memory://dest/exports/187520".to_string();
-        assert_eq!(
-            upkeep_at,
-            vec![(Some(10), table.clone(), Some(true)), (Some(20), table, None)],
-            "version 10's upkeep failed naming the refused permission; version 20's succeeded"
-        );
+        let expected: Vec<_> = [(10, Some(true)), (11, Some(true)), (12, Some(true)), (13, Some(true)), (14, Some(true)), (15, None), (20, None)]
+            .into_iter()
+            .map(|(v, failed)| (Some(v), table.clone(), failed))
+            .collect();
+        assert_eq!(upkeep_at, expected, "retried at every commit while it fails, naming the refused permission; then every tenth version again");
     }
 }

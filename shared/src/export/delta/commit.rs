@@ -124,7 +124,7 @@ impl DeltaTable {
 
     /// Commits the hour (see the module's comment): idempotent, retried on conflicts.
     pub async fn commit_hour(&self, commit: &HourCommit<'_>) -> Result<CommitOutcome> {
-        let mut state = self.load().await?;
+        let (mut state, checkpointed) = self.load_with_checkpoint(None).await?;
         for _ in 0..MAX_TRIES {
             let live = hour_files(&state, commit.hour);
             let app = app_id(commit.connection_id, self.data, commit.hour);
@@ -145,7 +145,11 @@ impl DeltaTable {
                         state.apply(a);
                     }
                     state.version = Some(version);
-                    let upkept = if version > 0 && version % CHECKPOINT_INTERVAL == 0 {
+                    // Due every tenth version, and at every commit after one whose upkeep did
+                    // not write its checkpoint: a failure is retried (and reported) at once,
+                    // even when the hour that ran it failed afterwards and its report was lost.
+                    let due_since = version - version % CHECKPOINT_INTERVAL;
+                    let upkept = if due_since > 0 && checkpointed.is_none_or(|c| c < due_since) {
                         let error = upkeep(self, &state, commit.now_ms).await.err().map(|e| {
                             tracing::warn!(table = %self.describe(), version, error = %e, "Delta upkeep (vacuum, checkpoint, log retention) failed; the next one retries");
                             format!("version {version}: {e}")

@@ -128,15 +128,22 @@ impl DeltaTable {
 
     /// The snapshot at `version` (the latest when `None`).
     pub async fn load_at(&self, version: Option<u64>) -> Result<TableState> {
+        Ok(self.load_with_checkpoint(version).await?.0)
+    }
+
+    /// The snapshot at `version` (the latest when `None`) and the version of the newest
+    /// checkpoint at or below it (`None`: the table has none).
+    pub async fn load_with_checkpoint(&self, version: Option<u64>) -> Result<(TableState, Option<u64>)> {
         let (commits, checkpoints) = self.list_versions().await?;
         let last = match (version, commits.last(), checkpoints.last()) {
             (Some(v), _, _) => v,
             (None, Some(&c), Some(&k)) => c.max(k),
             (None, Some(&v), None) | (None, None, Some(&v)) => v,
-            (None, None, None) => return Ok(TableState::default()),
+            (None, None, None) => return Ok((TableState::default(), None)),
         };
-        let (mut state, from) = match checkpoints.iter().rev().find(|&&c| c <= last) {
-            Some(&c) => (checkpoint::read(self, c).await?, c + 1),
+        let newest_checkpoint = checkpoints.iter().rev().find(|&&c| c <= last).copied();
+        let (mut state, from) = match newest_checkpoint {
+            Some(c) => (checkpoint::read(self, c).await?, c + 1),
             None => (TableState::default(), 0),
         };
         if from == 0 && commits.first().is_some_and(|&first| first > 0) {
@@ -148,7 +155,7 @@ impl DeltaTable {
         for v in from..=last {
             self.apply_entry(&mut state, v).await?;
         }
-        Ok(state)
+        Ok((state, newest_checkpoint))
     }
 
     /// Brings `state` up to the latest version by reading the entries after it, one by one
