@@ -27,7 +27,7 @@ use crate::export::merged_ids_parquet::MergedIdsColumns;
 use crate::export::parallel::{for_each_event, EventPrep, Prepared};
 use crate::export::part_writer::{self, PartWriter};
 use crate::export::parts::CompressionPool;
-use crate::export::schema::Normalizer;
+use crate::export::schema::{InvalidReason, Normalizer};
 use crate::export::spec::ExportSpec;
 use crate::hour::UtcHour;
 use crate::model::format::{PartFormat, TableFormat};
@@ -86,7 +86,7 @@ pub struct HourReport {
     /// Late mode: the hour's merged-IDs file as rewritten because late merge files landed
     /// (every merge record of the hour; `None` when it was not rewritten).
     pub late_merged_ids: Option<DataReport>,
-    /// Delta connections: the upkeep of each table whose commit ran it (every tenth version).
+    /// Delta connections: the upkeep of each table whose commit ran it (every tenth version, and every commit while a failed one is owed).
     pub table_upkeep: Vec<TableUpkeep>,
 }
 
@@ -544,15 +544,33 @@ async fn export_events(
     part_writer::join(pipeline, uploader, "export").await
 }
 
-/// A lake line to process, or `None` once a broken piece of the lake has been recorded.
-fn line_or_record<'a>(report: &mut DataReport, item: LakeItem<'a>) -> Option<(&'a str, u64, &'a [u8])> {
-    match item {
-        LakeItem::Broken(rec) => {
-            report.record_invalid(rec);
-            None
+/// Reads the hour's merge files for either merged-IDs writer: `take` turns one lake line
+/// into output, or says why the line is invalid; broken pieces of the lake and invalid lines
+/// are recorded with their file and line, and the accounting counts the rest.
+fn read_merges(
+    lake: &Arc<dyn ObjectStore>,
+    files: &[ObjectMeta],
+    handle: &tokio::runtime::Handle,
+    report: &mut DataReport,
+    mut take: impl FnMut(&[u8]) -> Result<std::result::Result<(), InvalidReason>>,
+) -> Result<()> {
+    read_files_blocking(lake, files, handle, |item| {
+        let (file, line, bytes) = match item {
+            LakeItem::Broken(rec) => {
+                report.record_invalid(rec);
+                return Ok(());
+            }
+            LakeItem::Line { file, line, bytes } => (file, line, bytes),
+        };
+        match take(bytes)? {
+            Ok(()) => {
+                report.accounting.read += 1;
+                report.accounting.exported += 1;
+            }
+            Err(reason) => report.record_invalid(InvalidRecord { file: file.to_string(), line, reason: reason.0 }),
         }
-        LakeItem::Line { file, line, bytes } => Some((file, line, bytes)),
-    }
+        Ok(())
+    })
 }
 
 async fn export_merged_ids(spec: &ExportSpec, targets: &ExportTargets, hour: UtcHour, settings: &ExportSettings, files: Vec<ObjectMeta>) -> Result<DataReport> {
@@ -564,21 +582,15 @@ async fn export_merged_ids(spec: &ExportSpec, targets: &ExportTargets, hour: Utc
     let pipeline = tokio::task::spawn_blocking(move || {
         let mut report = DataReport { lake_files: files.len() as u64, lake_inputs: inputs_of(&files), ..DataReport::default() };
         let mut line_out = Vec::new();
-        read_files_blocking(&lake, &files, &handle, |item| {
-            let Some((file, line, bytes)) = line_or_record(&mut report, item) else {
-                return Ok(());
-            };
+        read_merges(&lake, &files, &handle, &mut report, |bytes| {
             if let Err(reason) = normalize_merge(bytes, &mut line_out) {
-                report.record_invalid(InvalidRecord { file: file.to_string(), line, reason: reason.0 });
-                return Ok(());
+                return Ok(Err(reason));
             }
-            report.accounting.read += 1;
-            report.accounting.exported += 1;
             if !writer.is_open() {
                 writer.open(file_key.clone(), None)?;
             }
             line_out.push(b'\n');
-            writer.write_line(&line_out)
+            writer.write_line(&line_out).map(Ok)
         })?;
         report.files.extend(writer.close()?);
         Ok::<_, ExportError>(report)
@@ -640,20 +652,7 @@ async fn export_merged_ids_parquet(spec: &ExportSpec, targets: &ExportTargets, h
     let encoded = tokio::task::spawn_blocking(move || {
         let mut report = DataReport { lake_files: files.len() as u64, lake_inputs: inputs_of(&files), ..DataReport::default() };
         let mut columns = MergedIdsColumns::default();
-        read_files_blocking(&lake, &files, &handle, |item| {
-            let Some((file, line, bytes)) = line_or_record(&mut report, item) else {
-                return Ok(());
-            };
-            match parse_merge(bytes) {
-                Ok(row) => {
-                    report.accounting.read += 1;
-                    report.accounting.exported += 1;
-                    columns.push(&row);
-                }
-                Err(reason) => report.record_invalid(InvalidRecord { file: file.to_string(), line, reason: reason.0 }),
-            }
-            Ok(())
-        })?;
+        read_merges(&lake, &files, &handle, &mut report, |bytes| Ok(parse_merge(bytes).map(|row| columns.push(&row))))?;
         let rows = columns.rows();
         let file = if rows == 0 { None } else { Some(columns.finish()?) };
         Ok::<_, ExportError>((report, rows, file))

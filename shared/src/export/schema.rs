@@ -117,7 +117,7 @@ pub const CLIENT_EVENT_TIME: usize = 48;
 pub const EVENT_TIME_THRESHOLD_MICROS: i64 = 60 * 1_000_000;
 
 /// The export field named `name`. Called for every key of every lake line, so it is a
-/// perfect hash: the length and three bytes of a name pick one slot of 256, and one
+/// perfect hash: the length and four bytes of a name pick one slot of 256, and one
 /// comparison confirms it (a general hash map read every byte, then compared).
 pub fn field_index(name: &str) -> Option<usize> {
     let table = FieldTable::get();

@@ -92,7 +92,7 @@ pub struct CommitOutcome {
     pub redundant: Vec<String>,
     /// The state after the commit (for checkpoints and vacuum).
     pub state: TableState,
-    /// The table's upkeep, when this commit ran it (every tenth version).
+    /// The table's upkeep, when this commit ran it (every tenth version, and every commit while a failed one is owed).
     pub upkeep: Option<TableUpkeep>,
 }
 

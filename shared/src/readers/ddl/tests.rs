@@ -55,18 +55,21 @@ fn values_that_could_break_out_of_a_literal_or_comment_are_refused() {
     }
 }
 
+/// One statement to check: the engine and connection it is printed for, and the text it must
+/// and must not hold.
+struct Case {
+    engine: Engine,
+    destination: &'static str,
+    format: &'static str,
+    layout: &'static str,
+    must: &'static [&'static str],
+    must_not: &'static [&'static str],
+}
+
 /// Every engine × format × layout: the statement names the right files, types, quoting
 /// and partitions, and never a marker.
 #[test]
 fn every_engine_format_and_layout() {
-    struct Case {
-        engine: Engine,
-        destination: &'static str,
-        format: &'static str,
-        layout: &'static str,
-        must: &'static [&'static str],
-        must_not: &'static [&'static str],
-    }
     let cases = [
         Case {
             engine: Engine::DuckDb,
@@ -356,17 +359,11 @@ fn projection_starts_on_the_first_exported_day() {
 /// the engine takes the schema from the log.
 #[test]
 fn delta_tables_are_read_through_their_log() {
-    struct Case {
-        engine: Engine,
-        destination: &'static str,
-        layout: &'static str,
-        must: &'static [&'static str],
-        must_not: &'static [&'static str],
-    }
     let cases = [
         Case {
             engine: Engine::DuckDb,
             destination: LOCAL,
+            format: "parquet",
             layout: "hive",
             must: &[
                 "CREATE OR REPLACE VIEW \"acme_web_events\" AS\nSELECT * REPLACE (",
@@ -381,6 +378,7 @@ fn delta_tables_are_read_through_their_log() {
         Case {
             engine: Engine::DuckDb,
             destination: S3,
+            format: "parquet",
             layout: "amplitude",
             must: &["FROM delta_scan('s3://acme-analytics/exports/187520');", "CREATE SECRET (TYPE s3"],
             must_not: &["file://"],
@@ -388,6 +386,7 @@ fn delta_tables_are_read_through_their_log() {
         Case {
             engine: Engine::Athena,
             destination: S3,
+            format: "parquet",
             layout: "hive",
             must: &[
                 "CREATE EXTERNAL TABLE `acme_web_events`\nLOCATION 's3://acme-analytics/exports/187520/'\nTBLPROPERTIES ('table_type' = 'DELTA');",
@@ -398,6 +397,7 @@ fn delta_tables_are_read_through_their_log() {
         Case {
             engine: Engine::Snowflake,
             destination: S3,
+            format: "parquet",
             layout: "amplitude",
             must: &[
                 "CREATE STAGE IF NOT EXISTS acme_web_events_stage\n  URL = 's3://acme-analytics/exports/187520/'",
@@ -414,6 +414,7 @@ fn delta_tables_are_read_through_their_log() {
         Case {
             engine: Engine::Snowflake,
             destination: AZURE,
+            format: "parquet",
             layout: "hive",
             must: &["'dt=([0-9]{4}-[0-9]{2}-[0-9]{2})/'", "'hour=([0-9]{2})/'", "TABLE_FORMAT = DELTA;"],
             must_not: &["PARTITION BY", "PATTERN"],
@@ -421,6 +422,7 @@ fn delta_tables_are_read_through_their_log() {
         Case {
             engine: Engine::BigQuery,
             destination: S3,
+            format: "parquet",
             layout: "hive",
             must: &[
                 "CREATE EXTERNAL TABLE `<project>.<dataset>.acme_web_events`\nWITH CONNECTION `<project>.aws-eu-west-1.<connection>`\nOPTIONS (\n  format = 'DELTA_LAKE',\n  uris = ['s3://acme-analytics/exports/187520/']\n);",
@@ -432,6 +434,7 @@ fn delta_tables_are_read_through_their_log() {
         Case {
             engine: Engine::Spark,
             destination: S3,
+            format: "parquet",
             layout: "amplitude",
             must: &[
                 "CREATE TABLE IF NOT EXISTS acme_web_events\nUSING DELTA\nLOCATION 's3://acme-analytics/exports/187520';",
@@ -442,13 +445,14 @@ fn delta_tables_are_read_through_their_log() {
         Case {
             engine: Engine::Spark,
             destination: AZURE,
+            format: "parquet",
             layout: "hive",
             must: &["LOCATION 'abfss://events@acct.dfs.core.windows.net/exports/187520';"],
             must_not: &["MSCK", "PARTITIONED BY"],
         },
     ];
     for case in &cases {
-        let conn = connection_with(case.destination, "parquet", case.layout, "amplitude", "delta");
+        let conn = connection_with(case.destination, case.format, case.layout, "amplitude", "delta");
         let sql = ddl(&conn, case.engine).unwrap_or_else(|e| panic!("{} {}: {e}", case.engine.name(), case.layout));
         let label = format!("{} delta {} {}", case.engine.name(), destination_kind(&conn.destination), case.layout);
         assert_shape(&label, &sql, case.must, case.must_not);
