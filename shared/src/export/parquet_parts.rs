@@ -92,42 +92,36 @@ impl ColumnBuilder {
         }
     }
 
-    /// Appends export field `index` of `event`. The normaliser has already checked every
-    /// value against its kind and against what Parquet and strict readers accept
-    /// ([`crate::export::value_limits`]), so a value that does not convert is a bug, not bad input.
-    fn append(&mut self, event: &ExportEvent, index: usize, json_column: bool) -> Result<()> {
-        let raw = event.field_json(index);
-        let null = raw == b"null";
+    /// Appends export field `index` of `event`, whose JSON text is `raw`. The normaliser
+    /// has already checked every value against its kind and against what Parquet and strict
+    /// readers accept ([`crate::export::value_limits`]), so a value that does not convert is
+    /// a bug, not bad input.
+    fn append(&mut self, event: &ExportEvent, index: usize, raw: &str, json_column: bool) -> Result<()> {
+        let null = raw == "null";
         let unconvertible = || {
-            ExportError::Internal(format!(
-                "export field {} holds {} where its column type needs otherwise",
-                EXPORT_FIELDS[index],
-                String::from_utf8_lossy(&raw[..raw.len().min(40)])
-            ))
+            let shown: String = raw.chars().take(40).collect();
+            ExportError::Internal(format!("export field {} holds {shown} where its column type needs otherwise", EXPORT_FIELDS[index]))
         };
         match self {
             ColumnBuilder::Timestamp(b) => b.append_option(event.timestamp(index)),
             ColumnBuilder::Int(b) if null => b.append_null(),
-            ColumnBuilder::Int(b) => b.append_value(std::str::from_utf8(raw).ok().and_then(|s| s.parse().ok()).ok_or_else(unconvertible)?),
+            ColumnBuilder::Int(b) => b.append_value(raw.parse().map_err(|_| unconvertible())?),
             ColumnBuilder::Float(b) if null => b.append_null(),
-            ColumnBuilder::Float(b) => b.append_value(std::str::from_utf8(raw).ok().and_then(|s| s.parse().ok()).ok_or_else(unconvertible)?),
+            ColumnBuilder::Float(b) => b.append_value(raw.parse().map_err(|_| unconvertible())?),
             ColumnBuilder::Bool(b) => match raw {
-                b"true" => b.append_value(true),
-                b"false" => b.append_value(false),
-                b"null" => b.append_null(),
+                "true" => b.append_value(true),
+                "false" => b.append_value(false),
+                "null" => b.append_null(),
                 _ => return Err(unconvertible()),
             },
             ColumnBuilder::Text(b) if null => b.append_null(),
-            ColumnBuilder::Text(b) => {
-                let text = std::str::from_utf8(raw).map_err(|_| unconvertible())?;
-                match text.as_bytes()[0] {
-                    // A string's content; escapes (rare in ids and names) are decoded.
-                    b'"' if !json_column && !text.contains('\\') => b.append_value(&text[1..text.len() - 1]),
-                    b'"' if !json_column => b.append_value(serde_json::from_str::<String>(text).map_err(|_| unconvertible())?),
-                    // JSON columns keep the JSON text; a scalar (`sample_rate`) its text.
-                    _ => b.append_value(text),
-                }
-            }
+            ColumnBuilder::Text(b) => match raw.as_bytes()[0] {
+                // A string's content; escapes (rare in ids and names) are decoded.
+                b'"' if !json_column && !raw.contains('\\') => b.append_value(&raw[1..raw.len() - 1]),
+                b'"' if !json_column => b.append_value(serde_json::from_str::<String>(raw).map_err(|_| unconvertible())?),
+                // JSON columns keep the JSON text; a scalar (`sample_rate`) its text.
+                _ => b.append_value(raw),
+            },
         }
         Ok(())
     }
@@ -233,8 +227,12 @@ impl ParquetPartEncoder {
 
     /// Appends one event; `event.line` may end with its newline.
     pub fn write(&mut self, event: &ExportEvent) -> Result<()> {
+        // The line is checked as UTF-8 once, not once per field: 40 short checks an event
+        // cost far more than one over the whole line.
+        let line = std::str::from_utf8(&event.line).map_err(|e| ExportError::Internal(format!("an export line is not UTF-8: {e}")))?;
         for (i, builder) in self.builders.iter_mut().enumerate() {
-            builder.append(event, i, self.json_columns[i])?;
+            let raw = line.get(event.field_range(i)).ok_or_else(|| ExportError::Internal(format!("export field {} has no value", EXPORT_FIELDS[i])))?;
+            builder.append(event, i, raw, self.json_columns[i])?;
         }
         self.rows_in_batch += 1;
         self.rows_in_group += 1;

@@ -250,8 +250,13 @@ impl ExportEvent {
 
     /// Raw JSON text of a field's value in the export line.
     pub fn field_json(&self, index: usize) -> &[u8] {
+        &self.line[self.field_range(index)]
+    }
+
+    /// Where a field's value sits in the export line.
+    pub fn field_range(&self, index: usize) -> std::ops::Range<usize> {
         let (a, b) = self.spans[index];
-        &self.line[a as usize..b as usize]
+        a as usize..b as usize
     }
 
     /// The field's value when it is a JSON string without escapes (ids, event types).
