@@ -45,7 +45,23 @@ pub const ROW_GROUP_JSON_BYTES: u64 = 128 << 20;
 pub const ROW_GROUP_MEMORY_BYTES: usize = 16 << 20;
 /// Columns of (nearly) unique values: a dictionary cannot pay for itself there, yet it
 /// would be built up to its size limit, held, and then thrown away in every row group.
-const NO_DICTIONARY: [&str; 5] = ["uuid", "$insert_id", "device_id", "user_id", "amplitude_id"];
+/// For the timestamps it was worse: kept, it made the parts 10 % larger (the bench hour,
+/// 98.0 MB against 87.8 MB) and cost 2.4 % more instructions.
+const NO_DICTIONARY: [&str; 12] = [
+    "uuid",
+    "$insert_id",
+    "device_id",
+    "user_id",
+    "amplitude_id",
+    // Microsecond instants, nearly one per event.
+    "server_received_time",
+    "event_time",
+    "processed_time",
+    "user_creation_time",
+    "client_upload_time",
+    "server_upload_time",
+    "client_event_time",
+];
 /// zstd level: zstd's own default, the usual speed/size balance for lake files.
 pub const ZSTD_LEVEL: i32 = 3;
 /// Bytes gathered before a chunk goes to the upload.
