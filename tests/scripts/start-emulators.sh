@@ -3,6 +3,7 @@
 # Source-able output: `source "$EMULATOR_RUN/env"`. Stop them with stop-emulators.sh.
 #   MOTO_URL        moto, no auth (S3, KMS, SES, Scheduler, STS, IAM, Lambda-less)
 #   MOTO_AUTH_URL   moto with IAM enforcement (INITIAL_NO_AUTH_ACTION_COUNT)
+#   MOTO_SERIAL_URL moto serving one request at a time (create-only races; see moto_serial.py)
 #   AZURITE_URL     Azurite blob over http (SAS tests), account devstoreaccount1
 #   AZURITE_OAUTH_URL     Azurite blob over https with --oauth basic (service-principal tests)
 #   AZURE_AUTHORITY_HOST  local https stand-in for the Microsoft Entra ID token endpoint
@@ -36,6 +37,11 @@ INITIAL_NO_AUTH_ACTION_COUNT=1000000 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KE
   nohup moto_server -H 127.0.0.1 -p "$moto_auth_port" >"$EMULATOR_RUN/moto-auth.log" 2>&1 &
 echo $! >"$EMULATOR_RUN/moto-auth.pid"
 
+moto_serial_port=$(free_port)
+AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+  nohup "$EMULATOR_VENV/bin/python" "$here/moto_serial.py" 127.0.0.1 "$moto_serial_port" >"$EMULATOR_RUN/moto-serial.log" 2>&1 &
+echo $! >"$EMULATOR_RUN/moto-serial.pid"
+
 azurite_port=$(free_port)
 nohup azurite-blob --blobHost 127.0.0.1 --blobPort "$azurite_port" --inMemoryPersistence \
   --skipApiVersionCheck --loose --disableTelemetry \
@@ -44,6 +50,7 @@ echo $! >"$EMULATOR_RUN/azurite.pid"
 
 wait_http "http://127.0.0.1:$moto_port/moto-api/" moto
 wait_http "http://127.0.0.1:$moto_auth_port/moto-api/" "moto (auth)"
+wait_http "http://127.0.0.1:$moto_serial_port/moto-api/" "moto (serial)"
 wait_http "http://127.0.0.1:$azurite_port/" azurite
 
 # ---- Azure service-principal path (issue 4) ------------------------------------------------
@@ -86,6 +93,7 @@ wait_https "https://127.0.0.1:$token_port/" "token endpoint"
 cat >"$EMULATOR_RUN/env" <<ENV
 export MOTO_URL=http://127.0.0.1:$moto_port
 export MOTO_AUTH_URL=http://127.0.0.1:$moto_auth_port
+export MOTO_SERIAL_URL=http://127.0.0.1:$moto_serial_port
 export AZURITE_URL=http://127.0.0.1:$azurite_port/devstoreaccount1
 export AZURITE_OAUTH_URL=https://127.0.0.1:$azurite_oauth_port/devstoreaccount1
 export AZURE_AUTHORITY_HOST=https://127.0.0.1:$token_port

@@ -16,6 +16,12 @@ pub fn moto_auth_url() -> String {
     required("MOTO_AUTH_URL", "the moto server with IAM enforcement")
 }
 
+/// moto server answering one request at a time: for races of create-only writes, which the
+/// threaded moto does not decide atomically (see `tests/scripts/moto_serial.py`).
+pub fn moto_serial_url() -> String {
+    required("MOTO_SERIAL_URL", "the single-threaded moto server")
+}
+
 /// Azurite blob endpoint over http, account devstoreaccount1.
 pub fn azurite_url() -> String {
     required("AZURITE_URL", "Azurite")

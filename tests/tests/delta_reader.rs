@@ -29,7 +29,7 @@ use exporter::model::format::{PartFormat, TableFormat};
 use exporter::model::hour_request::ExportMode;
 use exporter::model::layout_kind::LayoutKind;
 use exporter::ports::ObjectStore;
-use integration_tests::emulators::{azurite_url, moto_url, unique_name};
+use integration_tests::emulators::{azurite_url, moto_serial_url, moto_url, unique_name};
 use integration_tests::{azurite, moto};
 use serde_json::{json, Value};
 
@@ -347,7 +347,8 @@ async fn concurrent_commits_serialise(dest: Arc<dyn ObjectStore>, trials: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_hours_serialise_on_s3_conditional_puts() {
-    let cfg = moto::admin_config(&moto_url());
+    // The single-threaded moto: the threaded one can let two create-only puts both win.
+    let cfg = moto::admin_config(&moto_serial_url());
     let bucket = unique_name("delta-race");
     moto::create_bucket(&cfg, &bucket).await;
     concurrent_commits_serialise(Arc::new(S3Store::new(moto::s3_client(&cfg), &bucket)), 10).await;

@@ -13,7 +13,7 @@ use exporter::ports::{CreateOutcome, ObjectStore};
 use exporter::runtime::factory::{open_store, CloudContext};
 use exporter::ExportError;
 use integration_tests::conformance::store_conformance;
-use integration_tests::emulators::{moto_url, unique_name};
+use integration_tests::emulators::{moto_serial_url, moto_url, unique_name};
 use integration_tests::moto::{self, admin_config, create_bucket, create_kms_key, s3_client, ROLE_TEMPLATE};
 
 fn s3_dest(bucket: &str, kms: Option<String>) -> Destination {
@@ -116,7 +116,8 @@ async fn sse_kms_is_on_every_object_written_with_a_key() {
 
 #[tokio::test]
 async fn create_only_writes_have_exactly_one_winner() {
-    let url = moto_url();
+    // The single-threaded moto: the threaded one can let two create-only puts both win.
+    let url = moto_serial_url();
     let cfg = admin_config(&url);
     let bucket = unique_name("claim");
     create_bucket(&cfg, &bucket).await;
