@@ -239,6 +239,9 @@ pub struct ExportEvent {
     /// The timestamp fields as numbers, in [`TIMESTAMP_FIELDS`] order (typed columns use
     /// them instead of parsing the text back).
     times: [Option<Micros>; TIMESTAMP_FIELDS.len()],
+    /// Bit `i` set: field `i` is a JSON string with escapes. Typed columns then decode it;
+    /// every other string is copied between its quotes without being searched for `\`.
+    escapes: u64,
 }
 
 impl ExportEvent {
@@ -257,6 +260,11 @@ impl ExportEvent {
     pub fn field_range(&self, index: usize) -> std::ops::Range<usize> {
         let (a, b) = self.spans[index];
         a as usize..b as usize
+    }
+
+    /// Whether field `index` is a JSON string holding escapes (`\"`, `\n`, `\u00e9`, ...).
+    pub fn has_escapes(&self, index: usize) -> bool {
+        self.escapes & (1 << index) != 0
     }
 
     /// The field's value when it is a JSON string without escapes (ids, event types).
@@ -287,9 +295,14 @@ impl ExportEvent {
             if !edit(i, &self.line[a as usize..b as usize], scratch) {
                 scratch.truncate(start);
                 scratch.extend_from_slice(&self.line[a as usize..b as usize]);
-            } else if &scratch[start..] == b"null" {
-                if let Some(slot) = TIMESTAMP_FIELDS.iter().position(|&t| t == i) {
-                    self.times[slot] = None;
+            } else {
+                let written = &scratch[start..];
+                let escaped = written.first() == Some(&b'"') && memchr::memchr(b'\\', written).is_some();
+                self.escapes = (self.escapes & !(1 << i)) | (u64::from(escaped) << i);
+                if written == b"null" {
+                    if let Some(slot) = TIMESTAMP_FIELDS.iter().position(|&t| t == i) {
+                        self.times[slot] = None;
+                    }
                 }
             }
             copied = b as usize;
@@ -326,6 +339,36 @@ impl FilterSubject for ExportEvent {
             _ => None,
         }
     }
+}
+
+/// What comes before each field's value in an export line: `{"server_received_time":`, then
+/// `,"app":` and so on, each written with one copy.
+struct KeyPrefixes {
+    text: String,
+    ends: [usize; N],
+}
+
+impl KeyPrefixes {
+    fn of(&self, index: usize) -> &[u8] {
+        let start = if index == 0 { 0 } else { self.ends[index - 1] };
+        &self.text.as_bytes()[start..self.ends[index]]
+    }
+}
+
+fn key_prefixes() -> &'static KeyPrefixes {
+    static PREFIXES: OnceLock<KeyPrefixes> = OnceLock::new();
+    PREFIXES.get_or_init(|| {
+        let mut text = String::new();
+        let mut ends = [0; N];
+        for (i, name) in EXPORT_FIELDS.iter().enumerate() {
+            text.push(if i == 0 { '{' } else { ',' });
+            text.push('"');
+            text.push_str(name);
+            text.push_str("\":");
+            ends[i] = text.len();
+        }
+        KeyPrefixes { text, ends }
+    })
 }
 
 /// Why a raw line could not become an export event (reported with file and line).
@@ -383,40 +426,44 @@ impl Normalizer {
         }
         out.line.clear();
         out.spans.clear();
-        out.line.push(b'{');
+        out.escapes = 0;
+        let keys = key_prefixes();
         for (i, name) in EXPORT_FIELDS.iter().enumerate() {
-            if i > 0 {
-                out.line.push(b',');
-            }
-            out.line.push(b'"');
-            out.line.extend_from_slice(name.as_bytes());
-            out.line.extend_from_slice(b"\":");
+            out.line.extend_from_slice(keys.of(i));
             let start = out.line.len();
-            match field_kind(i) {
-                FieldKind::Timestamp => match times[i] {
-                    Some(t) => {
-                        out.line.push(b'"');
-                        write_export_timestamp(&mut out.line, t, self.timestamps);
-                        out.line.push(b'"');
+            let escaped = match field_kind(i) {
+                FieldKind::Timestamp => {
+                    match times[i] {
+                        Some(t) => {
+                            out.line.push(b'"');
+                            write_export_timestamp(&mut out.line, t, self.timestamps);
+                            out.line.push(b'"');
+                        }
+                        None => out.line.extend_from_slice(b"null"),
                     }
-                    None => out.line.extend_from_slice(b"null"),
-                },
+                    false
+                }
                 FieldKind::Uuid => self.write_uuid(&raw, text, &mut out.line)?,
-                _ if i == APP && is_null(raw.slots[i]) => out.line.extend_from_slice(self.project_id.as_bytes()),
+                _ if i == APP && is_null(raw.slots[i]) => {
+                    out.line.extend_from_slice(self.project_id.as_bytes());
+                    false
+                }
                 kind => write_value(name, kind, raw.slots[i], &mut out.line)?,
-            }
+            };
+            out.escapes |= u64::from(escaped) << i;
             out.spans.push((start as u32, out.line.len() as u32));
         }
         out.line.push(b'}');
         Ok(())
     }
 
-    fn write_uuid(&self, raw: &RawEvent<'_>, text: &str, out: &mut Vec<u8>) -> Result<(), InvalidReason> {
+    /// Writes the uuid; whether it holds escapes (a given one may, a derived one never).
+    fn write_uuid(&self, raw: &RawEvent<'_>, text: &str, out: &mut Vec<u8>) -> Result<bool, InvalidReason> {
         if let Some(v) = raw.slots[UUID] {
             if v.get().starts_with('"') {
-                check_string(v.get()).map_err(|r| InvalidReason(r.for_field("uuid")))?;
+                let escaped = check_string(v.get()).map_err(|r| InvalidReason(r.for_field("uuid")))?;
                 out.extend_from_slice(v.get().as_bytes());
-                return Ok(());
+                return Ok(escaped);
             }
         }
         let mut h = Sha256::new();
@@ -444,7 +491,7 @@ impl Normalizer {
             out.extend_from_slice(part.as_bytes());
         }
         out.push(b'"');
-        Ok(())
+        Ok(false)
     }
 }
 
@@ -485,12 +532,12 @@ fn is_integer_text(s: &str) -> bool {
     !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit()) && s.parse::<i64>().is_ok()
 }
 
-/// Writes one (non-timestamp) field's export value. Every value written is one that strict
+/// Writes one (non-timestamp) field's export value; whether it is a string with escapes. Every value written is one that strict
 /// JSON readers and the Parquet column of its field accept ([`crate::export::value_limits`]).
-fn write_value(name: &str, kind: FieldKind, raw: Option<&RawValue>, out: &mut Vec<u8>) -> Result<(), InvalidReason> {
+fn write_value(name: &str, kind: FieldKind, raw: Option<&RawValue>, out: &mut Vec<u8>) -> Result<bool, InvalidReason> {
     let Some(raw) = raw.map(RawValue::get).filter(|r| *r != "null") else {
         out.extend_from_slice(b"null");
-        return Ok(());
+        return Ok(false);
     };
     let refused = |r: Refusal| InvalidReason(r.for_field(name));
     let first = raw.as_bytes()[0];
@@ -501,8 +548,9 @@ fn write_value(name: &str, kind: FieldKind, raw: Option<&RawValue>, out: &mut Ve
         }
         FieldKind::Str | FieldKind::Uuid => match first {
             b'"' => {
-                check_string(raw).map_err(refused)?;
-                out.extend_from_slice(raw.as_bytes())
+                let escaped = check_string(raw).map_err(refused)?;
+                out.extend_from_slice(raw.as_bytes());
+                return Ok(escaped);
             }
             b'{' | b'[' => return Err(wrong(name, "a string", raw)),
             _ => {
@@ -562,7 +610,8 @@ fn write_value(name: &str, kind: FieldKind, raw: Option<&RawValue>, out: &mut Ve
         },
         FieldKind::Timestamp => unreachable!("timestamps are parsed by parse_time"),
     }
-    Ok(())
+    // A scalar or any value may be a string too (`sample_rate` is a text column).
+    Ok(matches!(kind, FieldKind::Scalar | FieldKind::Any) && first == b'"' && raw.contains('\\'))
 }
 
 /// The export fields that hold timestamps (indexes into [`EXPORT_FIELDS`]).
@@ -701,6 +750,48 @@ mod tests {
         let iso: serde_json::Value = serde_json::from_slice(&ev.line).unwrap();
         assert_eq!(iso["client_event_time"], "2020-11-24T09:59:55.977000");
         assert!(norm(r#"{"$schema":"v12"}"#).unwrap_err().0.contains("$schema"));
+    }
+
+    /// The escape bits say exactly which fields are strings with escapes (typed columns trust
+    /// them instead of searching each value), after normalising and after a rewrite.
+    #[test]
+    fn escape_bits_match_the_values_written() {
+        let lines = [
+            r#"{"event_type":"play \"x\"","device_id":"d\u00e9","$insert_id":"i1","user_id":"plain","sample_rate":"0.5\n"}"#,
+            r#"{"event_type":"play","device_id":"d","$insert_id":"i\\2","uuid":"u\/1","event_properties":{"k":"v\"w"},"amplitude_attribution_ids":"a\tb","sample_rate":1}"#,
+            r#"{"event_type":7,"device_id":"d","$insert_id":"i3","city":"S\u00e3o Paulo","paying":"true","location_lat":"1.5"}"#,
+        ];
+        let normalizer = Normalizer::new("187520", TimestampFormat::Amplitude);
+        let mut event = ExportEvent::default();
+        let mut seen = 0;
+        let check = |event: &ExportEvent| {
+            for (i, name) in EXPORT_FIELDS.iter().enumerate() {
+                let raw = event.field_json(i);
+                let expected = raw.first() == Some(&b'"') && raw.contains(&b'\\');
+                assert_eq!(event.has_escapes(i), expected, "{name} = {}", String::from_utf8_lossy(raw));
+            }
+        };
+        for line in lines {
+            normalizer.normalize(line.as_bytes(), &mut event).unwrap();
+            check(&event);
+            seen += (0..N).filter(|&i| event.has_escapes(i)).count();
+        }
+        assert_eq!(seen, 7, "every escaped string in the lines above is seen");
+        // A rewrite sets the bit of a value that gains escapes and clears it where they go.
+        let mut scratch = Vec::new();
+        event.rewrite_fields(&mut scratch, |i, _, out| match EXPORT_FIELDS[i] {
+            "city" => {
+                out.extend_from_slice(b"\"plain\"");
+                true
+            }
+            "os_name" => {
+                out.extend_from_slice(br#""a\\b""#);
+                true
+            }
+            _ => false,
+        });
+        check(&event);
+        assert!(event.has_escapes(field_index("os_name").unwrap()) && !event.has_escapes(field_index("city").unwrap()));
     }
 
     #[test]

@@ -72,9 +72,12 @@ pub fn check_value(raw: &str) -> Result<(), Refusal> {
     walk.value(0)
 }
 
-/// Checks one raw JSON string token (quotes included).
-pub fn check_string(raw: &str) -> Result<(), Refusal> {
-    Walk { b: raw.as_bytes(), i: 0, keys: Vec::new() }.string()
+/// Checks one raw JSON string token (quotes included); `Ok(true)` when it holds escapes
+/// (every escape decodes to fewer bytes than it takes, so the decoded length tells).
+#[inline]
+pub fn check_string(raw: &str) -> Result<bool, Refusal> {
+    let decoded = Walk { b: raw.as_bytes(), i: 0, keys: Vec::new() }.string()?;
+    Ok(decoded + 2 < raw.len())
 }
 
 /// Checks one raw JSON number token for a 64-bit float column or reader.
@@ -132,7 +135,7 @@ impl Walk<'_> {
     fn value(&mut self, depth: usize) -> Result<(), Refusal> {
         self.skip_ws();
         match self.peek() {
-            b'"' => self.string(),
+            b'"' => self.string().map(drop),
             b'{' => self.object(depth + 1),
             b'[' => self.list(depth + 1),
             b't' | b'n' => {
@@ -235,7 +238,8 @@ impl Walk<'_> {
     /// A string token: escapes decode to Unicode scalar values, and its UTF-8 length is
     /// within [`MAX_STRING_BYTES`]. Raw control characters never get here (serde_json
     /// refuses them).
-    fn string(&mut self) -> Result<(), Refusal> {
+    /// Walks a string token; its length once decoded.
+    fn string(&mut self) -> Result<usize, Refusal> {
         let start = self.i;
         self.i += 1;
         let mut decoded = 0usize;
@@ -292,7 +296,7 @@ impl Walk<'_> {
                 shown(&self.b[start..(start + 41).min(self.b.len())])
             )));
         }
-        Ok(())
+        Ok(decoded)
     }
 
     fn hex4(&self, at: usize) -> Result<u16, Refusal> {
