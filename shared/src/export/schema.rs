@@ -244,6 +244,9 @@ pub struct ExportEvent {
     escapes: u64,
 }
 
+// One escape bit per export field.
+const _: () = assert!(N <= u64::BITS as usize);
+
 impl ExportEvent {
     /// Microseconds since the epoch of timestamp field `index` (an index into
     /// [`EXPORT_FIELDS`]), `None` when null or not a timestamp field.
@@ -532,8 +535,9 @@ fn is_integer_text(s: &str) -> bool {
     !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit()) && s.parse::<i64>().is_ok()
 }
 
-/// Writes one (non-timestamp) field's export value; whether it is a string with escapes. Every value written is one that strict
-/// JSON readers and the Parquet column of its field accept ([`crate::export::value_limits`]).
+/// Writes one (non-timestamp) field's export value and says whether it is a string with
+/// escapes. Every value written is one that strict JSON readers and the Parquet column of its
+/// field accept ([`crate::export::value_limits`]).
 fn write_value(name: &str, kind: FieldKind, raw: Option<&RawValue>, out: &mut Vec<u8>) -> Result<bool, InvalidReason> {
     let Some(raw) = raw.map(RawValue::get).filter(|r| *r != "null") else {
         out.extend_from_slice(b"null");
