@@ -101,11 +101,11 @@ impl ColumnBuilder {
     }
 
     /// Appends export field `index` of `event`, whose JSON text is `raw` (a string with escapes
-    /// when `escaped`, which the normaliser found while checking it). The normaliser
+    /// only where the normaliser marked it so). The normaliser
     /// has already checked every value against its kind and against what Parquet and strict
     /// readers accept ([`crate::export::value_limits`]), so a value that does not convert is
     /// a bug, not bad input.
-    fn append(&mut self, event: &ExportEvent, index: usize, raw: &str, escaped: bool, json_column: bool) -> Result<()> {
+    fn append(&mut self, event: &ExportEvent, index: usize, raw: &str, json_column: bool) -> Result<()> {
         let null = raw == "null";
         let unconvertible = || {
             let shown: String = raw.chars().take(40).collect();
@@ -126,7 +126,7 @@ impl ColumnBuilder {
             ColumnBuilder::Text(b) if null => b.append_null(),
             ColumnBuilder::Text(b) => match raw.as_bytes()[0] {
                 // A string's content; escapes (rare in ids and names) are decoded.
-                b'"' if !json_column && !escaped => b.append_value(&raw[1..raw.len() - 1]),
+                b'"' if !json_column && !event.has_escapes(index) => b.append_value(&raw[1..raw.len() - 1]),
                 b'"' if !json_column => b.append_value(serde_json::from_str::<String>(raw).map_err(|_| unconvertible())?),
                 // JSON columns keep the JSON text; a scalar (`sample_rate`) its text.
                 _ => b.append_value(raw),
@@ -241,7 +241,7 @@ impl ParquetPartEncoder {
         let line = std::str::from_utf8(&event.line).map_err(|e| ExportError::Internal(format!("an export line is not UTF-8: {e}")))?;
         for (i, builder) in self.builders.iter_mut().enumerate() {
             let raw = line.get(event.field_range(i)).ok_or_else(|| ExportError::Internal(format!("export field {} has no value", EXPORT_FIELDS[i])))?;
-            builder.append(event, i, raw, event.has_escapes(i), self.json_columns[i])?;
+            builder.append(event, i, raw, self.json_columns[i])?;
         }
         self.rows_in_batch += 1;
         self.rows_in_group += 1;

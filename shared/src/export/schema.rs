@@ -273,7 +273,7 @@ impl ExportEvent {
     /// The field's value when it is a JSON string without escapes (ids, event types).
     pub fn field_str(&self, index: usize) -> Option<&str> {
         let raw = self.field_json(index);
-        if raw.len() >= 2 && raw[0] == b'"' && !raw.contains(&b'\\') {
+        if raw.len() >= 2 && raw[0] == b'"' && !self.has_escapes(index) {
             std::str::from_utf8(&raw[1..raw.len() - 1]).ok()
         } else {
             // Not a string, or a string with escapes (never an id or event type we match).
@@ -300,8 +300,7 @@ impl ExportEvent {
                 scratch.extend_from_slice(&self.line[a as usize..b as usize]);
             } else {
                 let written = &scratch[start..];
-                let escaped = written.first() == Some(&b'"') && memchr::memchr(b'\\', written).is_some();
-                self.escapes = (self.escapes & !(1 << i)) | (u64::from(escaped) << i);
+                self.escapes = (self.escapes & !(1 << i)) | (u64::from(is_escaped_string(written)) << i);
                 if written == b"null" {
                     if let Some(slot) = TIMESTAMP_FIELDS.iter().position(|&t| t == i) {
                         self.times[slot] = None;
@@ -615,7 +614,13 @@ fn write_value(name: &str, kind: FieldKind, raw: Option<&RawValue>, out: &mut Ve
         FieldKind::Timestamp => unreachable!("timestamps are parsed by parse_time"),
     }
     // A scalar or any value may be a string too (`sample_rate` is a text column).
-    Ok(matches!(kind, FieldKind::Scalar | FieldKind::Any) && first == b'"' && raw.contains('\\'))
+    Ok(matches!(kind, FieldKind::Scalar | FieldKind::Any) && is_escaped_string(raw.as_bytes()))
+}
+
+/// Whether a JSON value's text is a string holding escapes, for values whose check did not
+/// already tell (a string's escapes are the only backslashes it can hold).
+fn is_escaped_string(raw: &[u8]) -> bool {
+    raw.first() == Some(&b'"') && memchr::memchr(b'\\', raw).is_some()
 }
 
 /// The export fields that hold timestamps (indexes into [`EXPORT_FIELDS`]).
